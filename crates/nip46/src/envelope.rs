@@ -139,13 +139,15 @@ impl Conversation {
             self.nip04 = Some(nip04_shared_key(local, &self.peer)?);
         }
         // Invariant: set just above when it was `None`.
-        self.nip04
-            .as_deref()
-            .ok_or(EnvelopeError::BadPeerKey)
+        self.nip04.as_deref().ok_or(EnvelopeError::BadPeerKey)
     }
 
     /// Decrypt content from the peer, detecting the scheme.
-    pub fn decrypt(&mut self, local: &Keys, content: &str) -> Result<(Scheme, String), EnvelopeError> {
+    pub fn decrypt(
+        &mut self,
+        local: &Keys,
+        content: &str,
+    ) -> Result<(Scheme, String), EnvelopeError> {
         let scheme = Scheme::detect(content);
         let bytes = match scheme {
             Scheme::Nip44 => nip44_decrypt(&self.nip44, content)?,
@@ -165,14 +167,19 @@ impl Conversation {
     ) -> Result<String, EnvelopeError> {
         match scheme {
             Scheme::Nip44 => {
-                let payload = v2::encrypt_to_bytes_with_nonce(&self.nip44, plaintext.as_bytes(), *nonce)
-                    .map_err(|e| EnvelopeError::Encrypt(e.to_string()))?;
+                let payload =
+                    v2::encrypt_to_bytes_with_nonce(&self.nip44, plaintext.as_bytes(), *nonce)
+                        .map_err(|e| EnvelopeError::Encrypt(e.to_string()))?;
                 Ok(BASE64.encode(payload))
             }
             Scheme::Nip04 => {
                 let mut iv = [0u8; 16];
                 iv.copy_from_slice(&nonce[..16]);
-                Ok(nip04_encrypt(self.nip04_key(local)?, plaintext.as_bytes(), &iv))
+                Ok(nip04_encrypt(
+                    self.nip04_key(local)?,
+                    plaintext.as_bytes(),
+                    &iv,
+                ))
             }
         }
     }
@@ -188,7 +195,8 @@ fn nip44_decrypt(key: &ConversationKey, content: &str) -> Result<Vec<u8>, Envelo
     if payload.first() != Some(&2) {
         return Err(EnvelopeError::Undecryptable("unsupported NIP-44 version"));
     }
-    v2::decrypt_to_bytes(key, &payload).map_err(|_| EnvelopeError::Undecryptable("NIP-44 MAC or padding"))
+    v2::decrypt_to_bytes(key, &payload)
+        .map_err(|_| EnvelopeError::Undecryptable("NIP-44 MAC or padding"))
 }
 
 /// The NIP-04 key: the x coordinate of the ECDH point, unhashed (per NIP-04).
@@ -263,7 +271,9 @@ pub fn precheck(event: &Event, recipient: &PublicKey) -> Result<(), EnvelopeErro
 
 /// Verify the event id and signature.
 pub fn verify(event: &Event) -> Result<(), EnvelopeError> {
-    event.verify_with_ctx(&SECP).map_err(|_| EnvelopeError::BadSignature)
+    event
+        .verify_with_ctx(&SECP)
+        .map_err(|_| EnvelopeError::BadSignature)
 }
 
 /// Build a signed kind-24133 event carrying `plaintext` to the conversation's peer.
@@ -368,9 +378,16 @@ mod tests {
         let (a, b) = (keys(1), keys(2));
         let mut conv = Conversation::new(&a, b.public_key()).unwrap();
         let ct = conv.encrypt(&a, Scheme::Nip44, "hello", &[7; 32]).unwrap();
-        assert_eq!(nip44::decrypt(b.secret_key(), &a.public_key(), &ct).unwrap(), "hello");
-        let theirs = nip44::encrypt(b.secret_key(), &a.public_key(), "back", nip44::Version::V2).unwrap();
-        assert_eq!(conv.decrypt(&a, &theirs).unwrap(), (Scheme::Nip44, "back".to_string()));
+        assert_eq!(
+            nip44::decrypt(b.secret_key(), &a.public_key(), &ct).unwrap(),
+            "hello"
+        );
+        let theirs =
+            nip44::encrypt(b.secret_key(), &a.public_key(), "back", nip44::Version::V2).unwrap();
+        assert_eq!(
+            conv.decrypt(&a, &theirs).unwrap(),
+            (Scheme::Nip44, "back".to_string())
+        );
     }
 
     #[test]
@@ -379,9 +396,15 @@ mod tests {
         let mut conv = Conversation::new(&a, b.public_key()).unwrap();
         let ct = conv.encrypt(&a, Scheme::Nip04, "legacy", &[9; 32]).unwrap();
         assert!(ct.contains("?iv="));
-        assert_eq!(nip04::decrypt(b.secret_key(), &a.public_key(), &ct).unwrap(), "legacy");
+        assert_eq!(
+            nip04::decrypt(b.secret_key(), &a.public_key(), &ct).unwrap(),
+            "legacy"
+        );
         let theirs = nip04::encrypt(b.secret_key(), &a.public_key(), "old client").unwrap();
-        assert_eq!(conv.decrypt(&a, &theirs).unwrap(), (Scheme::Nip04, "old client".to_string()));
+        assert_eq!(
+            conv.decrypt(&a, &theirs).unwrap(),
+            (Scheme::Nip04, "old client".to_string())
+        );
     }
 
     #[test]
@@ -391,7 +414,15 @@ mod tests {
             let mut c2s = Conversation::new(&client, signer.public_key()).unwrap();
             let mut s2c = Conversation::new(&signer, client.public_key()).unwrap();
             let req = r#"{"id":"1","method":"ping","params":[]}"#;
-            let event = seal(&client, &mut c2s, scheme, req, Timestamp::from_secs(100), &entropy(1)).unwrap();
+            let event = seal(
+                &client,
+                &mut c2s,
+                scheme,
+                req,
+                Timestamp::from_secs(100),
+                &entropy(1),
+            )
+            .unwrap();
             assert_eq!(event.kind, Kind::NostrConnect);
             event.verify().unwrap();
             let opened = open_request(&signer, &mut s2c, &event).unwrap();
@@ -400,7 +431,15 @@ mod tests {
             assert_eq!(request.id, "1");
 
             let reply = Response::ok("1", "pong").to_json();
-            let event = seal(&signer, &mut s2c, opened.scheme, &reply, Timestamp::from_secs(101), &entropy(2)).unwrap();
+            let event = seal(
+                &signer,
+                &mut s2c,
+                opened.scheme,
+                &reply,
+                Timestamp::from_secs(101),
+                &entropy(2),
+            )
+            .unwrap();
             let opened = open_response(&client, &mut c2s, &event).unwrap();
             assert_eq!(opened.body, Response::ok("1", "pong"));
             assert_eq!(opened.scheme, scheme);
@@ -412,41 +451,88 @@ mod tests {
         let (signer, client, stranger) = (keys(7), keys(8), keys(9));
         let mut c2s = Conversation::new(&client, signer.public_key()).unwrap();
         let mut s2c = Conversation::new(&signer, client.public_key()).unwrap();
-        let event = seal(&client, &mut c2s, Scheme::Nip44, "{}", Timestamp::from_secs(1), &entropy(3)).unwrap();
+        let event = seal(
+            &client,
+            &mut c2s,
+            Scheme::Nip44,
+            "{}",
+            Timestamp::from_secs(1),
+            &entropy(3),
+        )
+        .unwrap();
 
         // Addressed to someone else.
         let mut to_stranger = Conversation::new(&stranger, client.public_key()).unwrap();
-        assert_eq!(open_text(&stranger, &mut to_stranger, &event).unwrap_err(), EnvelopeError::NotForUs);
+        assert_eq!(
+            open_text(&stranger, &mut to_stranger, &event).unwrap_err(),
+            EnvelopeError::NotForUs
+        );
 
         // Tampered content breaks the id.
         let mut tampered = event.clone();
         tampered.content.push('A');
-        assert_eq!(open_text(&signer, &mut s2c, &tampered).unwrap_err(), EnvelopeError::BadSignature);
+        assert_eq!(
+            open_text(&signer, &mut s2c, &tampered).unwrap_err(),
+            EnvelopeError::BadSignature
+        );
 
         // Wrong kind.
-        let unsigned = UnsignedEvent::new(client.public_key(), Timestamp::from_secs(1), Kind::TextNote, [Tag::public_key(signer.public_key())], "x");
+        let unsigned = UnsignedEvent::new(
+            client.public_key(),
+            Timestamp::from_secs(1),
+            Kind::TextNote,
+            [Tag::public_key(signer.public_key())],
+            "x",
+        );
         let note = sign(&client, unsigned, &[0; 32]).unwrap();
-        assert_eq!(precheck(&note, &signer.public_key()).unwrap_err(), EnvelopeError::WrongKind(1));
+        assert_eq!(
+            precheck(&note, &signer.public_key()).unwrap_err(),
+            EnvelopeError::WrongKind(1)
+        );
 
         // Oversized.
         let mut big = event.clone();
         big.content = "A".repeat(MAX_CONTENT_LEN + 1);
-        assert!(matches!(precheck(&big, &signer.public_key()), Err(EnvelopeError::TooLarge(_))));
+        assert!(matches!(
+            precheck(&big, &signer.public_key()),
+            Err(EnvelopeError::TooLarge(_))
+        ));
 
         // Garbage content, properly signed.
         for garbage in ["not base64!", "#v3", "AAAA", "abc?iv=zzz"] {
-            let unsigned = UnsignedEvent::new(client.public_key(), Timestamp::from_secs(1), Kind::NostrConnect, [Tag::public_key(signer.public_key())], garbage);
+            let unsigned = UnsignedEvent::new(
+                client.public_key(),
+                Timestamp::from_secs(1),
+                Kind::NostrConnect,
+                [Tag::public_key(signer.public_key())],
+                garbage,
+            );
             let ev = sign(&client, unsigned, &[0; 32]).unwrap();
-            assert!(matches!(open_text(&signer, &mut s2c, &ev), Err(EnvelopeError::Undecryptable(_))), "{garbage}");
+            assert!(
+                matches!(
+                    open_text(&signer, &mut s2c, &ev),
+                    Err(EnvelopeError::Undecryptable(_))
+                ),
+                "{garbage}"
+            );
         }
     }
 
     #[test]
     fn sign_produces_valid_events_and_refuses_wrong_key() {
         let k = keys(10);
-        let unsigned = UnsignedEvent::new(k.public_key(), Timestamp::from_secs(1), Kind::TextNote, [], "hi");
+        let unsigned = UnsignedEvent::new(
+            k.public_key(),
+            Timestamp::from_secs(1),
+            Kind::TextNote,
+            [],
+            "hi",
+        );
         let ev = sign(&k, unsigned.clone(), &[1; 32]).unwrap();
         ev.verify().unwrap();
-        assert_eq!(sign(&keys(11), unsigned, &[1; 32]).unwrap_err(), EnvelopeError::WrongSigner);
+        assert_eq!(
+            sign(&keys(11), unsigned, &[1; 32]).unwrap_err(),
+            EnvelopeError::WrongSigner
+        );
     }
 }

@@ -26,8 +26,8 @@ pub use envelope::{Conversation, Entropy, EnvelopeError, Scheme};
 pub use method::{Method, UnknownMethod};
 pub use permission::{Permission, PermissionError, PermissionSet, Preset};
 pub use request::{
-    ClientMetadata, Command, ConnectParams, EventTemplate, MAX_ID_LEN, MAX_PARAMS_LEN,
-    ParamsError, Request, RequestError,
+    ClientMetadata, Command, ConnectParams, EventTemplate, MAX_ID_LEN, MAX_PARAMS_LEN, ParamsError,
+    Request, RequestError,
 };
 pub use response::{
     ErrorCode, Outcome, Response, ResponseError, RpcError, parse_relay_list, relay_list_json,

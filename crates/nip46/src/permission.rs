@@ -63,7 +63,9 @@ impl fmt::Display for Permission {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PermissionError {
     /// The method name is not a NIP-46 method.
-    #[error("unknown method `{0}` in permission list; expected one of the NIP-46 method names or a preset (read, write, encrypt, full)")]
+    #[error(
+        "unknown method `{0}` in permission list; expected one of the NIP-46 method names or a preset (read, write, encrypt, full)"
+    )]
     UnknownMethod(String),
     /// `sign_event:` must be followed by an event kind from 0 to 65535.
     #[error("`sign_event:{0}` is not a valid event kind; use a number from 0 to 65535")]

@@ -246,7 +246,9 @@ impl EventTemplate {
             .map_err(|e| ParamsError::new(format!("event template is not valid: {e}")))?;
         let mut tags = Vec::with_capacity(wire.tags.len());
         for tag in wire.tags {
-            tags.push(Tag::parse(tag).map_err(|_| ParamsError::new("event template has an empty tag"))?);
+            tags.push(
+                Tag::parse(tag).map_err(|_| ParamsError::new("event template has an empty tag"))?,
+            );
         }
         let pubkey = match wire.pubkey.as_deref() {
             None | Some("") => None,
@@ -401,14 +403,28 @@ impl Command {
                     .ok_or_else(|| ParamsError::new("sign_event needs an event template"))?;
                 Command::SignEvent(EventTemplate::parse(&template)?)
             }
-            Method::Nip04Encrypt | Method::Nip04Decrypt | Method::Nip44Encrypt
+            Method::Nip04Encrypt
+            | Method::Nip04Decrypt
+            | Method::Nip44Encrypt
             | Method::Nip44Decrypt => {
                 let (peer, text) = peer_and_text(method, &mut params)?;
                 match method {
-                    Method::Nip04Encrypt => Command::Nip04Encrypt { peer, plaintext: text },
-                    Method::Nip04Decrypt => Command::Nip04Decrypt { peer, ciphertext: text },
-                    Method::Nip44Encrypt => Command::Nip44Encrypt { peer, plaintext: text },
-                    _ => Command::Nip44Decrypt { peer, ciphertext: text },
+                    Method::Nip04Encrypt => Command::Nip04Encrypt {
+                        peer,
+                        plaintext: text,
+                    },
+                    Method::Nip04Decrypt => Command::Nip04Decrypt {
+                        peer,
+                        ciphertext: text,
+                    },
+                    Method::Nip44Encrypt => Command::Nip44Encrypt {
+                        peer,
+                        plaintext: text,
+                    },
+                    _ => Command::Nip44Decrypt {
+                        peer,
+                        ciphertext: text,
+                    },
                 }
             }
         };
@@ -421,7 +437,10 @@ impl Command {
             Command::Connect(p) => {
                 let mut v = vec![
                     p.target.map(|k| k.to_hex()).unwrap_or_default(),
-                    p.secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default(),
+                    p.secret
+                        .as_ref()
+                        .map(|s| s.expose().to_owned())
+                        .unwrap_or_default(),
                 ];
                 let perms = p.requested_perms.to_string();
                 if let Some(meta) = &p.metadata {
@@ -436,10 +455,22 @@ impl Command {
                 v
             }
             Command::SignEvent(t) => vec![t.to_json()],
-            Command::Nip04Encrypt { peer, plaintext: text }
-            | Command::Nip04Decrypt { peer, ciphertext: text }
-            | Command::Nip44Encrypt { peer, plaintext: text }
-            | Command::Nip44Decrypt { peer, ciphertext: text } => {
+            Command::Nip04Encrypt {
+                peer,
+                plaintext: text,
+            }
+            | Command::Nip04Decrypt {
+                peer,
+                ciphertext: text,
+            }
+            | Command::Nip44Encrypt {
+                peer,
+                plaintext: text,
+            }
+            | Command::Nip44Decrypt {
+                peer,
+                ciphertext: text,
+            } => {
                 vec![peer.to_hex(), text.clone()]
             }
             _ => Vec::new(),
@@ -486,7 +517,10 @@ fn parse_hex_pubkey(s: &str) -> Result<PublicKey, ParamsError> {
         )));
     }
     PublicKey::from_hex(s).map_err(|_| {
-        ParamsError::new(format!("`{}` is not a point on the curve", truncate_for_display(s)))
+        ParamsError::new(format!(
+            "`{}` is not a point on the curve",
+            truncate_for_display(s)
+        ))
     })
 }
 
@@ -495,17 +529,22 @@ impl ConnectParams {
         let mut params = params;
         let target = match params.next().as_deref() {
             None | Some("") => None,
-            Some(s) if s.starts_with("npub1") => Some(
-                PublicKey::parse(s).map_err(|_| ParamsError::new("connect: invalid npub"))?,
-            ),
+            Some(s) if s.starts_with("npub1") => {
+                Some(PublicKey::parse(s).map_err(|_| ParamsError::new("connect: invalid npub"))?)
+            }
             Some(s) => Some(parse_hex_pubkey(s)?),
         };
-        let secret = params.next().filter(|s| !s.is_empty()).map(ConnectSecret::new);
+        let secret = params
+            .next()
+            .filter(|s| !s.is_empty())
+            .map(ConnectSecret::new);
         let requested_perms = params
             .next()
             .map(|p| PermissionSet::parse_lenient(&p).0)
             .unwrap_or_default();
-        let metadata = params.next().and_then(|m| ClientMetadata::parse_lenient(&m));
+        let metadata = params
+            .next()
+            .and_then(|m| ClientMetadata::parse_lenient(&m));
         Ok(ConnectParams {
             target,
             secret,
@@ -528,12 +567,27 @@ mod tests {
     #[test]
     fn every_method_parses() {
         let cases = [
-            (r#"{"id":"1","method":"connect","params":[]}"#, Method::Connect),
-            (r#"{"id":"1","method":"get_public_key","params":[]}"#, Method::GetPublicKey),
+            (
+                r#"{"id":"1","method":"connect","params":[]}"#,
+                Method::Connect,
+            ),
+            (
+                r#"{"id":"1","method":"get_public_key","params":[]}"#,
+                Method::GetPublicKey,
+            ),
             (r#"{"id":"1","method":"ping"}"#, Method::Ping),
-            (r#"{"id":"1","method":"get_relays","params":[]}"#, Method::GetRelays),
-            (r#"{"id":"1","method":"switch_relays","params":[]}"#, Method::SwitchRelays),
-            (r#"{"id":"1","method":"logout","params":[]}"#, Method::Logout),
+            (
+                r#"{"id":"1","method":"get_relays","params":[]}"#,
+                Method::GetRelays,
+            ),
+            (
+                r#"{"id":"1","method":"switch_relays","params":[]}"#,
+                Method::SwitchRelays,
+            ),
+            (
+                r#"{"id":"1","method":"logout","params":[]}"#,
+                Method::Logout,
+            ),
             (
                 r#"{"id":"1","method":"sign_event","params":["{\"kind\":1,\"content\":\"hi\",\"tags\":[],\"created_at\":1714078911}"]}"#,
                 Method::SignEvent,
@@ -542,7 +596,12 @@ mod tests {
         for (json, method) in cases {
             assert_eq!(parse(json).command.method(), Some(method), "{json}");
         }
-        for m in ["nip04_encrypt", "nip04_decrypt", "nip44_encrypt", "nip44_decrypt"] {
+        for m in [
+            "nip04_encrypt",
+            "nip04_decrypt",
+            "nip44_encrypt",
+            "nip44_decrypt",
+        ] {
             let json = format!(r#"{{"id":"x","method":"{m}","params":["{PK}","text"]}}"#);
             let req = parse(&json);
             assert_eq!(req.command.method_name(), m);
@@ -552,7 +611,9 @@ mod tests {
     #[test]
     fn unknown_method_is_a_distinct_value() {
         let req = parse(r#"{"id":"7","method":"create_account","params":["a"]}"#);
-        assert!(matches!(req.command, Command::Unknown { ref method } if method == "create_account"));
+        assert!(
+            matches!(req.command, Command::Unknown { ref method } if method == "create_account")
+        );
         assert_eq!(req.command.method(), None);
     }
 
@@ -561,7 +622,9 @@ mod tests {
         let req = parse(
             r#"{"id":"1","method":"sign_event","params":["{\"kind\":1,\"content\":\"hi\",\"tags\":[[\"t\",\"x\"]]}"]}"#,
         );
-        let Command::SignEvent(t) = req.command else { panic!() };
+        let Command::SignEvent(t) = req.command else {
+            panic!()
+        };
         assert_eq!(t.kind, Kind::TextNote);
         assert!(t.pubkey.is_none());
         assert!(t.created_at.is_none());
@@ -573,40 +636,57 @@ mod tests {
 
     #[test]
     fn template_as_object_is_accepted() {
-        let req = parse(r#"{"id":"1","method":"sign_event","params":[{"kind":7,"content":"+","tags":[]}]}"#);
+        let req = parse(
+            r#"{"id":"1","method":"sign_event","params":[{"kind":7,"content":"+","tags":[]}]}"#,
+        );
         assert_eq!(req.command.kind(), Some(7));
     }
 
     #[test]
     fn template_with_other_author_is_refused() {
-        let t = EventTemplate::parse(&format!(r#"{{"kind":1,"content":"","tags":[],"pubkey":"{PK}"}}"#))
-            .unwrap();
-        let other = PublicKey::from_hex(
-            "fa984bd7dbb282f07e16e7ae87b26a2a7b9b90b7246a44771f0cf5ae58018f52",
-        )
+        let t = EventTemplate::parse(&format!(
+            r#"{{"kind":1,"content":"","tags":[],"pubkey":"{PK}"}}"#
+        ))
         .unwrap();
+        let other =
+            PublicKey::from_hex("fa984bd7dbb282f07e16e7ae87b26a2a7b9b90b7246a44771f0cf5ae58018f52")
+                .unwrap();
         assert!(t.into_unsigned(other, Timestamp::from_secs(1)).is_err());
     }
 
     #[test]
     fn bad_params_keep_the_id() {
-        let err = Request::parse(r#"{"id":"abc","method":"nip44_encrypt","params":["npub1xyz","t"]}"#)
-            .unwrap_err();
+        let err =
+            Request::parse(r#"{"id":"abc","method":"nip44_encrypt","params":["npub1xyz","t"]}"#)
+                .unwrap_err();
         assert!(matches!(err, RequestError::InvalidParams { ref id, .. } if id == "abc"));
         let err = Request::parse(r#"{"id":"abc","method":"sign_event","params":[]}"#).unwrap_err();
         assert!(matches!(err, RequestError::InvalidParams { .. }));
-        let err = Request::parse(r#"{"id":"abc","method":"sign_event","params":["{\"kind\":1,\"tags\":[[]]}"]}"#)
-            .unwrap_err();
+        let err = Request::parse(
+            r#"{"id":"abc","method":"sign_event","params":["{\"kind\":1,\"tags\":[[]]}"]}"#,
+        )
+        .unwrap_err();
         assert!(matches!(err, RequestError::InvalidParams { .. }));
-        let err = Request::parse(r#"{"id":"abc","method":"sign_event","params":["{\"kind\":70000}"]}"#)
-            .unwrap_err();
+        let err =
+            Request::parse(r#"{"id":"abc","method":"sign_event","params":["{\"kind\":70000}"]}"#)
+                .unwrap_err();
         assert!(matches!(err, RequestError::InvalidParams { .. }));
     }
 
     #[test]
     fn malformed_requests() {
-        for json in ["", "[]", "{}", r#"{"id":"1"}"#, r#"{"id":null,"method":"ping"}"#, r#"{"id":"","method":"ping"}"#] {
-            assert!(matches!(Request::parse(json), Err(RequestError::Malformed(_))), "{json}");
+        for json in [
+            "",
+            "[]",
+            "{}",
+            r#"{"id":"1"}"#,
+            r#"{"id":null,"method":"ping"}"#,
+            r#"{"id":"","method":"ping"}"#,
+        ] {
+            assert!(
+                matches!(Request::parse(json), Err(RequestError::Malformed(_))),
+                "{json}"
+            );
         }
     }
 
@@ -614,20 +694,27 @@ mod tests {
     fn oversized_params_are_invalid() {
         let big = "a".repeat(MAX_PARAMS_LEN + 1);
         let json = format!(r#"{{"id":"1","method":"nip44_encrypt","params":["{PK}","{big}"]}}"#);
-        assert!(matches!(Request::parse(&json), Err(RequestError::InvalidParams { .. })));
+        assert!(matches!(
+            Request::parse(&json),
+            Err(RequestError::InvalidParams { .. })
+        ));
     }
 
     #[test]
     fn connect_variants() {
         let req = parse(r#"{"id":"1","method":"connect","params":["","secret1"]}"#);
-        let Command::Connect(p) = req.command else { panic!() };
+        let Command::Connect(p) = req.command else {
+            panic!()
+        };
         assert!(p.target.is_none());
         assert!(p.secret.unwrap().matches("secret1"));
 
         let json = format!(
             r#"{{"id":"1","method":"connect","params":["{PK}","","sign_event:1,nip44_encrypt","{{\"name\":\"App\",\"url\":\"https://app.example\"}}"]}}"#
         );
-        let Command::Connect(p) = parse(&json).command else { panic!() };
+        let Command::Connect(p) = parse(&json).command else {
+            panic!()
+        };
         assert_eq!(p.target.unwrap().to_hex(), PK);
         assert!(p.secret.is_none());
         assert!(p.requested_perms.allows(Method::SignEvent, Some(1)));
@@ -636,7 +723,9 @@ mod tests {
         assert_eq!(meta.url.as_deref(), Some("https://app.example"));
 
         let json = r#"{"id":"1","method":"connect","params":["","","","not json"]}"#;
-        let Command::Connect(p) = parse(json).command else { panic!() };
+        let Command::Connect(p) = parse(json).command else {
+            panic!()
+        };
         assert!(p.metadata.is_none());
     }
 
@@ -651,7 +740,9 @@ mod tests {
         let req = parse(&json);
         let again = parse(&req.to_json());
         assert_eq!(again.id, "9");
-        assert!(matches!(again.command, Command::Nip44Decrypt { ref ciphertext, .. } if ciphertext == "abc"));
+        assert!(
+            matches!(again.command, Command::Nip44Decrypt { ref ciphertext, .. } if ciphertext == "abc")
+        );
     }
 
     #[test]

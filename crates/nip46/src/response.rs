@@ -60,7 +60,10 @@ impl FromStr for ErrorCode {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s).ok_or(())
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -294,7 +297,10 @@ mod tests {
             let e = RpcError::new(code, "why");
             assert_eq!(RpcError::parse(&e.to_string()), e);
         }
-        assert_eq!(RpcError::parse("rate_limited").code, Some(ErrorCode::RateLimited));
+        assert_eq!(
+            RpcError::parse("rate_limited").code,
+            Some(ErrorCode::RateLimited)
+        );
     }
 
     #[test]

@@ -121,7 +121,9 @@ fn parse_common(s: &str, expected: &'static str) -> Result<(PublicKey, Query), U
                     query.relays.push(relay);
                 }
             }
-            "secret" => set_once(&mut query.secret, "secret", &value, |v| ConnectSecret::new(v))?,
+            "secret" => set_once(&mut query.secret, "secret", &value, |v| {
+                ConnectSecret::new(v)
+            })?,
             "perms" => set_once(&mut query.perms, "perms", &value, |v| {
                 PermissionSet::parse_lenient(v).0
             })?,
@@ -335,7 +337,10 @@ mod tests {
         ));
         assert!(matches!(
             format!("nostrconnect://{pk}?relay=wss://r.example&secret=x").parse::<BunkerUri>(),
-            Err(UriError::WrongScheme { expected: "bunker", .. })
+            Err(UriError::WrongScheme {
+                expected: "bunker",
+                ..
+            })
         ));
         assert_eq!(
             "bunker://abc?relay=wss://r.example".parse::<BunkerUri>(),
@@ -357,7 +362,9 @@ mod tests {
             format!("bunker://{pk}?relay=wss://r.example&secret=a&secret=b").parse::<BunkerUri>(),
             Err(UriError::DuplicateParam("secret"))
         );
-        let many: String = (0..17).map(|i| format!("&relay=wss://r{i}.example")).collect();
+        let many: String = (0..17)
+            .map(|i| format!("&relay=wss://r{i}.example"))
+            .collect();
         assert_eq!(
             format!("bunker://{pk}?x=1{many}").parse::<BunkerUri>(),
             Err(UriError::TooManyRelays)
