@@ -1,26 +1,94 @@
-//! The `rampart` command line.
+//! The `rampart` command line: the bunker daemon, its admin commands, the
+//! embedded relay, and tools.
 
-mod inspect;
+mod cmd;
+mod config;
+mod passphrase;
+
+use std::collections::HashMap;
 
 use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
 
 /// Rampart: a NIP-46 remote signer, client and CLI.
 #[derive(Parser)]
 #[command(name = "rampart", version, about)]
 struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve NIP-46 requests (starts the embedded relay when no relay is configured).
+    Run(cmd::run::Args),
+    /// Manage user keys.
+    #[command(subcommand)]
+    Key(cmd::key::KeyCommand),
+    /// Mint a single-use bunker:// token.
+    Uri(cmd::token::Args),
+    /// Accept a client's nostrconnect:// URI.
+    Connect(cmd::connect::Args),
+    /// List or revoke app sessions.
+    #[command(subcommand)]
+    Sessions(cmd::sessions::SessionsCommand),
+    /// Answer requests waiting for approval.
+    #[command(subcommand)]
+    Approvals(cmd::approvals::ApprovalsCommand),
+    /// Read the audit log.
+    Audit(cmd::audit::Args),
+    /// Run the embedded relay on its own.
+    Relay(cmd::relay::Args),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Explain a bunker:// or nostrconnect:// URI, or a permission list.
-    Inspect(inspect::Args),
+    Inspect(cmd::inspect::Args),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print an annotated example configuration.
+    Default,
+    /// Print the effective configuration (all layers applied).
+    Show,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("RAMPART_")).collect();
+    let config = || Config::load(&cli.overrides, &env);
     match cli.command {
-        Command::Inspect(args) => inspect::run(args),
+        Command::Run(args) => runtime()?.block_on(cmd::run::run(args, config()?, &env)),
+        Command::Key(c) => cmd::key::run(c, &config()?, &env),
+        Command::Uri(args) => cmd::token::run(args, &config()?),
+        Command::Connect(args) => cmd::connect::run(args, &config()?),
+        Command::Sessions(c) => cmd::sessions::run(c, &config()?),
+        Command::Approvals(c) => cmd::approvals::run(c, &config()?),
+        Command::Audit(args) => cmd::audit::run(args, &config()?),
+        Command::Relay(args) => runtime()?.block_on(cmd::relay::run(args)),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", config::example());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Show) => {
+            println!("{}", toml::to_string_pretty(&config()?)?);
+            Ok(())
+        }
+        Command::Inspect(args) => cmd::inspect::run(args),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }

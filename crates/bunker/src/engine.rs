@@ -1,0 +1,909 @@
+//! The bunker's request engine: kind-24133 events in, signed responses and
+//! store changes out.
+//!
+//! Like quinn-proto's `Endpoint`, it does no I/O: time ([`Millis`]) and
+//! randomness ([`Randomness`]) are passed in, and every effect comes back as
+//! an [`Output`] for the driver to carry out: store [`Change`]s to commit
+//! first, then events to publish. That ordering is what guarantees that a
+//! signature never leaves without its audit row.
+//!
+//! One `handle_event` call walks the request path: route by `p` tag → cheap
+//! envelope checks → time window and replay → signature → decrypt with the
+//! cached conversation key → parse → session, rate limit, rules → execute →
+//! seal the answer in the scheme the client used.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use nip46::envelope::{self, Opened};
+use nip46::nostr::prelude::{Event, EventId, Keys, PublicKey, RelayUrl, Timestamp};
+use nip46::{
+    Command, ConnectParams, Conversation, Entropy, ErrorCode, Method, NostrConnectUri, Outcome,
+    PermissionSet, Request, RequestError, Response, Scheme, relay_list_json, relay_map_json,
+};
+use serde::{Deserialize, Serialize};
+use store::{
+    ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, Change,
+    ConnectionToken, DecisionScope, KeyId, PendingApproval, Rule, RuleEffect, SecretHash, Session,
+    SessionOrigin,
+};
+
+use crate::clock::Millis;
+use crate::keys::KeyBackend;
+use crate::policy::{self, Verdict};
+use crate::rate_limit::{RateLimit, TokenBucket};
+use crate::replay::{ReplayGuard, ReplayVerdict};
+
+/// What happens to a request no rule covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnlistedPolicy {
+    /// Hold it for the user's decision.
+    Ask,
+    /// Refuse it at once with `unauthorized`.
+    Deny,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The bunker's relays (answers to `get_relays` and `switch_relays`).
+    pub relays: Vec<RelayUrl>,
+    /// Requests created more than this long ago are dropped.
+    pub past_window_secs: u64,
+    /// Requests created more than this far ahead are dropped.
+    pub future_window_secs: u64,
+    /// Request ids remembered for replay protection.
+    pub replay_capacity: usize,
+    /// Per-session rate limit.
+    pub rate_limit: RateLimit,
+    /// Requests no rule covers.
+    pub unlisted: UnlistedPolicy,
+    /// How long a request waits for the user before `unauthorized`.
+    pub approval_timeout_secs: u64,
+    /// When set, held requests are answered at once with an `auth_url`
+    /// challenge pointing at `<base>/approve/<id>`; the real answer follows
+    /// with the same request id.
+    pub auth_url_base: Option<String>,
+    /// How often session use counters are written to the store.
+    pub touch_interval_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            relays: Vec::new(),
+            past_window_secs: 600,
+            future_window_secs: 300,
+            replay_capacity: 1_000_000,
+            rate_limit: RateLimit::default(),
+            unlisted: UnlistedPolicy::Ask,
+            approval_timeout_secs: 60,
+            auth_url_base: None,
+            touch_interval_ms: 1000,
+        }
+    }
+}
+
+/// A source of randomness (the OS in the daemon, a counter in tests).
+pub trait Randomness {
+    /// Fill `out` with random bytes.
+    fn fill(&mut self, out: &mut [u8]);
+
+    /// 32 random bytes.
+    fn bytes32(&mut self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        self.fill(&mut b);
+        b
+    }
+}
+
+/// A signer (transport) key handed to the engine.
+pub struct TransportKey {
+    /// The user key it serves.
+    pub key_id: KeyId,
+    /// The signer key pair.
+    pub signer: Keys,
+}
+
+/// An event to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The signed kind-24133 event.
+    pub event: Event,
+    /// Relays the client listens on besides the bunker's own (nostrconnect).
+    pub extra_relays: Vec<RelayUrl>,
+}
+
+/// Why an event was dropped without an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dropped {
+    /// Not addressed to any of our signer keys.
+    NotForUs,
+    /// Envelope checks failed (kind, size).
+    Envelope(String),
+    /// Outside the time window.
+    Stale,
+    /// Created too far in the future.
+    Future,
+    /// Already processed.
+    Replayed,
+    /// Bad id or signature.
+    BadSignature,
+    /// Could not be decrypted.
+    Undecryptable(String),
+    /// Decrypted, but not a request with a usable id.
+    Malformed(String),
+}
+
+/// Everything one engine step wants done.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Commit these first, in one transaction.
+    pub changes: Vec<Change>,
+    /// Then publish these.
+    pub publish: Vec<Outgoing>,
+    /// Set when the input was dropped (for logs and counters).
+    pub dropped: Option<Dropped>,
+}
+
+impl Output {
+    fn dropped(reason: Dropped) -> Self {
+        Output {
+            dropped: Some(reason),
+            ..Output::default()
+        }
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.publish.is_empty()
+    }
+
+    fn merge(&mut self, other: Output) {
+        self.changes.extend(other.changes);
+        self.publish.extend(other.publish);
+    }
+}
+
+/// Why a user decision could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecideError {
+    /// No such request is waiting (decided already, expired, or from before a restart).
+    #[error("no pending request with id {0}; it may have expired or been answered")]
+    NotPending(String),
+}
+
+/// Why a nostrconnect URI could not be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptError {
+    /// The key is not loaded.
+    #[error("key {0} is not loaded")]
+    UnknownKey(KeyId),
+}
+
+/// Stored state the engine mirrors (loaded at start and after outside edits).
+pub struct Snapshot {
+    /// Every token.
+    pub tokens: Vec<ConnectionToken>,
+    /// Every session.
+    pub sessions: Vec<Session>,
+    /// Every approval record.
+    pub approvals: Vec<PendingApproval>,
+}
+
+struct Signer {
+    key_id: KeyId,
+    keys: Keys,
+    user_pubkey: PublicKey,
+}
+
+struct LiveSession {
+    session: Session,
+    bucket: TokenBucket,
+    unflushed: u64,
+}
+
+struct Held {
+    approval: PendingApproval,
+    request: Request,
+    ctx: Ctx,
+}
+
+/// Who is asking, through which key, in which scheme.
+#[derive(Clone, Copy)]
+struct Ctx {
+    key_id: KeyId,
+    signer: PublicKey,
+    client: PublicKey,
+    event_id: EventId,
+    scheme: Scheme,
+}
+
+/// The result of running one command.
+type Executed = Result<(String, Option<EventId>), (ErrorCode, String)>;
+
+/// The request engine.
+pub struct Engine {
+    config: EngineConfig,
+    backend: Arc<dyn KeyBackend>,
+    signers: HashMap<PublicKey, Signer>,
+    conversations: HashMap<(PublicKey, PublicKey), Conversation>,
+    sessions: HashMap<(KeyId, PublicKey), LiveSession>,
+    tokens: Vec<ConnectionToken>,
+    replay: ReplayGuard,
+    held: HashMap<ApprovalId, Held>,
+    next_touch: Option<Millis>,
+}
+
+/// Conversation keys kept before the cache is cleared (bounded memory).
+const CONVERSATION_CACHE: usize = 100_000;
+
+impl Engine {
+    /// An engine for these keys, with `backend` doing the user-key operations.
+    pub fn new(
+        config: EngineConfig,
+        backend: Arc<dyn KeyBackend>,
+        transport: Vec<TransportKey>,
+    ) -> Self {
+        let replay = ReplayGuard::new(
+            config.past_window_secs,
+            config.future_window_secs,
+            config.replay_capacity,
+        );
+        let signers = transport
+            .into_iter()
+            .filter_map(|t| {
+                let user_pubkey = backend.user_pubkey(t.key_id)?;
+                let signer = Signer {
+                    key_id: t.key_id,
+                    user_pubkey,
+                    keys: t.signer,
+                };
+                Some((signer.keys.public_key(), signer))
+            })
+            .collect();
+        Engine {
+            config,
+            backend,
+            signers,
+            conversations: HashMap::new(),
+            sessions: HashMap::new(),
+            tokens: Vec::new(),
+            replay,
+            held: HashMap::new(),
+            next_touch: None,
+        }
+    }
+
+    /// How far back request events are accepted (and remembered), in seconds.
+    pub fn replay_window_secs(&self) -> u64 {
+        self.config.past_window_secs
+    }
+
+    /// The signer pubkeys to subscribe for (`#p` filter).
+    pub fn signer_pubkeys(&self) -> Vec<PublicKey> {
+        self.signers.keys().copied().collect()
+    }
+
+    /// The signer pubkey of a user key.
+    pub fn signer_of(&self, key_id: KeyId) -> Option<PublicKey> {
+        self.signers
+            .values()
+            .find(|s| s.key_id == key_id)
+            .map(|s| s.keys.public_key())
+    }
+
+    /// Relays the driver should be connected to: the bunker's, plus those of
+    /// nostrconnect clients that are still active.
+    pub fn wanted_relays(&self, now: Millis) -> Vec<RelayUrl> {
+        let mut relays = self.config.relays.clone();
+        let now = now.timestamp();
+        for live in self.sessions.values().filter(|l| l.session.is_active(now)) {
+            for r in &live.session.relays {
+                if !relays.contains(r) {
+                    relays.push(r.clone());
+                }
+            }
+        }
+        relays
+    }
+
+    /// Remember request ids processed before a restart.
+    pub fn seed_replay(&mut self, now: Millis, ids: impl IntoIterator<Item = EventId>) {
+        let t = now.timestamp();
+        for id in ids {
+            self.replay.remember(t, t, &id);
+        }
+    }
+
+    /// Requests currently waiting for the user.
+    pub fn pending(&self) -> Vec<&PendingApproval> {
+        let mut v: Vec<&PendingApproval> = self.held.values().map(|h| &h.approval).collect();
+        v.sort_by_key(|a| a.created_at);
+        v
+    }
+
+    /// The active session of a client, if any.
+    pub fn session(&self, key_id: KeyId, client: &PublicKey) -> Option<&Session> {
+        self.sessions.get(&(key_id, *client)).map(|l| &l.session)
+    }
+
+    /// When [`Engine::handle_timeout`] should next run.
+    pub fn next_timeout(&self) -> Option<Millis> {
+        let approvals = self
+            .held
+            .values()
+            .map(|h| Millis::from_timestamp(h.approval.expires_at))
+            .min();
+        match (approvals, self.next_touch) {
+            (Some(a), Some(t)) => Some(a.min(t)),
+            (a, t) => a.or(t),
+        }
+    }
+
+    /// Handle one kind-24133 event from a relay.
+    pub fn handle_event(&mut self, now: Millis, event: &Event, rng: &mut dyn Randomness) -> Output {
+        let Some(signer) = event.tags.public_keys().find(|pk| self.signers.contains_key(pk)) else {
+            return Output::dropped(Dropped::NotForUs);
+        };
+        if let Err(e) = envelope::precheck(event, &signer) {
+            return Output::dropped(Dropped::Envelope(e.to_string()));
+        }
+        let t = now.timestamp();
+        match self.replay.check(t, event.created_at, &event.id) {
+            ReplayVerdict::Fresh => {}
+            ReplayVerdict::Replayed => return Output::dropped(Dropped::Replayed),
+            ReplayVerdict::Stale => return Output::dropped(Dropped::Stale),
+            ReplayVerdict::Future => return Output::dropped(Dropped::Future),
+        }
+        if envelope::verify(event).is_err() {
+            return Output::dropped(Dropped::BadSignature);
+        }
+        if !self.replay.remember(t, event.created_at, &event.id) {
+            return Output::dropped(Dropped::Replayed);
+        }
+        let (scheme, text) = match self.decrypt(&signer, event) {
+            Ok(opened) => (opened.scheme, opened.body),
+            Err(reason) => return Output::dropped(Dropped::Undecryptable(reason)),
+        };
+        let Some(key_id) = self.signers.get(&signer).map(|s| s.key_id) else {
+            return Output::dropped(Dropped::NotForUs);
+        };
+        let ctx = Ctx {
+            key_id,
+            signer,
+            client: event.pubkey,
+            event_id: event.id,
+            scheme,
+        };
+        match Request::parse(&text) {
+            Ok(request) => self.dispatch(now, ctx, request, rng),
+            Err(RequestError::Malformed(reason)) => Output::dropped(Dropped::Malformed(reason)),
+            Err(RequestError::InvalidParams { id, method, reason }) => {
+                let response = Response::error(&id, ErrorCode::InvalidParams, reason.0);
+                self.answer(now, ctx, &id, &method, None, AuditDecision::Invalid, response, None, rng)
+            }
+        }
+    }
+
+    fn decrypt(&mut self, signer: &PublicKey, event: &Event) -> Result<Opened<String>, String> {
+        let keys = &self
+            .signers
+            .get(signer)
+            .ok_or_else(|| "unknown signer".to_string())?
+            .keys;
+        let conversation = conversation(&mut self.conversations, keys, event.pubkey)?;
+        conversation
+            .decrypt(keys, &event.content)
+            .map(|(scheme, body)| Opened { scheme, body })
+            .map_err(|e| e.to_string())
+    }
+
+    fn dispatch(&mut self, now: Millis, ctx: Ctx, request: Request, rng: &mut dyn Randomness) -> Output {
+        let t = now.timestamp();
+        let Some(method) = request.command.method() else {
+            let name = request.command.method_name().to_owned();
+            let response = Response::error(&request.id, ErrorCode::MethodNotFound, format!("`{name}` is not a NIP-46 method"));
+            return self.answer(now, ctx, &request.id, &name, None, AuditDecision::Invalid, response, None, rng);
+        };
+        let kind = request.command.kind();
+        if let Command::Connect(params) = request.command {
+            return self.handle_connect(now, ctx, &request.id, params, rng);
+        }
+        let session_key = (ctx.key_id, ctx.client);
+        let limit = self.config.rate_limit;
+        let verdict = match self.sessions.get_mut(&session_key) {
+            Some(live) if live.session.is_active(t) => {
+                live.session.last_used_at = Some(t);
+                live.session.request_count += 1;
+                live.unflushed += 1;
+                if !live.bucket.try_take(&limit, now) {
+                    None
+                } else {
+                    Some(policy::evaluate(&live.session, t, method, kind))
+                }
+            }
+            _ => {
+                let response = Response::error(&request.id, ErrorCode::Unauthorized, "no active session: connect with a bunker:// secret first");
+                return self.answer(now, ctx, &request.id, method.as_str(), kind, AuditDecision::Denied, response, None, rng);
+            }
+        };
+        self.schedule_touch(now);
+        let Some(verdict) = verdict else {
+            let response = Response::error(&request.id, ErrorCode::RateLimited, "too many requests; slow down");
+            return self.answer(now, ctx, &request.id, method.as_str(), kind, AuditDecision::RateLimited, response, None, rng);
+        };
+        if method == Method::Logout {
+            return self.handle_logout(now, ctx, &request.id, rng);
+        }
+        match verdict {
+            Verdict::Allow => self.execute_and_answer(now, ctx, request, AuditDecision::Allowed, rng),
+            Verdict::Deny(reason) => {
+                let response = Response::error(&request.id, ErrorCode::Unauthorized, reason);
+                self.answer(now, ctx, &request.id, method.as_str(), kind, AuditDecision::Denied, response, None, rng)
+            }
+            Verdict::Ask if self.config.unlisted == UnlistedPolicy::Deny => {
+                let needed = policy::permission_for(method, kind);
+                let response = Response::error(&request.id, ErrorCode::Unauthorized, format!("{needed} is not granted to this app"));
+                self.answer(now, ctx, &request.id, method.as_str(), kind, AuditDecision::Denied, response, None, rng)
+            }
+            Verdict::Ask => self.hold(now, ctx, request, rng),
+        }
+    }
+
+    fn handle_connect(&mut self, now: Millis, ctx: Ctx, id: &str, params: ConnectParams, rng: &mut dyn Randomness) -> Output {
+        let t = now.timestamp();
+        let method = Method::Connect.as_str();
+        let session_key = (ctx.key_id, ctx.client);
+        let has_session = self.sessions.get(&session_key).is_some_and(|l| l.session.is_active(t));
+        let token = params.secret.as_ref().map(|s| self.find_token(ctx.key_id, s.expose(), t));
+        let mut out = Output::default();
+        let decision = match (has_session, token) {
+            // A known app reconnecting (apps send `connect` at every start).
+            (true, None | Some(TokenMatch::None | TokenMatch::Used | TokenMatch::Expired)) => AuditDecision::Allowed,
+            // A known app presenting a fresh token: its grant is added.
+            (true, Some(TokenMatch::Usable(index))) => {
+                let grant = self.consume_token(index, ctx.client, t, &mut out);
+                if let Some(live) = self.sessions.get_mut(&session_key) {
+                    for p in grant.iter() {
+                        live.session.set_rule(Rule::permanent(p.clone(), RuleEffect::Allow));
+                    }
+                    live.session.revision += 1;
+                    out.changes.push(Change::PutSession(live.session.clone()));
+                }
+                AuditDecision::Allowed
+            }
+            (false, Some(TokenMatch::Usable(index))) => {
+                let grant = self.consume_token(index, ctx.client, t, &mut out);
+                let mut session = Session::new(ctx.key_id, ctx.client, &grant, SessionOrigin::Bunker, t);
+                session.requested_perms = params.requested_perms;
+                session.metadata = params.metadata.unwrap_or_default();
+                out.changes.push(Change::PutSession(session.clone()));
+                self.insert_session(session, now);
+                AuditDecision::Allowed
+            }
+            (false, refusal) => {
+                let reason = match refusal {
+                    None => "connect needs the secret from a bunker:// token",
+                    Some(TokenMatch::Used) => "this secret was already used; ask for a new bunker:// token",
+                    Some(TokenMatch::Expired) => "this secret has expired; ask for a new bunker:// token",
+                    Some(_) => "invalid secret",
+                };
+                let response = Response::error(id, ErrorCode::Unauthorized, reason);
+                let answer = self.answer(now, ctx, id, method, None, AuditDecision::Denied, response, None, rng);
+                out.merge(answer);
+                return out;
+            }
+        };
+        let answer = self.answer(now, ctx, id, method, None, decision, Response::ok(id, "ack"), None, rng);
+        out.merge(answer);
+        out
+    }
+
+    fn find_token(&self, key_id: KeyId, candidate: &str, now: Timestamp) -> TokenMatch {
+        let hash = SecretHash::of(candidate);
+        // Compare against every token of the key, without stopping early.
+        let mut found = None;
+        for (i, token) in self.tokens.iter().enumerate() {
+            if token.key_id == key_id && token.secret_hash.ct_matches(&hash) {
+                found = Some(i);
+            }
+        }
+        let Some(i) = found else { return TokenMatch::None };
+        let token = &self.tokens[i];
+        if token.used_at.is_some() {
+            TokenMatch::Used
+        } else if !token.is_usable(now) {
+            TokenMatch::Expired
+        } else {
+            TokenMatch::Usable(i)
+        }
+    }
+
+    fn consume_token(&mut self, index: usize, client: PublicKey, at: Timestamp, out: &mut Output) -> PermissionSet {
+        let token = &mut self.tokens[index];
+        token.used_at = Some(at);
+        token.used_by = Some(client);
+        out.changes.push(Change::ConsumeToken { id: token.id, client, at });
+        token.grant.clone()
+    }
+
+    fn insert_session(&mut self, session: Session, now: Millis) {
+        let key = (session.key_id, session.client);
+        let bucket = TokenBucket::new(&self.config.rate_limit, now);
+        self.sessions.insert(key, LiveSession { session, bucket, unflushed: 0 });
+    }
+
+    fn schedule_touch(&mut self, now: Millis) {
+        if self.next_touch.is_none() {
+            self.next_touch = Some(now.plus_ms(self.config.touch_interval_ms));
+        }
+    }
+
+    fn handle_logout(&mut self, now: Millis, ctx: Ctx, id: &str, rng: &mut dyn Randomness) -> Output {
+        let t = now.timestamp();
+        // Answer first, then end the session (NIP-46: reply "ack" before removing).
+        let mut out = self.answer(now, ctx, id, Method::Logout.as_str(), None, AuditDecision::Allowed, Response::ok(id, "ack"), None, rng);
+        if let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client)) {
+            live.session.revoked_at = Some(t);
+            live.session.revision += 1;
+        }
+        out.changes.push(Change::RevokeSession { key_id: ctx.key_id, client: ctx.client, at: t });
+        out
+    }
+
+    fn execute_and_answer(&mut self, now: Millis, ctx: Ctx, request: Request, decision: AuditDecision, rng: &mut dyn Randomness) -> Output {
+        let method = request.command.method_name().to_owned();
+        let kind = request.command.kind();
+        let (response, signed) = match self.execute(now, ctx, request.command, rng) {
+            Ok((result, signed)) => (Response::ok(&request.id, result), signed),
+            Err((code, reason)) => (Response::error(&request.id, code, reason), None),
+        };
+        self.answer(now, ctx, &request.id, &method, kind, decision, response, signed, rng)
+    }
+
+    /// Run an allowed command with the user's key.
+    fn execute(&mut self, now: Millis, ctx: Ctx, command: Command, rng: &mut dyn Randomness) -> Executed {
+        let user = self
+            .signers
+            .get(&ctx.signer)
+            .map(|s| s.user_pubkey)
+            .ok_or((ErrorCode::InternalError, "key not loaded".to_string()))?;
+        let backend = &self.backend;
+        let crypto = |e: crate::keys::KeyError| (ErrorCode::InvalidParams, e.to_string());
+        let result = match command {
+            Command::GetPublicKey => user.to_hex(),
+            Command::Ping => "pong".to_owned(),
+            Command::GetRelays => relay_map_json(&self.config.relays),
+            Command::SwitchRelays => relay_list_json(&self.config.relays),
+            Command::SignEvent(template) => {
+                let unsigned = template
+                    .into_unsigned(user, now.timestamp())
+                    .map_err(|e| (ErrorCode::InvalidParams, e.0))?;
+                let event = backend
+                    .sign_event(ctx.key_id, unsigned, &rng.bytes32())
+                    .map_err(|e| (ErrorCode::InternalError, e.to_string()))?;
+                return Ok((event.as_json(), Some(event.id)));
+            }
+            Command::Nip04Encrypt { peer, plaintext } => backend.nip04_encrypt(ctx.key_id, &peer, &plaintext, &rng.bytes32()).map_err(crypto)?,
+            Command::Nip04Decrypt { peer, ciphertext } => backend.nip04_decrypt(ctx.key_id, &peer, &ciphertext).map_err(crypto)?,
+            Command::Nip44Encrypt { peer, plaintext } => backend.nip44_encrypt(ctx.key_id, &peer, &plaintext, &rng.bytes32()).map_err(crypto)?,
+            Command::Nip44Decrypt { peer, ciphertext } => backend.nip44_decrypt(ctx.key_id, &peer, &ciphertext).map_err(crypto)?,
+            // Handled before execution; kept total so a new method cannot slip through.
+            Command::Connect(_) | Command::Logout | Command::Unknown { .. } => {
+                return Err((ErrorCode::InternalError, "not executable".into()));
+            }
+        };
+        Ok((result, None))
+    }
+
+    fn hold(&mut self, now: Millis, ctx: Ctx, request: Request, rng: &mut dyn Randomness) -> Output {
+        let t = now.timestamp();
+        let mut id_bytes = [0u8; 16];
+        rng.fill(&mut id_bytes);
+        let id = ApprovalId::from_entropy(id_bytes);
+        let metadata = self
+            .sessions
+            .get(&(ctx.key_id, ctx.client))
+            .map(|l| l.session.metadata.clone())
+            .unwrap_or_default();
+        let method = request.command.method().unwrap_or(Method::Ping);
+        let approval = PendingApproval {
+            id: id.clone(),
+            key_id: ctx.key_id,
+            client: ctx.client,
+            metadata,
+            request_id: request.id.clone(),
+            method,
+            kind: request.command.kind(),
+            summary: summarize(&request.command),
+            created_at: t,
+            expires_at: Timestamp::from_secs(t.as_secs() + self.config.approval_timeout_secs),
+            status: ApprovalStatus::Pending,
+        };
+        let mut out = Output::default();
+        out.changes.push(Change::PutApproval(approval.clone()));
+        if let Some(base) = &self.config.auth_url_base {
+            let url = format!("{}/approve/{id}", base.trim_end_matches('/'));
+            let response = Response::auth_url(&request.id, url);
+            let answer = self.answer(now, ctx, &request.id, method.as_str(), request.command.kind(), AuditDecision::Pending, response, None, rng);
+            out.merge(answer);
+        }
+        self.held.insert(id, Held { approval, request, ctx });
+        out
+    }
+
+    /// Apply the user's decision on a held request.
+    pub fn decide(&mut self, now: Millis, id: &ApprovalId, decision: ApprovalDecision, rng: &mut dyn Randomness) -> Result<Output, DecideError> {
+        let held = self.held.remove(id).ok_or_else(|| DecideError::NotPending(id.0.clone()))?;
+        let t = now.timestamp();
+        let mut out = Output::default();
+        let Held { approval, request, ctx } = held;
+        if let DecisionScope::Always { until } = decision.scope
+            && let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client))
+        {
+            let effect = if decision.allow { RuleEffect::Allow } else { RuleEffect::Deny };
+            live.session.set_rule(Rule {
+                permission: policy::permission_for(approval.method, approval.kind),
+                effect,
+                expires_at: until,
+            });
+            live.session.revision += 1;
+            out.changes.push(Change::PutSession(live.session.clone()));
+        }
+        out.changes.push(Change::SetApprovalStatus { id: id.clone(), status: ApprovalStatus::Done(decision) });
+        let still_active = self.sessions.get(&(ctx.key_id, ctx.client)).is_some_and(|l| l.session.is_active(t));
+        let answer = if decision.allow && still_active {
+            self.execute_and_answer(now, ctx, request, AuditDecision::Approved, rng)
+        } else {
+            let reason = if decision.allow { "the session ended before approval" } else { "denied by the user" };
+            let response = Response::error(&request.id, ErrorCode::Unauthorized, reason);
+            self.answer(now, ctx, &request.id, approval.method.as_str(), approval.kind, AuditDecision::Denied, response, None, rng)
+        };
+        out.merge(answer);
+        Ok(out)
+    }
+
+    /// Expire held requests and flush session counters that are due.
+    pub fn handle_timeout(&mut self, now: Millis, rng: &mut dyn Randomness) -> Output {
+        let t = now.timestamp();
+        let mut out = Output::default();
+        let expired: Vec<ApprovalId> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.approval.expires_at <= t)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            let Some(Held { approval, request, ctx }) = self.held.remove(&id) else { continue };
+            out.changes.push(Change::SetApprovalStatus { id, status: ApprovalStatus::Expired });
+            let response = Response::error(&request.id, ErrorCode::Unauthorized, "nobody approved the request in time");
+            let answer = self.answer(now, ctx, &request.id, approval.method.as_str(), approval.kind, AuditDecision::Denied, response, None, rng);
+            out.merge(answer);
+        }
+        if self.next_touch.is_some_and(|due| due <= now) {
+            self.next_touch = None;
+            for live in self.sessions.values_mut().filter(|l| l.unflushed > 0) {
+                out.changes.push(Change::TouchSession {
+                    key_id: live.session.key_id,
+                    client: live.session.client,
+                    at: live.session.last_used_at.unwrap_or(t),
+                    requests: live.unflushed,
+                });
+                live.unflushed = 0;
+            }
+        }
+        out
+    }
+
+    /// Stop: answer every held request `unauthorized` (no client is left
+    /// waiting) and flush session counters.
+    pub fn shutdown(&mut self, now: Millis, rng: &mut dyn Randomness) -> Output {
+        let mut out = Output::default();
+        for (id, Held { approval, request, ctx }) in std::mem::take(&mut self.held) {
+            out.changes.push(Change::SetApprovalStatus { id, status: ApprovalStatus::Expired });
+            let response = Response::error(&request.id, ErrorCode::Unauthorized, "the signer is shutting down");
+            let answer = self.answer(now, ctx, &request.id, approval.method.as_str(), approval.kind, AuditDecision::Denied, response, None, rng);
+            out.merge(answer);
+        }
+        self.next_touch = Some(now);
+        out.merge(self.handle_timeout(now, rng));
+        out
+    }
+
+    /// Merge what the store holds into the mirrored state, then act on what
+    /// others wrote there: connect replies to send, approvals decided from the CLI.
+    ///
+    /// The engine's own writes may not be committed yet when a snapshot is
+    /// taken, so nothing is simply replaced: a token once used stays used, a
+    /// session is taken from the store only when its revision is newer, and a
+    /// session not yet in the store is kept.
+    pub fn reload(&mut self, now: Millis, snapshot: Snapshot, rng: &mut dyn Randomness) -> Output {
+        let mut out = Output::default();
+        let mut tokens = snapshot.tokens;
+        for token in &mut tokens {
+            if let Some(old) = self.tokens.iter().find(|t| t.id == token.id && t.used_at.is_some()) {
+                token.used_at = old.used_at;
+                token.used_by = old.used_by;
+            }
+        }
+        self.tokens = tokens;
+        for stored in snapshot.sessions {
+            let key = (stored.key_id, stored.client);
+            match self.sessions.get_mut(&key) {
+                Some(live) if live.session.revision >= stored.revision => {}
+                Some(live) => {
+                    let unflushed = live.unflushed;
+                    live.session = stored;
+                    // Counts not flushed yet are ahead of the store.
+                    live.session.request_count += unflushed;
+                }
+                None => self.insert_session(stored, now),
+            }
+        }
+        let pending_replies: Vec<(KeyId, PublicKey)> = self
+            .sessions
+            .values()
+            .filter(|l| l.session.connect_reply.is_some() && l.session.is_active(now.timestamp()))
+            .map(|l| (l.session.key_id, l.session.client))
+            .collect();
+        for key in pending_replies {
+            out.merge(self.send_connect_reply(now, key, rng));
+        }
+        for approval in snapshot.approvals {
+            if let ApprovalStatus::Decided(decision) = approval.status
+                && let Ok(decided) = self.decide(now, &approval.id, decision, rng)
+            {
+                out.merge(decided);
+            }
+        }
+        out
+    }
+
+    /// Every session the engine knows, revoked ones included.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values().map(|l| &l.session)
+    }
+
+    /// Accept a client's `nostrconnect://` URI for a user key: create the
+    /// session and send the `connect` response carrying the URI's secret.
+    pub fn accept_nostrconnect(&mut self, now: Millis, key_id: KeyId, uri: &NostrConnectUri, grant: &PermissionSet, rng: &mut dyn Randomness) -> Result<Output, AcceptError> {
+        if self.signer_of(key_id).is_none() {
+            return Err(AcceptError::UnknownKey(key_id));
+        }
+        let session = nostrconnect_session(key_id, uri, grant, now.timestamp());
+        let key = (key_id, uri.client);
+        self.insert_session(session, now);
+        Ok(self.send_connect_reply(now, key, rng))
+    }
+
+    fn send_connect_reply(&mut self, now: Millis, key: (KeyId, PublicKey), rng: &mut dyn Randomness) -> Output {
+        let mut out = Output::default();
+        let Some(signer) = self.signer_of(key.0) else { return out };
+        let Some(live) = self.sessions.get_mut(&key) else { return out };
+        let Some(secret) = live.session.connect_reply.take() else { return out };
+        live.session.revision += 1;
+        out.changes.push(Change::PutSession(live.session.clone()));
+        let extra_relays = live.session.relays.clone();
+        let mut id_bytes = [0u8; 16];
+        rng.fill(&mut id_bytes);
+        let request_id = ApprovalId::from_entropy(id_bytes).0;
+        let response = Response::ok(&request_id, secret);
+        match self.seal(now, signer, key.1, Scheme::Nip44, &response, rng) {
+            Ok(event) => out.publish.push(Outgoing { event, extra_relays }),
+            Err(e) => tracing::warn!(error = %e, "could not seal the nostrconnect reply"),
+        }
+        out
+    }
+
+    /// Seal an answer, audit it, and queue it for publishing.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        request_id: &str,
+        method: &str,
+        kind: Option<u16>,
+        decision: AuditDecision,
+        response: Response,
+        signed_event_id: Option<EventId>,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let mut out = Output::default();
+        let outcome = match &response.outcome {
+            Outcome::Result(_) => "ok".to_owned(),
+            Outcome::AuthUrl(_) => "auth_url".to_owned(),
+            Outcome::Error(e) => e.code.map_or("error", |c| c.as_str()).to_owned(),
+        };
+        out.changes.push(Change::Audit(AuditEntry {
+            seq: 0,
+            at: now.timestamp(),
+            key_id: ctx.key_id,
+            client: ctx.client,
+            event_id: ctx.event_id,
+            request_id: request_id.to_owned(),
+            method: method.to_owned(),
+            kind,
+            decision,
+            outcome,
+            signed_event_id,
+        }));
+        match self.seal(now, ctx.signer, ctx.client, ctx.scheme, &response, rng) {
+            Ok(event) => {
+                let extra_relays = self
+                    .sessions
+                    .get(&(ctx.key_id, ctx.client))
+                    .map(|l| l.session.relays.clone())
+                    .unwrap_or_default();
+                out.publish.push(Outgoing { event, extra_relays });
+            }
+            Err(e) => tracing::warn!(error = %e, "could not seal a response"),
+        }
+        out
+    }
+
+    fn seal(&mut self, now: Millis, signer: PublicKey, client: PublicKey, scheme: Scheme, response: &Response, rng: &mut dyn Randomness) -> Result<Event, String> {
+        let keys = &self.signers.get(&signer).ok_or("unknown signer")?.keys;
+        let conversation = conversation(&mut self.conversations, keys, client)?;
+        let entropy = Entropy { nonce: rng.bytes32(), aux: rng.bytes32() };
+        envelope::seal(keys, conversation, scheme, &response.to_json(), now.timestamp(), &entropy).map_err(|e| e.to_string())
+    }
+}
+
+enum TokenMatch {
+    None,
+    Used,
+    Expired,
+    Usable(usize),
+}
+
+/// The cached conversation between a signer key and a client, derived once.
+fn conversation<'a>(
+    cache: &'a mut HashMap<(PublicKey, PublicKey), Conversation>,
+    keys: &Keys,
+    peer: PublicKey,
+) -> Result<&'a mut Conversation, String> {
+    let key = (keys.public_key(), peer);
+    if !cache.contains_key(&key) {
+        if cache.len() >= CONVERSATION_CACHE {
+            cache.clear();
+        }
+        let c = Conversation::new(keys, peer).map_err(|e| e.to_string())?;
+        cache.insert(key, c);
+    }
+    cache.get_mut(&key).ok_or_else(|| "conversation cache".to_string())
+}
+
+/// The session a `nostrconnect://` URI creates.
+pub fn nostrconnect_session(key_id: KeyId, uri: &NostrConnectUri, grant: &PermissionSet, now: Timestamp) -> Session {
+    let mut session = Session::new(key_id, uri.client, grant, SessionOrigin::NostrConnect, now);
+    session.requested_perms = uri.perms.clone().unwrap_or_default();
+    session.metadata = nip46::ClientMetadata { name: uri.name.clone(), url: uri.url.clone(), image: uri.image.clone() };
+    session.relays = uri.relays.clone();
+    session.connect_reply = Some(uri.secret.expose().to_owned());
+    session
+}
+
+/// What a held request asks, for a person to read.
+fn summarize(command: &Command) -> String {
+    const MAX_TEXT: usize = 2000;
+    let clip = |s: &str| -> String { s.chars().take(MAX_TEXT).collect() };
+    let value = match command {
+        Command::SignEvent(t) => serde_json::json!({
+            "kind": t.kind.as_u16(),
+            "content": clip(&t.content),
+            "tags": t.tags,
+            "created_at": t.created_at.map(|c| c.as_secs()),
+        }),
+        Command::Nip04Encrypt { peer, plaintext } | Command::Nip44Encrypt { peer, plaintext } => {
+            serde_json::json!({"peer": peer.to_hex(), "plaintext": clip(plaintext)})
+        }
+        Command::Nip04Decrypt { peer, ciphertext } | Command::Nip44Decrypt { peer, ciphertext } => {
+            serde_json::json!({"peer": peer.to_hex(), "ciphertext_len": ciphertext.len()})
+        }
+        other => serde_json::json!({"method": other.method_name()}),
+    };
+    value.to_string()
+}

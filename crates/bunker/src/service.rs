@@ -1,0 +1,298 @@
+//! The async driver: moves events from the relay pool into the engine, and
+//! the engine's output to the store, then (once committed) to the relays.
+//!
+//! It holds no protocol logic. One task owns the [`Engine`]; the store writer
+//! thread commits each step's changes in a group commit and only then hands
+//! the step's events to the pool, so a signature never leaves before its
+//! audit row is durable. Outside edits to the store (the CLI) come back as
+//! reloads. Shutdown is explicit: the caller passes a future.
+
+use std::future::Future;
+use std::time::Duration;
+
+use nip46::nostr::prelude::{Filter, Kind, Timestamp};
+use relay::pool::{PoolEvent, RelayPool};
+use store::writer::{CommitJob, StoreWriter};
+use store::{ApprovalDecision, ApprovalId, ApprovalStatus, Change, PendingApproval, Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Millis;
+use crate::engine::{AcceptError, DecideError, Engine, Output, Randomness, Snapshot};
+
+/// Randomness from the operating system, drawn in blocks to keep system
+/// calls off the per-request path.
+pub struct OsRandomness {
+    buf: [u8; 4096],
+    used: usize,
+}
+
+impl OsRandomness {
+    /// A fresh, empty buffer (filled on first use).
+    pub fn new() -> Self {
+        OsRandomness { buf: [0; 4096], used: 4096 }
+    }
+}
+
+impl Default for OsRandomness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for OsRandomness {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf);
+    }
+}
+
+impl Randomness for OsRandomness {
+    fn fill(&mut self, out: &mut [u8]) {
+        for byte in out.iter_mut() {
+            if self.used == self.buf.len() {
+                // The OS generator failing is unrecoverable for a signer:
+                // signing with predictable nonces would leak keys.
+                if let Err(e) = getrandom::fill(&mut self.buf) {
+                    panic!("the operating system's random number generator failed: {e}");
+                }
+                self.used = 0;
+            }
+            *byte = self.buf[self.used];
+            self.buf[self.used] = 0;
+            self.used += 1;
+        }
+    }
+}
+
+/// Requests from interfaces running in the same process (dashboard, admin API).
+pub enum AdminCommand {
+    /// List held requests.
+    Pending {
+        /// Where to answer.
+        reply: oneshot::Sender<Vec<PendingApproval>>,
+    },
+    /// Apply a user decision.
+    Decide {
+        /// The held request.
+        id: ApprovalId,
+        /// The decision.
+        decision: ApprovalDecision,
+        /// Where to answer.
+        reply: oneshot::Sender<Result<(), DecideError>>,
+    },
+    /// Accept a nostrconnect URI.
+    AcceptNostrConnect {
+        /// The user key.
+        key_id: store::KeyId,
+        /// The URI.
+        uri: Box<nip46::NostrConnectUri>,
+        /// What the session may do.
+        grant: nip46::PermissionSet,
+        /// Where to answer.
+        reply: oneshot::Sender<Result<(), AcceptError>>,
+    },
+}
+
+/// Why the service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The store could not be read at start.
+    #[error("could not read the store: {0}")]
+    Store(#[from] StoreError),
+    /// The relay pool refused the configuration.
+    #[error("relay setup failed: {0}")]
+    Relay(String),
+}
+
+/// Settings of the driver itself.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// How often the store is checked for outside edits.
+    pub reload_poll: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig { reload_poll: Duration::from_millis(200) }
+    }
+}
+
+/// Read the parts of the store the engine mirrors.
+pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
+    Ok(Snapshot { tokens: store.tokens()?, sessions: store.sessions()?, approvals: store.approvals()? })
+}
+
+/// Run the bunker until `shutdown` completes.
+///
+/// `pool` must already hold the relays to serve on; `events` is its
+/// notification channel. The engine is expected to have been loaded with a
+/// [`snapshot`] of `store` and seeded with recent request ids.
+pub async fn run(
+    config: ServiceConfig,
+    mut engine: Engine,
+    store: Box<dyn Store>,
+    pool: RelayPool,
+    mut events: mpsc::Receiver<PoolEvent>,
+    mut admin: mpsc::Receiver<AdminCommand>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    let mut rng = OsRandomness::new();
+    let mut store = store;
+    let initial = load(&mut engine, &mut *store, &mut rng)?;
+    let (reload_tx, mut reloads) = mpsc::unbounded_channel::<Snapshot>();
+    let writer = StoreWriter::spawn(
+        store,
+        Box::new(move |store: &mut dyn Store| match snapshot(store) {
+            Ok(s) => {
+                let _ = reload_tx.send(s);
+            }
+            Err(e) => tracing::error!(error = %e, "could not reload the store after an outside edit"),
+        }),
+        config.reload_poll,
+    );
+
+    sync_relays(&pool, &engine, Millis::now());
+    submit(&writer, &pool, initial);
+    let filter = Filter::new()
+        .kind(Kind::NostrConnect)
+        .pubkeys(engine.signer_pubkeys())
+        .since(Timestamp::from_secs(Millis::now().timestamp().as_secs().saturating_sub(10)));
+    pool.subscribe(vec![filter]).map_err(|e| ServiceError::Relay(e.to_string()))?;
+    tracing::info!(relays = pool.relay_urls().len(), keys = engine.signer_pubkeys().len(), "bunker serving");
+
+    tokio::pin!(shutdown);
+    loop {
+        let timeout = engine.next_timeout();
+        let sleep = async {
+            match timeout {
+                Some(at) => {
+                    let wait = at.0.saturating_sub(Millis::now().0);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(event) = events.recv() => {
+                if let PoolEvent::Event { event, relay, .. } = event {
+                    let out = engine.handle_event(Millis::now(), &event, &mut rng);
+                    if let Some(reason) = &out.dropped {
+                        tracing::debug!(relay = %relay, event = %event.id, ?reason, "dropped an event");
+                    }
+                    submit(&writer, &pool, out);
+                } else {
+                    log_pool_event(&event);
+                }
+            }
+            Some(snapshot) = reloads.recv() => {
+                let now = Millis::now();
+                let out = engine.reload(now, snapshot, &mut rng);
+                sync_relays(&pool, &engine, now);
+                submit(&writer, &pool, out);
+            }
+            Some(command) = admin.recv() => {
+                handle_admin(&mut engine, &writer, &pool, &mut rng, command);
+            }
+            () = sleep => {
+                let out = engine.handle_timeout(Millis::now(), &mut rng);
+                submit(&writer, &pool, out);
+            }
+        }
+    }
+    tracing::info!("shutting down: flushing the store and closing relays");
+    // Answer held requests, flush session counters, then wait for every
+    // queued commit and its publishes.
+    let out = engine.shutdown(Millis::now(), &mut rng);
+    submit(&writer, &pool, out);
+    tokio::task::spawn_blocking(move || writer.shutdown()).await.ok();
+    pool.shutdown().await;
+    Ok(())
+}
+
+/// Bring the engine up to date with the store at start: approvals from a
+/// previous run can no longer be answered (their requests died with it), and
+/// request ids processed recently must not be processed again.
+fn load(engine: &mut Engine, store: &mut dyn Store, rng: &mut OsRandomness) -> Result<Output, StoreError> {
+    let now = Millis::now();
+    let stale: Vec<Change> = store
+        .approvals()?
+        .into_iter()
+        .filter(|a| matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Decided(_)))
+        .map(|a| Change::SetApprovalStatus { id: a.id, status: ApprovalStatus::Expired })
+        .collect();
+    if !stale.is_empty() {
+        store.apply(&stale)?;
+    }
+    let since = Timestamp::from_secs(now.timestamp().as_secs().saturating_sub(engine.replay_window_secs()));
+    engine.seed_replay(now, store.audited_event_ids(since)?);
+    Ok(engine.reload(now, snapshot(store)?, rng))
+}
+
+fn handle_admin(engine: &mut Engine, writer: &StoreWriter, pool: &RelayPool, rng: &mut OsRandomness, command: AdminCommand) {
+    let now = Millis::now();
+    match command {
+        AdminCommand::Pending { reply } => {
+            let _ = reply.send(engine.pending().into_iter().cloned().collect());
+        }
+        AdminCommand::Decide { id, decision, reply } => {
+            let result = engine.decide(now, &id, decision, rng).map(|out| submit(writer, pool, out));
+            let _ = reply.send(result);
+        }
+        AdminCommand::AcceptNostrConnect { key_id, uri, grant, reply } => {
+            let result = engine.accept_nostrconnect(now, key_id, &uri, &grant, rng).map(|out| {
+                sync_relays(pool, engine, now);
+                submit(writer, pool, out);
+            });
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Commit the step's changes, then publish its events.
+fn submit(writer: &StoreWriter, pool: &RelayPool, out: Output) {
+    if out.is_empty() {
+        return;
+    }
+    let pool = pool.clone();
+    let publish = out.publish;
+    writer.submit(CommitJob {
+        changes: out.changes,
+        on_commit: Box::new(move |result| {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "store commit failed; responses withheld");
+                return;
+            }
+            for outgoing in publish {
+                for relay in &outgoing.extra_relays {
+                    let _ = pool.add_relay(relay.as_str());
+                }
+                if let Err(e) = pool.publish(&outgoing.event) {
+                    tracing::warn!(error = %e, "could not queue a response");
+                }
+            }
+        }),
+    });
+}
+
+fn sync_relays(pool: &RelayPool, engine: &Engine, now: Millis) {
+    for relay in engine.wanted_relays(now) {
+        if let Err(e) = pool.add_relay(relay.as_str()) {
+            tracing::warn!(relay = %relay, error = %e, "could not add relay");
+        }
+    }
+}
+
+fn log_pool_event(event: &PoolEvent) {
+    match event {
+        PoolEvent::Connected { relay } => tracing::info!(%relay, "relay connected"),
+        PoolEvent::Disconnected { relay, reason } => tracing::warn!(%relay, %reason, "relay disconnected"),
+        PoolEvent::Notice { relay, message } => tracing::info!(%relay, %message, "relay notice"),
+        PoolEvent::Closed { relay, message, .. } => tracing::warn!(%relay, %message, "subscription closed by relay"),
+        PoolEvent::AuthRejected { relay, message } => tracing::warn!(%relay, %message, "relay refused our AUTH"),
+        other => tracing::debug!(?other, "relay pool event"),
+    }
+}
+
+/// Shared handle type for interfaces that only need to send admin commands.
+pub type AdminSender = mpsc::Sender<AdminCommand>;

@@ -1,0 +1,548 @@
+//! The request engine driven directly: no sockets, no database, time and
+//! randomness supplied by the test. Each test asserts the exact reply (or its
+//! absence) and the store changes that go with it.
+
+use std::sync::Arc;
+
+use bunker::engine::{Dropped, Engine, EngineConfig, Output, Randomness, Snapshot, TransportKey, UnlistedPolicy};
+use bunker::rate_limit::RateLimit;
+use bunker::vault::{self, Passphrase, Vault};
+use bunker::Millis;
+use nip46::envelope::{self, Entropy};
+use nip46::nostr::nips::nip49::KeySecurity;
+use nip46::nostr::prelude::{Event, Keys, Kind, PublicKey, RelayUrl, Tag, Timestamp, UnsignedEvent};
+use nip46::{ConnectSecret, Conversation, ErrorCode, NostrConnectUri, Outcome, PermissionSet, Preset, Response, Scheme};
+use store::{
+    ApprovalDecision, ApprovalStatus, AuditDecision, Change, ConnectionToken, DecisionScope, KeyId, SecretHash,
+    StoredKey, TokenId,
+};
+
+/// Deterministic randomness: a counter, so no two draws repeat.
+struct Counter(u64);
+
+impl Randomness for Counter {
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            self.0 += 1;
+            let b = self.0.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+    }
+}
+
+const NOW: u64 = 1_700_000_000;
+
+fn now() -> Millis {
+    Millis(NOW * 1000)
+}
+
+struct Harness {
+    engine: Engine,
+    rng: Counter,
+    user: PublicKey,
+    signer: PublicKey,
+    tokens: Vec<ConnectionToken>,
+}
+
+fn harness_with(config: EngineConfig) -> Harness {
+    let pass = Passphrase::new("test");
+    let user = Keys::generate();
+    let new = vault::seal_key("alice", user.secret_key(), KeySecurity::Medium, &pass, 4, Timestamp::from_secs(NOW)).unwrap();
+    let stored = StoredKey {
+        id: KeyId(1),
+        name: new.name,
+        user_pubkey: new.user_pubkey,
+        signer_pubkey: new.signer_pubkey,
+        user_ncryptsec: new.user_ncryptsec,
+        signer_ncryptsec: new.signer_ncryptsec,
+        created_at: new.created_at,
+    };
+    let mut vault = Vault::unlock(&[stored.clone()], &pass).unwrap();
+    let signer = vault.take_signer(KeyId(1)).unwrap();
+    let engine = Engine::new(config, Arc::new(vault), vec![TransportKey { key_id: KeyId(1), signer }]);
+    Harness {
+        engine,
+        rng: Counter(0),
+        user: user.public_key(),
+        signer: stored.signer_pubkey,
+        tokens: Vec::new(),
+    }
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        relays: vec![RelayUrl::parse("ws://127.0.0.1:7777").unwrap()],
+        ..EngineConfig::default()
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(config())
+}
+
+struct Client {
+    keys: Keys,
+    conv: Conversation,
+    signer: PublicKey,
+    seq: u64,
+}
+
+impl Client {
+    fn new(signer: PublicKey) -> Self {
+        let keys = Keys::generate();
+        let conv = Conversation::new(&keys, signer).unwrap();
+        Client { keys, conv, signer, seq: 0 }
+    }
+
+    fn event(&mut self, json: &str, scheme: Scheme, created_at: u64) -> Event {
+        self.seq += 1;
+        let entropy = Entropy { nonce: [self.seq as u8; 32], aux: [7; 32] };
+        let mut ev = envelope::seal(&self.keys, &mut self.conv, scheme, json, Timestamp::from_secs(created_at), &entropy).unwrap();
+        // Seal tags the conversation's peer already; keep the signer explicit for readers.
+        assert!(ev.tags.public_keys().any(|p| p == self.signer));
+        ev.tags = ev.tags.clone();
+        ev
+    }
+
+    fn request(&mut self, id: &str, method: &str, params: serde_json::Value) -> Event {
+        let json = serde_json::json!({"id": id, "method": method, "params": params}).to_string();
+        self.event(&json, Scheme::Nip44, NOW)
+    }
+
+    fn open(&mut self, event: &Event) -> (Scheme, Response) {
+        let opened = envelope::open_response(&self.keys, &mut self.conv, event).unwrap();
+        (opened.scheme, opened.body)
+    }
+}
+
+impl Harness {
+    fn mint(&mut self, secret: &str, grant: PermissionSet, expires_at: Option<u64>) {
+        self.tokens.push(ConnectionToken {
+            id: TokenId(self.tokens.len() as i64 + 1),
+            key_id: KeyId(1),
+            secret_hash: SecretHash::of(secret),
+            grant,
+            expires_at: expires_at.map(Timestamp::from_secs),
+            created_at: Timestamp::from_secs(NOW - 10),
+            used_at: None,
+            used_by: None,
+            label: None,
+        });
+        let sessions = self.engine.sessions().cloned().collect();
+        let snapshot = Snapshot { tokens: self.tokens.clone(), sessions, approvals: vec![] };
+        let out = self.engine.reload(now(), snapshot, &mut self.rng);
+        assert!(out.is_empty());
+    }
+
+    fn send(&mut self, event: &Event) -> Output {
+        self.engine.handle_event(now(), event, &mut self.rng)
+    }
+
+    /// Connect a fresh client with a `grant` token.
+    fn connected(&mut self, grant: &str) -> Client {
+        let secret = format!("secret-{}", self.tokens.len());
+        self.mint(&secret, grant.parse().unwrap(), None);
+        let mut client = Client::new(self.signer);
+        let ev = client.request("c", "connect", serde_json::json!([self.signer.to_hex(), secret]));
+        let out = self.send(&ev);
+        let (_, resp) = client.open(&out.publish[0].event);
+        assert_eq!(resp, Response::ok("c", "ack"));
+        client
+    }
+}
+
+fn only_reply(client: &mut Client, out: &Output) -> Response {
+    assert_eq!(out.publish.len(), 1, "expected exactly one reply, got {:?}", out.dropped);
+    let event = &out.publish[0].event;
+    assert_eq!(event.kind, Kind::NostrConnect);
+    event.verify().unwrap();
+    client.open(event).1
+}
+
+fn audits(out: &Output) -> Vec<&store::AuditEntry> {
+    out.changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Audit(a) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+fn error_code(resp: &Response) -> Option<ErrorCode> {
+    match &resp.outcome {
+        Outcome::Error(e) => e.code,
+        _ => None,
+    }
+}
+
+#[test]
+fn connect_with_secret_then_every_read_method() {
+    let mut h = harness();
+    h.mint("s1", Preset::Read.permissions(), None);
+    let mut c = Client::new(h.signer);
+    let out = h.send(&c.request("1", "connect", serde_json::json!([h.signer.to_hex(), "s1"])));
+    assert_eq!(only_reply(&mut c, &out), Response::ok("1", "ack"));
+    assert!(out.changes.iter().any(|ch| matches!(ch, Change::ConsumeToken { id: TokenId(1), .. })));
+    assert!(out.changes.iter().any(|ch| matches!(ch, Change::PutSession(s) if s.client == c.keys.public_key())));
+    assert_eq!(audits(&out)[0].decision, AuditDecision::Allowed);
+    // The reply comes from the signer key, not the user key.
+    assert_eq!(out.publish[0].event.pubkey, h.signer);
+    assert_ne!(h.signer, h.user);
+
+    let out = h.send(&c.request("2", "get_public_key", serde_json::json!([])));
+    assert_eq!(only_reply(&mut c, &out), Response::ok("2", h.user.to_hex()));
+    let out = h.send(&c.request("3", "ping", serde_json::json!([])));
+    assert_eq!(only_reply(&mut c, &out), Response::ok("3", "pong"));
+    let out = h.send(&c.request("4", "switch_relays", serde_json::json!([])));
+    assert_eq!(only_reply(&mut c, &out), Response::ok("4", r#"["ws://127.0.0.1:7777"]"#));
+    let out = h.send(&c.request("5", "get_relays", serde_json::json!([])));
+    assert_eq!(only_reply(&mut c, &out), Response::ok("5", r#"{"ws://127.0.0.1:7777":{"read":true,"write":true}}"#));
+}
+
+#[test]
+fn secrets_are_single_use_and_expire() {
+    let mut h = harness();
+    h.mint("once", Preset::Write.permissions(), None);
+    let mut first = Client::new(h.signer);
+    let out = h.send(&first.request("1", "connect", serde_json::json!(["", "once"])));
+    assert_eq!(only_reply(&mut first, &out), Response::ok("1", "ack"));
+
+    let mut second = Client::new(h.signer);
+    let out = h.send(&second.request("1", "connect", serde_json::json!(["", "once"])));
+    let resp = only_reply(&mut second, &out);
+    assert_eq!(error_code(&resp), Some(ErrorCode::Unauthorized));
+    assert!(resp.to_json().contains("already used"));
+
+    // The first client reconnecting with the old secret is fine (apps reconnect at start).
+    let out = h.send(&first.request("2", "connect", serde_json::json!(["", "once"])));
+    assert_eq!(only_reply(&mut first, &out), Response::ok("2", "ack"));
+
+    h.mint("late", Preset::Write.permissions(), Some(NOW - 1));
+    let mut third = Client::new(h.signer);
+    let out = h.send(&third.request("1", "connect", serde_json::json!(["", "late"])));
+    assert!(only_reply(&mut third, &out).to_json().contains("expired"));
+
+    let out = h.send(&third.request("2", "connect", serde_json::json!(["", "wrong"])));
+    assert_eq!(error_code(&only_reply(&mut third, &out)), Some(ErrorCode::Unauthorized));
+    let out = h.send(&third.request("3", "connect", serde_json::json!([])));
+    assert_eq!(error_code(&only_reply(&mut third, &out)), Some(ErrorCode::Unauthorized));
+}
+
+#[test]
+fn requests_without_a_session_are_unauthorized() {
+    let mut h = harness();
+    let mut c = Client::new(h.signer);
+    let out = h.send(&c.request("1", "get_public_key", serde_json::json!([])));
+    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::Unauthorized));
+    assert_eq!(audits(&out)[0].decision, AuditDecision::Denied);
+}
+
+#[test]
+fn sign_event_returns_the_whole_signed_event() {
+    let mut h = harness();
+    let mut c = h.connected("write");
+    let template = serde_json::json!({"kind": 1, "content": "hello", "tags": [["t", "rampart"]], "created_at": NOW});
+    let out = h.send(&c.request("s", "sign_event", serde_json::json!([template.to_string()])));
+    let resp = only_reply(&mut c, &out);
+    let Outcome::Result(json) = resp.outcome else { panic!("{resp:?}") };
+    let event: Event = serde_json::from_str(&json).unwrap();
+    event.verify().unwrap();
+    assert_eq!(event.pubkey, h.user);
+    assert_eq!(event.content, "hello");
+    assert_eq!(event.created_at.as_secs(), NOW);
+    let audit = audits(&out)[0];
+    assert_eq!(audit.signed_event_id, Some(event.id));
+    assert_eq!(audit.kind, Some(1));
+
+    // Without created_at the bunker's clock fills it in.
+    let template = serde_json::json!({"kind": 1, "content": "x", "tags": []});
+    let out = h.send(&c.request("s2", "sign_event", serde_json::json!([template.to_string()])));
+    let Outcome::Result(json) = only_reply(&mut c, &out).outcome else { panic!() };
+    let event: Event = serde_json::from_str(&json).unwrap();
+    assert_eq!(event.created_at.as_secs(), NOW);
+
+    // A template naming another author is refused.
+    let template = serde_json::json!({"kind": 1, "content": "", "tags": [], "pubkey": Keys::generate().public_key().to_hex()});
+    let out = h.send(&c.request("s3", "sign_event", serde_json::json!([template.to_string()])));
+    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::InvalidParams));
+}
+
+#[test]
+fn per_kind_grants_deny_when_configured() {
+    let mut h = harness_with(EngineConfig { unlisted: UnlistedPolicy::Deny, ..config() });
+    let mut c = h.connected("sign_event:1");
+    let t1 = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
+    let t0 = serde_json::json!({"kind": 0, "content": "{}", "tags": []}).to_string();
+    let out = h.send(&c.request("a", "sign_event", serde_json::json!([t1])));
+    assert!(matches!(only_reply(&mut c, &out).outcome, Outcome::Result(_)));
+    let out = h.send(&c.request("b", "sign_event", serde_json::json!([t0])));
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(error_code(&resp), Some(ErrorCode::Unauthorized));
+    assert!(resp.to_json().contains("sign_event:0"));
+    let out = h.send(&c.request("c", "nip44_encrypt", serde_json::json!([h.user.to_hex(), "x"])));
+    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::Unauthorized));
+}
+
+#[test]
+fn held_request_allowed_always_then_sticks() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let t1 = serde_json::json!({"kind": 1, "content": "needs ok", "tags": []}).to_string();
+    let out = h.send(&c.request("h1", "sign_event", serde_json::json!([t1.clone()])));
+    assert!(out.publish.is_empty(), "held requests get no reply yet");
+    let pending = h.engine.pending();
+    assert_eq!(pending.len(), 1);
+    let approval = pending[0].clone();
+    assert_eq!(approval.kind, Some(1));
+    assert!(approval.summary.contains("needs ok"));
+    assert!(out.changes.iter().any(|ch| matches!(ch, Change::PutApproval(a) if a.id == approval.id)));
+
+    let decision = ApprovalDecision { allow: true, scope: DecisionScope::Always { until: None } };
+    let out = h.engine.decide(now(), &approval.id, decision, &mut h.rng).unwrap();
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(resp.id, "h1", "the real answer carries the original request id");
+    assert!(matches!(resp.outcome, Outcome::Result(_)));
+    assert_eq!(audits(&out)[0].decision, AuditDecision::Approved);
+    assert!(out.changes.iter().any(|ch| matches!(ch, Change::SetApprovalStatus { status: ApprovalStatus::Done(_), .. })));
+
+    // The next kind-1 request is answered at once; a kind-0 one is held.
+    let out = h.send(&c.request("h2", "sign_event", serde_json::json!([t1])));
+    assert!(matches!(only_reply(&mut c, &out).outcome, Outcome::Result(_)));
+    let t0 = serde_json::json!({"kind": 0, "content": "{}", "tags": []}).to_string();
+    let out = h.send(&c.request("h3", "sign_event", serde_json::json!([t0])));
+    assert!(out.publish.is_empty());
+    assert!(h.engine.decide(now(), &approval.id, decision, &mut h.rng).is_err(), "decided twice");
+}
+
+#[test]
+fn held_request_denied_or_expired_is_unauthorized() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let out = h.send(&c.request("d", "nip44_decrypt", serde_json::json!([h.user.to_hex(), "AAAA"])));
+    assert!(out.publish.is_empty());
+    let id = h.engine.pending()[0].id.clone();
+    let out = h.engine.decide(now(), &id, ApprovalDecision { allow: false, scope: DecisionScope::Once }, &mut h.rng).unwrap();
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(resp.id, "d");
+    assert_eq!(error_code(&resp), Some(ErrorCode::Unauthorized));
+
+    let out = h.send(&c.request("e", "nip44_decrypt", serde_json::json!([h.user.to_hex(), "AAAA"])));
+    assert!(out.publish.is_empty());
+    let due = h.engine.next_timeout().unwrap();
+    assert!(due <= now().plus_ms(60_000));
+    let out = h.engine.handle_timeout(now().plus_ms(59_000), &mut h.rng);
+    assert!(out.publish.is_empty(), "not yet");
+    let out = h.engine.handle_timeout(now().plus_ms(60_000), &mut h.rng);
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(resp.id, "e");
+    assert_eq!(error_code(&resp), Some(ErrorCode::Unauthorized));
+    assert!(h.engine.pending().is_empty());
+}
+
+#[test]
+fn auth_url_challenge_then_real_answer() {
+    let mut h = harness_with(EngineConfig { auth_url_base: Some("http://127.0.0.1:9999/".into()), ..config() });
+    let mut c = h.connected("read");
+    let t1 = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
+    let out = h.send(&c.request("x", "sign_event", serde_json::json!([t1])));
+    let resp = only_reply(&mut c, &out);
+    let id = h.engine.pending()[0].id.clone();
+    assert_eq!(resp, Response::auth_url("x", format!("http://127.0.0.1:9999/approve/{id}")));
+    let out = h.engine.decide(now(), &id, ApprovalDecision { allow: true, scope: DecisionScope::Once }, &mut h.rng).unwrap();
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(resp.id, "x");
+    assert!(matches!(resp.outcome, Outcome::Result(_)));
+}
+
+#[test]
+fn encryption_methods_round_trip() {
+    let mut h = harness();
+    let mut c = h.connected("encrypt");
+    let peer = Keys::generate();
+    for (enc, dec) in [("nip44_encrypt", "nip44_decrypt"), ("nip04_encrypt", "nip04_decrypt")] {
+        let out = h.send(&c.request("e", enc, serde_json::json!([peer.public_key().to_hex(), "top secret"])));
+        let Outcome::Result(ct) = only_reply(&mut c, &out).outcome else { panic!() };
+        let out = h.send(&c.request("d", dec, serde_json::json!([peer.public_key().to_hex(), ct])));
+        assert_eq!(only_reply(&mut c, &out), Response::ok("d", "top secret"));
+    }
+    // A peer's real NIP-44 message to the user decrypts.
+    let theirs = nip46::nostr::nips::nip44::encrypt(peer.secret_key(), &h.user, "from peer", nip46::nostr::nips::nip44::Version::V2).unwrap();
+    let out = h.send(&c.request("p", "nip44_decrypt", serde_json::json!([peer.public_key().to_hex(), theirs])));
+    assert_eq!(only_reply(&mut c, &out), Response::ok("p", "from peer"));
+    // Garbage ciphertext is the client's mistake.
+    let out = h.send(&c.request("g", "nip44_decrypt", serde_json::json!([peer.public_key().to_hex(), "garbage"])));
+    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::InvalidParams));
+}
+
+#[test]
+fn nip04_requests_are_answered_in_nip04() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let ev = c.event(r#"{"id":"old","method":"ping","params":[]}"#, Scheme::Nip04, NOW);
+    assert!(ev.content.contains("?iv="));
+    let out = h.send(&ev);
+    let (scheme, resp) = c.open(&out.publish[0].event);
+    assert_eq!(scheme, Scheme::Nip04);
+    assert_eq!(resp, Response::ok("old", "pong"));
+}
+
+#[test]
+fn replayed_stale_and_future_events_are_dropped() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let ev = c.request("r", "ping", serde_json::json!([]));
+    assert_eq!(h.send(&ev).publish.len(), 1);
+    let again = h.send(&ev);
+    assert!(again.publish.is_empty());
+    assert_eq!(again.dropped, Some(Dropped::Replayed));
+
+    let stale = c.event(r#"{"id":"s","method":"ping"}"#, Scheme::Nip44, NOW - 601);
+    assert_eq!(h.send(&stale).dropped, Some(Dropped::Stale));
+    let future = c.event(r#"{"id":"f","method":"ping"}"#, Scheme::Nip44, NOW + 301);
+    assert_eq!(h.send(&future).dropped, Some(Dropped::Future));
+    // Still serving.
+    assert_eq!(h.send(&c.request("ok", "ping", serde_json::json!([]))).publish.len(), 1);
+}
+
+#[test]
+fn replays_across_a_restart_are_dropped_when_seeded() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let ev = c.request("r", "ping", serde_json::json!([]));
+    h.engine.seed_replay(now(), [ev.id]);
+    assert_eq!(h.send(&ev).dropped, Some(Dropped::Replayed));
+}
+
+#[test]
+fn bad_input_is_dropped_or_answered_and_serving_continues() {
+    let mut h = harness();
+    let mut c = h.connected("full");
+
+    // Unknown method → method_not_found.
+    let out = h.send(&c.request("u", "create_account", serde_json::json!([])));
+    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::MethodNotFound));
+    // Bad params → invalid_params with the id.
+    let out = h.send(&c.request("p", "nip44_encrypt", serde_json::json!(["nothex", "x"])));
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(resp.id, "p");
+    assert_eq!(error_code(&resp), Some(ErrorCode::InvalidParams));
+    // Undecryptable content → dropped.
+    let unsigned = UnsignedEvent::new(c.keys.public_key(), Timestamp::from_secs(NOW), Kind::NostrConnect, [Tag::public_key(h.signer)], "garbage");
+    let garbage = envelope::sign(&c.keys, unsigned, &[1; 32]).unwrap();
+    assert!(matches!(h.send(&garbage).dropped, Some(Dropped::Undecryptable(_))));
+    // Not JSON inside → dropped.
+    let ev = c.event("not json", Scheme::Nip44, NOW);
+    assert!(matches!(h.send(&ev).dropped, Some(Dropped::Malformed(_))));
+    // Oversized → dropped before any crypto.
+    let mut big = c.request("b", "ping", serde_json::json!([]));
+    big.content = "A".repeat(200_000);
+    assert!(matches!(h.send(&big).dropped, Some(Dropped::Envelope(_))));
+    // Bad signature → dropped.
+    let mut forged = c.request("f", "ping", serde_json::json!([]));
+    forged.content.push('A');
+    assert_eq!(h.send(&forged).dropped, Some(Dropped::BadSignature));
+    // Addressed to someone else → dropped.
+    let mut other = Client::new(Keys::generate().public_key());
+    assert_eq!(h.send(&other.request("o", "ping", serde_json::json!([]))).dropped, Some(Dropped::NotForUs));
+    // Still serving.
+    let out = h.send(&c.request("z", "ping", serde_json::json!([])));
+    assert_eq!(only_reply(&mut c, &out), Response::ok("z", "pong"));
+}
+
+#[test]
+fn rate_limit_applies_per_session() {
+    let mut h = harness_with(EngineConfig { rate_limit: RateLimit { burst: 3, per_second: 0.001 }, ..config() });
+    let mut c = h.connected("read");
+    let mut other = h.connected("read");
+    for i in 0..3 {
+        let out = h.send(&c.request(&i.to_string(), "ping", serde_json::json!([])));
+        assert!(matches!(only_reply(&mut c, &out).outcome, Outcome::Result(_)));
+    }
+    let out = h.send(&c.request("x", "ping", serde_json::json!([])));
+    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::RateLimited));
+    assert_eq!(audits(&out)[0].decision, AuditDecision::RateLimited);
+    let out = h.send(&other.request("y", "ping", serde_json::json!([])));
+    assert_eq!(only_reply(&mut other, &out), Response::ok("y", "pong"));
+}
+
+#[test]
+fn logout_answers_then_ends_the_session() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let out = h.send(&c.request("l", "logout", serde_json::json!([])));
+    assert_eq!(only_reply(&mut c, &out), Response::ok("l", "ack"));
+    assert!(out.changes.iter().any(|ch| matches!(ch, Change::RevokeSession { .. })));
+    let out = h.send(&c.request("after", "ping", serde_json::json!([])));
+    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::Unauthorized));
+}
+
+#[test]
+fn revocation_from_the_store_takes_effect_on_reload() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let mut session = h.engine.session(KeyId(1), &c.keys.public_key()).unwrap().clone();
+    session.revoked_at = Some(Timestamp::from_secs(NOW));
+    session.revision += 1;
+    h.engine.reload(now(), Snapshot { tokens: vec![], sessions: vec![session], approvals: vec![] }, &mut h.rng);
+    let out = h.send(&c.request("p", "ping", serde_json::json!([])));
+    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::Unauthorized));
+}
+
+#[test]
+fn approval_decided_in_the_store_is_applied_on_reload() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let t1 = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
+    h.send(&c.request("q", "sign_event", serde_json::json!([t1])));
+    let mut approval = h.engine.pending()[0].clone();
+    approval.status = ApprovalStatus::Decided(ApprovalDecision { allow: true, scope: DecisionScope::Once });
+    let session = h.engine.session(KeyId(1), &c.keys.public_key()).unwrap().clone();
+    let out = h.engine.reload(now(), Snapshot { tokens: vec![], sessions: vec![session], approvals: vec![approval] }, &mut h.rng);
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(resp.id, "q");
+    assert!(matches!(resp.outcome, Outcome::Result(_)));
+}
+
+#[test]
+fn nostrconnect_sends_the_secret_from_the_signer_key() {
+    let mut h = harness();
+    let client = Keys::generate();
+    let text = format!(
+        "nostrconnect://{}?relay=ws%3A%2F%2F127.0.0.1%3A9000&secret=xyz123&perms=sign_event%3A1&name=Demo",
+        client.public_key().to_hex()
+    );
+    let uri: NostrConnectUri = text.parse().unwrap();
+    let out = h.engine.accept_nostrconnect(now(), KeyId(1), &uri, &Preset::Write.permissions(), &mut h.rng).unwrap();
+    assert_eq!(out.publish.len(), 1);
+    let sent = &out.publish[0];
+    assert_eq!(sent.event.pubkey, h.signer);
+    assert_eq!(sent.extra_relays, uri.relays);
+    let mut conv = Conversation::new(&client, h.signer).unwrap();
+    let opened = envelope::open_response(&client, &mut conv, &sent.event).unwrap();
+    assert!(matches!(opened.body.outcome, Outcome::Result(ref s) if s == "xyz123"));
+    let session = h.engine.session(KeyId(1), &client.public_key()).unwrap();
+    assert_eq!(session.metadata.name.as_deref(), Some("Demo"));
+    assert!(session.connect_reply.is_none(), "the reply is sent once");
+    assert!(h.engine.wanted_relays(now()).contains(&uri.relays[0]));
+    let _ = ConnectSecret::new("unused");
+}
+
+#[test]
+fn session_counters_are_flushed_on_timeout() {
+    let mut h = harness_with(EngineConfig { touch_interval_ms: 500, ..config() });
+    let mut c = h.connected("read");
+    for i in 0..3 {
+        h.send(&c.request(&format!("t{i}"), "ping", serde_json::json!([])));
+    }
+    let out = h.engine.handle_timeout(now().plus_ms(500), &mut h.rng);
+    let touched: Vec<u64> = out
+        .changes
+        .iter()
+        .filter_map(|ch| match ch {
+            Change::TouchSession { requests, .. } => Some(*requests),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(touched, vec![3]);
+}

@@ -1,0 +1,80 @@
+//! `rampart audit`: read the audit log.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use nip46::nostr::prelude::Timestamp;
+use store::{AuditDecision, AuditQuery, SqliteStore, Store};
+
+use crate::config::Config;
+
+/// `rampart audit`
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only rows newer than this (e.g. 10m, 24h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    since: Option<Duration>,
+    /// Only this method.
+    #[arg(long)]
+    method: Option<String>,
+    /// Only this decision (allowed, approved, denied, pending, rate_limited, invalid).
+    #[arg(long)]
+    decision: Option<String>,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Print JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Print matching rows, newest first.
+pub fn run(args: Args, config: &Config) -> Result<()> {
+    let store = SqliteStore::open(&config.database_path())?;
+    let decision = match args.decision.as_deref() {
+        None => None,
+        Some(d) => Some(AuditDecision::parse(d).ok_or_else(|| anyhow::anyhow!("unknown decision `{d}`"))?),
+    };
+    let query = AuditQuery {
+        since: args.since.map(|d| Timestamp::from_secs(Timestamp::now().as_secs().saturating_sub(d.as_secs()))),
+        method: args.method,
+        decision,
+        limit: Some(args.limit),
+        ..AuditQuery::default()
+    };
+    let keys = store.keys()?;
+    for row in store.audit(&query)? {
+        let key = keys.iter().find(|k| k.id == row.key_id).map_or("?", |k| k.name.as_str());
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "seq": row.seq,
+                    "at": row.at.as_secs(),
+                    "key": key,
+                    "client": row.client.to_hex(),
+                    "event_id": row.event_id.to_hex(),
+                    "request_id": row.request_id,
+                    "method": row.method,
+                    "kind": row.kind,
+                    "decision": row.decision.as_str(),
+                    "outcome": row.outcome,
+                    "signed_event_id": row.signed_event_id.map(|e| e.to_hex()),
+                })
+            );
+        } else {
+            let kind = row.kind.map(|k| format!(":{k}")).unwrap_or_default();
+            println!(
+                "{}\t{}\t{}…\t{}{}\t{}\t{}",
+                row.at.as_secs(),
+                key,
+                &row.client.to_hex()[..12],
+                row.method,
+                kind,
+                row.decision.as_str(),
+                row.outcome
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! One module per subcommand.
+
+pub mod approvals;
+pub mod audit;
+pub mod connect;
+pub mod inspect;
+pub mod key;
+pub mod relay;
+pub mod run;
+pub mod sessions;
+pub mod token;

@@ -1,0 +1,92 @@
+//! `rampart uri`: mint a single-use `bunker://` token for a key.
+//!
+//! Minting needs no passphrase: the token names the signer's public key, and
+//! only a hash of the secret is stored.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nip46::nostr::prelude::{RelayUrl, Timestamp};
+use nip46::{BunkerUri, ConnectSecret, PermissionSet};
+use store::{NewToken, SqliteStore, Store, StoredKey};
+
+use crate::config::{Config, parse_grant};
+
+/// `rampart uri`
+#[derive(clap::Args)]
+pub struct Args {
+    /// Key name (default: the only key, or the first).
+    #[arg(long)]
+    key: Option<String>,
+    /// What the session may do: read, write, encrypt, full, or a permission list.
+    #[arg(long)]
+    grant: Option<String>,
+    /// How long the secret stays usable (e.g. 10m, 24h, 7d). Default: no expiry.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    expires: Option<Duration>,
+    /// Relays to put in the token (default: the configured relays, or the embedded relay).
+    #[arg(long = "relay")]
+    relays: Vec<String>,
+    /// A label to recognise the token by.
+    #[arg(long)]
+    label: Option<String>,
+}
+
+/// Mint and print a token.
+pub fn run(args: Args, config: &Config) -> Result<()> {
+    let mut store = SqliteStore::open(&config.database_path())?;
+    let key = pick_key(&store, args.key.as_deref())?;
+    let grant = match &args.grant {
+        Some(g) => parse_grant(g)?,
+        None => config.default_grant()?,
+    };
+    let relays = if args.relays.is_empty() { advertised_relays(config)? } else { parse_relays(&args.relays)? };
+    let expires = args.expires.map(|d| Timestamp::from_secs(Timestamp::now().as_secs() + d.as_secs()));
+    let uri = mint(&mut store, &key, grant, expires, args.label, relays)?;
+    println!("{uri}");
+    Ok(())
+}
+
+/// Store a fresh token for `key` and return its URI.
+pub fn mint(
+    store: &mut dyn Store,
+    key: &StoredKey,
+    grant: PermissionSet,
+    expires_at: Option<Timestamp>,
+    label: Option<String>,
+    relays: Vec<RelayUrl>,
+) -> Result<BunkerUri> {
+    let mut entropy = [0u8; 16];
+    getrandom::fill(&mut entropy).map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
+    let secret = ConnectSecret::from_entropy(entropy);
+    let mut token = NewToken::new(key.id, &secret, grant, expires_at, Timestamp::now());
+    token.label = label;
+    store.add_token(&token)?;
+    Ok(BunkerUri { signer: key.signer_pubkey, relays, secret: Some(secret) })
+}
+
+/// The key named, or the first one.
+pub fn pick_key(store: &dyn Store, name: Option<&str>) -> Result<StoredKey> {
+    let keys = store.keys()?;
+    match name {
+        Some(n) => keys.into_iter().find(|k| k.name == n).with_context(|| format!("no key named `{n}`")),
+        None => keys.into_iter().next().context("no keys yet: run `rampart key generate` first"),
+    }
+}
+
+/// The relays a token should name: configured ones, or the embedded relay.
+pub fn advertised_relays(config: &Config) -> Result<Vec<RelayUrl>> {
+    let relays = config.relay_urls()?;
+    if !relays.is_empty() {
+        return Ok(relays);
+    }
+    Ok(vec![RelayUrl::parse(&format!("ws://{}", config.embedded_relay))?])
+}
+
+/// Parse `--relay` flags.
+pub fn parse_relays(relays: &[String]) -> Result<Vec<RelayUrl>> {
+    relays
+        .iter()
+        .map(|r| RelayUrl::parse(r).with_context(|| format!("`{r}` is not a ws:// or wss:// URL")))
+        .collect()
+}

@@ -1,0 +1,373 @@
+//! One client of the embedded relay, from websocket handshake to close.
+//!
+//! Each accepted socket gets a task running [`run`]: it answers the client's
+//! `EVENT`, `REQ`, `CLOSE` and `AUTH`, and forwards live events to the
+//! client's subscriptions. A malformed message is answered with a `NOTICE`
+//! (or `OK false` / `CLOSED`) and never ends the connection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use nostr::prelude::{
+    ClientMessage, Event, Filter, Kind, MatchEventOptions, PublicKey, RelayMessage,
+    SubscriptionId, Timestamp,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
+use tokio::time::timeout;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tracing::{debug, trace, warn};
+
+use super::Relay;
+use super::auth;
+use super::store::{Insert, Stored};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Longest subscription id NIP-01 allows.
+const MAX_SUBSCRIPTION_ID_LEN: usize = 64;
+
+/// An open subscription of this client.
+struct Subscription {
+    filters: Vec<Filter>,
+    /// The id as a JSON string, serialized once for every event frame.
+    id_json: String,
+}
+
+/// Per-connection state.
+struct Client {
+    relay: Arc<Relay>,
+    peer: SocketAddr,
+    subscriptions: HashMap<SubscriptionId, Subscription>,
+    challenge: Option<String>,
+    authenticated: Option<PublicKey>,
+}
+
+/// Why the connection ends.
+struct Closed;
+
+/// Serves one accepted TCP connection until the client leaves, the socket
+/// fails, or the relay shuts down. `_permit` holds a connection slot.
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    relay: Arc<Relay>,
+    mut shutdown: watch::Receiver<()>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let hard_limit = relay.config.max_message_size.saturating_mul(4);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(hard_limit))
+        .max_frame_size(Some(hard_limit));
+    let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
+    let mut ws = match timeout(relay.config.io_timeout, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(error)) => {
+            debug!(%peer, %error, "websocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(%peer, "websocket handshake timed out");
+            return;
+        }
+    };
+    // Subscribe to live events before anything can be published on this
+    // connection, so nothing falls between a query and the live feed.
+    let mut live = relay.live.subscribe();
+    let mut client = Client {
+        relay,
+        peer,
+        subscriptions: HashMap::new(),
+        challenge: None,
+        authenticated: None,
+    };
+    debug!(%peer, "client connected");
+    if client.relay.config.require_auth {
+        let challenge = auth::new_challenge();
+        let frame = to_frame(&RelayMessage::auth(challenge.as_str()));
+        client.challenge = Some(challenge);
+        if client.send(&mut ws, frame).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let result = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            message = ws.next() => match message {
+                Some(Ok(message)) => client.on_message(&mut ws, message).await,
+                Some(Err(error)) => {
+                    debug!(%peer, %error, "connection failed");
+                    return;
+                }
+                None => break,
+            },
+            event = live.recv() => match event {
+                Ok(stored) => client.forward(&mut ws, &stored).await,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    warn!(%peer, missed, "slow client missed live events");
+                    let notice = format!("error: too slow, missed {missed} live events");
+                    client.send(&mut ws, to_frame(&RelayMessage::notice(notice))).await
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+    let _ = timeout(client.relay.config.io_timeout, ws.close(None)).await;
+    debug!(%peer, "client disconnected");
+}
+
+/// Serializes a relay message. Relay messages built here always serialize.
+fn to_frame(message: &RelayMessage<'_>) -> Utf8Bytes {
+    serde_json::to_string(message)
+        .unwrap_or_else(|_| r#"["NOTICE","error: internal serialization failure"]"#.to_owned())
+        .into()
+}
+
+fn ok(event: &Event, accepted: bool, message: &str) -> Utf8Bytes {
+    to_frame(&RelayMessage::ok(event.id, accepted, message))
+}
+
+/// `["EVENT",<id_json>,<event json>]` from pre-serialized parts.
+fn event_frame(id_json: &str, stored: &Stored) -> Utf8Bytes {
+    let mut frame = String::with_capacity(12 + id_json.len() + stored.json.len());
+    frame.push_str(r#"["EVENT","#);
+    frame.push_str(id_json);
+    frame.push(',');
+    frame.push_str(&stored.json);
+    frame.push(']');
+    frame.into()
+}
+
+impl Client {
+    async fn send(&self, ws: &mut Ws, frame: Utf8Bytes) -> Result<(), Closed> {
+        match timeout(self.relay.config.io_timeout, ws.send(Message::Text(frame))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                debug!(peer = %self.peer, %error, "write failed");
+                Err(Closed)
+            }
+            Err(_) => {
+                warn!(peer = %self.peer, "write timed out, dropping client");
+                Err(Closed)
+            }
+        }
+    }
+
+    async fn notice(&self, ws: &mut Ws, message: String) -> Result<(), Closed> {
+        self.send(ws, to_frame(&RelayMessage::notice(message)))
+            .await
+    }
+
+    async fn on_message(&mut self, ws: &mut Ws, message: Message) -> Result<(), Closed> {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                return self
+                    .notice(ws, "error: binary messages are not supported".to_owned())
+                    .await;
+            }
+            Message::Close(_) => return Err(Closed),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+        };
+        let max = self.relay.config.max_message_size;
+        if text.len() > max {
+            let notice = format!("error: message of {} bytes exceeds {max}", text.len());
+            return self.notice(ws, notice).await;
+        }
+        let message = match ClientMessage::from_json(text.as_bytes()) {
+            Ok(message) => message,
+            Err(error) => return self.on_unparsable(ws, &text, &error.to_string()).await,
+        };
+        match message {
+            ClientMessage::Event(event) => self.on_event(ws, event.into_owned()).await,
+            ClientMessage::Req {
+                subscription_id,
+                filters,
+            } => {
+                let filters = filters.into_iter().map(|f| f.into_owned()).collect();
+                self.on_req(ws, subscription_id.into_owned(), filters)
+                    .await
+            }
+            ClientMessage::Close(subscription_id) => {
+                self.subscriptions.remove(&*subscription_id);
+                Ok(())
+            }
+            ClientMessage::Auth(event) => self.on_auth(ws, &event).await,
+            ClientMessage::Count {
+                subscription_id, ..
+            } => {
+                let closed = RelayMessage::closed(
+                    subscription_id.into_owned(),
+                    "unsupported: COUNT is not supported by this relay",
+                );
+                self.send(ws, to_frame(&closed)).await
+            }
+            _ => {
+                self.notice(ws, "unsupported: negentropy is not supported".to_owned())
+                    .await
+            }
+        }
+    }
+
+    /// Answers a message that does not parse: `OK false` when it is an
+    /// `EVENT` whose id can still be read (so the client is not left
+    /// waiting), a `NOTICE` otherwise.
+    async fn on_unparsable(&self, ws: &mut Ws, text: &str, error: &str) -> Result<(), Closed> {
+        debug!(peer = %self.peer, %error, "unparsable message");
+        let id = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|value| match value.get(0)?.as_str()? {
+                "EVENT" => value.get(1)?.get("id")?.as_str()?.parse().ok(),
+                _ => None,
+            });
+        match id {
+            Some(id) => {
+                let reason = format!("invalid: malformed event: {error}");
+                self.send(ws, to_frame(&RelayMessage::ok(id, false, reason)))
+                    .await
+            }
+            None => {
+                self.notice(ws, format!("error: could not parse message: {error}"))
+                    .await
+            }
+        }
+    }
+
+    async fn on_event(&mut self, ws: &mut Ws, event: Event) -> Result<(), Closed> {
+        let config = &self.relay.config;
+        if config.require_auth && self.authenticated.is_none() {
+            let frame = ok(&event, false, "auth-required: authenticate to publish");
+            return self.send(ws, frame).await;
+        }
+        if event.kind == Kind::Authentication {
+            let frame = ok(&event, false, "invalid: send AUTH events with AUTH, not EVENT");
+            return self.send(ws, frame).await;
+        }
+        if !event.verify_id() {
+            let frame = ok(&event, false, "invalid: event id does not match its content");
+            return self.send(ws, frame).await;
+        }
+        if !event.verify_signature() {
+            return self.send(ws, ok(&event, false, "invalid: bad signature")).await;
+        }
+        let id = event.id;
+        let json = match serde_json::to_string(&event) {
+            Ok(json) => json,
+            Err(error) => {
+                let frame = ok(&event, false, &format!("error: could not serialize: {error}"));
+                return self.send(ws, frame).await;
+            }
+        };
+        let stored = Arc::new(Stored { event, json });
+        let outcome = if stored.event.kind.is_ephemeral() {
+            if self.relay.remember_ephemeral(id) {
+                Insert::Stored
+            } else {
+                Insert::Duplicate
+            }
+        } else {
+            self.relay.store().insert(stored.clone())
+        };
+        let message = match outcome {
+            Insert::Stored => {
+                trace!(peer = %self.peer, %id, "event accepted");
+                // Nobody listening is fine: there is just no subscriber.
+                let _ = self.relay.live.send(stored.clone());
+                ""
+            }
+            Insert::Duplicate => "duplicate: already have this event",
+            Insert::Obsolete => "duplicate: a newer version of this event is stored",
+        };
+        self.send(ws, ok(&stored.event, true, message)).await
+    }
+
+    async fn on_req(
+        &mut self,
+        ws: &mut Ws,
+        id: SubscriptionId,
+        filters: Vec<Filter>,
+    ) -> Result<(), Closed> {
+        let config = &self.relay.config;
+        let refusal = if config.require_auth && self.authenticated.is_none() {
+            Some("auth-required: authenticate to subscribe".to_owned())
+        } else if id.as_str().is_empty() || id.as_str().chars().count() > MAX_SUBSCRIPTION_ID_LEN
+        {
+            Some("invalid: subscription id must be 1 to 64 characters".to_owned())
+        } else if filters.len() > config.max_filters {
+            Some(format!("invalid: at most {} filters per REQ", config.max_filters))
+        } else if !self.subscriptions.contains_key(&id)
+            && self.subscriptions.len() >= config.max_subscriptions
+        {
+            Some(format!(
+                "error: too many subscriptions (at most {})",
+                config.max_subscriptions
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            return self
+                .send(ws, to_frame(&RelayMessage::closed(id, reason)))
+                .await;
+        }
+        let id_json = match serde_json::to_string(&id) {
+            Ok(json) => json,
+            Err(error) => {
+                let reason = format!("error: could not serialize the id: {error}");
+                return self
+                    .send(ws, to_frame(&RelayMessage::closed(id, reason)))
+                    .await;
+            }
+        };
+        let found = self.relay.store().query(&filters, config.max_limit);
+        for stored in &found {
+            let frame = Message::Text(event_frame(&id_json, stored));
+            if timeout(config.io_timeout, ws.feed(frame)).await.is_err() {
+                return Err(Closed);
+            }
+        }
+        let eose = to_frame(&RelayMessage::eose(id.clone()));
+        self.subscriptions
+            .insert(id, Subscription { filters, id_json });
+        self.send(ws, eose).await
+    }
+
+    async fn on_auth(&mut self, ws: &mut Ws, event: &Event) -> Result<(), Closed> {
+        let Some(challenge) = self.challenge.as_deref() else {
+            let frame = ok(event, false, "invalid: this relay did not ask for AUTH");
+            return self.send(ws, frame).await;
+        };
+        let relay_url = self.relay.config.relay_url.as_deref();
+        match auth::check(event, challenge, relay_url, Timestamp::now()) {
+            Ok(()) => {
+                debug!(peer = %self.peer, pubkey = %event.pubkey, "client authenticated");
+                self.authenticated = Some(event.pubkey);
+                self.send(ws, ok(event, true, "")).await
+            }
+            Err(reason) => self.send(ws, ok(event, false, reason)).await,
+        }
+    }
+
+    /// Sends a live event to every subscription of this client it matches.
+    async fn forward(&self, ws: &mut Ws, stored: &Stored) -> Result<(), Closed> {
+        let options = MatchEventOptions::new();
+        for sub in self.subscriptions.values() {
+            if sub
+                .filters
+                .iter()
+                .any(|filter| filter.match_event(&stored.event, options))
+            {
+                self.send(ws, event_frame(&sub.id_json, stored)).await?;
+            }
+        }
+        Ok(())
+    }
+}

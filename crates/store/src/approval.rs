@@ -1,0 +1,93 @@
+//! Pending approvals: requests no rule covers, waiting for the user.
+//!
+//! The record carries what the user needs to decide (app, key, method, a
+//! readable summary of the request). The request itself stays in the running
+//! bunker's memory; an approval outlives neither its expiry nor a restart.
+
+use nip46::nostr::prelude::{PublicKey, Timestamp};
+use nip46::{ClientMetadata, Method};
+use serde::{Deserialize, Serialize};
+
+use crate::key::KeyId;
+
+/// Random id of an approval (hex), used in URLs and CLI commands.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ApprovalId(pub String);
+
+impl ApprovalId {
+    /// An id from 16 random bytes.
+    pub fn from_entropy(bytes: [u8; 16]) -> Self {
+        ApprovalId(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+impl std::fmt::Display for ApprovalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How long a user's answer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "scope")]
+pub enum DecisionScope {
+    /// Only this request.
+    Once,
+    /// This method (this kind, for `sign_event`) for this app, from now on,
+    /// optionally until a time.
+    Always {
+        /// End of the rule; `None` = until revoked.
+        until: Option<Timestamp>,
+    },
+}
+
+/// The user's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalDecision {
+    /// Allow (true) or deny (false).
+    pub allow: bool,
+    /// Once or always.
+    pub scope: DecisionScope,
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum ApprovalStatus {
+    /// Waiting for the user.
+    Pending,
+    /// The user answered (the bunker may not have acted on it yet).
+    Decided(ApprovalDecision),
+    /// Nobody answered in time; the client got `unauthorized`.
+    Expired,
+    /// The bunker acted on the decision.
+    Done(ApprovalDecision),
+}
+
+/// A request waiting for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApproval {
+    /// Random id.
+    pub id: ApprovalId,
+    /// The user key asked for.
+    pub key_id: KeyId,
+    /// The client asking.
+    pub client: PublicKey,
+    /// The app's claimed metadata (unverified).
+    pub metadata: ClientMetadata,
+    /// The NIP-46 request id (the reply will carry it).
+    pub request_id: String,
+    /// The method.
+    pub method: Method,
+    /// Kind, for `sign_event`.
+    pub kind: Option<u16>,
+    /// What the request asks, rendered for a person (JSON text: for
+    /// `sign_event` the event template; for encryption the peer).
+    pub summary: String,
+    /// When asked.
+    pub created_at: Timestamp,
+    /// When the client gets `unauthorized` if nobody answers.
+    pub expires_at: Timestamp,
+    /// Status.
+    pub status: ApprovalStatus,
+}

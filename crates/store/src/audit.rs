@@ -1,0 +1,98 @@
+//! The audit log: one row for every request the bunker answered or refused.
+
+use nip46::nostr::prelude::{EventId, PublicKey, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::key::KeyId;
+
+/// What the bunker decided about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditDecision {
+    /// A rule allowed it.
+    Allowed,
+    /// The user approved it.
+    Approved,
+    /// A rule, the user, or the lack of a session refused it.
+    Denied,
+    /// It waits for the user (an `auth_url` or nothing was sent yet).
+    Pending,
+    /// The session's rate limit refused it.
+    RateLimited,
+    /// Its parameters were invalid or its method unknown.
+    Invalid,
+}
+
+impl AuditDecision {
+    /// Stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allowed => "allowed",
+            AuditDecision::Approved => "approved",
+            AuditDecision::Denied => "denied",
+            AuditDecision::Pending => "pending",
+            AuditDecision::RateLimited => "rate_limited",
+            AuditDecision::Invalid => "invalid",
+        }
+    }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AuditDecision::Allowed,
+            AuditDecision::Approved,
+            AuditDecision::Denied,
+            AuditDecision::Pending,
+            AuditDecision::RateLimited,
+            AuditDecision::Invalid,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+}
+
+/// One audit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Store-assigned sequence number (0 before it is stored).
+    pub seq: i64,
+    /// When the bunker decided.
+    pub at: Timestamp,
+    /// The user key.
+    pub key_id: KeyId,
+    /// The client.
+    pub client: PublicKey,
+    /// The kind-24133 event that carried the request.
+    pub event_id: EventId,
+    /// The NIP-46 request id.
+    pub request_id: String,
+    /// Method name as sent (unknown ones included, truncated).
+    pub method: String,
+    /// Kind, for `sign_event`.
+    pub kind: Option<u16>,
+    /// The decision.
+    pub decision: AuditDecision,
+    /// What was sent back: `ok`, `auth_url`, or an error code.
+    pub outcome: String,
+    /// For a signed event: its id, so a signature can be traced to its row.
+    pub signed_event_id: Option<EventId>,
+}
+
+/// A filter over the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Rows at or after this time.
+    pub since: Option<Timestamp>,
+    /// Rows before this time.
+    pub until: Option<Timestamp>,
+    /// Only this key.
+    pub key_id: Option<KeyId>,
+    /// Only this client.
+    pub client: Option<PublicKey>,
+    /// Only this method.
+    pub method: Option<String>,
+    /// Only this decision.
+    pub decision: Option<AuditDecision>,
+    /// At most this many rows (newest first); `None` = all.
+    pub limit: Option<u32>,
+}

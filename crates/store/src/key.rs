@@ -1,0 +1,55 @@
+//! User keys as stored: an id, the public parts in clear, the secrets as
+//! NIP-49 `ncryptsec` text that only the vault can open.
+
+use nip46::nostr::prelude::{PublicKey, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Store-assigned id of a user key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyId(pub i64);
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A user key as stored: public parts in clear, secrets as NIP-49 `ncryptsec`.
+///
+/// Each user key has its own signer (transport) key, so the user's pubkey never
+/// authors kind-24133 traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Store id.
+    pub id: KeyId,
+    /// Unique human name.
+    pub name: String,
+    /// The user's pubkey (what `get_public_key` returns).
+    pub user_pubkey: PublicKey,
+    /// The signer's pubkey (what `bunker://` names, what signs responses).
+    pub signer_pubkey: PublicKey,
+    /// The user secret key, NIP-49 encrypted.
+    pub user_ncryptsec: String,
+    /// The signer secret key, NIP-49 encrypted.
+    pub signer_ncryptsec: String,
+    /// When added.
+    pub created_at: Timestamp,
+}
+
+/// A key to be stored.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// Unique human name.
+    pub name: String,
+    /// User pubkey.
+    pub user_pubkey: PublicKey,
+    /// Signer pubkey.
+    pub signer_pubkey: PublicKey,
+    /// User secret, NIP-49.
+    pub user_ncryptsec: String,
+    /// Signer secret, NIP-49.
+    pub signer_ncryptsec: String,
+    /// When added.
+    pub created_at: Timestamp,
+}
+

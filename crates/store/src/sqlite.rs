@@ -1,0 +1,938 @@
+//! The SQLite backend: one database file in the data directory, shared by the
+//! running bunker and the CLI.
+//!
+//! Durability choice: the file is in WAL mode with `synchronous=NORMAL`. A
+//! commit is then in the operating system's hands as soon as `apply`
+//! returns, so it survives the process being killed (`kill -9`, a panic, an
+//! OOM kill) — the requirement for "no signature sent without its audit
+//! row". It does not survive a power loss or kernel crash: the last
+//! transactions before one may roll back. `synchronous=FULL` would add an
+//! fsync per commit (hundreds of µs to ms) on the bunker's hot path for a
+//! guarantee the bunker does not promise.
+//!
+//! The schema is built by numbered migrations (`migrations/NNNN_*.sql`),
+//! applied in order inside one transaction; `PRAGMA user_version` records
+//! how many ran. A file from a newer Rampart is refused instead of guessed at.
+
+use std::fmt::Display;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp};
+use nip46::{ClientMetadata, Method, Permission, PermissionSet};
+use rusqlite::types::{FromSql, Value};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, Change, ConnectionToken,
+    KeyId, NewKey, NewToken, PendingApproval, Rule, RuleEffect, SecretHash, Session,
+    SessionOrigin, Store, StoreError, StoredKey, TokenId,
+};
+
+/// The migrations, in order. Migration `i` (0-based) brings the schema to
+/// version `i + 1`. Never edit a released one: add a new file.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// The newest schema version this binary knows (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a statement waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Enough for every statement `apply` uses, so none is ever re-prepared.
+const STATEMENT_CACHE: usize = 32;
+
+/// A [`Store`] in one SQLite database.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Open (or create) the database at `path`, creating its directory if
+    /// missing, and bring its schema up to date.
+    ///
+    /// On unix the directory is created `0700` and the file is made `0600`:
+    /// it holds the (encrypted) user keys. Fails with
+    /// [`StoreError::SchemaTooNew`] for a file written by a newer Rampart.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        prepare_file(path)?;
+        let conn = Connection::open(path)
+            .map_err(|e| db_error(&format!("opening {}", path.display()), e))?;
+        Self::init(conn, true)
+    }
+
+    /// A private database in memory, for tests.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().ctx("opening an in-memory database")?;
+        Self::init(conn, false)
+    }
+
+    fn init(mut conn: Connection, file: bool) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .ctx("setting the busy timeout")?;
+        if file {
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .ctx("switching to WAL mode")?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Database(format!(
+                    "the database stayed in journal mode {mode:?} instead of WAL; \
+                     put the data directory on a local filesystem"
+                )));
+            }
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .ctx("setting synchronous=NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .ctx("enabling foreign keys")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        migrate(&mut conn, MIGRATIONS)?;
+        Ok(SqliteStore { conn })
+    }
+
+    /// The schema version of the open database (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .ctx("reading the schema version")
+    }
+}
+
+/// Create the parent directory (private) and the file (private) if missing.
+fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    let io = |what: &str, e: std::io::Error| {
+        StoreError::Database(format!(
+            "cannot {what} {}: {e}; check the data directory's path and permissions",
+            path.display()
+        ))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|e| io("create the directory of", e))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(|e| io("create", e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().map_err(|e| io("inspect", e))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "database file was readable by others; making it 0600");
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io("restrict the permissions of", e))?;
+        }
+    }
+    drop(file);
+    Ok(())
+}
+
+/// Apply the migrations the database has not seen yet, all in one
+/// transaction: a failure leaves the file as it was.
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
+    let known = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("starting the schema migration")?;
+    let found: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .ctx("reading the schema version")?;
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    let Ok(done) = usize::try_from(found) else {
+        return Err(StoreError::Corrupt(format!(
+            "the schema version is {found}; restore the database from a backup"
+        )));
+    };
+    for (version, sql) in (1_i64..).zip(migrations).skip(done) {
+        tx.execute_batch(sql)
+            .map_err(|e| db_error(&format!("applying schema migration {version}"), e))?;
+        tx.pragma_update(None, "user_version", version)
+            .ctx("recording the schema version")?;
+        tracing::info!(version, "applied database migration");
+    }
+    tx.commit().ctx("committing the schema migration")
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// A SQLite error, with what we were doing and, when there is one, what to do.
+fn db_error(what: &str, e: rusqlite::Error) -> StoreError {
+    let hint = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "; another process held the database lock too long, retry"
+        }
+        Some(ErrorCode::DiskFull) => "; the disk is full, free some space",
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
+            "; check the permissions of the data directory and the database file"
+        }
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            return StoreError::Corrupt(format!(
+                "{what}: {e}; the file is damaged or not a Rampart database, restore it from a backup"
+            ));
+        }
+        _ => "",
+    };
+    StoreError::Database(format!("{what}: {e}{hint}"))
+}
+
+/// `.ctx("doing x")` on rusqlite results.
+trait Context<T> {
+    fn ctx(self, what: &str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn ctx(self, what: &str) -> Result<T, StoreError> {
+        self.map_err(|e| db_error(what, e))
+    }
+}
+
+fn has_extended_code(e: &rusqlite::Error, codes: &[std::ffi::c_int]) -> bool {
+    e.sqlite_error()
+        .is_some_and(|s| codes.contains(&s.extended_code))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+    has_extended_code(e, &[SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY])
+}
+
+fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
+    has_extended_code(e, &[rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY])
+}
+
+// ---------------------------------------------------------------------------
+// Values in and out
+
+/// Times are stored as SQLite integers; past `i64::MAX` seconds (about 292
+/// billion years) they saturate, which keeps the meaning "never".
+fn ts(t: Timestamp) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn opt_ts(t: Option<Timestamp>) -> Option<i64> {
+    t.map(ts)
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A rule as stored in `sessions.rules`.
+#[derive(Serialize, Deserialize)]
+struct StoredRule {
+    permission: String,
+    effect: RuleEffect,
+    expires_at: Option<u64>,
+}
+
+fn rules_json(rules: &[Rule]) -> Result<String, StoreError> {
+    let stored: Vec<StoredRule> = rules
+        .iter()
+        .map(|r| StoredRule {
+            permission: r.permission.to_string(),
+            effect: r.effect,
+            expires_at: r.expires_at.map(|t| t.as_secs()),
+        })
+        .collect();
+    to_json(&stored, "session rules")
+}
+
+fn to_json<T: Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Database(format!("cannot encode {what} as JSON: {e}")))
+}
+
+fn relays_json(relays: &[RelayUrl]) -> Result<String, StoreError> {
+    let urls: Vec<&str> = relays.iter().map(RelayUrl::as_str).collect();
+    to_json(&urls, "relay URLs")
+}
+
+/// Reads one row, turning every bad value into [`StoreError::Corrupt`] that
+/// names the table, the row and the column (never the value: some are
+/// secrets).
+struct RowReader<'r, 's> {
+    row: &'r Row<'s>,
+    table: &'static str,
+    key: String,
+}
+
+impl<'r, 's> RowReader<'r, 's> {
+    /// `key_columns` identify the row in error messages.
+    fn new(row: &'r Row<'s>, table: &'static str, key_columns: &[&str]) -> Self {
+        let key = key_columns
+            .iter()
+            .map(|c| match row.get::<_, Value>(*c) {
+                Ok(Value::Integer(i)) => i.to_string(),
+                Ok(Value::Text(t)) => t,
+                _ => "?".to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        RowReader { row, table, key }
+    }
+
+    fn corrupt(&self, column: &str, problem: impl Display) -> StoreError {
+        StoreError::Corrupt(format!(
+            "{} row ({}), column {column}: {problem}; repair or remove the row",
+            self.table, self.key
+        ))
+    }
+
+    fn get<T: FromSql>(&self, column: &str) -> Result<T, StoreError> {
+        self.row
+            .get(column)
+            .map_err(|e| self.corrupt(column, format_args!("unreadable ({e})")))
+    }
+
+    fn ts(&self, column: &str) -> Result<Timestamp, StoreError> {
+        let secs: i64 = self.get(column)?;
+        u64::try_from(secs)
+            .map(Timestamp::from_secs)
+            .map_err(|_| self.corrupt(column, "negative time"))
+    }
+
+    fn opt_ts(&self, column: &str) -> Result<Option<Timestamp>, StoreError> {
+        let secs: Option<i64> = self.get(column)?;
+        secs.map(|s| {
+            u64::try_from(s)
+                .map(Timestamp::from_secs)
+                .map_err(|_| self.corrupt(column, "negative time"))
+        })
+        .transpose()
+    }
+
+    fn pubkey(&self, column: &str) -> Result<PublicKey, StoreError> {
+        let hex: String = self.get(column)?;
+        PublicKey::from_hex(&hex).map_err(|_| self.corrupt(column, "not a hex public key"))
+    }
+
+    fn opt_pubkey(&self, column: &str) -> Result<Option<PublicKey>, StoreError> {
+        let hex: Option<String> = self.get(column)?;
+        hex.map(|h| {
+            PublicKey::from_hex(&h).map_err(|_| self.corrupt(column, "not a hex public key"))
+        })
+        .transpose()
+    }
+
+    fn event_id(&self, column: &str) -> Result<EventId, StoreError> {
+        let hex: String = self.get(column)?;
+        EventId::from_hex(&hex).map_err(|_| self.corrupt(column, "not a hex event id"))
+    }
+
+    fn opt_event_id(&self, column: &str) -> Result<Option<EventId>, StoreError> {
+        let hex: Option<String> = self.get(column)?;
+        hex.map(|h| EventId::from_hex(&h).map_err(|_| self.corrupt(column, "not a hex event id")))
+            .transpose()
+    }
+
+    fn parsed<T>(&self, column: &str) -> Result<T, StoreError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let text: String = self.get(column)?;
+        text.parse().map_err(|e| self.corrupt(column, e))
+    }
+
+    fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
+        let text: String = self.get(column)?;
+        serde_json::from_str(&text).map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
+    }
+
+    fn kind(&self, column: &str) -> Result<Option<u16>, StoreError> {
+        let kind: Option<i64> = self.get(column)?;
+        kind.map(|k| u16::try_from(k).map_err(|_| self.corrupt(column, "event kind out of range")))
+            .transpose()
+    }
+
+    fn rules(&self, column: &str) -> Result<Vec<Rule>, StoreError> {
+        let stored: Vec<StoredRule> = self.json(column)?;
+        stored
+            .into_iter()
+            .map(|r| {
+                let permission: Permission = r
+                    .permission
+                    .parse()
+                    .map_err(|e| self.corrupt(column, e))?;
+                Ok(Rule {
+                    permission,
+                    effect: r.effect,
+                    expires_at: r.expires_at.map(Timestamp::from_secs),
+                })
+            })
+            .collect()
+    }
+
+    fn relays(&self, column: &str) -> Result<Vec<RelayUrl>, StoreError> {
+        let urls: Vec<String> = self.json(column)?;
+        urls.iter()
+            .map(|u| RelayUrl::parse(u).map_err(|e| self.corrupt(column, e)))
+            .collect()
+    }
+}
+
+/// Run a query and read every row with `read`.
+fn collect<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    what: &str,
+    read: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = stmt.query(params).ctx(what)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().ctx(what)? {
+        out.push(read(row)?);
+    }
+    Ok(out)
+}
+
+fn read_key(row: &Row<'_>) -> Result<StoredKey, StoreError> {
+    let r = RowReader::new(row, "keys", &["id"]);
+    Ok(StoredKey {
+        id: KeyId(r.get("id")?),
+        name: r.get("name")?,
+        user_pubkey: r.pubkey("user_pubkey")?,
+        signer_pubkey: r.pubkey("signer_pubkey")?,
+        user_ncryptsec: r.get("user_ncryptsec")?,
+        signer_ncryptsec: r.get("signer_ncryptsec")?,
+        created_at: r.ts("created_at")?,
+    })
+}
+
+fn read_token(row: &Row<'_>) -> Result<ConnectionToken, StoreError> {
+    let r = RowReader::new(row, "tokens", &["id"]);
+    let hash: Vec<u8> = r.get("secret_hash")?;
+    let hash: [u8; 32] = hash
+        .try_into()
+        .map_err(|_| r.corrupt("secret_hash", "not 32 bytes"))?;
+    Ok(ConnectionToken {
+        id: TokenId(r.get("id")?),
+        key_id: KeyId(r.get("key_id")?),
+        secret_hash: SecretHash(hash),
+        grant: r.parsed::<PermissionSet>("grant_perms")?,
+        expires_at: r.opt_ts("expires_at")?,
+        created_at: r.ts("created_at")?,
+        used_at: r.opt_ts("used_at")?,
+        used_by: r.opt_pubkey("used_by")?,
+        label: r.get("label")?,
+    })
+}
+
+fn read_origin(r: &RowReader<'_, '_>) -> Result<SessionOrigin, StoreError> {
+    let origin: String = r.get("origin")?;
+    [SessionOrigin::Bunker, SessionOrigin::NostrConnect]
+        .into_iter()
+        .find(|o| o.as_str() == origin)
+        .ok_or_else(|| r.corrupt("origin", "neither bunker nor nostrconnect"))
+}
+
+fn read_session(row: &Row<'_>) -> Result<Session, StoreError> {
+    let r = RowReader::new(row, "sessions", &["key_id", "client_pubkey"]);
+    let request_count: i64 = r.get("request_count")?;
+    let revision: i64 = r.get("revision")?;
+    Ok(Session {
+        key_id: KeyId(r.get("key_id")?),
+        client: r.pubkey("client_pubkey")?,
+        rules: r.rules("rules")?,
+        expires_at: r.opt_ts("expires_at")?,
+        created_at: r.ts("created_at")?,
+        last_used_at: r.opt_ts("last_used_at")?,
+        request_count: u64::try_from(request_count)
+            .map_err(|_| r.corrupt("request_count", "negative count"))?,
+        metadata: r.json::<ClientMetadata>("metadata")?,
+        requested_perms: r.parsed::<PermissionSet>("requested_perms")?,
+        origin: read_origin(&r)?,
+        relays: r.relays("relays")?,
+        revoked_at: r.opt_ts("revoked_at")?,
+        connect_reply: r.get("connect_reply")?,
+        revision: u64::try_from(revision).map_err(|_| r.corrupt("revision", "negative revision"))?,
+    })
+}
+
+fn read_approval(row: &Row<'_>) -> Result<PendingApproval, StoreError> {
+    let r = RowReader::new(row, "approvals", &["id"]);
+    Ok(PendingApproval {
+        id: ApprovalId(r.get("id")?),
+        key_id: KeyId(r.get("key_id")?),
+        client: r.pubkey("client_pubkey")?,
+        metadata: r.json::<ClientMetadata>("metadata")?,
+        request_id: r.get("request_id")?,
+        method: r.parsed::<Method>("method")?,
+        kind: r.kind("kind")?,
+        summary: r.get("summary")?,
+        created_at: r.ts("created_at")?,
+        expires_at: r.ts("expires_at")?,
+        status: r.json::<ApprovalStatus>("status")?,
+    })
+}
+
+fn read_audit(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
+    let r = RowReader::new(row, "audit", &["seq"]);
+    let decision: String = r.get("decision")?;
+    Ok(AuditEntry {
+        seq: r.get("seq")?,
+        at: r.ts("at")?,
+        key_id: KeyId(r.get("key_id")?),
+        client: r.pubkey("client_pubkey")?,
+        event_id: r.event_id("event_id")?,
+        request_id: r.get("request_id")?,
+        method: r.get("method")?,
+        kind: r.kind("kind")?,
+        decision: AuditDecision::parse(&decision)
+            .ok_or_else(|| r.corrupt("decision", "unknown decision"))?,
+        outcome: r.get("outcome")?,
+        signed_event_id: r.opt_event_id("signed_event_id")?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Writes
+
+const INSERT_AUDIT: &str = "INSERT INTO audit \
+    (at, key_id, client_pubkey, event_id, request_id, method, kind, decision, outcome, signed_event_id) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+const UPSERT_SESSION: &str = "INSERT INTO sessions \
+    (key_id, client_pubkey, rules, expires_at, created_at, last_used_at, request_count, \
+     metadata, requested_perms, origin, relays, revoked_at, connect_reply, revision) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+    ON CONFLICT (key_id, client_pubkey) DO UPDATE SET \
+     rules = excluded.rules, expires_at = excluded.expires_at, created_at = excluded.created_at, \
+     last_used_at = excluded.last_used_at, request_count = excluded.request_count, \
+     metadata = excluded.metadata, requested_perms = excluded.requested_perms, \
+     origin = excluded.origin, relays = excluded.relays, revoked_at = excluded.revoked_at, \
+     connect_reply = excluded.connect_reply, revision = excluded.revision";
+
+fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
+    match change {
+        Change::Audit(entry) => insert_audit(conn, entry),
+        Change::ConsumeToken { id, client, at } => consume_token(conn, *id, client, *at),
+        Change::PutSession(session) => put_session(conn, session),
+        Change::TouchSession {
+            key_id,
+            client,
+            at,
+            requests,
+        } => {
+            conn.prepare_cached(
+                "UPDATE sessions SET last_used_at = max(coalesce(last_used_at, ?1), ?1), \
+                 request_count = request_count + ?2 WHERE key_id = ?3 AND client_pubkey = ?4",
+            )
+            .and_then(|mut s| {
+                s.execute(params![ts(*at), count(*requests), key_id.0, client.to_hex()])
+            })
+            .ctx("recording session use")?;
+            Ok(())
+        }
+        Change::RevokeSession { key_id, client, at } => {
+            conn.prepare_cached(
+                "UPDATE sessions SET revoked_at = coalesce(revoked_at, ?1), revision = revision + 1 \
+                 WHERE key_id = ?2 AND client_pubkey = ?3",
+            )
+            .and_then(|mut s| s.execute(params![ts(*at), key_id.0, client.to_hex()]))
+            .ctx("revoking a session")?;
+            Ok(())
+        }
+        Change::PutApproval(approval) => put_approval(conn, approval),
+        Change::SetApprovalStatus { id, status } => {
+            let status = to_json(status, "an approval status")?;
+            conn.prepare_cached("UPDATE approvals SET status = ?1 WHERE id = ?2")
+                .and_then(|mut s| s.execute(params![status, id.0]))
+                .ctx("updating an approval")?;
+            Ok(())
+        }
+    }
+}
+
+fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(INSERT_AUDIT).ctx("preparing the audit insert")?;
+    stmt.execute(params![
+        ts(e.at),
+        e.key_id.0,
+        e.client.to_hex(),
+        e.event_id.to_hex(),
+        e.request_id,
+        e.method,
+        e.kind,
+        e.decision.as_str(),
+        e.outcome,
+        e.signed_event_id.map(|id| id.to_hex()),
+    ])
+    .ctx("writing an audit row")?;
+    Ok(())
+}
+
+/// The single-use guarantee: the update only matches an unused token, so of
+/// two processes racing for one secret exactly one commits.
+fn consume_token(
+    conn: &Connection,
+    id: TokenId,
+    client: &PublicKey,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE tokens SET used_at = ?1, used_by = ?2 WHERE id = ?3 AND used_at IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![ts(at), client.to_hex(), id.0]))
+        .ctx("consuming a connection token")?;
+    if updated == 1 {
+        return Ok(());
+    }
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM tokens WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.0], |_| Ok(())).optional())
+        .ctx("looking up a connection token")?
+        .is_some();
+    let name = format!("connection token {}", id.0);
+    Err(if exists {
+        StoreError::AlreadyUsed(name)
+    } else {
+        StoreError::NotFound(name)
+    })
+}
+
+fn put_session(conn: &Connection, s: &Session) -> Result<(), StoreError> {
+    let metadata = to_json(&s.metadata, "client metadata")?;
+    let rules = rules_json(&s.rules)?;
+    let relays = relays_json(&s.relays)?;
+    let result = conn.prepare_cached(UPSERT_SESSION).and_then(|mut stmt| {
+        stmt.execute(params![
+            s.key_id.0,
+            s.client.to_hex(),
+            rules,
+            opt_ts(s.expires_at),
+            ts(s.created_at),
+            opt_ts(s.last_used_at),
+            count(s.request_count),
+            metadata,
+            s.requested_perms.to_string(),
+            s.origin.as_str(),
+            relays,
+            opt_ts(s.revoked_at),
+            s.connect_reply,
+            count(s.revision),
+        ])
+    });
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_foreign_key_violation(&e) => {
+            Err(StoreError::NotFound(format!("key {}", s.key_id)))
+        }
+        Err(e) => Err(db_error("saving a session", e)),
+    }
+}
+
+fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError> {
+    let metadata = to_json(&a.metadata, "client metadata")?;
+    let status = to_json(&a.status, "an approval status")?;
+    let result = conn
+        .prepare_cached(
+            "INSERT INTO approvals (id, key_id, client_pubkey, metadata, request_id, method, \
+             kind, summary, created_at, expires_at, status) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                a.id.0,
+                a.key_id.0,
+                a.client.to_hex(),
+                metadata,
+                a.request_id,
+                a.method.as_str(),
+                a.kind,
+                a.summary,
+                ts(a.created_at),
+                ts(a.expires_at),
+                status,
+            ])
+        });
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Duplicate(format!("approval {}", a.id))),
+        Err(e) if is_foreign_key_violation(&e) => {
+            Err(StoreError::NotFound(format!("key {}", a.key_id)))
+        }
+        Err(e) => Err(db_error("adding an approval", e)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The trait
+
+impl Store for SqliteStore {
+    fn add_key(&mut self, key: &NewKey) -> Result<KeyId, StoreError> {
+        let result = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO keys (name, user_pubkey, signer_pubkey, user_ncryptsec, \
+                 signer_ncryptsec, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.insert(params![
+                    key.name,
+                    key.user_pubkey.to_hex(),
+                    key.signer_pubkey.to_hex(),
+                    key.user_ncryptsec,
+                    key.signer_ncryptsec,
+                    ts(key.created_at),
+                ])
+            });
+        match result {
+            Ok(id) => Ok(KeyId(id)),
+            Err(e) if is_unique_violation(&e) && e.to_string().contains("signer_pubkey") => {
+                Err(StoreError::Duplicate(format!(
+                    "a key with signer pubkey {}",
+                    key.signer_pubkey.to_hex()
+                )))
+            }
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Duplicate(format!("a key named {:?}", key.name)))
+            }
+            Err(e) => Err(db_error("adding a key", e)),
+        }
+    }
+
+    fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, user_pubkey, signer_pubkey, user_ncryptsec, signer_ncryptsec, \
+                 created_at FROM keys ORDER BY id",
+            )
+            .ctx("listing keys")?;
+        collect(&mut stmt, [], "listing keys", read_key)
+    }
+
+    fn remove_key(&mut self, name: &str) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting to remove a key")?;
+        // Tokens, sessions and approvals go with the key (ON DELETE CASCADE);
+        // audit rows have no foreign key and stay.
+        let removed = tx
+            .execute("DELETE FROM keys WHERE name = ?1", [name])
+            .ctx("removing a key")?;
+        if removed == 0 {
+            return Err(StoreError::NotFound(format!("key {name:?}")));
+        }
+        tx.commit().ctx("committing the key removal")
+    }
+
+    fn add_token(&mut self, token: &NewToken) -> Result<TokenId, StoreError> {
+        let result = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO tokens (key_id, secret_hash, grant_perms, expires_at, created_at, \
+                 label) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.insert(params![
+                    token.key_id.0,
+                    &token.secret_hash.0[..],
+                    token.grant.to_string(),
+                    opt_ts(token.expires_at),
+                    ts(token.created_at),
+                    token.label,
+                ])
+            });
+        match result {
+            Ok(id) => Ok(TokenId(id)),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Duplicate(
+                "a connection token with this secret".to_owned(),
+            )),
+            Err(e) if is_foreign_key_violation(&e) => {
+                Err(StoreError::NotFound(format!("key {}", token.key_id)))
+            }
+            Err(e) => Err(db_error("adding a connection token", e)),
+        }
+    }
+
+    fn tokens(&self) -> Result<Vec<ConnectionToken>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, key_id, secret_hash, grant_perms, expires_at, created_at, used_at, \
+                 used_by, label FROM tokens ORDER BY id",
+            )
+            .ctx("listing connection tokens")?;
+        collect(&mut stmt, [], "listing connection tokens", read_token)
+    }
+
+    fn sessions(&self) -> Result<Vec<Session>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT key_id, client_pubkey, rules, expires_at, created_at, last_used_at, \
+                 request_count, metadata, requested_perms, origin, relays, revoked_at, \
+                 connect_reply, revision FROM sessions ORDER BY key_id, client_pubkey",
+            )
+            .ctx("listing sessions")?;
+        collect(&mut stmt, [], "listing sessions", read_session)
+    }
+
+    fn approvals(&self) -> Result<Vec<PendingApproval>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, key_id, client_pubkey, metadata, request_id, method, kind, summary, \
+                 created_at, expires_at, status FROM approvals \
+                 ORDER BY created_at DESC, rowid DESC",
+            )
+            .ctx("listing approvals")?;
+        collect(&mut stmt, [], "listing approvals", read_approval)
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut sql = String::from(
+            "SELECT seq, at, key_id, client_pubkey, event_id, request_id, method, kind, \
+             decision, outcome, signed_event_id FROM audit WHERE 1",
+        );
+        let mut args: Vec<Value> = Vec::new();
+        let mut filter = |clause: &str, value: Value| {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+            args.push(value);
+        };
+        if let Some(since) = query.since {
+            filter("at >= ?", Value::Integer(ts(since)));
+        }
+        if let Some(until) = query.until {
+            filter("at < ?", Value::Integer(ts(until)));
+        }
+        if let Some(key_id) = query.key_id {
+            filter("key_id = ?", Value::Integer(key_id.0));
+        }
+        if let Some(client) = &query.client {
+            filter("client_pubkey = ?", Value::Text(client.to_hex()));
+        }
+        if let Some(method) = &query.method {
+            filter("method = ?", Value::Text(method.clone()));
+        }
+        if let Some(decision) = query.decision {
+            filter("decision = ?", Value::Text(decision.as_str().to_owned()));
+        }
+        sql.push_str(" ORDER BY at DESC, seq DESC");
+        if let Some(limit) = query.limit {
+            sql.push_str(" LIMIT ?");
+            args.push(Value::Integer(i64::from(limit)));
+        }
+        let mut stmt = self.conn.prepare(&sql).ctx("querying the audit log")?;
+        collect(
+            &mut stmt,
+            rusqlite::params_from_iter(args),
+            "querying the audit log",
+            read_audit,
+        )
+    }
+
+    fn audited_event_ids(&self, since: Timestamp) -> Result<Vec<EventId>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, event_id FROM audit WHERE at >= ?1 ORDER BY at, seq")
+            .ctx("listing audited events")?;
+        collect(&mut stmt, [ts(since)], "listing audited events", |row| {
+            RowReader::new(row, "audit", &["seq"]).event_id("event_id")
+        })
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        // IMMEDIATE takes the write lock up front: a deferred transaction
+        // that has to upgrade can fail at once instead of waiting.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a write transaction")?;
+        for change in changes {
+            apply_change(&tx, change)?;
+        }
+        tx.commit().ctx("committing changes")
+    }
+
+    fn external_version(&mut self) -> Result<u64, StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .ctx("reading the data version")?;
+        Ok(version.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRST: &str = "CREATE TABLE a (x INTEGER);";
+    const SECOND: &str = "INSERT INTO a VALUES (1);";
+    const THIRD: &str = "INSERT INTO a VALUES (2);";
+    const BROKEN: &str = "INSERT INTO a VALUES (3); THIS IS NOT SQL;";
+
+    fn version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    fn rows(conn: &Connection) -> Vec<i64> {
+        let mut stmt = conn.prepare("SELECT x FROM a ORDER BY rowid").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn migrations_apply_in_order_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &[FIRST, SECOND]).unwrap();
+        assert_eq!(version(&conn), 2);
+        assert_eq!(rows(&conn), [1]);
+
+        // Re-running applies nothing; a longer list applies only the new one.
+        migrate(&mut conn, &[FIRST, SECOND]).unwrap();
+        migrate(&mut conn, &[FIRST, SECOND, THIRD]).unwrap();
+        assert_eq!(version(&conn), 3);
+        assert_eq!(rows(&conn), [1, 2]);
+    }
+
+    #[test]
+    fn failed_migration_leaves_the_database_untouched() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &[FIRST]).unwrap();
+        let err = migrate(&mut conn, &[FIRST, SECOND, BROKEN]).unwrap_err();
+        assert!(matches!(err, StoreError::Database(ref m) if m.contains("migration 3")), "{err}");
+        assert_eq!(version(&conn), 1);
+        assert!(rows(&conn).is_empty());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &[FIRST, SECOND]).unwrap();
+        let err = migrate(&mut conn, &[FIRST]).unwrap_err();
+        assert!(matches!(err, StoreError::SchemaTooNew { found: 2, known: 1 }));
+    }
+
+    #[test]
+    fn timestamps_saturate_instead_of_wrapping() {
+        assert_eq!(ts(Timestamp::from_secs(u64::MAX)), i64::MAX);
+        assert_eq!(ts(Timestamp::from_secs(7)), 7);
+    }
+}

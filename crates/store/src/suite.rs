@@ -1,0 +1,887 @@
+//! The behaviour every [`Store`] backend must have, as one shared test suite.
+//!
+//! The trait's documentation says what a backend does; this module checks
+//! it, so SQLite and any later backend (PostgreSQL) are held to the same
+//! contract. Each check takes a fresh, empty store and panics on the first
+//! difference. A backend's test file runs them all with one line:
+//!
+//! ```ignore
+//! store::store_suite!(|| Box::new(MyStore::connect_fresh().unwrap()) as Box<dyn store::Store>);
+//! ```
+//!
+//! which generates one `#[test]` per check. The closure may instead return
+//! any value that dereferences mutably to `dyn Store` (a fixture holding a
+//! temporary directory next to the store, say). [`run_all`] runs the same
+//! checks in one test.
+
+use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp};
+use nip46::{ClientMetadata, Method, Permission, PermissionSet, Preset};
+
+use crate::{
+    ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, Change,
+    ConnectionToken, DecisionScope, KeyId, NewKey, NewToken, PendingApproval, Rule, RuleEffect,
+    SecretHash, Session, SessionOrigin, Store, StoreError, TokenId,
+};
+
+/// One check of the suite: gets a fresh, empty store, panics on failure.
+pub type Check = fn(&mut dyn Store);
+
+/// Calls `$callback! { [$args] check_a, check_b, … }` with the names of every
+/// check, so the list lives in one place.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_store_check {
+    ($($callback:ident)::+ [$($args:tt)*]) => {
+        $($callback)::+ ! {
+            [$($args)*]
+            keys_round_trip,
+            key_names_are_unique,
+            key_ids_are_not_reused,
+            remove_unknown_key_is_not_found,
+            remove_key_cascades_but_keeps_audit,
+            tokens_round_trip,
+            token_for_unknown_key_is_refused,
+            token_secrets_are_unique,
+            token_is_single_use,
+            consume_unknown_token_is_not_found,
+            sessions_round_trip,
+            put_session_replaces,
+            session_for_unknown_key_is_refused,
+            touch_session_counts_and_keeps_latest_use,
+            revoke_session_keeps_first_time,
+            approvals_round_trip_newest_first,
+            approval_status_changes,
+            approval_ids_are_unique,
+            audit_round_trip,
+            audit_newest_first_with_limit,
+            audit_filters,
+            audited_event_ids_since,
+            apply_is_all_or_nothing,
+            empty_apply_is_a_no_op,
+            external_version_is_stable_alone,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_suite_tests {
+    ([$make:expr] $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let mut fixture = ($make)();
+                $crate::suite::$check(&mut *fixture);
+            }
+        )*
+    };
+}
+
+/// Generate one `#[test]` per suite check, each on a fresh store made by
+/// the given closure (returning `Box<dyn Store>` or anything that
+/// dereferences mutably to `dyn Store`).
+#[macro_export]
+macro_rules! store_suite {
+    ($make:expr) => {
+        $crate::__for_each_store_check!($crate::__store_suite_tests [$make]);
+    };
+}
+
+macro_rules! checks_table {
+    ([] $($check:ident),* $(,)?) => {
+        /// Every check with its name, in a stable order.
+        pub const CHECKS: &[(&str, Check)] = &[$((stringify!($check), $check as Check)),*];
+    };
+}
+
+crate::__for_each_store_check!(checks_table[]);
+
+/// Run every check, each on a fresh store from `make`; panics naming the
+/// first check that fails.
+pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Store>) {
+    for (name, check) in CHECKS {
+        let mut store = make();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mut *store)));
+        if let Err(panic) = outcome {
+            eprintln!("store suite: check `{name}` failed");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures
+
+fn ok<T>(result: Result<T, StoreError>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("{what}: unexpected error: {e}"),
+    }
+}
+
+fn t(secs: u64) -> Timestamp {
+    Timestamp::from_secs(secs)
+}
+
+fn pk(n: u8) -> PublicKey {
+    PublicKey::from_byte_array([n; 32])
+}
+
+fn event(n: u8) -> EventId {
+    EventId::from_byte_array([n; 32])
+}
+
+fn relay(url: &str) -> RelayUrl {
+    match RelayUrl::parse(url) {
+        Ok(r) => r,
+        Err(e) => panic!("fixture relay {url}: {e}"),
+    }
+}
+
+fn perms(text: &str) -> PermissionSet {
+    match text.parse() {
+        Ok(p) => p,
+        Err(e) => panic!("fixture permissions {text}: {e}"),
+    }
+}
+
+fn perm(text: &str) -> Permission {
+    match text.parse() {
+        Ok(p) => p,
+        Err(e) => panic!("fixture permission {text}: {e}"),
+    }
+}
+
+fn new_key(name: &str, n: u8) -> NewKey {
+    NewKey {
+        name: name.to_owned(),
+        user_pubkey: pk(n),
+        signer_pubkey: pk(n.wrapping_add(100)),
+        user_ncryptsec: format!("ncryptsec1user{n}"),
+        signer_ncryptsec: format!("ncryptsec1signer{n}"),
+        created_at: t(1_700_000_000 + u64::from(n)),
+    }
+}
+
+fn add_key(store: &mut dyn Store, name: &str, n: u8) -> KeyId {
+    ok(store.add_key(&new_key(name, n)), "add_key")
+}
+
+fn new_token(key_id: KeyId, n: u8) -> NewToken {
+    NewToken {
+        key_id,
+        secret_hash: SecretHash::of(&format!("secret-{n}")),
+        grant: PermissionSet::from(Preset::Write),
+        expires_at: None,
+        created_at: t(1_700_000_100),
+        label: None,
+    }
+}
+
+fn token(store: &dyn Store, id: TokenId) -> ConnectionToken {
+    let tokens = ok(store.tokens(), "tokens");
+    match tokens.into_iter().find(|tok| tok.id == id) {
+        Some(tok) => tok,
+        None => panic!("token {} is missing", id.0),
+    }
+}
+
+/// A session with every field set to something other than its default.
+fn full_session(key_id: KeyId, client: PublicKey) -> Session {
+    Session {
+        key_id,
+        client,
+        rules: vec![
+            Rule::permanent(perm("get_public_key"), RuleEffect::Allow),
+            Rule {
+                permission: perm("sign_event:1"),
+                effect: RuleEffect::Allow,
+                expires_at: Some(t(1_800_000_000)),
+            },
+            Rule::permanent(perm("sign_event:0"), RuleEffect::Deny),
+            Rule {
+                permission: perm("nip44_encrypt:someone"),
+                effect: RuleEffect::Deny,
+                expires_at: Some(t(1_900_000_000)),
+            },
+        ],
+        expires_at: Some(t(2_000_000_000)),
+        created_at: t(1_700_000_200),
+        last_used_at: Some(t(1_700_000_300)),
+        request_count: 42,
+        metadata: ClientMetadata {
+            name: Some("Client \"quoted\" ünïcode".to_owned()),
+            url: Some("https://client.example.com".to_owned()),
+            image: Some("https://client.example.com/icon.png".to_owned()),
+        },
+        requested_perms: perms("nip44_encrypt,sign_event:4,get_relays:x"),
+        origin: SessionOrigin::NostrConnect,
+        relays: vec![relay("wss://relay1.example.com"), relay("wss://relay2.example.com/path/")],
+        revoked_at: Some(t(1_700_000_400)),
+        connect_reply: Some("0s8j2djs".to_owned()),
+        revision: 17,
+    }
+}
+
+fn minimal_session(key_id: KeyId, client: PublicKey) -> Session {
+    Session::new(
+        key_id,
+        client,
+        &PermissionSet::from(Preset::Read),
+        SessionOrigin::Bunker,
+        t(1_700_000_500),
+    )
+}
+
+fn session(store: &dyn Store, key_id: KeyId, client: PublicKey) -> Option<Session> {
+    ok(store.sessions(), "sessions")
+        .into_iter()
+        .find(|s| s.key_id == key_id && s.client == client)
+}
+
+fn approval(key_id: KeyId, id: &str, created_at: u64, status: ApprovalStatus) -> PendingApproval {
+    PendingApproval {
+        id: ApprovalId(id.to_owned()),
+        key_id,
+        client: pk(7),
+        metadata: ClientMetadata {
+            name: Some("App".to_owned()),
+            url: None,
+            image: Some("https://app.example/i.png".to_owned()),
+        },
+        request_id: format!("req-{id}"),
+        method: Method::SignEvent,
+        kind: Some(30_023),
+        summary: r#"{"kind":30023,"content":"hello"}"#.to_owned(),
+        created_at: t(created_at),
+        expires_at: t(created_at + 60),
+        status,
+    }
+}
+
+fn audit_row(key_id: KeyId, client: PublicKey, at: u64, n: u8) -> AuditEntry {
+    AuditEntry {
+        seq: 0,
+        at: t(at),
+        key_id,
+        client,
+        event_id: event(n),
+        request_id: format!("r{n}"),
+        method: "sign_event".to_owned(),
+        kind: Some(1),
+        decision: AuditDecision::Allowed,
+        outcome: "ok".to_owned(),
+        signed_event_id: Some(event(n.wrapping_add(128))),
+    }
+}
+
+fn audit_all(store: &dyn Store) -> Vec<AuditEntry> {
+    ok(store.audit(&AuditQuery::default()), "audit")
+}
+
+fn apply(store: &mut dyn Store, changes: &[Change]) {
+    ok(store.apply(changes), "apply");
+}
+
+// ---------------------------------------------------------------------------
+// Keys
+
+/// Every key field comes back; keys are listed oldest first.
+pub fn keys_round_trip(store: &mut dyn Store) {
+    assert!(ok(store.keys(), "keys").is_empty(), "a fresh store has no keys");
+    let a = add_key(store, "alice", 1);
+    let b = add_key(store, "bob", 2);
+    assert_ne!(a, b);
+    let keys = ok(store.keys(), "keys");
+    assert_eq!(keys.len(), 2);
+    for (stored, (id, new)) in keys.iter().zip([(a, new_key("alice", 1)), (b, new_key("bob", 2))]) {
+        assert_eq!(stored.id, id);
+        assert_eq!(stored.name, new.name);
+        assert_eq!(stored.user_pubkey, new.user_pubkey);
+        assert_eq!(stored.signer_pubkey, new.signer_pubkey);
+        assert_eq!(stored.user_ncryptsec, new.user_ncryptsec);
+        assert_eq!(stored.signer_ncryptsec, new.signer_ncryptsec);
+        assert_eq!(stored.created_at, new.created_at);
+    }
+}
+
+/// A taken name (or signer pubkey) is `Duplicate` and changes nothing.
+pub fn key_names_are_unique(store: &mut dyn Store) {
+    add_key(store, "alice", 1);
+    let err = store.add_key(&new_key("alice", 2)).err();
+    assert!(matches!(err, Some(StoreError::Duplicate(_))), "{err:?}");
+    let mut same_signer = new_key("carol", 3);
+    same_signer.signer_pubkey = new_key("alice", 1).signer_pubkey;
+    let err = store.add_key(&same_signer).err();
+    assert!(matches!(err, Some(StoreError::Duplicate(_))), "{err:?}");
+    assert_eq!(ok(store.keys(), "keys").len(), 1);
+}
+
+/// A removed key's id is never handed out again (audit rows keep it).
+pub fn key_ids_are_not_reused(store: &mut dyn Store) {
+    let first = add_key(store, "alice", 1);
+    ok(store.remove_key("alice"), "remove_key");
+    let second = add_key(store, "alice", 1);
+    assert_ne!(first, second);
+}
+
+/// Removing an unknown key is `NotFound`.
+pub fn remove_unknown_key_is_not_found(store: &mut dyn Store) {
+    add_key(store, "alice", 1);
+    let err = store.remove_key("bob").err();
+    assert!(matches!(err, Some(StoreError::NotFound(_))), "{err:?}");
+    assert_eq!(ok(store.keys(), "keys").len(), 1);
+}
+
+/// Removing a key removes its tokens, sessions and approvals, and nothing
+/// of another key; its audit rows stay.
+pub fn remove_key_cascades_but_keeps_audit(store: &mut dyn Store) {
+    let a = add_key(store, "alice", 1);
+    let b = add_key(store, "bob", 2);
+    for (key, n) in [(a, 1), (b, 2)] {
+        ok(store.add_token(&new_token(key, n)), "add_token");
+        apply(
+            store,
+            &[
+                Change::PutSession(minimal_session(key, pk(50 + n))),
+                Change::PutApproval(approval(key, &format!("ap{n}"), 100, ApprovalStatus::Pending)),
+                Change::Audit(audit_row(key, pk(50 + n), 100, n)),
+            ],
+        );
+    }
+    ok(store.remove_key("alice"), "remove_key");
+
+    let keys = ok(store.keys(), "keys");
+    assert_eq!(keys.iter().map(|k| k.id).collect::<Vec<_>>(), [b]);
+    let tokens = ok(store.tokens(), "tokens");
+    assert_eq!(tokens.iter().map(|tok| tok.key_id).collect::<Vec<_>>(), [b]);
+    let sessions = ok(store.sessions(), "sessions");
+    assert_eq!(sessions.iter().map(|s| s.key_id).collect::<Vec<_>>(), [b]);
+    let approvals = ok(store.approvals(), "approvals");
+    assert_eq!(approvals.iter().map(|ap| ap.key_id).collect::<Vec<_>>(), [b]);
+    let mut audited: Vec<KeyId> = audit_all(store).iter().map(|e| e.key_id).collect();
+    audited.sort();
+    assert_eq!(audited, [a, b], "audit rows outlive their key");
+}
+
+// ---------------------------------------------------------------------------
+// Tokens
+
+/// Every token field comes back, unused.
+pub fn tokens_round_trip(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let plain = new_token(key, 1);
+    let mut rich = new_token(key, 2);
+    rich.grant = perms("nip44_encrypt,sign_event:4,nip04_decrypt:odd");
+    rich.expires_at = Some(t(1_700_003_600));
+    rich.label = Some("phone — ünïcode".to_owned());
+    let mut empty = new_token(key, 3);
+    empty.grant = PermissionSet::empty();
+
+    let ids = [&plain, &rich, &empty].map(|tok| ok(store.add_token(tok), "add_token"));
+    let stored = ok(store.tokens(), "tokens");
+    assert_eq!(stored.len(), 3);
+    for (id, new) in ids.into_iter().zip([&plain, &rich, &empty]) {
+        let got = token(store, id);
+        assert_eq!(got.key_id, new.key_id);
+        assert!(got.secret_hash.ct_matches(&new.secret_hash));
+        assert_eq!(got.grant, new.grant);
+        assert_eq!(got.expires_at, new.expires_at);
+        assert_eq!(got.created_at, new.created_at);
+        assert_eq!(got.label, new.label);
+        assert_eq!(got.used_at, None);
+        assert_eq!(got.used_by, None);
+    }
+}
+
+/// A token for a key that does not exist is `NotFound`.
+pub fn token_for_unknown_key_is_refused(store: &mut dyn Store) {
+    let err = store.add_token(&new_token(KeyId(999), 1)).err();
+    assert!(matches!(err, Some(StoreError::NotFound(_))), "{err:?}");
+}
+
+/// Two tokens with the same secret are refused (`Duplicate`).
+pub fn token_secrets_are_unique(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    ok(store.add_token(&new_token(key, 1)), "add_token");
+    let err = store.add_token(&new_token(key, 1)).err();
+    assert!(matches!(err, Some(StoreError::Duplicate(_))), "{err:?}");
+}
+
+/// `ConsumeToken` works once; the second time it fails the whole batch
+/// with `AlreadyUsed` and leaves the first use recorded.
+pub fn token_is_single_use(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let id = ok(store.add_token(&new_token(key, 1)), "add_token");
+    apply(
+        store,
+        &[
+            Change::ConsumeToken {
+                id,
+                client: pk(60),
+                at: t(1_700_000_700),
+            },
+            Change::PutSession(minimal_session(key, pk(60))),
+        ],
+    );
+    let used = token(store, id);
+    assert_eq!(used.used_at, Some(t(1_700_000_700)));
+    assert_eq!(used.used_by, Some(pk(60)));
+    assert!(!used.is_usable(t(1_700_000_701)));
+
+    let err = store
+        .apply(&[
+            Change::Audit(audit_row(key, pk(61), 1_700_000_800, 9)),
+            Change::ConsumeToken {
+                id,
+                client: pk(61),
+                at: t(1_700_000_800),
+            },
+            Change::PutSession(minimal_session(key, pk(61))),
+        ])
+        .err();
+    assert!(matches!(err, Some(StoreError::AlreadyUsed(_))), "{err:?}");
+    let still = token(store, id);
+    assert_eq!(still.used_at, Some(t(1_700_000_700)));
+    assert_eq!(still.used_by, Some(pk(60)));
+    assert!(session(store, key, pk(61)).is_none(), "the failed batch left a session");
+    assert!(audit_all(store).is_empty(), "the failed batch left an audit row");
+}
+
+/// Consuming a token that does not exist (or was removed with its key) is
+/// `NotFound`.
+pub fn consume_unknown_token_is_not_found(store: &mut dyn Store) {
+    let err = store
+        .apply(&[Change::ConsumeToken {
+            id: TokenId(12345),
+            client: pk(60),
+            at: t(1),
+        }])
+        .err();
+    assert!(matches!(err, Some(StoreError::NotFound(_))), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+/// Every session field comes back, for a rich and a minimal session.
+pub fn sessions_round_trip(store: &mut dyn Store) {
+    assert!(ok(store.sessions(), "sessions").is_empty());
+    let key = add_key(store, "alice", 1);
+    let rich = full_session(key, pk(70));
+    let minimal = minimal_session(key, pk(71));
+    let mut legacy = minimal_session(key, pk(72));
+    legacy.metadata.name = Some("only a name".to_owned());
+    apply(
+        store,
+        &[
+            Change::PutSession(rich.clone()),
+            Change::PutSession(minimal.clone()),
+            Change::PutSession(legacy.clone()),
+        ],
+    );
+    assert_eq!(ok(store.sessions(), "sessions").len(), 3);
+    assert_eq!(session(store, key, pk(70)), Some(rich));
+    assert_eq!(session(store, key, pk(71)), Some(minimal));
+    assert_eq!(session(store, key, pk(72)), Some(legacy));
+}
+
+/// `PutSession` replaces the session of the same (key, client) and only it.
+pub fn put_session_replaces(store: &mut dyn Store) {
+    let a = add_key(store, "alice", 1);
+    let b = add_key(store, "bob", 2);
+    apply(
+        store,
+        &[
+            Change::PutSession(full_session(a, pk(70))),
+            Change::PutSession(full_session(b, pk(70))),
+        ],
+    );
+    let mut replacement = minimal_session(a, pk(70));
+    replacement.set_rule(Rule::permanent(perm("sign_event:7"), RuleEffect::Allow));
+    replacement.revision = 3;
+    apply(store, &[Change::PutSession(replacement.clone())]);
+    assert_eq!(ok(store.sessions(), "sessions").len(), 2);
+    assert_eq!(session(store, a, pk(70)), Some(replacement));
+    assert_eq!(session(store, b, pk(70)), Some(full_session(b, pk(70))));
+}
+
+/// A session for an unknown key is `NotFound`.
+pub fn session_for_unknown_key_is_refused(store: &mut dyn Store) {
+    let err = store
+        .apply(&[Change::PutSession(minimal_session(KeyId(999), pk(70)))])
+        .err();
+    assert!(matches!(err, Some(StoreError::NotFound(_))), "{err:?}");
+    assert!(ok(store.sessions(), "sessions").is_empty());
+}
+
+/// `TouchSession` adds to the count and keeps the latest use time; a
+/// missing session is not an error.
+pub fn touch_session_counts_and_keeps_latest_use(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    apply(store, &[Change::PutSession(minimal_session(key, pk(70)))]);
+    let touch = |at: u64, requests: u64| Change::TouchSession {
+        key_id: key,
+        client: pk(70),
+        at: t(at),
+        requests,
+    };
+    apply(store, &[touch(1_700_001_000, 3), touch(1_700_000_900, 2)]);
+    let s = session(store, key, pk(70));
+    assert_eq!(s.as_ref().map(|s| s.request_count), Some(5));
+    assert_eq!(s.as_ref().map(|s| s.revision), Some(0), "usage is not a revision");
+    assert_eq!(s.and_then(|s| s.last_used_at), Some(t(1_700_001_000)));
+
+    apply(
+        store,
+        &[Change::TouchSession {
+            key_id: key,
+            client: pk(99),
+            at: t(1),
+            requests: 1,
+        }],
+    );
+    assert!(session(store, key, pk(99)).is_none(), "touch must not create a session");
+}
+
+/// `RevokeSession` sets `revoked_at` once and adds one to `revision` each
+/// time; a missing session is not an error.
+pub fn revoke_session_keeps_first_time(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let mut live = minimal_session(key, pk(70));
+    live.revision = 5;
+    apply(store, &[Change::PutSession(live)]);
+    let revoke = |client: PublicKey, at: u64| Change::RevokeSession {
+        key_id: key,
+        client,
+        at: t(at),
+    };
+    apply(store, &[revoke(pk(70), 1_700_002_000)]);
+    apply(store, &[revoke(pk(70), 1_700_003_000), revoke(pk(99), 1_700_003_000)]);
+    let s = session(store, key, pk(70));
+    assert_eq!(s.as_ref().and_then(|s| s.revoked_at), Some(t(1_700_002_000)));
+    assert_eq!(s.as_ref().map(|s| s.revision), Some(7));
+    assert!(!s.is_some_and(|s| s.is_active(t(1_700_002_500))));
+    assert!(session(store, key, pk(99)).is_none(), "revoke must not create a session");
+}
+
+// ---------------------------------------------------------------------------
+// Approvals
+
+fn every_status() -> [ApprovalStatus; 6] {
+    [
+        ApprovalStatus::Pending,
+        ApprovalStatus::Decided(ApprovalDecision {
+            allow: true,
+            scope: DecisionScope::Once,
+        }),
+        ApprovalStatus::Decided(ApprovalDecision {
+            allow: false,
+            scope: DecisionScope::Always { until: None },
+        }),
+        ApprovalStatus::Expired,
+        ApprovalStatus::Done(ApprovalDecision {
+            allow: true,
+            scope: DecisionScope::Always {
+                until: Some(t(1_800_000_000)),
+            },
+        }),
+        ApprovalStatus::Done(ApprovalDecision {
+            allow: false,
+            scope: DecisionScope::Once,
+        }),
+    ]
+}
+
+/// Every approval field and every status comes back, newest first.
+pub fn approvals_round_trip_newest_first(store: &mut dyn Store) {
+    assert!(ok(store.approvals(), "approvals").is_empty());
+    let key = add_key(store, "alice", 1);
+    let mut expected: Vec<PendingApproval> = every_status()
+        .into_iter()
+        .enumerate()
+        .map(|(i, status)| approval(key, &format!("{i:032x}"), 1_700_000_000 + i as u64, status))
+        .collect();
+    expected[0].kind = None;
+    expected[0].method = Method::Nip44Decrypt;
+    expected[0].metadata = ClientMetadata::default();
+    // Insert out of time order: the listing sorts.
+    let changes: Vec<Change> = expected
+        .iter()
+        .rev()
+        .cloned()
+        .map(Change::PutApproval)
+        .collect();
+    let (newest, oldest) = changes.split_at(2);
+    apply(store, oldest);
+    apply(store, newest);
+    expected.reverse();
+    assert_eq!(ok(store.approvals(), "approvals"), expected);
+}
+
+/// `SetApprovalStatus` changes only the status of that approval; an unknown
+/// id is not an error.
+pub fn approval_status_changes(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let first = approval(key, "aa", 100, ApprovalStatus::Pending);
+    let second = approval(key, "bb", 200, ApprovalStatus::Pending);
+    apply(
+        store,
+        &[
+            Change::PutApproval(first.clone()),
+            Change::PutApproval(second.clone()),
+        ],
+    );
+    for status in every_status() {
+        apply(
+            store,
+            &[
+                Change::SetApprovalStatus {
+                    id: first.id.clone(),
+                    status,
+                },
+                Change::SetApprovalStatus {
+                    id: ApprovalId("missing".to_owned()),
+                    status,
+                },
+            ],
+        );
+        let mut changed = first.clone();
+        changed.status = status;
+        assert_eq!(ok(store.approvals(), "approvals"), [second.clone(), changed]);
+    }
+}
+
+/// A taken approval id is `Duplicate`; an unknown key is `NotFound`.
+pub fn approval_ids_are_unique(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    apply(
+        store,
+        &[Change::PutApproval(approval(key, "aa", 100, ApprovalStatus::Pending))],
+    );
+    let err = store
+        .apply(&[Change::PutApproval(approval(key, "aa", 200, ApprovalStatus::Expired))])
+        .err();
+    assert!(matches!(err, Some(StoreError::Duplicate(_))), "{err:?}");
+    let err = store
+        .apply(&[Change::PutApproval(approval(KeyId(999), "bb", 200, ApprovalStatus::Pending))])
+        .err();
+    assert!(matches!(err, Some(StoreError::NotFound(_))), "{err:?}");
+    let stored = ok(store.approvals(), "approvals");
+    assert_eq!(stored, [approval(key, "aa", 100, ApprovalStatus::Pending)]);
+}
+
+// ---------------------------------------------------------------------------
+// Audit
+
+/// Every audit field comes back, with increasing sequence numbers.
+pub fn audit_round_trip(store: &mut dyn Store) {
+    assert!(audit_all(store).is_empty());
+    let key = add_key(store, "alice", 1);
+    let full = audit_row(key, pk(80), 1_700_000_000, 1);
+    let bare = AuditEntry {
+        kind: None,
+        signed_event_id: None,
+        method: "no_such_method".to_owned(),
+        decision: AuditDecision::Invalid,
+        outcome: "method_not_found".to_owned(),
+        ..audit_row(KeyId(999), pk(81), 1_700_000_001, 2)
+    };
+    let others: Vec<AuditEntry> = [
+        AuditDecision::Approved,
+        AuditDecision::Denied,
+        AuditDecision::Pending,
+        AuditDecision::RateLimited,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, decision)| AuditEntry {
+        decision,
+        ..audit_row(key, pk(82), 1_700_000_002 + i as u64, 3 + i as u8)
+    })
+    .collect();
+    let mut written = vec![full, bare];
+    written.extend(others);
+    let changes: Vec<Change> = written.iter().cloned().map(Change::Audit).collect();
+    apply(store, &changes);
+
+    let mut read = audit_all(store);
+    read.reverse();
+    assert_eq!(read.len(), written.len());
+    assert!(read.iter().all(|e| e.seq > 0), "seq is assigned");
+    assert!(read.windows(2).all(|w| w[0].seq < w[1].seq), "seq increases");
+    for (got, mut want) in read.into_iter().zip(written) {
+        want.seq = got.seq;
+        assert_eq!(got, want);
+    }
+}
+
+/// Newest first means latest `at`, then latest written; `limit` keeps the
+/// newest rows.
+pub fn audit_newest_first_with_limit(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let ats = [10, 30, 20, 30, 5];
+    let changes: Vec<Change> = ats
+        .iter()
+        .enumerate()
+        .map(|(i, at)| Change::Audit(audit_row(key, pk(80), *at, i as u8)))
+        .collect();
+    apply(store, &changes);
+    let order: Vec<String> = audit_all(store).into_iter().map(|e| e.request_id).collect();
+    assert_eq!(order, ["r3", "r1", "r2", "r0", "r4"]);
+
+    let limited = ok(
+        store.audit(&AuditQuery {
+            limit: Some(2),
+            ..AuditQuery::default()
+        }),
+        "audit",
+    );
+    let order: Vec<String> = limited.into_iter().map(|e| e.request_id).collect();
+    assert_eq!(order, ["r3", "r1"]);
+    let none = ok(
+        store.audit(&AuditQuery {
+            limit: Some(0),
+            ..AuditQuery::default()
+        }),
+        "audit",
+    );
+    assert!(none.is_empty());
+}
+
+/// Each filter alone and all together: `since` inclusive, `until` exclusive.
+pub fn audit_filters(store: &mut dyn Store) {
+    let a = add_key(store, "alice", 1);
+    let b = add_key(store, "bob", 2);
+    let row = |key: KeyId, client: u8, at: u64, n: u8, method: &str, decision: AuditDecision| {
+        Change::Audit(AuditEntry {
+            method: method.to_owned(),
+            decision,
+            ..audit_row(key, pk(client), at, n)
+        })
+    };
+    apply(
+        store,
+        &[
+            row(a, 80, 100, 0, "sign_event", AuditDecision::Allowed),
+            row(a, 81, 200, 1, "nip44_encrypt", AuditDecision::Denied),
+            row(b, 80, 300, 2, "sign_event", AuditDecision::Denied),
+            row(b, 81, 400, 3, "ping", AuditDecision::Allowed),
+            row(a, 80, 500, 4, "sign_event", AuditDecision::Denied),
+        ],
+    );
+    let ids = |query: AuditQuery| -> Vec<String> {
+        ok(store.audit(&query), "audit")
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect()
+    };
+    let all = AuditQuery::default;
+    assert_eq!(ids(AuditQuery { since: Some(t(300)), ..all() }), ["r4", "r3", "r2"]);
+    assert_eq!(ids(AuditQuery { until: Some(t(300)), ..all() }), ["r1", "r0"]);
+    assert_eq!(ids(AuditQuery { key_id: Some(b), ..all() }), ["r3", "r2"]);
+    assert_eq!(ids(AuditQuery { client: Some(pk(81)), ..all() }), ["r3", "r1"]);
+    assert_eq!(
+        ids(AuditQuery {
+            method: Some("sign_event".to_owned()),
+            ..all()
+        }),
+        ["r4", "r2", "r0"]
+    );
+    assert_eq!(
+        ids(AuditQuery {
+            decision: Some(AuditDecision::Denied),
+            ..all()
+        }),
+        ["r4", "r2", "r1"]
+    );
+    assert_eq!(
+        ids(AuditQuery {
+            since: Some(t(100)),
+            until: Some(t(500)),
+            key_id: Some(a),
+            client: Some(pk(80)),
+            method: Some("sign_event".to_owned()),
+            decision: Some(AuditDecision::Allowed),
+            limit: Some(10),
+        }),
+        ["r0"]
+    );
+    assert!(ids(AuditQuery { key_id: Some(KeyId(999)), ..all() }).is_empty());
+}
+
+/// `audited_event_ids` returns the request event ids at or after `since`.
+pub fn audited_event_ids_since(store: &mut dyn Store) {
+    assert!(ok(store.audited_event_ids(t(0)), "audited_event_ids").is_empty());
+    let key = add_key(store, "alice", 1);
+    let changes: Vec<Change> = [100, 200, 300]
+        .into_iter()
+        .enumerate()
+        .map(|(i, at)| Change::Audit(audit_row(key, pk(80), at, i as u8)))
+        .collect();
+    apply(store, &changes);
+    let mut ids = ok(store.audited_event_ids(t(200)), "audited_event_ids");
+    ids.sort();
+    assert_eq!(ids, [event(1), event(2)]);
+    assert_eq!(ok(store.audited_event_ids(t(301)), "audited_event_ids"), []);
+}
+
+// ---------------------------------------------------------------------------
+// Batches
+
+/// A batch with one failing change leaves no trace of the others.
+pub fn apply_is_all_or_nothing(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let token_id = ok(store.add_token(&new_token(key, 1)), "add_token");
+    apply(store, &[Change::PutSession(minimal_session(key, pk(70)))]);
+    let before_session = session(store, key, pk(70));
+
+    let err = store
+        .apply(&[
+            Change::Audit(audit_row(key, pk(70), 100, 1)),
+            Change::ConsumeToken {
+                id: token_id,
+                client: pk(70),
+                at: t(100),
+            },
+            Change::TouchSession {
+                key_id: key,
+                client: pk(70),
+                at: t(100),
+                requests: 1,
+            },
+            Change::RevokeSession {
+                key_id: key,
+                client: pk(70),
+                at: t(100),
+            },
+            Change::PutApproval(approval(key, "aa", 100, ApprovalStatus::Pending)),
+            Change::PutSession(minimal_session(KeyId(999), pk(71))),
+        ])
+        .err();
+    assert!(err.is_some(), "the batch should have failed");
+    assert!(audit_all(store).is_empty());
+    assert_eq!(token(store, token_id).used_at, None);
+    assert_eq!(session(store, key, pk(70)), before_session);
+    assert!(ok(store.approvals(), "approvals").is_empty());
+
+    // The store is still usable after a failed batch.
+    apply(store, &[Change::Audit(audit_row(key, pk(70), 100, 1))]);
+    assert_eq!(audit_all(store).len(), 1);
+}
+
+/// An empty batch succeeds and changes nothing.
+pub fn empty_apply_is_a_no_op(store: &mut dyn Store) {
+    apply(store, &[]);
+    assert!(audit_all(store).is_empty());
+}
+
+/// With no other writer, the external version does not move, not even after
+/// this store's own writes.
+pub fn external_version_is_stable_alone(store: &mut dyn Store) {
+    let first = ok(store.external_version(), "external_version");
+    assert_eq!(ok(store.external_version(), "external_version"), first);
+    let key = add_key(store, "alice", 1);
+    apply(store, &[Change::Audit(audit_row(key, pk(1), 1, 1))]);
+    assert_eq!(ok(store.external_version(), "external_version"), first);
+}

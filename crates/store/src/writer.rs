@@ -1,0 +1,299 @@
+//! Group commit: the one thread that writes the running bunker's changes.
+//!
+//! The bunker sends a signature only after the request's audit row is
+//! committed, so every write is on the request path. Committing each request
+//! in its own transaction would cap throughput at one commit per request;
+//! instead a [`StoreWriter`] thread takes whatever jobs are queued when it is
+//! free, commits them in one transaction and then reports to each job. There
+//! is no fixed delay: a lone request is committed at once, and under load the
+//! jobs that arrive while one transaction commits form the next batch.
+//!
+//! Between batches, and every `poll` when idle, the writer asks the store
+//! whether another process (the CLI) wrote to it, and lets the bunker reload.
+
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::{Change, Store, StoreError};
+
+/// The most jobs committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// The shortest idle poll interval; shorter ones are raised to it.
+const MIN_POLL: Duration = Duration::from_millis(1);
+
+/// What a job learns once its changes are committed (or not).
+pub type CommitResult = Result<(), Arc<StoreError>>;
+
+/// Changes to commit together, and what to do once they are.
+pub struct CommitJob {
+    /// The changes, applied all or nothing.
+    pub changes: Vec<Change>,
+    /// Called exactly once, on the writer thread, after the transaction that
+    /// holds `changes` committed (`Ok`) or after they failed (`Err`). Keep it
+    /// short (send on a channel): the next batch waits for it.
+    pub on_commit: Box<dyn FnOnce(CommitResult) + Send>,
+}
+
+impl CommitJob {
+    /// A job from its changes and callback.
+    pub fn new(changes: Vec<Change>, on_commit: impl FnOnce(CommitResult) + Send + 'static) -> Self {
+        CommitJob {
+            changes,
+            on_commit: Box::new(on_commit),
+        }
+    }
+}
+
+impl std::fmt::Debug for CommitJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitJob")
+            .field("changes", &self.changes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Callback for writes made by another process.
+pub type ExternalChange = Box<dyn FnMut(&mut dyn Store) + Send>;
+
+/// Owns a [`Store`] on a dedicated thread and commits submitted jobs in
+/// batches. Dropping it behaves like [`StoreWriter::shutdown`].
+pub struct StoreWriter {
+    sender: Option<Sender<CommitJob>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for StoreWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWriter")
+            .field("running", &self.thread.is_some())
+            .finish()
+    }
+}
+
+impl StoreWriter {
+    /// Start the writer thread.
+    ///
+    /// `on_external_change` runs on that thread, with the store, whenever
+    /// [`Store::external_version`] changed (another process committed);
+    /// it is checked after every batch and every `poll` while idle.
+    pub fn spawn(store: Box<dyn Store>, on_external_change: ExternalChange, poll: Duration) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        let poll = poll.max(MIN_POLL);
+        let spawned = std::thread::Builder::new()
+            .name("rampart-store-writer".to_owned())
+            .spawn(move || run(store, receiver, on_external_change, poll));
+        match spawned {
+            Ok(thread) => StoreWriter {
+                sender: Some(sender),
+                thread: Some(thread),
+            },
+            Err(e) => {
+                // The receiver went down with the closure: every submit will
+                // report the failure through its job.
+                tracing::error!(error = %e, "cannot start the store writer thread");
+                StoreWriter {
+                    sender: None,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    /// Queue a job. Never blocks; if the writer is gone, `on_commit` is
+    /// called at once, on the caller's thread, with an error.
+    pub fn submit(&self, job: CommitJob) {
+        let job = match &self.sender {
+            Some(sender) => match sender.send(job) {
+                Ok(()) => return,
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let err = StoreError::Database(
+            "the store writer has stopped (see the log); restart Rampart".to_owned(),
+        );
+        notify(job.on_commit, Err(Arc::new(err)));
+    }
+
+    /// Stop accepting jobs, commit every queued one, and join the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        // Closing the channel ends the loop once the queue is drained.
+        drop(self.sender.take());
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if thread.join().is_err() {
+            tracing::error!("the store writer thread panicked");
+        }
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(
+    mut store: Box<dyn Store>,
+    receiver: Receiver<CommitJob>,
+    mut on_external_change: ExternalChange,
+    poll: Duration,
+) {
+    let mut watcher = Watcher::new(&mut *store);
+    loop {
+        let first = match receiver.recv_timeout(poll) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                watcher.check(&mut *store, &mut on_external_change);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            let Ok(job) = receiver.try_recv() else {
+                break;
+            };
+            batch.push(job);
+        }
+        commit(&mut *store, batch);
+        watcher.check(&mut *store, &mut on_external_change);
+    }
+    tracing::debug!("store writer stopped");
+}
+
+/// Commit a batch in one transaction; if that fails because of one job's
+/// data, commit the jobs one by one so only the bad ones fail.
+fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) {
+    let mut changes = Vec::new();
+    let mut callbacks: Vec<(Range<usize>, Box<dyn FnOnce(CommitResult) + Send>)> =
+        Vec::with_capacity(batch.len());
+    for job in batch {
+        let start = changes.len();
+        changes.extend(job.changes);
+        callbacks.push((start..changes.len(), job.on_commit));
+    }
+
+    let err = match guarded_apply(store, &changes) {
+        Ok(()) => {
+            for (_, on_commit) in callbacks {
+                notify(on_commit, Ok(()));
+            }
+            return;
+        }
+        Err(err) => err,
+    };
+    if !is_job_specific(&err) {
+        tracing::error!(jobs = callbacks.len(), error = %err, "store write failed");
+        fail_all(callbacks, Arc::new(err));
+        return;
+    }
+    if callbacks.len() == 1 {
+        tracing::debug!(error = %err, "store write refused");
+        fail_all(callbacks, Arc::new(err));
+        return;
+    }
+
+    tracing::debug!(jobs = callbacks.len(), error = %err, "batch refused; committing its jobs one by one");
+    let mut callbacks = callbacks.into_iter();
+    while let Some((range, on_commit)) = callbacks.next() {
+        match guarded_apply(store, &changes[range]) {
+            Ok(()) => notify(on_commit, Ok(())),
+            Err(err) if is_job_specific(&err) => {
+                tracing::debug!(error = %err, "store write refused");
+                notify(on_commit, Err(Arc::new(err)));
+            }
+            Err(err) => {
+                // The store itself fails: retrying the rest would only wait
+                // out the same failure once per job.
+                tracing::error!(error = %err, "store write failed");
+                let err = Arc::new(err);
+                notify(on_commit, Err(Arc::clone(&err)));
+                fail_all(callbacks.collect(), err);
+                return;
+            }
+        }
+    }
+}
+
+/// Whether an error is about the job's data (so its batch-mates may still
+/// commit) rather than about the store (busy, full, broken).
+fn is_job_specific(err: &StoreError) -> bool {
+    matches!(
+        err,
+        StoreError::AlreadyUsed(_) | StoreError::Duplicate(_) | StoreError::NotFound(_)
+    )
+}
+
+fn fail_all(callbacks: Vec<(Range<usize>, Box<dyn FnOnce(CommitResult) + Send>)>, err: Arc<StoreError>) {
+    for (_, on_commit) in callbacks {
+        notify(on_commit, Err(Arc::clone(&err)));
+    }
+}
+
+/// `store.apply`, with a panic turned into an error so the thread survives.
+fn guarded_apply(store: &mut dyn Store, changes: &[Change]) -> Result<(), StoreError> {
+    match catch_unwind(AssertUnwindSafe(|| store.apply(changes))) {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!("the store panicked while writing");
+            Err(StoreError::Database(
+                "the store panicked while writing (see the log)".to_owned(),
+            ))
+        }
+    }
+}
+
+/// Run a job's callback; a panicking callback must not stop the writer.
+fn notify(on_commit: Box<dyn FnOnce(CommitResult) + Send>, result: CommitResult) {
+    if catch_unwind(AssertUnwindSafe(|| on_commit(result))).is_err() {
+        tracing::error!("a store commit callback panicked");
+    }
+}
+
+/// Tracks [`Store::external_version`] and reports changes.
+struct Watcher {
+    last: Option<u64>,
+}
+
+impl Watcher {
+    fn new(store: &mut dyn Store) -> Self {
+        let last = match store.external_version() {
+            Ok(version) => Some(version),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store's external version");
+                None
+            }
+        };
+        Watcher { last }
+    }
+
+    fn check(&mut self, store: &mut dyn Store, on_external_change: &mut ExternalChange) {
+        let version = match store.external_version() {
+            Ok(version) => version,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store's external version");
+                return;
+            }
+        };
+        let changed = self.last.is_some_and(|last| last != version);
+        self.last = Some(version);
+        if !changed {
+            return;
+        }
+        tracing::debug!("the store was changed by another process");
+        if catch_unwind(AssertUnwindSafe(|| on_external_change(store))).is_err() {
+            tracing::error!("the external-change callback panicked");
+        }
+    }
+}
