@@ -67,6 +67,10 @@ pub struct EngineConfig {
     pub auth_url_base: Option<String>,
     /// How often session use counters are written to the store.
     pub touch_interval_ms: u64,
+    /// A `connect` whose secret matches no known token waits this long for a
+    /// reload before it is refused: a token minted by the CLI a moment ago may
+    /// not have reached the engine yet.
+    pub unknown_secret_grace_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -81,6 +85,7 @@ impl Default for EngineConfig {
             approval_timeout_secs: 60,
             auth_url_base: None,
             touch_interval_ms: 1000,
+            unknown_secret_grace_ms: 500,
         }
     }
 }
@@ -145,6 +150,9 @@ pub struct Output {
     pub publish: Vec<Outgoing>,
     /// Set when the input was dropped (for logs and counters).
     pub dropped: Option<Dropped>,
+    /// The engine waits for fresh store state (a `connect` with an unknown
+    /// secret); the driver should reload as soon as it can.
+    pub wants_reload: bool,
 }
 
 impl Output {
@@ -163,6 +171,7 @@ impl Output {
     fn merge(&mut self, other: Output) {
         self.changes.extend(other.changes);
         self.publish.extend(other.publish);
+        self.wants_reload |= other.wants_reload;
     }
 }
 
@@ -210,6 +219,14 @@ struct Held {
     ctx: Ctx,
 }
 
+/// A `connect` waiting for a reload (its secret matched no known token).
+struct DeferredConnect {
+    deadline: Millis,
+    ctx: Ctx,
+    id: String,
+    params: ConnectParams,
+}
+
 /// Who is asking, through which key, in which scheme.
 #[derive(Clone, Copy)]
 struct Ctx {
@@ -233,6 +250,7 @@ pub struct Engine {
     tokens: Vec<ConnectionToken>,
     replay: ReplayGuard,
     held: HashMap<ApprovalId, Held>,
+    deferred: Vec<DeferredConnect>,
     next_touch: Option<Millis>,
 }
 
@@ -272,6 +290,7 @@ impl Engine {
             tokens: Vec::new(),
             replay,
             held: HashMap::new(),
+            deferred: Vec::new(),
             next_touch: None,
         }
     }
@@ -331,15 +350,9 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] should next run.
     pub fn next_timeout(&self) -> Option<Millis> {
-        let approvals = self
-            .held
-            .values()
-            .map(|h| Millis::from_timestamp(h.approval.expires_at))
-            .min();
-        match (approvals, self.next_touch) {
-            (Some(a), Some(t)) => Some(a.min(t)),
-            (a, t) => a.or(t),
-        }
+        let approvals = self.held.values().map(|h| Millis::from_timestamp(h.approval.expires_at));
+        let deferred = self.deferred.iter().map(|d| d.deadline);
+        approvals.chain(deferred).chain(self.next_touch).min()
     }
 
     /// Handle one kind-24133 event from a relay.
@@ -409,7 +422,7 @@ impl Engine {
         };
         let kind = request.command.kind();
         if let Command::Connect(params) = request.command {
-            return self.handle_connect(now, ctx, &request.id, params, rng);
+            return self.handle_connect(now, ctx, request.id, params, false, rng);
         }
         let session_key = (ctx.key_id, ctx.client);
         let limit = self.config.rate_limit;
@@ -452,8 +465,9 @@ impl Engine {
         }
     }
 
-    fn handle_connect(&mut self, now: Millis, ctx: Ctx, id: &str, params: ConnectParams, rng: &mut dyn Randomness) -> Output {
+    fn handle_connect(&mut self, now: Millis, ctx: Ctx, id: String, params: ConnectParams, retried: bool, rng: &mut dyn Randomness) -> Output {
         let t = now.timestamp();
+        let id = id.as_str();
         let method = Method::Connect.as_str();
         let session_key = (ctx.key_id, ctx.client);
         let has_session = self.sessions.get(&session_key).is_some_and(|l| l.session.is_active(t));
@@ -482,6 +496,15 @@ impl Engine {
                 out.changes.push(Change::PutSession(session.clone()));
                 self.insert_session(session, now);
                 AuditDecision::Allowed
+            }
+            (false, Some(TokenMatch::None)) if !retried => {
+                self.deferred.push(DeferredConnect {
+                    deadline: now.plus_ms(self.config.unknown_secret_grace_ms),
+                    ctx,
+                    id: id.to_owned(),
+                    params,
+                });
+                return Output { wants_reload: true, ..Output::default() };
             }
             (false, refusal) => {
                 let reason = match refusal {
@@ -682,6 +705,11 @@ impl Engine {
             let answer = self.answer(now, ctx, &request.id, approval.method.as_str(), approval.kind, AuditDecision::Denied, response, None, rng);
             out.merge(answer);
         }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred).into_iter().partition(|d| d.deadline <= now);
+        self.deferred = waiting;
+        for d in due {
+            out.merge(self.handle_connect(now, d.ctx, d.id, d.params, true, rng));
+        }
         if self.next_touch.is_some_and(|due| due <= now) {
             self.next_touch = None;
             for live in self.sessions.values_mut().filter(|l| l.unflushed > 0) {
@@ -757,6 +785,9 @@ impl Engine {
             {
                 out.merge(decided);
             }
+        }
+        for d in std::mem::take(&mut self.deferred) {
+            out.merge(self.handle_connect(now, d.ctx, d.id, d.params, true, rng));
         }
         out
     }

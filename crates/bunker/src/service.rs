@@ -251,6 +251,11 @@ fn handle_admin(engine: &mut Engine, writer: &StoreWriter, pool: &RelayPool, rng
 
 /// Commit the step's changes, then publish its events.
 fn submit(writer: &StoreWriter, pool: &RelayPool, out: Output) {
+    if out.wants_reload {
+        // An empty job wakes the writer, which checks for outside edits after
+        // every batch and reloads if there are any.
+        writer.submit(CommitJob { changes: Vec::new(), on_commit: Box::new(|_| {}) });
+    }
     if out.is_empty() {
         return;
     }

@@ -223,10 +223,40 @@ fn secrets_are_single_use_and_expire() {
     let out = h.send(&third.request("1", "connect", serde_json::json!(["", "late"])));
     assert!(only_reply(&mut third, &out).to_json().contains("expired"));
 
+    // An unknown secret waits briefly for a reload (a token minted a moment
+    // ago may not have arrived yet), then is refused.
     let out = h.send(&third.request("2", "connect", serde_json::json!(["", "wrong"])));
-    assert_eq!(error_code(&only_reply(&mut third, &out)), Some(ErrorCode::Unauthorized));
+    assert!(out.publish.is_empty() && out.wants_reload);
+    assert!(h.engine.next_timeout().unwrap() <= now().plus_ms(500));
+    let out = h.engine.handle_timeout(now().plus_ms(500), &mut h.rng);
+    let resp = only_reply(&mut third, &out);
+    assert_eq!(resp.id, "2");
+    assert_eq!(error_code(&resp), Some(ErrorCode::Unauthorized));
     let out = h.send(&third.request("3", "connect", serde_json::json!([])));
     assert_eq!(error_code(&only_reply(&mut third, &out)), Some(ErrorCode::Unauthorized));
+}
+
+#[test]
+fn a_token_minted_after_the_connect_arrived_is_found_on_reload() {
+    let mut h = harness();
+    let mut c = Client::new(h.signer);
+    let out = h.send(&c.request("early", "connect", serde_json::json!(["", "just-minted"])));
+    assert!(out.publish.is_empty() && out.wants_reload);
+    h.tokens.push(ConnectionToken {
+        id: TokenId(99),
+        key_id: KeyId(1),
+        secret_hash: SecretHash::of("just-minted"),
+        grant: Preset::Read.permissions(),
+        expires_at: None,
+        created_at: Timestamp::from_secs(NOW),
+        used_at: None,
+        used_by: None,
+        label: None,
+    });
+    let snapshot = Snapshot { tokens: h.tokens.clone(), sessions: vec![], approvals: vec![] };
+    let out = h.engine.reload(now(), snapshot, &mut h.rng);
+    assert_eq!(only_reply(&mut c, &out), Response::ok("early", "ack"));
+    assert!(h.engine.next_timeout().is_none_or(|t| t > now().plus_ms(500)), "nothing left waiting");
 }
 
 #[test]

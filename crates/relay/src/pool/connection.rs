@@ -578,7 +578,8 @@ impl Connection {
     ) -> Result<(), End> {
         if !accepted {
             warn!(relay = %self.target.url, %message, "AUTH rejected");
-            self.state.set_auth(AuthState::Rejected(message.to_string()));
+            self.state
+                .set_auth(AuthState::Rejected(message.to_string()));
             add(
                 &self.state.counters.rejected,
                 session.awaiting_auth.len() as u64,

@@ -11,9 +11,7 @@ use std::sync::{Arc, OnceLock};
 use nostr::prelude::RelayUrl;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{
-    Connector, MaybeTlsStream, WebSocketStream, client_async_tls_with_config,
-};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream, client_async_tls_with_config};
 
 use super::AddRelayError;
 
@@ -110,11 +108,7 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
             rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map(|builder| {
-                    Arc::new(
-                        builder
-                            .with_root_certificates(roots)
-                            .with_no_client_auth(),
-                    )
+                    Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
                 })
                 .map_err(|e| e.to_string())
         })
@@ -130,7 +124,10 @@ mod tests {
         let t = Target::parse("ws://127.0.0.1:7000").unwrap();
         assert_eq!((t.host.as_str(), t.port, t.tls), ("127.0.0.1", 7000, false));
         let t = Target::parse("wss://relay.example.com/path").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.tls), ("relay.example.com", 443, true));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls),
+            ("relay.example.com", 443, true)
+        );
         let t = Target::parse("ws://[::1]:8080").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 8080));
         assert!(Target::parse("http://example.com").is_err());

@@ -89,7 +89,9 @@ mod tests {
         assert!(check(&elsewhere, "abc", relay, now).is_err());
         let later = Timestamp::from_secs(now.as_secs() + 3600);
         assert!(check(&good, "abc", relay, later).is_err());
-        let note = EventBuilder::new(Kind::TextNote, "hi").finalize(&keys).unwrap();
+        let note = EventBuilder::new(Kind::TextNote, "hi")
+            .finalize(&keys)
+            .unwrap();
         assert!(check(&note, "abc", relay, now).is_err());
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use nostr::prelude::{
-    ClientMessage, Event, Filter, Kind, MatchEventOptions, PublicKey, RelayMessage,
-    SubscriptionId, Timestamp,
+    ClientMessage, Event, Filter, Kind, MatchEventOptions, PublicKey, RelayMessage, SubscriptionId,
+    Timestamp,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
@@ -193,8 +193,7 @@ impl Client {
                 filters,
             } => {
                 let filters = filters.into_iter().map(|f| f.into_owned()).collect();
-                self.on_req(ws, subscription_id.into_owned(), filters)
-                    .await
+                self.on_req(ws, subscription_id.into_owned(), filters).await
             }
             ClientMessage::Close(subscription_id) => {
                 self.subscriptions.remove(&*subscription_id);
@@ -248,21 +247,35 @@ impl Client {
             return self.send(ws, frame).await;
         }
         if event.kind == Kind::Authentication {
-            let frame = ok(&event, false, "invalid: send AUTH events with AUTH, not EVENT");
+            let frame = ok(
+                &event,
+                false,
+                "invalid: send AUTH events with AUTH, not EVENT",
+            );
             return self.send(ws, frame).await;
         }
         if !event.verify_id() {
-            let frame = ok(&event, false, "invalid: event id does not match its content");
+            let frame = ok(
+                &event,
+                false,
+                "invalid: event id does not match its content",
+            );
             return self.send(ws, frame).await;
         }
         if !event.verify_signature() {
-            return self.send(ws, ok(&event, false, "invalid: bad signature")).await;
+            return self
+                .send(ws, ok(&event, false, "invalid: bad signature"))
+                .await;
         }
         let id = event.id;
         let json = match serde_json::to_string(&event) {
             Ok(json) => json,
             Err(error) => {
-                let frame = ok(&event, false, &format!("error: could not serialize: {error}"));
+                let frame = ok(
+                    &event,
+                    false,
+                    &format!("error: could not serialize: {error}"),
+                );
                 return self.send(ws, frame).await;
             }
         };
@@ -298,11 +311,13 @@ impl Client {
         let config = &self.relay.config;
         let refusal = if config.require_auth && self.authenticated.is_none() {
             Some("auth-required: authenticate to subscribe".to_owned())
-        } else if id.as_str().is_empty() || id.as_str().chars().count() > MAX_SUBSCRIPTION_ID_LEN
-        {
+        } else if id.as_str().is_empty() || id.as_str().chars().count() > MAX_SUBSCRIPTION_ID_LEN {
             Some("invalid: subscription id must be 1 to 64 characters".to_owned())
         } else if filters.len() > config.max_filters {
-            Some(format!("invalid: at most {} filters per REQ", config.max_filters))
+            Some(format!(
+                "invalid: at most {} filters per REQ",
+                config.max_filters
+            ))
         } else if !self.subscriptions.contains_key(&id)
             && self.subscriptions.len() >= config.max_subscriptions
         {

@@ -84,7 +84,11 @@ impl Relay {
 ///
 /// Accepted sockets get `TCP_NODELAY`. Beyond
 /// [`ServerConfig::max_connections`], new connections are closed at once.
-pub async fn serve(listener: TcpListener, config: ServerConfig, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
     let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let relay = Arc::new(Relay::new(config));
     let (stop, stop_rx) = watch::channel(());

@@ -195,7 +195,12 @@ mod tests {
         let other = Keys::generate();
         let mut store = Store::new(100);
         for at in 1..=5 {
-            store.insert(stored(&keys, 1, at, vec![Tag::public_key(other.public_key())]));
+            store.insert(stored(
+                &keys,
+                1,
+                at,
+                vec![Tag::public_key(other.public_key())],
+            ));
         }
         store.insert(stored(&other, 7, 6, vec![]));
         let by_author = Filter::new().author(other.public_key());

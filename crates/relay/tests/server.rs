@@ -1,0 +1,289 @@
+//! The embedded relay, spoken to with a bare websocket client: OK for every
+//! event (ephemeral kinds included), signature checks, filters, bad frames
+//! and NIP-42.
+
+mod common;
+
+use common::{RawClient, event, init_tracing};
+use nostr::prelude::{
+    ClientAuthentication, Event, EventBuilder, FinalizeEvent, Keys, Kind, RelayUrl, Tag, Timestamp,
+};
+use relay::server::{self, ServerConfig};
+use serde_json::json;
+
+#[tokio::test]
+async fn answers_ok_to_an_ephemeral_24133_event_and_forwards_it_unstored() {
+    init_tracing();
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let keys = Keys::generate();
+    let mut listener = RawClient::connect(&relay.url()).await;
+    assert!(
+        listener
+            .query("live", vec![json!({"kinds": [24133]})])
+            .await
+            .is_empty()
+    );
+
+    let mut client = RawClient::connect(&relay.url()).await;
+    let request = event(&keys, 24133, "ciphertext", vec![]);
+    assert_eq!(client.publish(&request).await, (true, String::new()));
+    // Forwarded live...
+    let forwarded = listener.recv().await;
+    assert_eq!(forwarded[0], "EVENT");
+    assert_eq!(forwarded[1], "live");
+    assert_eq!(forwarded[2]["id"], request.id.to_hex());
+    // ...answered `duplicate:` when re-sent...
+    let (accepted, message) = client.publish(&request).await;
+    assert!(accepted && message.starts_with("duplicate:"), "{message}");
+    // ...and not stored.
+    assert!(
+        client
+            .query("later", vec![json!({"kinds": [24133]})])
+            .await
+            .is_empty()
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn refuses_bad_signatures_and_ids_and_detects_duplicates() {
+    init_tracing();
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let keys = Keys::generate();
+    let mut client = RawClient::connect(&relay.url()).await;
+
+    let good = event(&keys, 1, "hello", vec![]);
+    assert_eq!(client.publish(&good).await, (true, String::new()));
+    let (accepted, message) = client.publish(&good).await;
+    assert!(accepted && message.starts_with("duplicate:"), "{message}");
+
+    // A well-formed event carrying the signature of another event.
+    let other = event(&keys, 1, "other", vec![]);
+    let fresh = event(&keys, 1, "fresh", vec![]);
+    let mut bad_sig = serde_json::to_value(&fresh).unwrap();
+    bad_sig["sig"] = json!(other.sig.to_string());
+    client.send(json!(["EVENT", bad_sig])).await;
+    let reply = client.recv().await;
+    assert_eq!(reply[0], "OK");
+    assert_eq!(reply[1], fresh.id.to_hex());
+    assert_eq!(reply[2], false);
+    assert!(
+        reply[3].as_str().unwrap().starts_with("invalid:"),
+        "{reply}"
+    );
+
+    // Tampered content: the id no longer matches.
+    let mut tampered = serde_json::to_value(&good).unwrap();
+    tampered["content"] = json!("tampered");
+    client.send(json!(["EVENT", tampered])).await;
+    let reply = client.recv().await;
+    assert_eq!(
+        (reply[0].as_str(), reply[2].as_bool()),
+        (Some("OK"), Some(false))
+    );
+    assert!(
+        reply[3].as_str().unwrap().starts_with("invalid:"),
+        "{reply}"
+    );
+
+    // A malformed event still gets an OK false when its id is readable.
+    let mut malformed = serde_json::to_value(&good).unwrap();
+    malformed["sig"] = json!("zz");
+    client.send(json!(["EVENT", malformed])).await;
+    let reply = client.recv().await;
+    assert_eq!(
+        (reply[0].as_str(), reply[2].as_bool()),
+        (Some("OK"), Some(false))
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_a_notice_or_closed_and_the_connection_survives() {
+    init_tracing();
+    let config = ServerConfig {
+        max_message_size: 1024,
+        ..ServerConfig::default()
+    };
+    let relay = server::spawn(config).await.unwrap();
+    let mut client = RawClient::connect(&relay.url()).await;
+
+    client.send_text("this is not json").await;
+    assert_eq!(client.recv().await[0], "NOTICE");
+    client.send(json!(["FROB", 1])).await;
+    assert_eq!(client.recv().await[0], "NOTICE");
+    client
+        .send_text(format!("[\"NOTICE\",\"{}\"]", "x".repeat(2000)))
+        .await;
+    let notice = client.recv().await;
+    assert_eq!(notice[0], "NOTICE");
+    assert!(notice[1].as_str().unwrap().contains("exceeds"), "{notice}");
+    client.send(json!(["REQ", "x".repeat(65), {}])).await;
+    let closed = client.recv().await;
+    assert_eq!(closed[0], "CLOSED");
+    assert!(
+        closed[2].as_str().unwrap().starts_with("invalid:"),
+        "{closed}"
+    );
+
+    let keys = Keys::generate();
+    assert!(
+        client
+            .publish(&event(&keys, 1, "still here", vec![]))
+            .await
+            .0
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn filters_select_stored_events() {
+    init_tracing();
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let alice = Keys::generate();
+    let bob = Keys::generate();
+    let mut client = RawClient::connect(&relay.url()).await;
+
+    let note = event(&alice, 1, "note", vec![]);
+    let reply = event(
+        &bob,
+        1,
+        "reply",
+        vec![Tag::event(note.id), Tag::public_key(alice.public_key())],
+    );
+    let reaction = event(&bob, 7, "+", vec![Tag::event(note.id)]);
+    let old = EventBuilder::new(Kind::TextNote, "old")
+        .custom_created_at(Timestamp::from_secs(1_000))
+        .finalize(&alice)
+        .unwrap();
+    for e in [&note, &reply, &reaction, &old] {
+        assert!(client.publish(e).await.0);
+    }
+    let hex = |e: &Event| e.id.to_hex();
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let expect = |events: &[&Event]| sorted(events.iter().map(|e| hex(e)).collect());
+
+    let ids = client
+        .query("ids", vec![json!({"ids": [hex(&note)]})])
+        .await;
+    assert_eq!(ids, vec![hex(&note)]);
+    let by_author = client
+        .query(
+            "authors",
+            vec![json!({"authors": [bob.public_key().to_hex()]})],
+        )
+        .await;
+    assert_eq!(sorted(by_author), expect(&[&reply, &reaction]));
+    let kinds = client.query("kinds", vec![json!({"kinds": [7]})]).await;
+    assert_eq!(kinds, vec![hex(&reaction)]);
+    let e_tag = client.query("e", vec![json!({"#e": [hex(&note)]})]).await;
+    assert_eq!(sorted(e_tag), expect(&[&reply, &reaction]));
+    let p_tag = client
+        .query("p", vec![json!({"#p": [alice.public_key().to_hex()]})])
+        .await;
+    assert_eq!(p_tag, vec![hex(&reply)]);
+    let until = client.query("until", vec![json!({"until": 2_000})]).await;
+    assert_eq!(until, vec![hex(&old)]);
+    let since = client
+        .query("since", vec![json!({"since": 2_000, "kinds": [1]})])
+        .await;
+    assert_eq!(sorted(since), expect(&[&note, &reply]));
+    let limited = client
+        .query("limit", vec![json!({"kinds": [1], "limit": 1})])
+        .await;
+    assert_eq!(limited.len(), 1);
+    assert_ne!(limited[0], hex(&old), "limit returns the newest first");
+    let union = client
+        .query(
+            "union",
+            vec![json!({"kinds": [7]}), json!({"ids": [hex(&old)]})],
+        )
+        .await;
+    assert_eq!(sorted(union), expect(&[&reaction, &old]));
+
+    // CLOSE ends the subscription: nothing more arrives for it.
+    client.send(json!(["REQ", "live", {"kinds": [1]}])).await;
+    assert_eq!(client.recv().await[0], "EVENT");
+    loop {
+        if client.recv().await[0] == "EOSE" {
+            break;
+        }
+    }
+    client.send(json!(["CLOSE", "live"])).await;
+    let after = event(&alice, 1, "after close", vec![]);
+    client.send(json!(["EVENT", after])).await;
+    assert_eq!(client.recv().await, json!(["OK", hex(&after), true, ""]));
+    // Anything sent for "live" would arrive before the answer to this probe.
+    client
+        .send(json!(["REQ", "probe", {"ids": [hex(&after)]}]))
+        .await;
+    let mut probed = false;
+    loop {
+        let message = client.recv().await;
+        assert_ne!(message[1], "live", "event after CLOSE: {message}");
+        if message[0] == "EVENT" && message[1] == "probe" {
+            probed = true;
+        }
+        if message == json!(["EOSE", "probe"]) {
+            break;
+        }
+    }
+    assert!(probed);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn require_auth_refuses_until_a_valid_auth_event() {
+    init_tracing();
+    let config = ServerConfig {
+        require_auth: true,
+        ..ServerConfig::default()
+    };
+    let relay = server::spawn(config).await.unwrap();
+    let keys = Keys::generate();
+    let mut client = RawClient::connect(&relay.url()).await;
+    let challenge = client.recv().await;
+    assert_eq!(challenge[0], "AUTH");
+    let challenge = challenge[1].as_str().unwrap().to_owned();
+
+    let note = event(&keys, 1, "hi", vec![]);
+    let (accepted, message) = client.publish(&note).await;
+    assert!(
+        !accepted && message.starts_with("auth-required:"),
+        "{message}"
+    );
+    client.send(json!(["REQ", "s", {}])).await;
+    let closed = client.recv().await;
+    assert_eq!(closed[0], "CLOSED");
+    assert!(
+        closed[2].as_str().unwrap().starts_with("auth-required:"),
+        "{closed}"
+    );
+
+    let url = RelayUrl::parse(&relay.url()).unwrap();
+    let wrong = ClientAuthentication::new("wrong", url.clone())
+        .finalize(&keys)
+        .unwrap();
+    client.send(json!(["AUTH", wrong])).await;
+    let reply = client.recv().await;
+    assert_eq!(
+        (reply[0].as_str(), reply[2].as_bool()),
+        (Some("OK"), Some(false))
+    );
+
+    let auth = ClientAuthentication::new(challenge, url)
+        .finalize(&keys)
+        .unwrap();
+    client.send(json!(["AUTH", auth])).await;
+    let reply = client.recv().await;
+    assert_eq!(reply, json!(["OK", auth.id.to_hex(), true, ""]));
+    assert_eq!(client.publish(&note).await, (true, String::new()));
+    assert_eq!(
+        client.query("s", vec![json!({})]).await,
+        vec![note.id.to_hex()]
+    );
+    relay.shutdown().await;
+}

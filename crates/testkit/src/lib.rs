@@ -1,0 +1,12 @@
+//! Test support shared by the workspace's end-to-end tests: free loopback
+//! ports, real relays (the embedded one and nostr-rs-relay) and `rampart`
+//! processes, and a raw NIP-46 client that can send anything, including
+//! what a well-behaved client never would.
+//!
+//! Nothing here is a mock: every helper starts or talks to the real thing.
+
+pub mod process;
+pub mod raw_client;
+
+pub use process::{NostrRsRelay, RampartProcess, ci, free_port, skipped, wait_for_port};
+pub use raw_client::RawClient;
