@@ -28,6 +28,7 @@ use store::{
     SessionOrigin,
 };
 
+use crate::auth_url::AuthUrlBase;
 use crate::clock::Millis;
 use crate::keys::KeyBackend;
 use crate::policy::{self, Verdict};
@@ -64,7 +65,7 @@ pub struct EngineConfig {
     /// When set, held requests are answered at once with an `auth_url`
     /// challenge pointing at `<base>/approve/<id>`; the real answer follows
     /// with the same request id.
-    pub auth_url_base: Option<String>,
+    pub auth_url_base: Option<AuthUrlBase>,
     /// How often session use counters are written to the store.
     pub touch_interval_ms: u64,
     /// A `connect` whose secret matches no known token waits this long for a
@@ -350,14 +351,21 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] should next run.
     pub fn next_timeout(&self) -> Option<Millis> {
-        let approvals = self.held.values().map(|h| Millis::from_timestamp(h.approval.expires_at));
+        let approvals = self
+            .held
+            .values()
+            .map(|h| Millis::from_timestamp(h.approval.expires_at));
         let deferred = self.deferred.iter().map(|d| d.deadline);
         approvals.chain(deferred).chain(self.next_touch).min()
     }
 
     /// Handle one kind-24133 event from a relay.
     pub fn handle_event(&mut self, now: Millis, event: &Event, rng: &mut dyn Randomness) -> Output {
-        let Some(signer) = event.tags.public_keys().find(|pk| self.signers.contains_key(pk)) else {
+        let Some(signer) = event
+            .tags
+            .public_keys()
+            .find(|pk| self.signers.contains_key(pk))
+        else {
             return Output::dropped(Dropped::NotForUs);
         };
         if let Err(e) = envelope::precheck(event, &signer) {
@@ -395,7 +403,17 @@ impl Engine {
             Err(RequestError::Malformed(reason)) => Output::dropped(Dropped::Malformed(reason)),
             Err(RequestError::InvalidParams { id, method, reason }) => {
                 let response = Response::error(&id, ErrorCode::InvalidParams, reason.0);
-                self.answer(now, ctx, &id, &method, None, AuditDecision::Invalid, response, None, rng)
+                self.answer(
+                    now,
+                    ctx,
+                    &id,
+                    &method,
+                    None,
+                    AuditDecision::Invalid,
+                    response,
+                    None,
+                    rng,
+                )
             }
         }
     }
@@ -413,12 +431,32 @@ impl Engine {
             .map_err(|e| e.to_string())
     }
 
-    fn dispatch(&mut self, now: Millis, ctx: Ctx, request: Request, rng: &mut dyn Randomness) -> Output {
+    fn dispatch(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        request: Request,
+        rng: &mut dyn Randomness,
+    ) -> Output {
         let t = now.timestamp();
         let Some(method) = request.command.method() else {
             let name = request.command.method_name().to_owned();
-            let response = Response::error(&request.id, ErrorCode::MethodNotFound, format!("`{name}` is not a NIP-46 method"));
-            return self.answer(now, ctx, &request.id, &name, None, AuditDecision::Invalid, response, None, rng);
+            let response = Response::error(
+                &request.id,
+                ErrorCode::MethodNotFound,
+                format!("`{name}` is not a NIP-46 method"),
+            );
+            return self.answer(
+                now,
+                ctx,
+                &request.id,
+                &name,
+                None,
+                AuditDecision::Invalid,
+                response,
+                None,
+                rng,
+            );
         };
         let kind = request.command.kind();
         if let Command::Connect(params) = request.command {
@@ -438,50 +476,121 @@ impl Engine {
                 }
             }
             _ => {
-                let response = Response::error(&request.id, ErrorCode::Unauthorized, "no active session: connect with a bunker:// secret first");
-                return self.answer(now, ctx, &request.id, method.as_str(), kind, AuditDecision::Denied, response, None, rng);
+                let response = Response::error(
+                    &request.id,
+                    ErrorCode::Unauthorized,
+                    "no active session: connect with a bunker:// secret first",
+                );
+                return self.answer(
+                    now,
+                    ctx,
+                    &request.id,
+                    method.as_str(),
+                    kind,
+                    AuditDecision::Denied,
+                    response,
+                    None,
+                    rng,
+                );
             }
         };
         self.schedule_touch(now);
         let Some(verdict) = verdict else {
-            let response = Response::error(&request.id, ErrorCode::RateLimited, "too many requests; slow down");
-            return self.answer(now, ctx, &request.id, method.as_str(), kind, AuditDecision::RateLimited, response, None, rng);
+            let response = Response::error(
+                &request.id,
+                ErrorCode::RateLimited,
+                "too many requests; slow down",
+            );
+            return self.answer(
+                now,
+                ctx,
+                &request.id,
+                method.as_str(),
+                kind,
+                AuditDecision::RateLimited,
+                response,
+                None,
+                rng,
+            );
         };
         if method == Method::Logout {
             return self.handle_logout(now, ctx, &request.id, rng);
         }
         match verdict {
-            Verdict::Allow => self.execute_and_answer(now, ctx, request, AuditDecision::Allowed, rng),
+            Verdict::Allow => {
+                self.execute_and_answer(now, ctx, request, AuditDecision::Allowed, rng)
+            }
             Verdict::Deny(reason) => {
                 let response = Response::error(&request.id, ErrorCode::Unauthorized, reason);
-                self.answer(now, ctx, &request.id, method.as_str(), kind, AuditDecision::Denied, response, None, rng)
+                self.answer(
+                    now,
+                    ctx,
+                    &request.id,
+                    method.as_str(),
+                    kind,
+                    AuditDecision::Denied,
+                    response,
+                    None,
+                    rng,
+                )
             }
             Verdict::Ask if self.config.unlisted == UnlistedPolicy::Deny => {
                 let needed = policy::permission_for(method, kind);
-                let response = Response::error(&request.id, ErrorCode::Unauthorized, format!("{needed} is not granted to this app"));
-                self.answer(now, ctx, &request.id, method.as_str(), kind, AuditDecision::Denied, response, None, rng)
+                let response = Response::error(
+                    &request.id,
+                    ErrorCode::Unauthorized,
+                    format!("{needed} is not granted to this app"),
+                );
+                self.answer(
+                    now,
+                    ctx,
+                    &request.id,
+                    method.as_str(),
+                    kind,
+                    AuditDecision::Denied,
+                    response,
+                    None,
+                    rng,
+                )
             }
             Verdict::Ask => self.hold(now, ctx, request, rng),
         }
     }
 
-    fn handle_connect(&mut self, now: Millis, ctx: Ctx, id: String, params: ConnectParams, retried: bool, rng: &mut dyn Randomness) -> Output {
+    fn handle_connect(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        id: String,
+        params: ConnectParams,
+        retried: bool,
+        rng: &mut dyn Randomness,
+    ) -> Output {
         let t = now.timestamp();
         let id = id.as_str();
         let method = Method::Connect.as_str();
         let session_key = (ctx.key_id, ctx.client);
-        let has_session = self.sessions.get(&session_key).is_some_and(|l| l.session.is_active(t));
-        let token = params.secret.as_ref().map(|s| self.find_token(ctx.key_id, s.expose(), t));
+        let has_session = self
+            .sessions
+            .get(&session_key)
+            .is_some_and(|l| l.session.is_active(t));
+        let token = params
+            .secret
+            .as_ref()
+            .map(|s| self.find_token(ctx.key_id, s.expose(), t));
         let mut out = Output::default();
         let decision = match (has_session, token) {
             // A known app reconnecting (apps send `connect` at every start).
-            (true, None | Some(TokenMatch::None | TokenMatch::Used | TokenMatch::Expired)) => AuditDecision::Allowed,
+            (true, None | Some(TokenMatch::None | TokenMatch::Used | TokenMatch::Expired)) => {
+                AuditDecision::Allowed
+            }
             // A known app presenting a fresh token: its grant is added.
             (true, Some(TokenMatch::Usable(index))) => {
                 let grant = self.consume_token(index, ctx.client, t, &mut out);
                 if let Some(live) = self.sessions.get_mut(&session_key) {
                     for p in grant.iter() {
-                        live.session.set_rule(Rule::permanent(p.clone(), RuleEffect::Allow));
+                        live.session
+                            .set_rule(Rule::permanent(p.clone(), RuleEffect::Allow));
                     }
                     live.session.revision += 1;
                     out.changes.push(Change::PutSession(live.session.clone()));
@@ -490,7 +599,8 @@ impl Engine {
             }
             (false, Some(TokenMatch::Usable(index))) => {
                 let grant = self.consume_token(index, ctx.client, t, &mut out);
-                let mut session = Session::new(ctx.key_id, ctx.client, &grant, SessionOrigin::Bunker, t);
+                let mut session =
+                    Session::new(ctx.key_id, ctx.client, &grant, SessionOrigin::Bunker, t);
                 session.requested_perms = params.requested_perms;
                 session.metadata = params.metadata.unwrap_or_default();
                 out.changes.push(Change::PutSession(session.clone()));
@@ -504,22 +614,49 @@ impl Engine {
                     id: id.to_owned(),
                     params,
                 });
-                return Output { wants_reload: true, ..Output::default() };
+                return Output {
+                    wants_reload: true,
+                    ..Output::default()
+                };
             }
             (false, refusal) => {
                 let reason = match refusal {
                     None => "connect needs the secret from a bunker:// token",
-                    Some(TokenMatch::Used) => "this secret was already used; ask for a new bunker:// token",
-                    Some(TokenMatch::Expired) => "this secret has expired; ask for a new bunker:// token",
+                    Some(TokenMatch::Used) => {
+                        "this secret was already used; ask for a new bunker:// token"
+                    }
+                    Some(TokenMatch::Expired) => {
+                        "this secret has expired; ask for a new bunker:// token"
+                    }
                     Some(_) => "invalid secret",
                 };
                 let response = Response::error(id, ErrorCode::Unauthorized, reason);
-                let answer = self.answer(now, ctx, id, method, None, AuditDecision::Denied, response, None, rng);
+                let answer = self.answer(
+                    now,
+                    ctx,
+                    id,
+                    method,
+                    None,
+                    AuditDecision::Denied,
+                    response,
+                    None,
+                    rng,
+                );
                 out.merge(answer);
                 return out;
             }
         };
-        let answer = self.answer(now, ctx, id, method, None, decision, Response::ok(id, "ack"), None, rng);
+        let answer = self.answer(
+            now,
+            ctx,
+            id,
+            method,
+            None,
+            decision,
+            Response::ok(id, "ack"),
+            None,
+            rng,
+        );
         out.merge(answer);
         out
     }
@@ -533,7 +670,9 @@ impl Engine {
                 found = Some(i);
             }
         }
-        let Some(i) = found else { return TokenMatch::None };
+        let Some(i) = found else {
+            return TokenMatch::None;
+        };
         let token = &self.tokens[i];
         if token.used_at.is_some() {
             TokenMatch::Used
@@ -544,18 +683,35 @@ impl Engine {
         }
     }
 
-    fn consume_token(&mut self, index: usize, client: PublicKey, at: Timestamp, out: &mut Output) -> PermissionSet {
+    fn consume_token(
+        &mut self,
+        index: usize,
+        client: PublicKey,
+        at: Timestamp,
+        out: &mut Output,
+    ) -> PermissionSet {
         let token = &mut self.tokens[index];
         token.used_at = Some(at);
         token.used_by = Some(client);
-        out.changes.push(Change::ConsumeToken { id: token.id, client, at });
+        out.changes.push(Change::ConsumeToken {
+            id: token.id,
+            client,
+            at,
+        });
         token.grant.clone()
     }
 
     fn insert_session(&mut self, session: Session, now: Millis) {
         let key = (session.key_id, session.client);
         let bucket = TokenBucket::new(&self.config.rate_limit, now);
-        self.sessions.insert(key, LiveSession { session, bucket, unflushed: 0 });
+        self.sessions.insert(
+            key,
+            LiveSession {
+                session,
+                bucket,
+                unflushed: 0,
+            },
+        );
     }
 
     fn schedule_touch(&mut self, now: Millis) {
@@ -564,30 +720,73 @@ impl Engine {
         }
     }
 
-    fn handle_logout(&mut self, now: Millis, ctx: Ctx, id: &str, rng: &mut dyn Randomness) -> Output {
+    fn handle_logout(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        id: &str,
+        rng: &mut dyn Randomness,
+    ) -> Output {
         let t = now.timestamp();
         // Answer first, then end the session (NIP-46: reply "ack" before removing).
-        let mut out = self.answer(now, ctx, id, Method::Logout.as_str(), None, AuditDecision::Allowed, Response::ok(id, "ack"), None, rng);
+        let mut out = self.answer(
+            now,
+            ctx,
+            id,
+            Method::Logout.as_str(),
+            None,
+            AuditDecision::Allowed,
+            Response::ok(id, "ack"),
+            None,
+            rng,
+        );
         if let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client)) {
             live.session.revoked_at = Some(t);
             live.session.revision += 1;
         }
-        out.changes.push(Change::RevokeSession { key_id: ctx.key_id, client: ctx.client, at: t });
+        out.changes.push(Change::RevokeSession {
+            key_id: ctx.key_id,
+            client: ctx.client,
+            at: t,
+        });
         out
     }
 
-    fn execute_and_answer(&mut self, now: Millis, ctx: Ctx, request: Request, decision: AuditDecision, rng: &mut dyn Randomness) -> Output {
+    fn execute_and_answer(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        request: Request,
+        decision: AuditDecision,
+        rng: &mut dyn Randomness,
+    ) -> Output {
         let method = request.command.method_name().to_owned();
         let kind = request.command.kind();
         let (response, signed) = match self.execute(now, ctx, request.command, rng) {
             Ok((result, signed)) => (Response::ok(&request.id, result), signed),
             Err((code, reason)) => (Response::error(&request.id, code, reason), None),
         };
-        self.answer(now, ctx, &request.id, &method, kind, decision, response, signed, rng)
+        self.answer(
+            now,
+            ctx,
+            &request.id,
+            &method,
+            kind,
+            decision,
+            response,
+            signed,
+            rng,
+        )
     }
 
     /// Run an allowed command with the user's key.
-    fn execute(&mut self, now: Millis, ctx: Ctx, command: Command, rng: &mut dyn Randomness) -> Executed {
+    fn execute(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        command: Command,
+        rng: &mut dyn Randomness,
+    ) -> Executed {
         let user = self
             .signers
             .get(&ctx.signer)
@@ -609,10 +808,18 @@ impl Engine {
                     .map_err(|e| (ErrorCode::InternalError, e.to_string()))?;
                 return Ok((event.as_json(), Some(event.id)));
             }
-            Command::Nip04Encrypt { peer, plaintext } => backend.nip04_encrypt(ctx.key_id, &peer, &plaintext, &rng.bytes32()).map_err(crypto)?,
-            Command::Nip04Decrypt { peer, ciphertext } => backend.nip04_decrypt(ctx.key_id, &peer, &ciphertext).map_err(crypto)?,
-            Command::Nip44Encrypt { peer, plaintext } => backend.nip44_encrypt(ctx.key_id, &peer, &plaintext, &rng.bytes32()).map_err(crypto)?,
-            Command::Nip44Decrypt { peer, ciphertext } => backend.nip44_decrypt(ctx.key_id, &peer, &ciphertext).map_err(crypto)?,
+            Command::Nip04Encrypt { peer, plaintext } => backend
+                .nip04_encrypt(ctx.key_id, &peer, &plaintext, &rng.bytes32())
+                .map_err(crypto)?,
+            Command::Nip04Decrypt { peer, ciphertext } => backend
+                .nip04_decrypt(ctx.key_id, &peer, &ciphertext)
+                .map_err(crypto)?,
+            Command::Nip44Encrypt { peer, plaintext } => backend
+                .nip44_encrypt(ctx.key_id, &peer, &plaintext, &rng.bytes32())
+                .map_err(crypto)?,
+            Command::Nip44Decrypt { peer, ciphertext } => backend
+                .nip44_decrypt(ctx.key_id, &peer, &ciphertext)
+                .map_err(crypto)?,
             // Handled before execution; kept total so a new method cannot slip through.
             Command::Connect(_) | Command::Logout | Command::Unknown { .. } => {
                 return Err((ErrorCode::InternalError, "not executable".into()));
@@ -621,7 +828,13 @@ impl Engine {
         Ok((result, None))
     }
 
-    fn hold(&mut self, now: Millis, ctx: Ctx, request: Request, rng: &mut dyn Randomness) -> Output {
+    fn hold(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        request: Request,
+        rng: &mut dyn Randomness,
+    ) -> Output {
         let t = now.timestamp();
         let mut id_bytes = [0u8; 16];
         rng.fill(&mut id_bytes);
@@ -648,25 +861,59 @@ impl Engine {
         let mut out = Output::default();
         out.changes.push(Change::PutApproval(approval.clone()));
         if let Some(base) = &self.config.auth_url_base {
-            let url = format!("{}/approve/{id}", base.trim_end_matches('/'));
+            let url = base.approval_url(&id);
             let response = Response::auth_url(&request.id, url);
-            let answer = self.answer(now, ctx, &request.id, method.as_str(), request.command.kind(), AuditDecision::Pending, response, None, rng);
+            let answer = self.answer(
+                now,
+                ctx,
+                &request.id,
+                method.as_str(),
+                request.command.kind(),
+                AuditDecision::Pending,
+                response,
+                None,
+                rng,
+            );
             out.merge(answer);
         }
-        self.held.insert(id, Held { approval, request, ctx });
+        self.held.insert(
+            id,
+            Held {
+                approval,
+                request,
+                ctx,
+            },
+        );
         out
     }
 
     /// Apply the user's decision on a held request.
-    pub fn decide(&mut self, now: Millis, id: &ApprovalId, decision: ApprovalDecision, rng: &mut dyn Randomness) -> Result<Output, DecideError> {
-        let held = self.held.remove(id).ok_or_else(|| DecideError::NotPending(id.0.clone()))?;
+    pub fn decide(
+        &mut self,
+        now: Millis,
+        id: &ApprovalId,
+        decision: ApprovalDecision,
+        rng: &mut dyn Randomness,
+    ) -> Result<Output, DecideError> {
+        let held = self
+            .held
+            .remove(id)
+            .ok_or_else(|| DecideError::NotPending(id.0.clone()))?;
         let t = now.timestamp();
         let mut out = Output::default();
-        let Held { approval, request, ctx } = held;
+        let Held {
+            approval,
+            request,
+            ctx,
+        } = held;
         if let DecisionScope::Always { until } = decision.scope
             && let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client))
         {
-            let effect = if decision.allow { RuleEffect::Allow } else { RuleEffect::Deny };
+            let effect = if decision.allow {
+                RuleEffect::Allow
+            } else {
+                RuleEffect::Deny
+            };
             live.session.set_rule(Rule {
                 permission: policy::permission_for(approval.method, approval.kind),
                 effect,
@@ -675,14 +922,34 @@ impl Engine {
             live.session.revision += 1;
             out.changes.push(Change::PutSession(live.session.clone()));
         }
-        out.changes.push(Change::SetApprovalStatus { id: id.clone(), status: ApprovalStatus::Done(decision) });
-        let still_active = self.sessions.get(&(ctx.key_id, ctx.client)).is_some_and(|l| l.session.is_active(t));
+        out.changes.push(Change::SetApprovalStatus {
+            id: id.clone(),
+            status: ApprovalStatus::Done(decision),
+        });
+        let still_active = self
+            .sessions
+            .get(&(ctx.key_id, ctx.client))
+            .is_some_and(|l| l.session.is_active(t));
         let answer = if decision.allow && still_active {
             self.execute_and_answer(now, ctx, request, AuditDecision::Approved, rng)
         } else {
-            let reason = if decision.allow { "the session ended before approval" } else { "denied by the user" };
+            let reason = if decision.allow {
+                "the session ended before approval"
+            } else {
+                "denied by the user"
+            };
             let response = Response::error(&request.id, ErrorCode::Unauthorized, reason);
-            self.answer(now, ctx, &request.id, approval.method.as_str(), approval.kind, AuditDecision::Denied, response, None, rng)
+            self.answer(
+                now,
+                ctx,
+                &request.id,
+                approval.method.as_str(),
+                approval.kind,
+                AuditDecision::Denied,
+                response,
+                None,
+                rng,
+            )
         };
         out.merge(answer);
         Ok(out)
@@ -699,13 +966,39 @@ impl Engine {
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            let Some(Held { approval, request, ctx }) = self.held.remove(&id) else { continue };
-            out.changes.push(Change::SetApprovalStatus { id, status: ApprovalStatus::Expired });
-            let response = Response::error(&request.id, ErrorCode::Unauthorized, "nobody approved the request in time");
-            let answer = self.answer(now, ctx, &request.id, approval.method.as_str(), approval.kind, AuditDecision::Denied, response, None, rng);
+            let Some(Held {
+                approval,
+                request,
+                ctx,
+            }) = self.held.remove(&id)
+            else {
+                continue;
+            };
+            out.changes.push(Change::SetApprovalStatus {
+                id,
+                status: ApprovalStatus::Expired,
+            });
+            let response = Response::error(
+                &request.id,
+                ErrorCode::Unauthorized,
+                "nobody approved the request in time",
+            );
+            let answer = self.answer(
+                now,
+                ctx,
+                &request.id,
+                approval.method.as_str(),
+                approval.kind,
+                AuditDecision::Denied,
+                response,
+                None,
+                rng,
+            );
             out.merge(answer);
         }
-        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred).into_iter().partition(|d| d.deadline <= now);
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| d.deadline <= now);
         self.deferred = waiting;
         for d in due {
             out.merge(self.handle_connect(now, d.ctx, d.id, d.params, true, rng));
@@ -729,10 +1022,35 @@ impl Engine {
     /// waiting) and flush session counters.
     pub fn shutdown(&mut self, now: Millis, rng: &mut dyn Randomness) -> Output {
         let mut out = Output::default();
-        for (id, Held { approval, request, ctx }) in std::mem::take(&mut self.held) {
-            out.changes.push(Change::SetApprovalStatus { id, status: ApprovalStatus::Expired });
-            let response = Response::error(&request.id, ErrorCode::Unauthorized, "the signer is shutting down");
-            let answer = self.answer(now, ctx, &request.id, approval.method.as_str(), approval.kind, AuditDecision::Denied, response, None, rng);
+        for (
+            id,
+            Held {
+                approval,
+                request,
+                ctx,
+            },
+        ) in std::mem::take(&mut self.held)
+        {
+            out.changes.push(Change::SetApprovalStatus {
+                id,
+                status: ApprovalStatus::Expired,
+            });
+            let response = Response::error(
+                &request.id,
+                ErrorCode::Unauthorized,
+                "the signer is shutting down",
+            );
+            let answer = self.answer(
+                now,
+                ctx,
+                &request.id,
+                approval.method.as_str(),
+                approval.kind,
+                AuditDecision::Denied,
+                response,
+                None,
+                rng,
+            );
             out.merge(answer);
         }
         self.next_touch = Some(now);
@@ -751,7 +1069,11 @@ impl Engine {
         let mut out = Output::default();
         let mut tokens = snapshot.tokens;
         for token in &mut tokens {
-            if let Some(old) = self.tokens.iter().find(|t| t.id == token.id && t.used_at.is_some()) {
+            if let Some(old) = self
+                .tokens
+                .iter()
+                .find(|t| t.id == token.id && t.used_at.is_some())
+            {
                 token.used_at = old.used_at;
                 token.used_by = old.used_by;
             }
@@ -799,7 +1121,14 @@ impl Engine {
 
     /// Accept a client's `nostrconnect://` URI for a user key: create the
     /// session and send the `connect` response carrying the URI's secret.
-    pub fn accept_nostrconnect(&mut self, now: Millis, key_id: KeyId, uri: &NostrConnectUri, grant: &PermissionSet, rng: &mut dyn Randomness) -> Result<Output, AcceptError> {
+    pub fn accept_nostrconnect(
+        &mut self,
+        now: Millis,
+        key_id: KeyId,
+        uri: &NostrConnectUri,
+        grant: &PermissionSet,
+        rng: &mut dyn Randomness,
+    ) -> Result<Output, AcceptError> {
         if self.signer_of(key_id).is_none() {
             return Err(AcceptError::UnknownKey(key_id));
         }
@@ -809,11 +1138,22 @@ impl Engine {
         Ok(self.send_connect_reply(now, key, rng))
     }
 
-    fn send_connect_reply(&mut self, now: Millis, key: (KeyId, PublicKey), rng: &mut dyn Randomness) -> Output {
+    fn send_connect_reply(
+        &mut self,
+        now: Millis,
+        key: (KeyId, PublicKey),
+        rng: &mut dyn Randomness,
+    ) -> Output {
         let mut out = Output::default();
-        let Some(signer) = self.signer_of(key.0) else { return out };
-        let Some(live) = self.sessions.get_mut(&key) else { return out };
-        let Some(secret) = live.session.connect_reply.take() else { return out };
+        let Some(signer) = self.signer_of(key.0) else {
+            return out;
+        };
+        let Some(live) = self.sessions.get_mut(&key) else {
+            return out;
+        };
+        let Some(secret) = live.session.connect_reply.take() else {
+            return out;
+        };
         live.session.revision += 1;
         out.changes.push(Change::PutSession(live.session.clone()));
         let extra_relays = live.session.relays.clone();
@@ -822,7 +1162,10 @@ impl Engine {
         let request_id = ApprovalId::from_entropy(id_bytes).0;
         let response = Response::ok(&request_id, secret);
         match self.seal(now, signer, key.1, Scheme::Nip44, &response, rng) {
-            Ok(event) => out.publish.push(Outgoing { event, extra_relays }),
+            Ok(event) => out.publish.push(Outgoing {
+                event,
+                extra_relays,
+            }),
             Err(e) => tracing::warn!(error = %e, "could not seal the nostrconnect reply"),
         }
         out
@@ -868,18 +1211,40 @@ impl Engine {
                     .get(&(ctx.key_id, ctx.client))
                     .map(|l| l.session.relays.clone())
                     .unwrap_or_default();
-                out.publish.push(Outgoing { event, extra_relays });
+                out.publish.push(Outgoing {
+                    event,
+                    extra_relays,
+                });
             }
             Err(e) => tracing::warn!(error = %e, "could not seal a response"),
         }
         out
     }
 
-    fn seal(&mut self, now: Millis, signer: PublicKey, client: PublicKey, scheme: Scheme, response: &Response, rng: &mut dyn Randomness) -> Result<Event, String> {
+    fn seal(
+        &mut self,
+        now: Millis,
+        signer: PublicKey,
+        client: PublicKey,
+        scheme: Scheme,
+        response: &Response,
+        rng: &mut dyn Randomness,
+    ) -> Result<Event, String> {
         let keys = &self.signers.get(&signer).ok_or("unknown signer")?.keys;
         let conversation = conversation(&mut self.conversations, keys, client)?;
-        let entropy = Entropy { nonce: rng.bytes32(), aux: rng.bytes32() };
-        envelope::seal(keys, conversation, scheme, &response.to_json(), now.timestamp(), &entropy).map_err(|e| e.to_string())
+        let entropy = Entropy {
+            nonce: rng.bytes32(),
+            aux: rng.bytes32(),
+        };
+        envelope::seal(
+            keys,
+            conversation,
+            scheme,
+            &response.to_json(),
+            now.timestamp(),
+            &entropy,
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -904,14 +1269,25 @@ fn conversation<'a>(
         let c = Conversation::new(keys, peer).map_err(|e| e.to_string())?;
         cache.insert(key, c);
     }
-    cache.get_mut(&key).ok_or_else(|| "conversation cache".to_string())
+    cache
+        .get_mut(&key)
+        .ok_or_else(|| "conversation cache".to_string())
 }
 
 /// The session a `nostrconnect://` URI creates.
-pub fn nostrconnect_session(key_id: KeyId, uri: &NostrConnectUri, grant: &PermissionSet, now: Timestamp) -> Session {
+pub fn nostrconnect_session(
+    key_id: KeyId,
+    uri: &NostrConnectUri,
+    grant: &PermissionSet,
+    now: Timestamp,
+) -> Session {
     let mut session = Session::new(key_id, uri.client, grant, SessionOrigin::NostrConnect, now);
     session.requested_perms = uri.perms.clone().unwrap_or_default();
-    session.metadata = nip46::ClientMetadata { name: uri.name.clone(), url: uri.url.clone(), image: uri.image.clone() };
+    session.metadata = nip46::ClientMetadata {
+        name: uri.name.clone(),
+        url: uri.url.clone(),
+        image: uri.image.clone(),
+    };
     session.relays = uri.relays.clone();
     session.connect_reply = Some(uri.secret.expose().to_owned());
     session

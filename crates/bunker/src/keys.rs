@@ -23,13 +23,40 @@ pub trait KeyBackend: Send + Sync {
     /// The user pubkey of a loaded key.
     fn user_pubkey(&self, key: KeyId) -> Option<PublicKey>;
     /// Sign an event whose `pubkey` is the user's.
-    fn sign_event(&self, key: KeyId, unsigned: UnsignedEvent, aux: &[u8; 32]) -> Result<Event, KeyError>;
+    fn sign_event(
+        &self,
+        key: KeyId,
+        unsigned: UnsignedEvent,
+        aux: &[u8; 32],
+    ) -> Result<Event, KeyError>;
     /// NIP-04 encrypt to a third party.
-    fn nip04_encrypt(&self, key: KeyId, peer: &PublicKey, plaintext: &str, iv: &[u8; 32]) -> Result<String, KeyError>;
+    fn nip04_encrypt(
+        &self,
+        key: KeyId,
+        peer: &PublicKey,
+        plaintext: &str,
+        iv: &[u8; 32],
+    ) -> Result<String, KeyError>;
     /// NIP-04 decrypt from a third party.
-    fn nip04_decrypt(&self, key: KeyId, peer: &PublicKey, ciphertext: &str) -> Result<String, KeyError>;
+    fn nip04_decrypt(
+        &self,
+        key: KeyId,
+        peer: &PublicKey,
+        ciphertext: &str,
+    ) -> Result<String, KeyError>;
     /// NIP-44 encrypt to a third party.
-    fn nip44_encrypt(&self, key: KeyId, peer: &PublicKey, plaintext: &str, nonce: &[u8; 32]) -> Result<String, KeyError>;
+    fn nip44_encrypt(
+        &self,
+        key: KeyId,
+        peer: &PublicKey,
+        plaintext: &str,
+        nonce: &[u8; 32],
+    ) -> Result<String, KeyError>;
     /// NIP-44 decrypt from a third party.
-    fn nip44_decrypt(&self, key: KeyId, peer: &PublicKey, ciphertext: &str) -> Result<String, KeyError>;
+    fn nip44_decrypt(
+        &self,
+        key: KeyId,
+        peer: &PublicKey,
+        ciphertext: &str,
+    ) -> Result<String, KeyError>;
 }

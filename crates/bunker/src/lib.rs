@@ -4,8 +4,15 @@
 //! - [`engine`]: sans-I/O request path (events in, store changes and signed
 //!   responses out), with [`policy`], [`replay`] and [`rate_limit`].
 //! - [`vault`]: NIP-49 encrypted user keys behind the [`keys::KeyBackend`] interface.
+//! - [`service`]: the async driver, with an [`service::AdminCommand`] channel
+//!   for in-process interfaces (dashboard, terminal prompt).
+//! - [`admin`]: the operations the CLI and the dashboard share (decisions,
+//!   session edits, tokens), and [`describe`]: requests rendered for people.
 
+pub mod admin;
+pub mod auth_url;
 pub mod clock;
+pub mod describe;
 pub mod engine;
 pub mod keys;
 pub mod policy;
@@ -15,4 +22,6 @@ pub mod service;
 pub mod vault;
 
 pub use clock::Millis;
-pub use engine::{Engine, EngineConfig, Output, Outgoing, Randomness, Snapshot, TransportKey, UnlistedPolicy};
+pub use engine::{
+    Engine, EngineConfig, Outgoing, Output, Randomness, Snapshot, TransportKey, UnlistedPolicy,
+};

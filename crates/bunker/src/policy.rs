@@ -34,13 +34,23 @@ pub fn evaluate(session: &Session, now: Timestamp, method: Method, kind: Option<
         return Verdict::Allow;
     }
     let mut allowed = false;
-    for rule in session.rules.iter().filter(|r| r.applies(now, method, kind)) {
+    for rule in session
+        .rules
+        .iter()
+        .filter(|r| r.applies(now, method, kind))
+    {
         match rule.effect {
-            RuleEffect::Deny => return Verdict::Deny(format!("{} is denied for this app", rule.permission)),
+            RuleEffect::Deny => {
+                return Verdict::Deny(format!("{} is denied for this app", rule.permission));
+            }
             RuleEffect::Allow => allowed = true,
         }
     }
-    if allowed { Verdict::Allow } else { Verdict::Ask }
+    if allowed {
+        Verdict::Allow
+    } else {
+        Verdict::Ask
+    }
 }
 
 #[cfg(test)]
@@ -51,16 +61,28 @@ mod tests {
     use store::{KeyId, Rule, SessionOrigin};
 
     fn session(grant: &PermissionSet) -> Session {
-        Session::new(KeyId(1), Keys::generate().public_key(), grant, SessionOrigin::Bunker, Timestamp::from_secs(0))
+        Session::new(
+            KeyId(1),
+            Keys::generate().public_key(),
+            grant,
+            SessionOrigin::Bunker,
+            Timestamp::from_secs(0),
+        )
     }
 
     #[test]
     fn grant_allows_and_the_rest_asks() {
         let s = session(&"sign_event:1,nip44_encrypt".parse().unwrap());
         let now = Timestamp::from_secs(10);
-        assert_eq!(evaluate(&s, now, Method::SignEvent, Some(1)), Verdict::Allow);
+        assert_eq!(
+            evaluate(&s, now, Method::SignEvent, Some(1)),
+            Verdict::Allow
+        );
         assert_eq!(evaluate(&s, now, Method::SignEvent, Some(0)), Verdict::Ask);
-        assert_eq!(evaluate(&s, now, Method::Nip44Encrypt, None), Verdict::Allow);
+        assert_eq!(
+            evaluate(&s, now, Method::Nip44Encrypt, None),
+            Verdict::Allow
+        );
         assert_eq!(evaluate(&s, now, Method::Nip44Decrypt, None), Verdict::Ask);
         assert_eq!(evaluate(&s, now, Method::Logout, None), Verdict::Allow);
     }
@@ -70,8 +92,14 @@ mod tests {
         let mut s = session(&Preset::Read.permissions());
         let now = Timestamp::from_secs(10);
         assert_eq!(evaluate(&s, now, Method::SignEvent, Some(1)), Verdict::Ask);
-        s.set_rule(Rule::permanent(permission_for(Method::SignEvent, Some(1)), RuleEffect::Allow));
-        assert_eq!(evaluate(&s, now, Method::SignEvent, Some(1)), Verdict::Allow);
+        s.set_rule(Rule::permanent(
+            permission_for(Method::SignEvent, Some(1)),
+            RuleEffect::Allow,
+        ));
+        assert_eq!(
+            evaluate(&s, now, Method::SignEvent, Some(1)),
+            Verdict::Allow
+        );
         assert_eq!(evaluate(&s, now, Method::SignEvent, Some(0)), Verdict::Ask);
     }
 
@@ -83,10 +111,19 @@ mod tests {
             effect: RuleEffect::Deny,
             expires_at: Some(Timestamp::from_secs(100)),
         });
-        assert!(matches!(evaluate(&s, Timestamp::from_secs(50), Method::SignEvent, Some(0)), Verdict::Deny(_)));
-        assert_eq!(evaluate(&s, Timestamp::from_secs(50), Method::SignEvent, Some(1)), Verdict::Allow);
+        assert!(matches!(
+            evaluate(&s, Timestamp::from_secs(50), Method::SignEvent, Some(0)),
+            Verdict::Deny(_)
+        ));
+        assert_eq!(
+            evaluate(&s, Timestamp::from_secs(50), Method::SignEvent, Some(1)),
+            Verdict::Allow
+        );
         // After the deny rule expires, the blanket grant applies again.
-        assert_eq!(evaluate(&s, Timestamp::from_secs(100), Method::SignEvent, Some(0)), Verdict::Allow);
+        assert_eq!(
+            evaluate(&s, Timestamp::from_secs(100), Method::SignEvent, Some(0)),
+            Verdict::Allow
+        );
     }
 
     #[test]
@@ -97,7 +134,13 @@ mod tests {
             effect: RuleEffect::Allow,
             expires_at: Some(Timestamp::from_secs(100)),
         });
-        assert_eq!(evaluate(&s, Timestamp::from_secs(99), Method::Nip44Decrypt, None), Verdict::Allow);
-        assert_eq!(evaluate(&s, Timestamp::from_secs(100), Method::Nip44Decrypt, None), Verdict::Ask);
+        assert_eq!(
+            evaluate(&s, Timestamp::from_secs(99), Method::Nip44Decrypt, None),
+            Verdict::Allow
+        );
+        assert_eq!(
+            evaluate(&s, Timestamp::from_secs(100), Method::Nip44Decrypt, None),
+            Verdict::Ask
+        );
     }
 }

@@ -80,7 +80,9 @@ impl ReplayGuard {
         }
         self.order.push_back((created_at.as_secs(), short(id)));
         while self.seen.len() > self.capacity {
-            let Some((at, old)) = self.order.pop_front() else { break };
+            let Some((at, old)) = self.order.pop_front() else {
+                break;
+            };
             self.seen.remove(&old);
             self.floor = self.floor.max(at);
         }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use nip46::nostr::prelude::{Filter, Kind, Timestamp};
 use relay::pool::{PoolEvent, RelayPool};
 use store::writer::{CommitJob, StoreWriter};
-use store::{ApprovalDecision, ApprovalId, ApprovalStatus, Change, PendingApproval, Store, StoreError};
+use store::{
+    ApprovalDecision, ApprovalId, ApprovalStatus, Change, PendingApproval, Store, StoreError,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Millis;
@@ -29,7 +31,10 @@ pub struct OsRandomness {
 impl OsRandomness {
     /// A fresh, empty buffer (filled on first use).
     pub fn new() -> Self {
-        OsRandomness { buf: [0; 4096], used: 4096 }
+        OsRandomness {
+            buf: [0; 4096],
+            used: 4096,
+        }
     }
 }
 
@@ -79,6 +84,13 @@ pub enum AdminCommand {
         /// Where to answer.
         reply: oneshot::Sender<Result<(), DecideError>>,
     },
+    /// Answer once the bunker is listening: its subscription is live on at
+    /// least one relay (before that, a client's request would be lost:
+    /// kind-24133 events are ephemeral, relays do not keep them).
+    WhenServing {
+        /// Where to answer.
+        reply: oneshot::Sender<()>,
+    },
     /// Accept a nostrconnect URI.
     AcceptNostrConnect {
         /// The user key.
@@ -112,13 +124,19 @@ pub struct ServiceConfig {
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { reload_poll: Duration::from_millis(200) }
+        ServiceConfig {
+            reload_poll: Duration::from_millis(200),
+        }
     }
 }
 
 /// Read the parts of the store the engine mirrors.
 pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
-    Ok(Snapshot { tokens: store.tokens()?, sessions: store.sessions()?, approvals: store.approvals()? })
+    Ok(Snapshot {
+        tokens: store.tokens()?,
+        sessions: store.sessions()?,
+        approvals: store.approvals()?,
+    })
 }
 
 /// Run the bunker until `shutdown` completes.
@@ -145,7 +163,9 @@ pub async fn run(
             Ok(s) => {
                 let _ = reload_tx.send(s);
             }
-            Err(e) => tracing::error!(error = %e, "could not reload the store after an outside edit"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not reload the store after an outside edit")
+            }
         }),
         config.reload_poll,
     );
@@ -155,10 +175,18 @@ pub async fn run(
     let filter = Filter::new()
         .kind(Kind::NostrConnect)
         .pubkeys(engine.signer_pubkeys())
-        .since(Timestamp::from_secs(Millis::now().timestamp().as_secs().saturating_sub(10)));
-    pool.subscribe(vec![filter]).map_err(|e| ServiceError::Relay(e.to_string()))?;
-    tracing::info!(relays = pool.relay_urls().len(), keys = engine.signer_pubkeys().len(), "bunker serving");
+        .since(Timestamp::from_secs(
+            Millis::now().timestamp().as_secs().saturating_sub(10),
+        ));
+    pool.subscribe(vec![filter])
+        .map_err(|e| ServiceError::Relay(e.to_string()))?;
+    tracing::info!(
+        relays = pool.relay_urls().len(),
+        keys = engine.signer_pubkeys().len(),
+        "bunker serving"
+    );
 
+    let mut readiness = Readiness::default();
     tokio::pin!(shutdown);
     loop {
         let timeout = engine.next_timeout();
@@ -182,6 +210,9 @@ pub async fn run(
                     }
                     submit(&writer, &pool, out);
                 } else {
+                    if matches!(event, PoolEvent::EndOfStoredEvents { .. }) {
+                        readiness.serving();
+                    }
                     log_pool_event(&event);
                 }
             }
@@ -192,7 +223,7 @@ pub async fn run(
                 submit(&writer, &pool, out);
             }
             Some(command) = admin.recv() => {
-                handle_admin(&mut engine, &writer, &pool, &mut rng, command);
+                handle_admin(&mut engine, &writer, &pool, &mut rng, &mut readiness, command);
             }
             () = sleep => {
                 let out = engine.handle_timeout(Millis::now(), &mut rng);
@@ -205,7 +236,10 @@ pub async fn run(
     // queued commit and its publishes.
     let out = engine.shutdown(Millis::now(), &mut rng);
     submit(&writer, &pool, out);
-    tokio::task::spawn_blocking(move || writer.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || writer.shutdown())
+        .await
+        .ok();
+    drain(&pool, Duration::from_secs(2)).await;
     pool.shutdown().await;
     Ok(())
 }
@@ -213,39 +247,112 @@ pub async fn run(
 /// Bring the engine up to date with the store at start: approvals from a
 /// previous run can no longer be answered (their requests died with it), and
 /// request ids processed recently must not be processed again.
-fn load(engine: &mut Engine, store: &mut dyn Store, rng: &mut OsRandomness) -> Result<Output, StoreError> {
+fn load(
+    engine: &mut Engine,
+    store: &mut dyn Store,
+    rng: &mut OsRandomness,
+) -> Result<Output, StoreError> {
     let now = Millis::now();
     let stale: Vec<Change> = store
         .approvals()?
         .into_iter()
-        .filter(|a| matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Decided(_)))
-        .map(|a| Change::SetApprovalStatus { id: a.id, status: ApprovalStatus::Expired })
+        .filter(|a| {
+            matches!(
+                a.status,
+                ApprovalStatus::Pending | ApprovalStatus::Decided(_)
+            )
+        })
+        .map(|a| Change::SetApprovalStatus {
+            id: a.id,
+            status: ApprovalStatus::Expired,
+        })
         .collect();
     if !stale.is_empty() {
         store.apply(&stale)?;
     }
-    let since = Timestamp::from_secs(now.timestamp().as_secs().saturating_sub(engine.replay_window_secs()));
+    let since = Timestamp::from_secs(
+        now.timestamp()
+            .as_secs()
+            .saturating_sub(engine.replay_window_secs()),
+    );
     engine.seed_replay(now, store.audited_event_ids(since)?);
     Ok(engine.reload(now, snapshot(store)?, rng))
 }
 
-fn handle_admin(engine: &mut Engine, writer: &StoreWriter, pool: &RelayPool, rng: &mut OsRandomness, command: AdminCommand) {
+/// Whether the subscription is live yet, and who waits for it.
+#[derive(Default)]
+struct Readiness {
+    serving: bool,
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+impl Readiness {
+    fn wait(&mut self, reply: oneshot::Sender<()>) {
+        if self.serving {
+            let _ = reply.send(());
+        } else {
+            self.waiting.push(reply);
+        }
+    }
+
+    fn serving(&mut self) {
+        self.serving = true;
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+}
+
+fn handle_admin(
+    engine: &mut Engine,
+    writer: &StoreWriter,
+    pool: &RelayPool,
+    rng: &mut OsRandomness,
+    readiness: &mut Readiness,
+    command: AdminCommand,
+) {
     let now = Millis::now();
     match command {
+        AdminCommand::WhenServing { reply } => readiness.wait(reply),
         AdminCommand::Pending { reply } => {
             let _ = reply.send(engine.pending().into_iter().cloned().collect());
         }
-        AdminCommand::Decide { id, decision, reply } => {
-            let result = engine.decide(now, &id, decision, rng).map(|out| submit(writer, pool, out));
+        AdminCommand::Decide {
+            id,
+            decision,
+            reply,
+        } => {
+            let result = engine
+                .decide(now, &id, decision, rng)
+                .map(|out| submit(writer, pool, out));
             let _ = reply.send(result);
         }
-        AdminCommand::AcceptNostrConnect { key_id, uri, grant, reply } => {
-            let result = engine.accept_nostrconnect(now, key_id, &uri, &grant, rng).map(|out| {
-                sync_relays(pool, engine, now);
-                submit(writer, pool, out);
-            });
+        AdminCommand::AcceptNostrConnect {
+            key_id,
+            uri,
+            grant,
+            reply,
+        } => {
+            let result = engine
+                .accept_nostrconnect(now, key_id, &uri, &grant, rng)
+                .map(|out| {
+                    sync_relays(pool, engine, now);
+                    submit(writer, pool, out);
+                });
             let _ = reply.send(result);
         }
+    }
+}
+
+/// Wait (at most `limit`) until connected relays have taken every queued
+/// event: the last answers (held requests refused at shutdown) must leave
+/// before the pool closes, or those clients would wait in vain.
+async fn drain(pool: &RelayPool, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline
+        && pool.status().iter().any(|r| r.connected && r.queued > 0)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -254,7 +361,10 @@ fn submit(writer: &StoreWriter, pool: &RelayPool, out: Output) {
     if out.wants_reload {
         // An empty job wakes the writer, which checks for outside edits after
         // every batch and reloads if there are any.
-        writer.submit(CommitJob { changes: Vec::new(), on_commit: Box::new(|_| {}) });
+        writer.submit(CommitJob {
+            changes: Vec::new(),
+            on_commit: Box::new(|_| {}),
+        });
     }
     if out.is_empty() {
         return;
@@ -291,10 +401,16 @@ fn sync_relays(pool: &RelayPool, engine: &Engine, now: Millis) {
 fn log_pool_event(event: &PoolEvent) {
     match event {
         PoolEvent::Connected { relay } => tracing::info!(%relay, "relay connected"),
-        PoolEvent::Disconnected { relay, reason } => tracing::warn!(%relay, %reason, "relay disconnected"),
+        PoolEvent::Disconnected { relay, reason } => {
+            tracing::warn!(%relay, %reason, "relay disconnected")
+        }
         PoolEvent::Notice { relay, message } => tracing::info!(%relay, %message, "relay notice"),
-        PoolEvent::Closed { relay, message, .. } => tracing::warn!(%relay, %message, "subscription closed by relay"),
-        PoolEvent::AuthRejected { relay, message } => tracing::warn!(%relay, %message, "relay refused our AUTH"),
+        PoolEvent::Closed { relay, message, .. } => {
+            tracing::warn!(%relay, %message, "subscription closed by relay")
+        }
+        PoolEvent::AuthRejected { relay, message } => {
+            tracing::warn!(%relay, %message, "relay refused our AUTH")
+        }
         other => tracing::debug!(?other, "relay pool event"),
     }
 }

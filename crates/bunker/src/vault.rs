@@ -85,7 +85,12 @@ impl SecretInput {
     }
 }
 
-fn encrypt(secret: &SecretKey, passphrase: &Passphrase, log_n: u8, security: KeySecurity) -> Result<String, VaultError> {
+fn encrypt(
+    secret: &SecretKey,
+    passphrase: &Passphrase,
+    log_n: u8,
+    security: KeySecurity,
+) -> Result<String, VaultError> {
     EncryptedSecretKey::new(secret, passphrase.expose(), log_n, security)
         .and_then(|e| e.to_bech32())
         .map_err(|e| VaultError::Encrypt(e.to_string()))
@@ -96,9 +101,13 @@ fn decrypt(name: &str, ncryptsec: &str, passphrase: &Passphrase) -> Result<Keys,
         name: name.to_owned(),
         reason,
     };
-    let encrypted = EncryptedSecretKey::from_bech32(ncryptsec).map_err(|e| unreadable(e.to_string()))?;
+    let encrypted =
+        EncryptedSecretKey::from_bech32(ncryptsec).map_err(|e| unreadable(e.to_string()))?;
     if encrypted.log_n() > MAX_LOG_N {
-        return Err(unreadable(format!("scrypt log_n {} is above {MAX_LOG_N}", encrypted.log_n())));
+        return Err(unreadable(format!(
+            "scrypt log_n {} is above {MAX_LOG_N}",
+            encrypted.log_n()
+        )));
     }
     let secret = encrypted
         .decrypt_with_max_log_n(passphrase.expose(), MAX_LOG_N)
@@ -131,7 +140,10 @@ pub fn seal_key(
 }
 
 /// Open an imported `ncryptsec` with its own passphrase.
-pub fn open_import(encrypted: &EncryptedSecretKey, passphrase: &Passphrase) -> Result<SecretKey, VaultError> {
+pub fn open_import(
+    encrypted: &EncryptedSecretKey,
+    passphrase: &Passphrase,
+) -> Result<SecretKey, VaultError> {
     encrypted
         .decrypt_with_max_log_n(passphrase.expose(), MAX_LOG_N)
         .map_err(|_| VaultError::WrongPassphrase("import".into()))
@@ -224,7 +236,10 @@ impl Vault {
     }
 
     fn user(&self, key: KeyId) -> Result<&Keys, KeyError> {
-        self.keys.get(&key).map(|k| &k.user).ok_or(KeyError::UnknownKey(key))
+        self.keys
+            .get(&key)
+            .map(|k| &k.user)
+            .ok_or(KeyError::UnknownKey(key))
     }
 
     fn with_conversation<T>(
@@ -241,7 +256,8 @@ impl Vault {
             if cache.len() >= CONVERSATION_CACHE {
                 cache.clear();
             }
-            let conversation = Conversation::new(user, *peer).map_err(|e| KeyError::Crypto(e.to_string()))?;
+            let conversation =
+                Conversation::new(user, *peer).map_err(|e| KeyError::Crypto(e.to_string()))?;
             cache.insert((key, *peer), conversation);
         }
         let conversation = cache
@@ -250,11 +266,22 @@ impl Vault {
         f(user, conversation).map_err(|e| KeyError::Crypto(e.to_string()))
     }
 
-    fn decrypt_as(&self, key: KeyId, peer: &PublicKey, ciphertext: &str, expected: Scheme) -> Result<String, KeyError> {
+    fn decrypt_as(
+        &self,
+        key: KeyId,
+        peer: &PublicKey,
+        ciphertext: &str,
+        expected: Scheme,
+    ) -> Result<String, KeyError> {
         if nip46::Scheme::detect(ciphertext) != expected {
-            return Err(KeyError::Crypto(format!("ciphertext is not {}", expected.as_str())));
+            return Err(KeyError::Crypto(format!(
+                "ciphertext is not {}",
+                expected.as_str()
+            )));
         }
-        self.with_conversation(key, peer, |user, c| c.decrypt(user, ciphertext).map(|(_, text)| text))
+        self.with_conversation(key, peer, |user, c| {
+            c.decrypt(user, ciphertext).map(|(_, text)| text)
+        })
     }
 }
 
@@ -263,23 +290,54 @@ impl KeyBackend for Vault {
         self.keys.get(&key).map(|k| k.user.public_key())
     }
 
-    fn sign_event(&self, key: KeyId, unsigned: UnsignedEvent, aux: &[u8; 32]) -> Result<Event, KeyError> {
+    fn sign_event(
+        &self,
+        key: KeyId,
+        unsigned: UnsignedEvent,
+        aux: &[u8; 32],
+    ) -> Result<Event, KeyError> {
         envelope::sign(self.user(key)?, unsigned, aux).map_err(|e| KeyError::Crypto(e.to_string()))
     }
 
-    fn nip04_encrypt(&self, key: KeyId, peer: &PublicKey, plaintext: &str, iv: &[u8; 32]) -> Result<String, KeyError> {
-        self.with_conversation(key, peer, |user, c| c.encrypt(user, Scheme::Nip04, plaintext, iv))
+    fn nip04_encrypt(
+        &self,
+        key: KeyId,
+        peer: &PublicKey,
+        plaintext: &str,
+        iv: &[u8; 32],
+    ) -> Result<String, KeyError> {
+        self.with_conversation(key, peer, |user, c| {
+            c.encrypt(user, Scheme::Nip04, plaintext, iv)
+        })
     }
 
-    fn nip04_decrypt(&self, key: KeyId, peer: &PublicKey, ciphertext: &str) -> Result<String, KeyError> {
+    fn nip04_decrypt(
+        &self,
+        key: KeyId,
+        peer: &PublicKey,
+        ciphertext: &str,
+    ) -> Result<String, KeyError> {
         self.decrypt_as(key, peer, ciphertext, Scheme::Nip04)
     }
 
-    fn nip44_encrypt(&self, key: KeyId, peer: &PublicKey, plaintext: &str, nonce: &[u8; 32]) -> Result<String, KeyError> {
-        self.with_conversation(key, peer, |user, c| c.encrypt(user, Scheme::Nip44, plaintext, nonce))
+    fn nip44_encrypt(
+        &self,
+        key: KeyId,
+        peer: &PublicKey,
+        plaintext: &str,
+        nonce: &[u8; 32],
+    ) -> Result<String, KeyError> {
+        self.with_conversation(key, peer, |user, c| {
+            c.encrypt(user, Scheme::Nip44, plaintext, nonce)
+        })
     }
 
-    fn nip44_decrypt(&self, key: KeyId, peer: &PublicKey, ciphertext: &str) -> Result<String, KeyError> {
+    fn nip44_decrypt(
+        &self,
+        key: KeyId,
+        peer: &PublicKey,
+        ciphertext: &str,
+    ) -> Result<String, KeyError> {
         self.decrypt_as(key, peer, ciphertext, Scheme::Nip44)
     }
 }
@@ -307,25 +365,61 @@ mod tests {
     fn seal_unlock_and_use() {
         let pass = Passphrase::new("correct horse");
         let user = Keys::generate();
-        let new = seal_key("alice", user.secret_key(), KeySecurity::Medium, &pass, LOG_N, Timestamp::from_secs(1)).unwrap();
-        assert_ne!(new.user_pubkey, new.signer_pubkey, "signer key must differ from user key");
+        let new = seal_key(
+            "alice",
+            user.secret_key(),
+            KeySecurity::Medium,
+            &pass,
+            LOG_N,
+            Timestamp::from_secs(1),
+        )
+        .unwrap();
+        assert_ne!(
+            new.user_pubkey, new.signer_pubkey,
+            "signer key must differ from user key"
+        );
         assert!(new.user_ncryptsec.starts_with("ncryptsec1"));
         let s = stored(1, new);
         let vault = Vault::unlock(std::slice::from_ref(&s), &pass).unwrap();
         assert_eq!(vault.user_pubkey(KeyId(1)), Some(user.public_key()));
 
-        let unsigned = UnsignedEvent::new(user.public_key(), Timestamp::from_secs(5), nip46::nostr::prelude::Kind::TextNote, [], "hi");
+        let unsigned = UnsignedEvent::new(
+            user.public_key(),
+            Timestamp::from_secs(5),
+            nip46::nostr::prelude::Kind::TextNote,
+            [],
+            "hi",
+        );
         let ev = vault.sign_event(KeyId(1), unsigned, &[3; 32]).unwrap();
         ev.verify().unwrap();
 
         let peer = Keys::generate();
-        let ct = vault.nip44_encrypt(KeyId(1), &peer.public_key(), "secret", &[1; 32]).unwrap();
-        assert_eq!(nip44::decrypt(peer.secret_key(), &user.public_key(), &ct).unwrap(), "secret");
+        let ct = vault
+            .nip44_encrypt(KeyId(1), &peer.public_key(), "secret", &[1; 32])
+            .unwrap();
+        assert_eq!(
+            nip44::decrypt(peer.secret_key(), &user.public_key(), &ct).unwrap(),
+            "secret"
+        );
         // NIP-44 conversation keys are symmetric: the user can read what it sent.
-        assert_eq!(vault.nip44_decrypt(KeyId(1), &peer.public_key(), &ct).unwrap(), "secret");
+        assert_eq!(
+            vault
+                .nip44_decrypt(KeyId(1), &peer.public_key(), &ct)
+                .unwrap(),
+            "secret"
+        );
         let ct4 = nip04::encrypt(peer.secret_key(), &user.public_key(), "old").unwrap();
-        assert_eq!(vault.nip04_decrypt(KeyId(1), &peer.public_key(), &ct4).unwrap(), "old");
-        assert!(vault.nip44_decrypt(KeyId(1), &peer.public_key(), &ct4).is_err());
+        assert_eq!(
+            vault
+                .nip04_decrypt(KeyId(1), &peer.public_key(), &ct4)
+                .unwrap(),
+            "old"
+        );
+        assert!(
+            vault
+                .nip44_decrypt(KeyId(1), &peer.public_key(), &ct4)
+                .is_err()
+        );
         assert!(matches!(vault.user(KeyId(9)), Err(KeyError::UnknownKey(_))));
     }
 
@@ -333,9 +427,26 @@ mod tests {
     fn wrong_passphrase_is_refused() {
         let pass = Passphrase::new("right");
         let user = Keys::generate();
-        let s = stored(1, seal_key("k", user.secret_key(), KeySecurity::Unknown, &pass, LOG_N, Timestamp::from_secs(1)).unwrap());
-        assert!(matches!(Vault::unlock(std::slice::from_ref(&s), &Passphrase::new("wrong")), Err(VaultError::WrongPassphrase(_))));
-        assert!(matches!(export(&s, &Passphrase::new("wrong")), Err(VaultError::WrongPassphrase(_))));
+        let s = stored(
+            1,
+            seal_key(
+                "k",
+                user.secret_key(),
+                KeySecurity::Unknown,
+                &pass,
+                LOG_N,
+                Timestamp::from_secs(1),
+            )
+            .unwrap(),
+        );
+        assert!(matches!(
+            Vault::unlock(std::slice::from_ref(&s), &Passphrase::new("wrong")),
+            Err(VaultError::WrongPassphrase(_))
+        ));
+        assert!(matches!(
+            export(&s, &Passphrase::new("wrong")),
+            Err(VaultError::WrongPassphrase(_))
+        ));
         assert_eq!(export(&s, &pass).unwrap(), s.user_ncryptsec);
     }
 
@@ -345,12 +456,25 @@ mod tests {
         let hex = keys.secret_key().to_secret_hex();
         let nsec = keys.secret_key().to_bech32().unwrap();
         for text in [hex.as_str(), nsec.as_str()] {
-            let SecretInput::Plain(sk) = SecretInput::parse(&format!(" {text}\n")).unwrap() else { panic!() };
+            let SecretInput::Plain(sk) = SecretInput::parse(&format!(" {text}\n")).unwrap() else {
+                panic!()
+            };
             assert_eq!(Keys::new(sk).public_key(), keys.public_key());
         }
-        let enc = encrypt(keys.secret_key(), &Passphrase::new("p"), LOG_N, KeySecurity::Medium).unwrap();
-        let SecretInput::Encrypted(e) = SecretInput::parse(&enc).unwrap() else { panic!() };
-        assert_eq!(Keys::new(open_import(&e, &Passphrase::new("p")).unwrap()).public_key(), keys.public_key());
+        let enc = encrypt(
+            keys.secret_key(),
+            &Passphrase::new("p"),
+            LOG_N,
+            KeySecurity::Medium,
+        )
+        .unwrap();
+        let SecretInput::Encrypted(e) = SecretInput::parse(&enc).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            Keys::new(open_import(&e, &Passphrase::new("p")).unwrap()).public_key(),
+            keys.public_key()
+        );
         assert!(SecretInput::parse("npub1xyz").is_err());
         assert!(SecretInput::parse("").is_err());
     }

@@ -4,17 +4,25 @@
 
 use std::sync::Arc;
 
-use bunker::engine::{Dropped, Engine, EngineConfig, Output, Randomness, Snapshot, TransportKey, UnlistedPolicy};
+use bunker::Millis;
+use bunker::auth_url::AuthUrlBase;
+use bunker::engine::{
+    Dropped, Engine, EngineConfig, Output, Randomness, Snapshot, TransportKey, UnlistedPolicy,
+};
 use bunker::rate_limit::RateLimit;
 use bunker::vault::{self, Passphrase, Vault};
-use bunker::Millis;
 use nip46::envelope::{self, Entropy};
 use nip46::nostr::nips::nip49::KeySecurity;
-use nip46::nostr::prelude::{Event, Keys, Kind, PublicKey, RelayUrl, Tag, Timestamp, UnsignedEvent};
-use nip46::{ConnectSecret, Conversation, ErrorCode, NostrConnectUri, Outcome, PermissionSet, Preset, Response, Scheme};
+use nip46::nostr::prelude::{
+    Event, Keys, Kind, PublicKey, RelayUrl, Tag, Timestamp, UnsignedEvent,
+};
+use nip46::{
+    ConnectSecret, Conversation, ErrorCode, NostrConnectUri, Outcome, PermissionSet, Preset,
+    Response, Scheme,
+};
 use store::{
-    ApprovalDecision, ApprovalStatus, AuditDecision, Change, ConnectionToken, DecisionScope, KeyId, SecretHash,
-    StoredKey, TokenId,
+    ApprovalDecision, ApprovalStatus, AuditDecision, Change, ConnectionToken, DecisionScope, KeyId,
+    SecretHash, StoredKey, TokenId,
 };
 
 /// Deterministic randomness: a counter, so no two draws repeat.
@@ -47,7 +55,15 @@ struct Harness {
 fn harness_with(config: EngineConfig) -> Harness {
     let pass = Passphrase::new("test");
     let user = Keys::generate();
-    let new = vault::seal_key("alice", user.secret_key(), KeySecurity::Medium, &pass, 4, Timestamp::from_secs(NOW)).unwrap();
+    let new = vault::seal_key(
+        "alice",
+        user.secret_key(),
+        KeySecurity::Medium,
+        &pass,
+        4,
+        Timestamp::from_secs(NOW),
+    )
+    .unwrap();
     let stored = StoredKey {
         id: KeyId(1),
         name: new.name,
@@ -57,9 +73,16 @@ fn harness_with(config: EngineConfig) -> Harness {
         signer_ncryptsec: new.signer_ncryptsec,
         created_at: new.created_at,
     };
-    let mut vault = Vault::unlock(&[stored.clone()], &pass).unwrap();
+    let mut vault = Vault::unlock(std::slice::from_ref(&stored), &pass).unwrap();
     let signer = vault.take_signer(KeyId(1)).unwrap();
-    let engine = Engine::new(config, Arc::new(vault), vec![TransportKey { key_id: KeyId(1), signer }]);
+    let engine = Engine::new(
+        config,
+        Arc::new(vault),
+        vec![TransportKey {
+            key_id: KeyId(1),
+            signer,
+        }],
+    );
     Harness {
         engine,
         rng: Counter(0),
@@ -91,13 +114,29 @@ impl Client {
     fn new(signer: PublicKey) -> Self {
         let keys = Keys::generate();
         let conv = Conversation::new(&keys, signer).unwrap();
-        Client { keys, conv, signer, seq: 0 }
+        Client {
+            keys,
+            conv,
+            signer,
+            seq: 0,
+        }
     }
 
     fn event(&mut self, json: &str, scheme: Scheme, created_at: u64) -> Event {
         self.seq += 1;
-        let entropy = Entropy { nonce: [self.seq as u8; 32], aux: [7; 32] };
-        let mut ev = envelope::seal(&self.keys, &mut self.conv, scheme, json, Timestamp::from_secs(created_at), &entropy).unwrap();
+        let entropy = Entropy {
+            nonce: [self.seq as u8; 32],
+            aux: [7; 32],
+        };
+        let mut ev = envelope::seal(
+            &self.keys,
+            &mut self.conv,
+            scheme,
+            json,
+            Timestamp::from_secs(created_at),
+            &entropy,
+        )
+        .unwrap();
         // Seal tags the conversation's peer already; keep the signer explicit for readers.
         assert!(ev.tags.public_keys().any(|p| p == self.signer));
         ev.tags = ev.tags.clone();
@@ -129,7 +168,11 @@ impl Harness {
             label: None,
         });
         let sessions = self.engine.sessions().cloned().collect();
-        let snapshot = Snapshot { tokens: self.tokens.clone(), sessions, approvals: vec![] };
+        let snapshot = Snapshot {
+            tokens: self.tokens.clone(),
+            sessions,
+            approvals: vec![],
+        };
         let out = self.engine.reload(now(), snapshot, &mut self.rng);
         assert!(out.is_empty());
     }
@@ -143,7 +186,11 @@ impl Harness {
         let secret = format!("secret-{}", self.tokens.len());
         self.mint(&secret, grant.parse().unwrap(), None);
         let mut client = Client::new(self.signer);
-        let ev = client.request("c", "connect", serde_json::json!([self.signer.to_hex(), secret]));
+        let ev = client.request(
+            "c",
+            "connect",
+            serde_json::json!([self.signer.to_hex(), secret]),
+        );
         let out = self.send(&ev);
         let (_, resp) = client.open(&out.publish[0].event);
         assert_eq!(resp, Response::ok("c", "ack"));
@@ -152,7 +199,12 @@ impl Harness {
 }
 
 fn only_reply(client: &mut Client, out: &Output) -> Response {
-    assert_eq!(out.publish.len(), 1, "expected exactly one reply, got {:?}", out.dropped);
+    assert_eq!(
+        out.publish.len(),
+        1,
+        "expected exactly one reply, got {:?}",
+        out.dropped
+    );
     let event = &out.publish[0].event;
     assert_eq!(event.kind, Kind::NostrConnect);
     event.verify().unwrap();
@@ -183,8 +235,16 @@ fn connect_with_secret_then_every_read_method() {
     let mut c = Client::new(h.signer);
     let out = h.send(&c.request("1", "connect", serde_json::json!([h.signer.to_hex(), "s1"])));
     assert_eq!(only_reply(&mut c, &out), Response::ok("1", "ack"));
-    assert!(out.changes.iter().any(|ch| matches!(ch, Change::ConsumeToken { id: TokenId(1), .. })));
-    assert!(out.changes.iter().any(|ch| matches!(ch, Change::PutSession(s) if s.client == c.keys.public_key())));
+    assert!(
+        out.changes
+            .iter()
+            .any(|ch| matches!(ch, Change::ConsumeToken { id: TokenId(1), .. }))
+    );
+    assert!(
+        out.changes
+            .iter()
+            .any(|ch| matches!(ch, Change::PutSession(s) if s.client == c.keys.public_key()))
+    );
     assert_eq!(audits(&out)[0].decision, AuditDecision::Allowed);
     // The reply comes from the signer key, not the user key.
     assert_eq!(out.publish[0].event.pubkey, h.signer);
@@ -195,9 +255,15 @@ fn connect_with_secret_then_every_read_method() {
     let out = h.send(&c.request("3", "ping", serde_json::json!([])));
     assert_eq!(only_reply(&mut c, &out), Response::ok("3", "pong"));
     let out = h.send(&c.request("4", "switch_relays", serde_json::json!([])));
-    assert_eq!(only_reply(&mut c, &out), Response::ok("4", r#"["ws://127.0.0.1:7777"]"#));
+    assert_eq!(
+        only_reply(&mut c, &out),
+        Response::ok("4", r#"["ws://127.0.0.1:7777"]"#)
+    );
     let out = h.send(&c.request("5", "get_relays", serde_json::json!([])));
-    assert_eq!(only_reply(&mut c, &out), Response::ok("5", r#"{"ws://127.0.0.1:7777":{"read":true,"write":true}}"#));
+    assert_eq!(
+        only_reply(&mut c, &out),
+        Response::ok("5", r#"{"ws://127.0.0.1:7777":{"read":true,"write":true}}"#)
+    );
 }
 
 #[test]
@@ -233,7 +299,10 @@ fn secrets_are_single_use_and_expire() {
     assert_eq!(resp.id, "2");
     assert_eq!(error_code(&resp), Some(ErrorCode::Unauthorized));
     let out = h.send(&third.request("3", "connect", serde_json::json!([])));
-    assert_eq!(error_code(&only_reply(&mut third, &out)), Some(ErrorCode::Unauthorized));
+    assert_eq!(
+        error_code(&only_reply(&mut third, &out)),
+        Some(ErrorCode::Unauthorized)
+    );
 }
 
 #[test]
@@ -253,10 +322,19 @@ fn a_token_minted_after_the_connect_arrived_is_found_on_reload() {
         used_by: None,
         label: None,
     });
-    let snapshot = Snapshot { tokens: h.tokens.clone(), sessions: vec![], approvals: vec![] };
+    let snapshot = Snapshot {
+        tokens: h.tokens.clone(),
+        sessions: vec![],
+        approvals: vec![],
+    };
     let out = h.engine.reload(now(), snapshot, &mut h.rng);
     assert_eq!(only_reply(&mut c, &out), Response::ok("early", "ack"));
-    assert!(h.engine.next_timeout().is_none_or(|t| t > now().plus_ms(500)), "nothing left waiting");
+    assert!(
+        h.engine
+            .next_timeout()
+            .is_none_or(|t| t > now().plus_ms(500)),
+        "nothing left waiting"
+    );
 }
 
 #[test]
@@ -264,7 +342,10 @@ fn requests_without_a_session_are_unauthorized() {
     let mut h = harness();
     let mut c = Client::new(h.signer);
     let out = h.send(&c.request("1", "get_public_key", serde_json::json!([])));
-    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::Unauthorized));
+    assert_eq!(
+        error_code(&only_reply(&mut c, &out)),
+        Some(ErrorCode::Unauthorized)
+    );
     assert_eq!(audits(&out)[0].decision, AuditDecision::Denied);
 }
 
@@ -275,7 +356,9 @@ fn sign_event_returns_the_whole_signed_event() {
     let template = serde_json::json!({"kind": 1, "content": "hello", "tags": [["t", "rampart"]], "created_at": NOW});
     let out = h.send(&c.request("s", "sign_event", serde_json::json!([template.to_string()])));
     let resp = only_reply(&mut c, &out);
-    let Outcome::Result(json) = resp.outcome else { panic!("{resp:?}") };
+    let Outcome::Result(json) = resp.outcome else {
+        panic!("{resp:?}")
+    };
     let event: Event = serde_json::from_str(&json).unwrap();
     event.verify().unwrap();
     assert_eq!(event.pubkey, h.user);
@@ -287,31 +370,57 @@ fn sign_event_returns_the_whole_signed_event() {
 
     // Without created_at the bunker's clock fills it in.
     let template = serde_json::json!({"kind": 1, "content": "x", "tags": []});
-    let out = h.send(&c.request("s2", "sign_event", serde_json::json!([template.to_string()])));
-    let Outcome::Result(json) = only_reply(&mut c, &out).outcome else { panic!() };
+    let out = h.send(&c.request(
+        "s2",
+        "sign_event",
+        serde_json::json!([template.to_string()]),
+    ));
+    let Outcome::Result(json) = only_reply(&mut c, &out).outcome else {
+        panic!()
+    };
     let event: Event = serde_json::from_str(&json).unwrap();
     assert_eq!(event.created_at.as_secs(), NOW);
 
     // A template naming another author is refused.
     let template = serde_json::json!({"kind": 1, "content": "", "tags": [], "pubkey": Keys::generate().public_key().to_hex()});
-    let out = h.send(&c.request("s3", "sign_event", serde_json::json!([template.to_string()])));
-    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::InvalidParams));
+    let out = h.send(&c.request(
+        "s3",
+        "sign_event",
+        serde_json::json!([template.to_string()]),
+    ));
+    assert_eq!(
+        error_code(&only_reply(&mut c, &out)),
+        Some(ErrorCode::InvalidParams)
+    );
 }
 
 #[test]
 fn per_kind_grants_deny_when_configured() {
-    let mut h = harness_with(EngineConfig { unlisted: UnlistedPolicy::Deny, ..config() });
+    let mut h = harness_with(EngineConfig {
+        unlisted: UnlistedPolicy::Deny,
+        ..config()
+    });
     let mut c = h.connected("sign_event:1");
     let t1 = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
     let t0 = serde_json::json!({"kind": 0, "content": "{}", "tags": []}).to_string();
     let out = h.send(&c.request("a", "sign_event", serde_json::json!([t1])));
-    assert!(matches!(only_reply(&mut c, &out).outcome, Outcome::Result(_)));
+    assert!(matches!(
+        only_reply(&mut c, &out).outcome,
+        Outcome::Result(_)
+    ));
     let out = h.send(&c.request("b", "sign_event", serde_json::json!([t0])));
     let resp = only_reply(&mut c, &out);
     assert_eq!(error_code(&resp), Some(ErrorCode::Unauthorized));
     assert!(resp.to_json().contains("sign_event:0"));
-    let out = h.send(&c.request("c", "nip44_encrypt", serde_json::json!([h.user.to_hex(), "x"])));
-    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::Unauthorized));
+    let out = h.send(&c.request(
+        "c",
+        "nip44_encrypt",
+        serde_json::json!([h.user.to_hex(), "x"]),
+    ));
+    assert_eq!(
+        error_code(&only_reply(&mut c, &out)),
+        Some(ErrorCode::Unauthorized)
+    );
 }
 
 #[test]
@@ -326,38 +435,84 @@ fn held_request_allowed_always_then_sticks() {
     let approval = pending[0].clone();
     assert_eq!(approval.kind, Some(1));
     assert!(approval.summary.contains("needs ok"));
-    assert!(out.changes.iter().any(|ch| matches!(ch, Change::PutApproval(a) if a.id == approval.id)));
+    assert!(
+        out.changes
+            .iter()
+            .any(|ch| matches!(ch, Change::PutApproval(a) if a.id == approval.id))
+    );
 
-    let decision = ApprovalDecision { allow: true, scope: DecisionScope::Always { until: None } };
-    let out = h.engine.decide(now(), &approval.id, decision, &mut h.rng).unwrap();
+    let decision = ApprovalDecision {
+        allow: true,
+        scope: DecisionScope::Always { until: None },
+    };
+    let out = h
+        .engine
+        .decide(now(), &approval.id, decision, &mut h.rng)
+        .unwrap();
     let resp = only_reply(&mut c, &out);
-    assert_eq!(resp.id, "h1", "the real answer carries the original request id");
+    assert_eq!(
+        resp.id, "h1",
+        "the real answer carries the original request id"
+    );
     assert!(matches!(resp.outcome, Outcome::Result(_)));
     assert_eq!(audits(&out)[0].decision, AuditDecision::Approved);
-    assert!(out.changes.iter().any(|ch| matches!(ch, Change::SetApprovalStatus { status: ApprovalStatus::Done(_), .. })));
+    assert!(out.changes.iter().any(|ch| matches!(
+        ch,
+        Change::SetApprovalStatus {
+            status: ApprovalStatus::Done(_),
+            ..
+        }
+    )));
 
     // The next kind-1 request is answered at once; a kind-0 one is held.
     let out = h.send(&c.request("h2", "sign_event", serde_json::json!([t1])));
-    assert!(matches!(only_reply(&mut c, &out).outcome, Outcome::Result(_)));
+    assert!(matches!(
+        only_reply(&mut c, &out).outcome,
+        Outcome::Result(_)
+    ));
     let t0 = serde_json::json!({"kind": 0, "content": "{}", "tags": []}).to_string();
     let out = h.send(&c.request("h3", "sign_event", serde_json::json!([t0])));
     assert!(out.publish.is_empty());
-    assert!(h.engine.decide(now(), &approval.id, decision, &mut h.rng).is_err(), "decided twice");
+    assert!(
+        h.engine
+            .decide(now(), &approval.id, decision, &mut h.rng)
+            .is_err(),
+        "decided twice"
+    );
 }
 
 #[test]
 fn held_request_denied_or_expired_is_unauthorized() {
     let mut h = harness();
     let mut c = h.connected("read");
-    let out = h.send(&c.request("d", "nip44_decrypt", serde_json::json!([h.user.to_hex(), "AAAA"])));
+    let out = h.send(&c.request(
+        "d",
+        "nip44_decrypt",
+        serde_json::json!([h.user.to_hex(), "AAAA"]),
+    ));
     assert!(out.publish.is_empty());
     let id = h.engine.pending()[0].id.clone();
-    let out = h.engine.decide(now(), &id, ApprovalDecision { allow: false, scope: DecisionScope::Once }, &mut h.rng).unwrap();
+    let out = h
+        .engine
+        .decide(
+            now(),
+            &id,
+            ApprovalDecision {
+                allow: false,
+                scope: DecisionScope::Once,
+            },
+            &mut h.rng,
+        )
+        .unwrap();
     let resp = only_reply(&mut c, &out);
     assert_eq!(resp.id, "d");
     assert_eq!(error_code(&resp), Some(ErrorCode::Unauthorized));
 
-    let out = h.send(&c.request("e", "nip44_decrypt", serde_json::json!([h.user.to_hex(), "AAAA"])));
+    let out = h.send(&c.request(
+        "e",
+        "nip44_decrypt",
+        serde_json::json!([h.user.to_hex(), "AAAA"]),
+    ));
     assert!(out.publish.is_empty());
     let due = h.engine.next_timeout().unwrap();
     assert!(due <= now().plus_ms(60_000));
@@ -372,17 +527,146 @@ fn held_request_denied_or_expired_is_unauthorized() {
 
 #[test]
 fn auth_url_challenge_then_real_answer() {
-    let mut h = harness_with(EngineConfig { auth_url_base: Some("http://127.0.0.1:9999/".into()), ..config() });
+    let mut h = harness_with(EngineConfig {
+        auth_url_base: Some(AuthUrlBase::parse("http://127.0.0.1:9999/").unwrap()),
+        ..config()
+    });
     let mut c = h.connected("read");
     let t1 = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
     let out = h.send(&c.request("x", "sign_event", serde_json::json!([t1])));
     let resp = only_reply(&mut c, &out);
     let id = h.engine.pending()[0].id.clone();
-    assert_eq!(resp, Response::auth_url("x", format!("http://127.0.0.1:9999/approve/{id}")));
-    let out = h.engine.decide(now(), &id, ApprovalDecision { allow: true, scope: DecisionScope::Once }, &mut h.rng).unwrap();
+    assert_eq!(
+        resp,
+        Response::auth_url("x", format!("http://127.0.0.1:9999/approve/{id}"))
+    );
+    let out = h
+        .engine
+        .decide(
+            now(),
+            &id,
+            ApprovalDecision {
+                allow: true,
+                scope: DecisionScope::Once,
+            },
+            &mut h.rng,
+        )
+        .unwrap();
     let resp = only_reply(&mut c, &out);
     assert_eq!(resp.id, "x");
     assert!(matches!(resp.outcome, Outcome::Result(_)));
+}
+
+fn kind_template(kind: u16) -> serde_json::Value {
+    serde_json::json!([serde_json::json!({"kind": kind, "content": "", "tags": []}).to_string()])
+}
+
+fn held_id(h: &Harness, request_id: &str) -> store::ApprovalId {
+    h.engine
+        .pending()
+        .into_iter()
+        .find(|a| a.request_id == request_id)
+        .map(|a| a.id.clone())
+        .unwrap_or_else(|| panic!("`{request_id}` is not held"))
+}
+
+#[test]
+fn always_allow_is_per_app_per_kind_and_can_expire() {
+    let mut h = harness();
+    let mut x = h.connected("read");
+    let mut y = h.connected("read");
+    let out = h.send(&x.request("x1", "sign_event", kind_template(1)));
+    assert!(out.publish.is_empty());
+    let hour = Timestamp::from_secs(NOW + 3600);
+    let always_for_an_hour = ApprovalDecision {
+        allow: true,
+        scope: DecisionScope::Always { until: Some(hour) },
+    };
+    let id = held_id(&h, "x1");
+    let out = h
+        .engine
+        .decide(now(), &id, always_for_an_hour, &mut h.rng)
+        .unwrap();
+    assert!(matches!(
+        only_reply(&mut x, &out).outcome,
+        Outcome::Result(_)
+    ));
+    assert!(
+        out.changes
+            .iter()
+            .any(|c| matches!(c, Change::PutSession(s) if s.revision > 0)),
+        "the remembered rule is stored with a new revision"
+    );
+
+    // App X: kind 1 is answered at once, kind 0 is still asked.
+    let out = h.send(&x.request("x2", "sign_event", kind_template(1)));
+    assert!(matches!(
+        only_reply(&mut x, &out).outcome,
+        Outcome::Result(_)
+    ));
+    let out = h.send(&x.request("x3", "sign_event", kind_template(0)));
+    assert!(out.publish.is_empty(), "kind 0 was not remembered");
+    // App Y: its kind 1 is still asked.
+    let out = h.send(&y.request("y1", "sign_event", kind_template(1)));
+    assert!(
+        out.publish.is_empty(),
+        "another app's kind 1 is still asked"
+    );
+    assert_eq!(h.engine.pending().len(), 2);
+
+    // An hour later the rule has expired: X's kind 1 is asked again.
+    let later = Millis((NOW + 3600) * 1000);
+    let json = serde_json::json!({"id": "x4", "method": "sign_event", "params": kind_template(1)});
+    let event = x.event(&json.to_string(), Scheme::Nip44, NOW + 3600);
+    let out = h.engine.handle_event(later, &event, &mut h.rng);
+    assert!(out.publish.is_empty(), "the timed rule expired");
+    held_id(&h, "x4");
+}
+
+#[test]
+fn always_deny_refuses_the_next_request_at_once() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    h.send(&c.request("k0", "sign_event", kind_template(0)));
+    let id = held_id(&h, "k0");
+    let deny_always = ApprovalDecision {
+        allow: false,
+        scope: DecisionScope::Always { until: None },
+    };
+    let out = h
+        .engine
+        .decide(now(), &id, deny_always, &mut h.rng)
+        .unwrap();
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(
+        (resp.id.as_str(), error_code(&resp)),
+        ("k0", Some(ErrorCode::Unauthorized))
+    );
+
+    let out = h.send(&c.request("k0b", "sign_event", kind_template(0)));
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(
+        error_code(&resp),
+        Some(ErrorCode::Unauthorized),
+        "refused without asking"
+    );
+    assert!(resp.to_json().contains("sign_event:0"));
+    let out = h.send(&c.request("k1", "sign_event", kind_template(1)));
+    assert!(out.publish.is_empty(), "other kinds are still asked");
+}
+
+#[test]
+fn held_requests_are_answered_at_shutdown() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    h.send(&c.request("s", "sign_event", kind_template(1)));
+    let out = h.engine.shutdown(now(), &mut h.rng);
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(
+        (resp.id.as_str(), error_code(&resp)),
+        ("s", Some(ErrorCode::Unauthorized))
+    );
+    assert!(h.engine.pending().is_empty(), "no client is left waiting");
 }
 
 #[test]
@@ -390,26 +674,60 @@ fn encryption_methods_round_trip() {
     let mut h = harness();
     let mut c = h.connected("encrypt");
     let peer = Keys::generate();
-    for (enc, dec) in [("nip44_encrypt", "nip44_decrypt"), ("nip04_encrypt", "nip04_decrypt")] {
-        let out = h.send(&c.request("e", enc, serde_json::json!([peer.public_key().to_hex(), "top secret"])));
-        let Outcome::Result(ct) = only_reply(&mut c, &out).outcome else { panic!() };
-        let out = h.send(&c.request("d", dec, serde_json::json!([peer.public_key().to_hex(), ct])));
+    for (enc, dec) in [
+        ("nip44_encrypt", "nip44_decrypt"),
+        ("nip04_encrypt", "nip04_decrypt"),
+    ] {
+        let out = h.send(&c.request(
+            "e",
+            enc,
+            serde_json::json!([peer.public_key().to_hex(), "top secret"]),
+        ));
+        let Outcome::Result(ct) = only_reply(&mut c, &out).outcome else {
+            panic!()
+        };
+        let out = h.send(&c.request(
+            "d",
+            dec,
+            serde_json::json!([peer.public_key().to_hex(), ct]),
+        ));
         assert_eq!(only_reply(&mut c, &out), Response::ok("d", "top secret"));
     }
     // A peer's real NIP-44 message to the user decrypts.
-    let theirs = nip46::nostr::nips::nip44::encrypt(peer.secret_key(), &h.user, "from peer", nip46::nostr::nips::nip44::Version::V2).unwrap();
-    let out = h.send(&c.request("p", "nip44_decrypt", serde_json::json!([peer.public_key().to_hex(), theirs])));
+    let theirs = nip46::nostr::nips::nip44::encrypt(
+        peer.secret_key(),
+        &h.user,
+        "from peer",
+        nip46::nostr::nips::nip44::Version::V2,
+    )
+    .unwrap();
+    let out = h.send(&c.request(
+        "p",
+        "nip44_decrypt",
+        serde_json::json!([peer.public_key().to_hex(), theirs]),
+    ));
     assert_eq!(only_reply(&mut c, &out), Response::ok("p", "from peer"));
     // Garbage ciphertext is the client's mistake.
-    let out = h.send(&c.request("g", "nip44_decrypt", serde_json::json!([peer.public_key().to_hex(), "garbage"])));
-    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::InvalidParams));
+    let out = h.send(&c.request(
+        "g",
+        "nip44_decrypt",
+        serde_json::json!([peer.public_key().to_hex(), "garbage"]),
+    ));
+    assert_eq!(
+        error_code(&only_reply(&mut c, &out)),
+        Some(ErrorCode::InvalidParams)
+    );
 }
 
 #[test]
 fn nip04_requests_are_answered_in_nip04() {
     let mut h = harness();
     let mut c = h.connected("read");
-    let ev = c.event(r#"{"id":"old","method":"ping","params":[]}"#, Scheme::Nip04, NOW);
+    let ev = c.event(
+        r#"{"id":"old","method":"ping","params":[]}"#,
+        Scheme::Nip04,
+        NOW,
+    );
     assert!(ev.content.contains("?iv="));
     let out = h.send(&ev);
     let (scheme, resp) = c.open(&out.publish[0].event);
@@ -432,7 +750,12 @@ fn replayed_stale_and_future_events_are_dropped() {
     let future = c.event(r#"{"id":"f","method":"ping"}"#, Scheme::Nip44, NOW + 301);
     assert_eq!(h.send(&future).dropped, Some(Dropped::Future));
     // Still serving.
-    assert_eq!(h.send(&c.request("ok", "ping", serde_json::json!([]))).publish.len(), 1);
+    assert_eq!(
+        h.send(&c.request("ok", "ping", serde_json::json!([])))
+            .publish
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -451,16 +774,28 @@ fn bad_input_is_dropped_or_answered_and_serving_continues() {
 
     // Unknown method → method_not_found.
     let out = h.send(&c.request("u", "create_account", serde_json::json!([])));
-    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::MethodNotFound));
+    assert_eq!(
+        error_code(&only_reply(&mut c, &out)),
+        Some(ErrorCode::MethodNotFound)
+    );
     // Bad params → invalid_params with the id.
     let out = h.send(&c.request("p", "nip44_encrypt", serde_json::json!(["nothex", "x"])));
     let resp = only_reply(&mut c, &out);
     assert_eq!(resp.id, "p");
     assert_eq!(error_code(&resp), Some(ErrorCode::InvalidParams));
     // Undecryptable content → dropped.
-    let unsigned = UnsignedEvent::new(c.keys.public_key(), Timestamp::from_secs(NOW), Kind::NostrConnect, [Tag::public_key(h.signer)], "garbage");
+    let unsigned = UnsignedEvent::new(
+        c.keys.public_key(),
+        Timestamp::from_secs(NOW),
+        Kind::NostrConnect,
+        [Tag::public_key(h.signer)],
+        "garbage",
+    );
     let garbage = envelope::sign(&c.keys, unsigned, &[1; 32]).unwrap();
-    assert!(matches!(h.send(&garbage).dropped, Some(Dropped::Undecryptable(_))));
+    assert!(matches!(
+        h.send(&garbage).dropped,
+        Some(Dropped::Undecryptable(_))
+    ));
     // Not JSON inside → dropped.
     let ev = c.event("not json", Scheme::Nip44, NOW);
     assert!(matches!(h.send(&ev).dropped, Some(Dropped::Malformed(_))));
@@ -474,7 +809,11 @@ fn bad_input_is_dropped_or_answered_and_serving_continues() {
     assert_eq!(h.send(&forged).dropped, Some(Dropped::BadSignature));
     // Addressed to someone else → dropped.
     let mut other = Client::new(Keys::generate().public_key());
-    assert_eq!(h.send(&other.request("o", "ping", serde_json::json!([]))).dropped, Some(Dropped::NotForUs));
+    assert_eq!(
+        h.send(&other.request("o", "ping", serde_json::json!([])))
+            .dropped,
+        Some(Dropped::NotForUs)
+    );
     // Still serving.
     let out = h.send(&c.request("z", "ping", serde_json::json!([])));
     assert_eq!(only_reply(&mut c, &out), Response::ok("z", "pong"));
@@ -482,15 +821,27 @@ fn bad_input_is_dropped_or_answered_and_serving_continues() {
 
 #[test]
 fn rate_limit_applies_per_session() {
-    let mut h = harness_with(EngineConfig { rate_limit: RateLimit { burst: 3, per_second: 0.001 }, ..config() });
+    let mut h = harness_with(EngineConfig {
+        rate_limit: RateLimit {
+            burst: 3,
+            per_second: 0.001,
+        },
+        ..config()
+    });
     let mut c = h.connected("read");
     let mut other = h.connected("read");
     for i in 0..3 {
         let out = h.send(&c.request(&i.to_string(), "ping", serde_json::json!([])));
-        assert!(matches!(only_reply(&mut c, &out).outcome, Outcome::Result(_)));
+        assert!(matches!(
+            only_reply(&mut c, &out).outcome,
+            Outcome::Result(_)
+        ));
     }
     let out = h.send(&c.request("x", "ping", serde_json::json!([])));
-    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::RateLimited));
+    assert_eq!(
+        error_code(&only_reply(&mut c, &out)),
+        Some(ErrorCode::RateLimited)
+    );
     assert_eq!(audits(&out)[0].decision, AuditDecision::RateLimited);
     let out = h.send(&other.request("y", "ping", serde_json::json!([])));
     assert_eq!(only_reply(&mut other, &out), Response::ok("y", "pong"));
@@ -502,21 +853,43 @@ fn logout_answers_then_ends_the_session() {
     let mut c = h.connected("read");
     let out = h.send(&c.request("l", "logout", serde_json::json!([])));
     assert_eq!(only_reply(&mut c, &out), Response::ok("l", "ack"));
-    assert!(out.changes.iter().any(|ch| matches!(ch, Change::RevokeSession { .. })));
+    assert!(
+        out.changes
+            .iter()
+            .any(|ch| matches!(ch, Change::RevokeSession { .. }))
+    );
     let out = h.send(&c.request("after", "ping", serde_json::json!([])));
-    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::Unauthorized));
+    assert_eq!(
+        error_code(&only_reply(&mut c, &out)),
+        Some(ErrorCode::Unauthorized)
+    );
 }
 
 #[test]
 fn revocation_from_the_store_takes_effect_on_reload() {
     let mut h = harness();
     let mut c = h.connected("read");
-    let mut session = h.engine.session(KeyId(1), &c.keys.public_key()).unwrap().clone();
+    let mut session = h
+        .engine
+        .session(KeyId(1), &c.keys.public_key())
+        .unwrap()
+        .clone();
     session.revoked_at = Some(Timestamp::from_secs(NOW));
     session.revision += 1;
-    h.engine.reload(now(), Snapshot { tokens: vec![], sessions: vec![session], approvals: vec![] }, &mut h.rng);
+    h.engine.reload(
+        now(),
+        Snapshot {
+            tokens: vec![],
+            sessions: vec![session],
+            approvals: vec![],
+        },
+        &mut h.rng,
+    );
     let out = h.send(&c.request("p", "ping", serde_json::json!([])));
-    assert_eq!(error_code(&only_reply(&mut c, &out)), Some(ErrorCode::Unauthorized));
+    assert_eq!(
+        error_code(&only_reply(&mut c, &out)),
+        Some(ErrorCode::Unauthorized)
+    );
 }
 
 #[test]
@@ -526,9 +899,24 @@ fn approval_decided_in_the_store_is_applied_on_reload() {
     let t1 = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
     h.send(&c.request("q", "sign_event", serde_json::json!([t1])));
     let mut approval = h.engine.pending()[0].clone();
-    approval.status = ApprovalStatus::Decided(ApprovalDecision { allow: true, scope: DecisionScope::Once });
-    let session = h.engine.session(KeyId(1), &c.keys.public_key()).unwrap().clone();
-    let out = h.engine.reload(now(), Snapshot { tokens: vec![], sessions: vec![session], approvals: vec![approval] }, &mut h.rng);
+    approval.status = ApprovalStatus::Decided(ApprovalDecision {
+        allow: true,
+        scope: DecisionScope::Once,
+    });
+    let session = h
+        .engine
+        .session(KeyId(1), &c.keys.public_key())
+        .unwrap()
+        .clone();
+    let out = h.engine.reload(
+        now(),
+        Snapshot {
+            tokens: vec![],
+            sessions: vec![session],
+            approvals: vec![approval],
+        },
+        &mut h.rng,
+    );
     let resp = only_reply(&mut c, &out);
     assert_eq!(resp.id, "q");
     assert!(matches!(resp.outcome, Outcome::Result(_)));
@@ -543,7 +931,16 @@ fn nostrconnect_sends_the_secret_from_the_signer_key() {
         client.public_key().to_hex()
     );
     let uri: NostrConnectUri = text.parse().unwrap();
-    let out = h.engine.accept_nostrconnect(now(), KeyId(1), &uri, &Preset::Write.permissions(), &mut h.rng).unwrap();
+    let out = h
+        .engine
+        .accept_nostrconnect(
+            now(),
+            KeyId(1),
+            &uri,
+            &Preset::Write.permissions(),
+            &mut h.rng,
+        )
+        .unwrap();
     assert_eq!(out.publish.len(), 1);
     let sent = &out.publish[0];
     assert_eq!(sent.event.pubkey, h.signer);
@@ -560,7 +957,10 @@ fn nostrconnect_sends_the_secret_from_the_signer_key() {
 
 #[test]
 fn session_counters_are_flushed_on_timeout() {
-    let mut h = harness_with(EngineConfig { touch_interval_ms: 500, ..config() });
+    let mut h = harness_with(EngineConfig {
+        touch_interval_ms: 500,
+        ..config()
+    });
     let mut c = h.connected("read");
     for i in 0..3 {
         h.send(&c.request(&format!("t{i}"), "ping", serde_json::json!([])));

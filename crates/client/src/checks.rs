@@ -7,9 +7,23 @@
 //! before the caller sees it. Also here: reading the two results whose form
 //! varies between signers (`connect` and `switch_relays`).
 
-use nip46::nostr::prelude::{Event, JsonUtil, PublicKey, RelayUrl, UnsignedEvent};
-use nip46::{ConnectSecret, MAX_URI_RELAYS, Outcome, Response, parse_relay_list};
+use nip46::envelope;
+use nip46::nostr::prelude::{Event, Keys, PublicKey, RelayUrl, UnsignedEvent};
+use nip46::{ConnectSecret, Conversation, MAX_URI_RELAYS, Outcome, Response, parse_relay_list};
 use serde_json::Value;
+
+/// Open an incoming event as a response from the conversation's peer:
+/// cheapest checks first (kind, size, `p` tag, author), then the signature,
+/// the decryption and the parse. Events from anyone but the paired signer
+/// are refused before any cryptography.
+pub(crate) fn open(
+    keys: &Keys,
+    conversation: &mut Conversation,
+    event: &Event,
+) -> Result<Response, String> {
+    let (_, text) = envelope::open_text(keys, conversation, event).map_err(|e| e.to_string())?;
+    response(&text).ok_or_else(|| "not a response".to_owned())
+}
 
 /// Check a `sign_event` result against what was asked: it must parse, its id
 /// and signature must verify, its author must be the user, and its kind,
@@ -117,7 +131,9 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nip46::nostr::prelude::{EventBuilder, Keys, Kind, SecretKey, Tag, Timestamp};
+    use nip46::nostr::prelude::{
+        EventBuilder, FinalizeEvent, FinalizeUnsignedEvent, Keys, Kind, SecretKey, Tag, Timestamp,
+    };
 
     fn keys(b: u8) -> Keys {
         Keys::new(SecretKey::from_slice(&[b; 32]).unwrap())
@@ -127,14 +143,65 @@ mod tests {
         EventBuilder::new(Kind::TextNote, "hello")
             .tags([Tag::hashtag("rampart")])
             .custom_created_at(Timestamp::from_secs(1_700_000_000))
-            .build(user.public_key())
+            .finalize_unsigned(user.public_key())
+    }
+
+    fn sealed(from: &Keys, to: PublicKey, text: &str) -> Event {
+        let mut conversation = Conversation::new(from, to).unwrap();
+        let entropy = envelope::Entropy {
+            nonce: [3; 32],
+            aux: [4; 32],
+        };
+        envelope::seal(
+            from,
+            &mut conversation,
+            envelope::Scheme::Nip44,
+            text,
+            Timestamp::now(),
+            &entropy,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_paired_signer_is_heard() {
+        let (client, signer, stranger) = (keys(5), keys(6), keys(7));
+        let mut conversation = Conversation::new(&client, signer.public_key()).unwrap();
+        let text = Response::ok("1", "pong").to_json();
+
+        let good = sealed(&signer, client.public_key(), &text);
+        assert_eq!(
+            open(&client, &mut conversation, &good).unwrap(),
+            Response::ok("1", "pong")
+        );
+
+        // Another author, even one that encrypts to us properly.
+        let forged = sealed(&stranger, client.public_key(), &text);
+        assert!(open(&client, &mut conversation, &forged).is_err());
+
+        // Addressed to someone else.
+        let elsewhere = sealed(&signer, stranger.public_key(), &text);
+        assert!(open(&client, &mut conversation, &elsewhere).is_err());
+
+        // Tampered after signing.
+        let mut tampered = good.clone();
+        tampered.content.push('A');
+        assert!(open(&client, &mut conversation, &tampered).is_err());
+
+        // Authentic, but not a response.
+        let request = sealed(
+            &signer,
+            client.public_key(),
+            r#"{"id":"1","method":"ping"}"#,
+        );
+        assert!(open(&client, &mut conversation, &request).is_err());
     }
 
     #[test]
     fn a_faithful_signature_passes() {
         let user = keys(1);
         let unsigned = asked(&user);
-        let signed = unsigned.clone().sign_with_keys(&user).unwrap();
+        let signed = unsigned.clone().finalize(&user).unwrap();
         let event = signed_event(&signed.as_json(), &unsigned, &user.public_key()).unwrap();
         assert_eq!(event, signed);
     }
@@ -150,14 +217,18 @@ mod tests {
         let mut by_other = unsigned.clone();
         by_other.pubkey = other.public_key();
         by_other.id = None;
-        let forged = by_other.sign_with_keys(&other).unwrap();
-        assert!(signed_event(&forged.as_json(), &unsigned, &pk).unwrap_err().contains("instead of the user"));
+        let forged = by_other.finalize(&other).unwrap();
+        assert!(
+            signed_event(&forged.as_json(), &unsigned, &pk)
+                .unwrap_err()
+                .contains("instead of the user")
+        );
 
         // Other content, properly signed.
         let mut changed = unsigned.clone();
         changed.content = "goodbye".into();
         changed.id = None;
-        let signed = changed.sign_with_keys(&user).unwrap();
+        let signed = changed.finalize(&user).unwrap();
         let err = signed_event(&signed.as_json(), &unsigned, &pk).unwrap_err();
         assert!(err.contains("content"), "{err}");
 
@@ -166,12 +237,12 @@ mod tests {
         changed.kind = Kind::Reaction;
         changed.tags = Default::default();
         changed.id = None;
-        let signed = changed.sign_with_keys(&user).unwrap();
+        let signed = changed.finalize(&user).unwrap();
         let err = signed_event(&signed.as_json(), &unsigned, &pk).unwrap_err();
         assert!(err.contains("kind, tags"), "{err}");
 
         // A broken signature.
-        let good = unsigned.clone().sign_with_keys(&user).unwrap();
+        let good = unsigned.clone().finalize(&user).unwrap();
         let mut json: Value = serde_json::from_str(&good.as_json()).unwrap();
         let sig = json["sig"].as_str().unwrap().to_owned();
         let flipped = if sig.starts_with('0') { "1" } else { "0" };

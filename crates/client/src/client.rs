@@ -7,7 +7,8 @@
 //! method is one request, matched by id, with a deadline.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use nip46::nostr::prelude::{Event, Keys, PublicKey, RelayUrl, Timestamp, UnsignedEvent};
 use nip46::{BunkerUri, Command, ConnectParams, ConnectSecret, EventTemplate, Method};
@@ -20,7 +21,9 @@ use crate::link::{self, Link, Parts};
 use crate::nip05::{self, Nip05Address};
 use crate::options::ClientOptions;
 use crate::session::Session;
-use std::sync::Arc;
+
+/// Least time `switch_relays` is waited for after `get_public_key` answered.
+const SWITCH_GRACE: Duration = Duration::from_millis(250);
 
 /// A remote signer reached over NIP-46.
 ///
@@ -113,6 +116,16 @@ impl Client {
     /// Resume a saved session without a new token. Checks with
     /// `get_public_key` that the signer still speaks for the same user.
     pub async fn restore(session: Session, options: ClientOptions) -> Result<Client, Error> {
+        let user = session.user;
+        Client::restore_unchecked(session, options)?
+            .establish(Some(user))
+            .await
+    }
+
+    /// Resume a saved session without any round trip (no check that the
+    /// signer still knows it). For [`Client::logout`] of a session the
+    /// signer may already have ended.
+    pub fn restore_unchecked(session: Session, options: ClientOptions) -> Result<Client, Error> {
         let Session {
             client_keys,
             signer,
@@ -122,17 +135,18 @@ impl Client {
         let listening = link::listen(&client_keys, Some(signer), &relays, &options)?;
         let conversation = nip46::Conversation::new(&client_keys, signer)
             .map_err(|e| Error::InvalidRequest(format!("the session's signer pubkey: {e}")))?;
-        let link = Link::launch(Parts {
-            keys: client_keys,
-            signer,
-            conversation,
-            relays,
-            user: Some(user),
-            options,
-            listening,
-            seen: Default::default(),
-        });
-        Client { link }.establish(Some(user)).await
+        Ok(Client {
+            link: Link::launch(Parts {
+                keys: client_keys,
+                signer,
+                conversation,
+                relays,
+                user: Some(user),
+                options,
+                listening,
+                seen: Default::default(),
+            }),
+        })
     }
 
     pub(crate) fn from_link(link: Arc<Link>) -> Client {
@@ -140,15 +154,21 @@ impl Client {
     }
 
     /// After `connect`: learn the user pubkey and follow the signer's relays.
+    ///
+    /// `switch_relays` goes out with `get_public_key`. A signer that answers
+    /// one answers the other at about the same time, so its relay list is
+    /// waited for a little longer than `get_public_key` took (at least
+    /// [`SWITCH_GRACE`]); a signer that ignores the method (nostr-connect ≤
+    /// 0.44 does) does not hold up the connection: the request stays pending
+    /// in the background until its own timeout, and is followed if it is
+    /// answered late.
     pub(crate) async fn establish(self, expected: Option<PublicKey>) -> Result<Client, Error> {
-        let switch = async {
-            match self.link.options.switch_relays_timeout {
-                Some(timeout) => Some(self.switch_relays_within(timeout).await),
-                None => None,
-            }
-        };
-        let (user, switched) = tokio::join!(self.get_public_key(), switch);
-        let user = match user {
+        let started = Instant::now();
+        let switch = self.link.options.switch_relays_timeout.map(|timeout| {
+            let client = self.clone();
+            tokio::spawn(async move { client.switch_relays_within(timeout).await })
+        });
+        let user = match self.get_public_key().await {
             Ok(user) => user,
             Err(e) => {
                 self.link.close("connection setup failed").await;
@@ -165,8 +185,16 @@ impl Client {
             });
         }
         self.link.set_user(user);
-        if let Some(Err(e)) = switched {
-            debug!(error = %e, "switch_relays got no usable answer; keeping the relays");
+        if let Some(task) = switch {
+            let grace = started.elapsed().max(SWITCH_GRACE);
+            match tokio::time::timeout(grace, task).await {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err(e))) => {
+                    debug!(error = %e, "switch_relays got no usable answer; keeping the relays");
+                }
+                Ok(Err(e)) => debug!(error = %e, "switch_relays task failed"),
+                Err(_) => debug!("switch_relays not answered yet; keeping the relays meanwhile"),
+            }
         }
         Ok(self)
     }
@@ -216,7 +244,9 @@ impl Client {
     /// Send any request and return its raw result string, with the default
     /// timeout.
     pub async fn call(&self, command: Command) -> Result<String, Error> {
-        self.link.call(command, self.link.options.request_timeout).await
+        self.link
+            .call(command, self.link.options.request_timeout)
+            .await
     }
 
     /// Send any request with its own timeout.
@@ -257,7 +287,8 @@ impl Client {
             pubkey: Some(user),
         };
         let result = self.call(Command::SignEvent(template)).await?;
-        checks::signed_event(&result, &unsigned, &user).map_err(|r| Error::bad(Method::SignEvent, r))
+        checks::signed_event(&result, &unsigned, &user)
+            .map_err(|r| Error::bad(Method::SignEvent, r))
     }
 
     /// Sign an event template (as NIP-46 clients send it): the user's pubkey
@@ -313,11 +344,17 @@ impl Client {
     /// Ask the signer which relays to use and follow its answer. Returns the
     /// new relays, or `None` when nothing changes.
     pub async fn switch_relays(&self) -> Result<Option<Vec<RelayUrl>>, Error> {
-        self.switch_relays_within(self.link.options.request_timeout).await
+        self.switch_relays_within(self.link.options.request_timeout)
+            .await
     }
 
-    async fn switch_relays_within(&self, timeout: Duration) -> Result<Option<Vec<RelayUrl>>, Error> {
-        let result = self.call_with_timeout(Command::SwitchRelays, timeout).await?;
+    async fn switch_relays_within(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<Vec<RelayUrl>>, Error> {
+        let result = self
+            .call_with_timeout(Command::SwitchRelays, timeout)
+            .await?;
         match checks::relay_list(&result) {
             Some(relays) => {
                 self.link.follow_relays(relays.clone())?;
@@ -327,11 +364,13 @@ impl Client {
         }
     }
 
-    /// End the session: send `logout`, then close the connection whatever
+    /// End the session: send `logout`, wait for the answer (at most
+    /// [`ClientOptions::logout_timeout`]), then close the connection whatever
     /// the answer. The caller must forget the saved session (its client key)
     /// either way — the NIP's `logout` is a courtesy, not a guarantee.
     pub async fn logout(&self) -> Result<(), Error> {
-        let result = self.call(Command::Logout).await;
+        let timeout = self.link.options.logout_timeout;
+        let result = self.call_with_timeout(Command::Logout, timeout).await;
         self.link.close("logged out").await;
         result.map(|_| ())
     }

@@ -63,7 +63,9 @@ pub enum Error {
     /// The signer answered something unusable: a result that does not parse,
     /// a signed event that does not verify or is not the event asked for, a
     /// non-http(s) `auth_url`, an unexpected `connect` result.
-    #[error("bad response to `{method}` from the signer: {reason}; the signer may be buggy or not the one you meant")]
+    #[error(
+        "bad response to `{method}` from the signer: {reason}; the signer may be buggy or not the one you meant"
+    )]
     BadResponse {
         /// The method asked.
         method: Method,

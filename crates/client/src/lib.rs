@@ -30,7 +30,7 @@
 //!
 //! ```no_run
 //! use client::{Client, ClientOptions, Session};
-//! use client::nip46::nostr::prelude::{EventBuilder, FinalizeEventAsync};
+//! use client::nip46::nostr::prelude::{EventBuilder, FinalizeEventAsync, Kind};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let options = ClientOptions::new()
@@ -43,7 +43,7 @@
 //! .await?;
 //!
 //! // Anything that takes a `nostr` async signer takes the client.
-//! let note = EventBuilder::text_note("hello from a remote key")
+//! let note = EventBuilder::new(Kind::TextNote, "hello from a remote key")
 //!     .finalize_async(&signer)
 //!     .await?;
 //! assert_eq!(note.pubkey, signer.user_pubkey());
@@ -59,6 +59,27 @@
 //! Session::delete(path)?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Signers in the wild
+//!
+//! Tested against Rampart's bunker and two third-party signers
+//! (`crates/peer-signer`, `crates/client/tests/interop_applesauce.rs`). What
+//! the client accepts for them:
+//!
+//! - rust-nostr's nostr-connect ≤ 0.44 never answers methods it does not
+//!   know (`switch_relays`, `logout`, `get_relays`): `switch_relays` after
+//!   connecting is waited for only a little longer than `get_public_key`
+//!   took, then left pending in the background; `logout` waits
+//!   [`ClientOptions::logout_timeout`]. It needs `pubkey` and `created_at`
+//!   in `sign_event` templates (always sent), answers a `nostrconnect://`
+//!   URI with a `connect` *request* carrying the secret (accepted when the
+//!   secret matches), and its errors carry no code.
+//! - applesauce-signers answers `switch_relays` with `"result": null` (read
+//!   as "keep the relays"), echoes the secret as the `connect` result instead
+//!   of `"ack"`, sends `"result": ""` beside its errors (no code), and serves
+//!   one client at a time.
+//! - Errors without a `"<code>: "` prefix are [`Error::Signer`] with no code:
+//!   only `unauthorized` makes an [`Error::Denied`].
 //!
 //! The protocol logic is sans-I/O: the matching of responses to requests
 //! (pending requests, deadlines, `auth_url` extensions, re-sends after a

@@ -81,7 +81,10 @@ pub(crate) struct Parts {
 /// The filter for responses to `client` (from `signer`, once known).
 pub(crate) fn response_filter(client: PublicKey, signer: Option<PublicKey>) -> Filter {
     let since = Timestamp::from_secs(Timestamp::now().as_secs().saturating_sub(SINCE_SLACK_SECS));
-    let filter = Filter::new().kind(Kind::NostrConnect).pubkey(client).since(since);
+    let filter = Filter::new()
+        .kind(Kind::NostrConnect)
+        .pubkey(client)
+        .since(since);
     match signer {
         Some(signer) => filter.author(signer),
         None => filter,
@@ -96,7 +99,9 @@ pub(crate) fn listen(
     options: &ClientOptions,
 ) -> Result<Listening, Error> {
     if relays.is_empty() {
-        return Err(Error::InvalidRequest("no relay to reach the signer on".into()));
+        return Err(Error::InvalidRequest(
+            "no relay to reach the signer on".into(),
+        ));
     }
     let config = PoolConfig {
         // Checked here after the cheap checks; once is enough.
@@ -187,7 +192,12 @@ impl Link {
             wake: wake.clone(),
             stop,
         });
-        tokio::spawn(drive(Arc::downgrade(&link), listening.events, wake, stopped));
+        tokio::spawn(drive(
+            Arc::downgrade(&link),
+            listening.events,
+            wake,
+            stopped,
+        ));
         link
     }
 
@@ -314,7 +324,12 @@ impl Link {
     /// Follow a relay list from the signer. Returns whether it changed.
     pub(crate) fn follow_relays(&self, relays: Vec<RelayUrl>) -> Result<bool, Error> {
         let mut wanted: Vec<&str> = relays.iter().map(RelayUrl::as_str).collect();
-        let mut current: Vec<String> = self.state().relays.iter().map(ToString::to_string).collect();
+        let mut current: Vec<String> = self
+            .state()
+            .relays
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         wanted.sort_unstable();
         current.sort_unstable();
         if wanted == current {
@@ -366,9 +381,9 @@ impl Link {
             PoolEvent::Disconnected { relay, reason } => {
                 debug!(%relay, %reason, "relay disconnected");
             }
-            PoolEvent::Closed {
-                relay, message, ..
-            } => warn!(%relay, %message, "relay closed our subscription"),
+            PoolEvent::Closed { relay, message, .. } => {
+                warn!(%relay, %message, "relay closed our subscription")
+            }
             PoolEvent::AuthRejected { relay, message } => {
                 warn!(%relay, %message, "relay refused our AUTH");
             }
@@ -426,16 +441,12 @@ impl Link {
         let (resolution, resend) = {
             let mut guard = self.state();
             let st = &mut *guard;
-            let text = match envelope::open_text(&self.keys, &mut st.conversation, event) {
-                Ok((_, text)) => text,
-                Err(e) => {
-                    trace!(event = %event.id, error = %e, "ignored an event");
+            let response = match checks::open(&self.keys, &mut st.conversation, event) {
+                Ok(response) => response,
+                Err(reason) => {
+                    trace!(event = %event.id, %reason, "ignored an event");
                     return;
                 }
-            };
-            let Some(response) = checks::response(&text) else {
-                debug!(event = %event.id, "the signer sent something that is not a response");
-                return;
             };
             let received = st.tracker.receive(now, response);
             let resend: Vec<Event> = received
@@ -446,7 +457,10 @@ impl Link {
             (received.resolution, resend)
         };
         if !resend.is_empty() {
-            debug!(count = resend.len(), "the signer answers again: re-sending requests");
+            debug!(
+                count = resend.len(),
+                "the signer answers again: re-sending requests"
+            );
         }
         for event in &resend {
             self.publish(event);

@@ -146,8 +146,11 @@ impl Nip05Address {
     /// `https://<domain>/.well-known/nostr.json?name=<name>` (`http` on loopback).
     pub fn well_known_url(&self) -> Result<Url, Nip05Error> {
         let scheme = if self.is_loopback() { "http" } else { "https" };
-        let mut url = Url::parse(&format!("{scheme}://{}/.well-known/nostr.json", self.domain))
-            .map_err(|_| Nip05Error::InvalidAddress(self.to_string()))?;
+        let mut url = Url::parse(&format!(
+            "{scheme}://{}/.well-known/nostr.json",
+            self.domain
+        ))
+        .map_err(|_| Nip05Error::InvalidAddress(self.to_string()))?;
         url.query_pairs_mut().append_pair("name", &self.name);
         Ok(url)
     }
@@ -292,7 +295,15 @@ mod tests {
         );
         assert!(addr("a@localhost").is_loopback());
         assert!(!addr("a@127.example.com").is_loopback());
-        for bad in ["", "@example.com", "bo b@example.com", "bob@", "bob@ex/ample", "b!@x.com", "a@b@c"] {
+        for bad in [
+            "",
+            "@example.com",
+            "bo b@example.com",
+            "bob@",
+            "bob@ex/ample",
+            "b!@x.com",
+            "a@b@c",
+        ] {
             assert!(bad.parse::<Nip05Address>().is_err(), "{bad}");
         }
     }
@@ -308,13 +319,25 @@ mod tests {
 
         // The older per-pubkey form.
         let doc = json!({"names": {"bob": PK}, "nip46": {PK: ["wss://r2.example"]}});
-        assert_eq!(a.read_document(&doc).unwrap().relays[0].as_str(), "wss://r2.example");
+        assert_eq!(
+            a.read_document(&doc).unwrap().relays[0].as_str(),
+            "wss://r2.example"
+        );
 
         let doc = json!({"names": {"alice": PK}, "nip46": {"relays": ["wss://r.example"]}});
-        assert!(matches!(a.read_document(&doc), Err(Nip05Error::UnknownName { .. })));
+        assert!(matches!(
+            a.read_document(&doc),
+            Err(Nip05Error::UnknownName { .. })
+        ));
         let doc = json!({"names": {"bob": "npub1xyz"}, "nip46": {"relays": ["wss://r.example"]}});
-        assert!(matches!(a.read_document(&doc), Err(Nip05Error::BadPubkey { .. })));
+        assert!(matches!(
+            a.read_document(&doc),
+            Err(Nip05Error::BadPubkey { .. })
+        ));
         let doc = json!({"names": {"bob": PK}, "relays": {PK: ["wss://user.example"]}});
-        assert!(matches!(a.read_document(&doc), Err(Nip05Error::NoRelays { .. })));
+        assert!(matches!(
+            a.read_document(&doc),
+            Err(Nip05Error::NoRelays { .. })
+        ));
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use nip46::envelope;
 use nip46::nostr::prelude::{Event, Keys, PublicKey, RelayUrl};
 use nip46::{
-    Command, ConnectParams, ConnectSecret, Conversation, Method, NostrConnectUri, Outcome,
-    Request, Response,
+    Command, ConnectParams, ConnectSecret, Conversation, Method, NostrConnectUri, Outcome, Request,
+    Response,
 };
 use relay::PoolEvent;
 
@@ -224,7 +224,15 @@ mod tests {
             nonce: [5; 32],
             aux: [6; 32],
         };
-        envelope::seal(from, &mut conv, Scheme::Nip44, text, Timestamp::now(), &entropy).unwrap()
+        envelope::seal(
+            from,
+            &mut conv,
+            Scheme::Nip44,
+            text,
+            Timestamp::now(),
+            &entropy,
+        )
+        .unwrap()
     }
 
     #[test]

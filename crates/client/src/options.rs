@@ -43,6 +43,10 @@ pub struct ClientOptions {
     /// some signers (nostr-connect ≤ 0.44) never answer methods they do not
     /// know; no answer means "keep the relays".
     pub switch_relays_timeout: Option<Duration>,
+    /// How long [`Client::logout`](crate::Client::logout) waits for the
+    /// signer's `"ack"` (the session is closed either way, and some signers
+    /// never answer `logout`).
+    pub logout_timeout: Duration,
     /// First wait for an answer to the `ping` probe sent after a reconnect;
     /// it doubles for each unanswered probe, up to eight times this.
     pub probe_interval: Duration,
@@ -66,6 +70,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(300),
             switch_relays_timeout: Some(Duration::from_secs(5)),
+            logout_timeout: Duration::from_secs(5),
             probe_interval: Duration::from_secs(1),
             perms: None,
             metadata: ClientMetadata::default(),
@@ -82,10 +87,14 @@ impl fmt::Debug for ClientOptions {
             .field("request_timeout", &self.request_timeout)
             .field("auth_timeout", &self.auth_timeout)
             .field("switch_relays_timeout", &self.switch_relays_timeout)
+            .field("logout_timeout", &self.logout_timeout)
             .field("probe_interval", &self.probe_interval)
             .field("perms", &self.perms.as_ref().map(ToString::to_string))
             .field("metadata", &self.metadata)
-            .field("on_auth_url", &self.on_auth_url.as_ref().map(|_| "<handler>"))
+            .field(
+                "on_auth_url",
+                &self.on_auth_url.as_ref().map(|_| "<handler>"),
+            )
             .field("http_timeout", &self.http_timeout)
             .field("pool", &self.pool)
             .finish()

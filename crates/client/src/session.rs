@@ -13,7 +13,7 @@ use std::path::Path;
 
 use nip46::nostr::prelude::{Keys, PublicKey, RelayUrl, SecretKey};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The version written by this code.
 const VERSION: u32 = 1;
@@ -77,10 +77,16 @@ impl PartialEq for Session {
 #[serde(deny_unknown_fields)]
 struct Wire {
     version: u32,
-    client_secret_key: Zeroizing<String>,
+    client_secret_key: String,
     signer_pubkey: String,
     user_pubkey: String,
     relays: Vec<String>,
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        self.client_secret_key.zeroize();
+    }
 }
 
 impl Session {
@@ -88,7 +94,7 @@ impl Session {
     pub fn to_json(&self) -> Zeroizing<String> {
         let wire = Wire {
             version: VERSION,
-            client_secret_key: Zeroizing::new(self.client_keys.secret_key().to_secret_hex()),
+            client_secret_key: self.client_keys.secret_key().to_secret_hex(),
             signer_pubkey: self.signer.to_hex(),
             user_pubkey: self.user.to_hex(),
             relays: self.relays.iter().map(ToString::to_string).collect(),
@@ -131,16 +137,24 @@ impl Session {
 
     /// Read a session file.
     pub fn load(path: &Path) -> Result<Session, SessionError> {
-        let text = std::fs::read_to_string(path).map(Zeroizing::new).map_err(|e| io(path, &e))?;
+        let text = std::fs::read_to_string(path)
+            .map(Zeroizing::new)
+            .map_err(|e| io(path, &e))?;
         Session::from_json(&text)
     }
 
     /// Write a session file readable by its owner only (0600 on Unix),
     /// replacing any previous one atomically.
     pub fn save(&self, path: &Path) -> Result<(), SessionError> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| io(dir, &e))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("session");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("session");
         let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let written = write_private(&temp, self.to_json().as_bytes())
             .and_then(|()| std::fs::rename(&temp, path));
@@ -215,13 +229,25 @@ mod tests {
         let s = session();
         let mut v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         v["version"] = 9.into();
-        assert_eq!(Session::from_json(&v.to_string()), Err(SessionError::Version(9)));
+        assert_eq!(
+            Session::from_json(&v.to_string()),
+            Err(SessionError::Version(9))
+        );
         v["version"] = 1.into();
         v["relays"] = serde_json::json!([]);
-        assert!(matches!(Session::from_json(&v.to_string()), Err(SessionError::Invalid(_))));
+        assert!(matches!(
+            Session::from_json(&v.to_string()),
+            Err(SessionError::Invalid(_))
+        ));
         v["relays"] = serde_json::json!(["https://not-a-relay"]);
-        assert!(matches!(Session::from_json(&v.to_string()), Err(SessionError::Invalid(_))));
-        assert!(matches!(Session::from_json("{}"), Err(SessionError::Invalid(_))));
+        assert!(matches!(
+            Session::from_json(&v.to_string()),
+            Err(SessionError::Invalid(_))
+        ));
+        assert!(matches!(
+            Session::from_json("{}"),
+            Err(SessionError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -81,7 +81,11 @@ pub(crate) enum Resolution<W> {
         outcome: Outcome,
     },
     /// A new `auth_url` challenge: show it, keep waiting (longer).
-    Challenge { id: String, method: Method, url: Url },
+    Challenge {
+        id: String,
+        method: Method,
+        url: Url,
+    },
     /// An `auth_url` that is not http(s): never shown; the request fails.
     RefusedUrl {
         waiter: W,
@@ -183,7 +187,11 @@ impl<W> Tracker<W> {
             return Err(waiter);
         }
         let at = now + timeout;
-        let earliest = self.deadlines.keys().next().is_none_or(|(first, _)| at < *first);
+        let earliest = self
+            .deadlines
+            .keys()
+            .next()
+            .is_none_or(|(first, _)| at < *first);
         let due = self.schedule(&id, at);
         let held = self.probe.active;
         self.entries.insert(
@@ -391,7 +399,8 @@ impl<W> Tracker<W> {
 /// An `auth_url` the client may show: absolute http(s) with a host.
 pub(crate) fn http_url(raw: &str) -> Option<Url> {
     let url = Url::parse(raw.trim()).ok()?;
-    let ok = matches!(url.scheme(), "https" | "http") && url.host_str().is_some_and(|h| !h.is_empty());
+    let ok =
+        matches!(url.scheme(), "https" | "http") && url.host_str().is_some_and(|h| !h.is_empty());
     ok.then_some(url)
 }
 
@@ -433,12 +442,24 @@ mod tests {
             done(t.receive(now, Response::ok("c", "pong"))),
             (2, Outcome::Result("pong".into()))
         );
-        let (w, outcome) = done(t.receive(now, Response::error("a", ErrorCode::Unauthorized, "no")));
+        let (w, outcome) =
+            done(t.receive(now, Response::error("a", ErrorCode::Unauthorized, "no")));
         assert_eq!(w, 0);
-        assert_eq!(outcome, Outcome::Error(RpcError::new(ErrorCode::Unauthorized, "no")));
+        assert_eq!(
+            outcome,
+            Outcome::Error(RpcError::new(ErrorCode::Unauthorized, "no"))
+        );
         // Unknown and already-answered ids are ignored.
-        assert!(t.receive(now, Response::ok("zzz", "x")).resolution.is_none());
-        assert!(t.receive(now, Response::ok("c", "again")).resolution.is_none());
+        assert!(
+            t.receive(now, Response::ok("zzz", "x"))
+                .resolution
+                .is_none()
+        );
+        assert!(
+            t.receive(now, Response::ok("c", "again"))
+                .resolution
+                .is_none()
+        );
         assert_eq!(done(t.receive(now, Response::ok("b", "pong"))).0, 1);
         assert_eq!(t.len(), 0);
         assert_eq!(t.next_deadline(), None);
@@ -449,7 +470,11 @@ mod tests {
         let now = Instant::now();
         let mut t = tracker();
         start(&mut t, "a", now, 1);
-        assert_eq!(t.start("a".into(), Method::Ping, String::new(), now, T, 2).err(), Some(2));
+        assert_eq!(
+            t.start("a".into(), Method::Ping, String::new(), now, T, 2)
+                .err(),
+            Some(2)
+        );
     }
 
     #[test]
@@ -460,7 +485,11 @@ mod tests {
         let later = now + Duration::from_secs(5);
         assert!(!start(&mut t, "b", later, 2).earliest);
         assert_eq!(t.next_deadline(), Some(now + T));
-        assert!(t.expire(now + T - Duration::from_millis(1)).timed_out.is_empty());
+        assert!(
+            t.expire(now + T - Duration::from_millis(1))
+                .timed_out
+                .is_empty()
+        );
         let expired = t.expire(now + T);
         assert_eq!(expired.timed_out.len(), 1);
         assert_eq!(expired.timed_out[0].waiter, 1);
@@ -468,7 +497,11 @@ mod tests {
         assert!(!expired.timed_out[0].challenged);
         assert_eq!(t.next_deadline(), Some(later + T));
         assert_eq!(t.expire(later + T).timed_out[0].waiter, 2);
-        assert!(t.receive(later + T, Response::ok("a", "late")).resolution.is_none());
+        assert!(
+            t.receive(later + T, Response::ok("a", "late"))
+                .resolution
+                .is_none()
+        );
     }
 
     #[test]
@@ -477,7 +510,14 @@ mod tests {
         let mut t = tracker();
         start(&mut t, "a", now, 1);
         let short = t
-            .start("b".into(), Method::Ping, String::new(), now, Duration::from_secs(1), 2)
+            .start(
+                "b".into(),
+                Method::Ping,
+                String::new(),
+                now,
+                Duration::from_secs(1),
+                2,
+            )
             .ok()
             .unwrap();
         assert!(short.earliest);
@@ -491,7 +531,11 @@ mod tests {
         assert!(t.cancel("a"));
         assert!(!t.cancel("a"));
         assert_eq!(t.next_deadline(), None);
-        assert!(t.receive(now, Response::ok("a", "pong")).resolution.is_none());
+        assert!(
+            t.receive(now, Response::ok("a", "pong"))
+                .resolution
+                .is_none()
+        );
         assert!(t.expire(now + T).timed_out.is_empty());
     }
 
@@ -501,7 +545,10 @@ mod tests {
         let mut t = tracker();
         start(&mut t, "a", now, 7);
         let at = now + Duration::from_secs(2);
-        let r = t.receive(at, Response::auth_url("a", "https://signer.example/approve/1"));
+        let r = t.receive(
+            at,
+            Response::auth_url("a", "https://signer.example/approve/1"),
+        );
         let Some(Resolution::Challenge { id, url, method }) = r.resolution else {
             panic!("expected a challenge")
         };
@@ -511,7 +558,10 @@ mod tests {
         // The short timeout no longer applies.
         assert!(t.expire(now + T).timed_out.is_empty());
         // The same challenge again is not shown twice.
-        let again = t.receive(at, Response::auth_url("a", "https://signer.example/approve/1"));
+        let again = t.receive(
+            at,
+            Response::auth_url("a", "https://signer.example/approve/1"),
+        );
         assert!(again.resolution.is_none());
         assert_eq!(done(t.receive(at, Response::ok("a", "pong"))).0, 7);
     }
@@ -521,7 +571,10 @@ mod tests {
         let now = Instant::now();
         let mut t = tracker();
         start(&mut t, "a", now, 7);
-        t.receive(now, Response::auth_url("a", "http://127.0.0.1:8080/approve/1"));
+        t.receive(
+            now,
+            Response::auth_url("a", "http://127.0.0.1:8080/approve/1"),
+        );
         let expired = t.expire(now + AUTH);
         assert_eq!(expired.timed_out.len(), 1);
         assert!(expired.timed_out[0].challenged);
@@ -530,7 +583,13 @@ mod tests {
     #[test]
     fn non_http_auth_urls_are_refused() {
         let now = Instant::now();
-        for bad in ["javascript:alert(1)", "file:///etc/passwd", "nostr:npub1x", "not a url", "https://"] {
+        for bad in [
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "nostr:npub1x",
+            "not a url",
+            "https://",
+        ] {
             let mut t = tracker();
             start(&mut t, "a", now, 3);
             match t.receive(now, Response::auth_url("a", bad)).resolution {
@@ -573,7 +632,11 @@ mod tests {
         assert_eq!(start(&mut t, "d", now, 4).dispatch, Dispatch::Now);
         // The original answer to "a" still resolves it; its duplicate is ignored.
         assert_eq!(done(t.receive(now, Response::ok("a", "pong"))).0, 1);
-        assert!(t.receive(now, Response::ok("a", "pong")).resolution.is_none());
+        assert!(
+            t.receive(now, Response::ok("a", "pong"))
+                .resolution
+                .is_none()
+        );
     }
 
     #[test]
@@ -613,9 +676,16 @@ mod tests {
     fn probing_stops_when_nothing_waits_any_more() {
         let now = Instant::now();
         let mut t = Tracker::new(AUTH, Duration::from_secs(1), Duration::from_secs(8));
-        t.start("a".into(), Method::Ping, String::new(), now, Duration::from_millis(500), 1u32)
-            .ok()
-            .unwrap();
+        t.start(
+            "a".into(),
+            Method::Ping,
+            String::new(),
+            now,
+            Duration::from_millis(500),
+            1u32,
+        )
+        .ok()
+        .unwrap();
         assert!(t.reconnected());
         t.start_probe("p".into(), "ping".into(), now);
         let expired = t.expire(now + Duration::from_secs(1));
@@ -628,9 +698,16 @@ mod tests {
     fn probe_backoff_is_capped() {
         let now = Instant::now();
         let mut t = Tracker::new(AUTH, Duration::from_secs(1), Duration::from_secs(4));
-        t.start("a".into(), Method::Ping, String::new(), now, Duration::from_secs(3600), 1u32)
-            .ok()
-            .unwrap();
+        t.start(
+            "a".into(),
+            Method::Ping,
+            String::new(),
+            now,
+            Duration::from_secs(3600),
+            1u32,
+        )
+        .ok()
+        .unwrap();
         assert!(t.reconnected());
         let mut at = now;
         let mut intervals = Vec::new();

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use bunker::auth_url::AuthUrlBase;
 use bunker::engine::{EngineConfig, UnlistedPolicy};
 use bunker::rate_limit::RateLimit;
 use nip46::PermissionSet;
@@ -29,6 +30,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Key encryption.
     pub vault: VaultConfig,
+    /// The web dashboard.
+    pub dashboard: DashboardConfig,
 }
 
 /// `[policy]`: how requests are decided.
@@ -39,7 +42,11 @@ pub struct PolicyConfig {
     pub unlisted: UnlistedPolicy,
     /// Seconds a held request waits for the user.
     pub approval_timeout_secs: u64,
-    /// Base URL for `auth_url` challenges (https, or http on loopback). Empty: none.
+    /// Answer held requests with an `auth_url` challenge (a link to the
+    /// request's approval page) before the real answer.
+    pub auth_url: bool,
+    /// Base URL of those links (https, or http on loopback). Empty: the
+    /// dashboard's own address. Setting it turns `auth_url` on.
     pub auth_url_base: String,
     /// Requests created longer ago than this are dropped.
     pub past_window_secs: u64,
@@ -49,6 +56,32 @@ pub struct PolicyConfig {
     pub rate_burst: u32,
     /// Per-session sustained requests per second.
     pub rate_per_second: f64,
+}
+
+/// `[dashboard]`: the web dashboard `rampart run` serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Serve it.
+    pub enabled: bool,
+    /// Where (plain HTTP): loopback unless `allow_remote`.
+    pub listen: SocketAddr,
+    /// Allow a non-loopback `listen` address (only behind a TLS proxy:
+    /// the login link and cookies would otherwise cross the network in clear).
+    pub allow_remote: bool,
+    /// Hours a dashboard login lasts.
+    pub session_hours: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7448)),
+            allow_remote: false,
+            session_hours: 12,
+        }
+    }
 }
 
 /// `[vault]`: key encryption.
@@ -68,6 +101,7 @@ impl Default for Config {
             default_grant: "write".into(),
             policy: PolicyConfig::default(),
             vault: VaultConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -79,6 +113,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             unlisted: engine.unlisted,
             approval_timeout_secs: engine.approval_timeout_secs,
+            auth_url: false,
             auth_url_base: String::new(),
             past_window_secs: engine.past_window_secs,
             future_window_secs: engine.future_window_secs,
@@ -90,7 +125,9 @@ impl Default for PolicyConfig {
 
 impl Default for VaultConfig {
     fn default() -> Self {
-        VaultConfig { log_n: bunker::vault::DEFAULT_LOG_N }
+        VaultConfig {
+            log_n: bunker::vault::DEFAULT_LOG_N,
+        }
     }
 }
 
@@ -124,7 +161,10 @@ impl Config {
             .data_dir
             .clone()
             .or_else(|| env.get("RAMPART_DATA_DIR").map(PathBuf::from));
-        let file = overrides.config.clone().or_else(|| env.get("RAMPART_CONFIG").map(PathBuf::from));
+        let file = overrides
+            .config
+            .clone()
+            .or_else(|| env.get("RAMPART_CONFIG").map(PathBuf::from));
         let file = match file {
             Some(f) => Some(f),
             None => {
@@ -155,10 +195,16 @@ impl Config {
             self.data_dir = PathBuf::from(v);
         }
         if let Some(v) = get("RAMPART_RELAYS") {
-            self.relays = v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            self.relays = v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         if let Some(v) = get("RAMPART_EMBEDDED_RELAY") {
-            self.embedded_relay = v.parse().context("RAMPART_EMBEDDED_RELAY must be HOST:PORT")?;
+            self.embedded_relay = v
+                .parse()
+                .context("RAMPART_EMBEDDED_RELAY must be HOST:PORT")?;
         }
         if let Some(v) = get("RAMPART_DEFAULT_GRANT") {
             self.default_grant = v.clone();
@@ -170,17 +216,32 @@ impl Config {
                 _ => bail!("RAMPART_UNLISTED must be `ask` or `deny`"),
             };
         }
+        if let Some(v) = get("RAMPART_AUTH_URL") {
+            self.policy.auth_url = parse_switch("RAMPART_AUTH_URL", v)?;
+        }
+        if let Some(v) = get("RAMPART_DASHBOARD_ENABLED") {
+            self.dashboard.enabled = parse_switch("RAMPART_DASHBOARD_ENABLED", v)?;
+        }
+        if let Some(v) = get("RAMPART_DASHBOARD_LISTEN") {
+            self.dashboard.listen = v
+                .parse()
+                .context("RAMPART_DASHBOARD_LISTEN must be HOST:PORT")?;
+        }
         if let Some(v) = get("RAMPART_AUTH_URL_BASE") {
             self.policy.auth_url_base = v.clone();
         }
         if let Some(v) = get("RAMPART_APPROVAL_TIMEOUT_SECS") {
-            self.policy.approval_timeout_secs = v.parse().context("RAMPART_APPROVAL_TIMEOUT_SECS must be a number")?;
+            self.policy.approval_timeout_secs = v
+                .parse()
+                .context("RAMPART_APPROVAL_TIMEOUT_SECS must be a number")?;
         }
         if let Some(v) = get("RAMPART_RATE_BURST") {
             self.policy.rate_burst = v.parse().context("RAMPART_RATE_BURST must be a number")?;
         }
         if let Some(v) = get("RAMPART_RATE_PER_SECOND") {
-            self.policy.rate_per_second = v.parse().context("RAMPART_RATE_PER_SECOND must be a number")?;
+            self.policy.rate_per_second = v
+                .parse()
+                .context("RAMPART_RATE_PER_SECOND must be a number")?;
         }
         if let Some(v) = get("RAMPART_VAULT_LOG_N") {
             self.vault.log_n = v.parse().context("RAMPART_VAULT_LOG_N must be a number")?;
@@ -197,7 +258,10 @@ impl Config {
     pub fn relay_urls(&self) -> Result<Vec<RelayUrl>> {
         self.relays
             .iter()
-            .map(|r| RelayUrl::parse(r).with_context(|| format!("`{r}` is not a ws:// or wss:// relay URL")))
+            .map(|r| {
+                RelayUrl::parse(r)
+                    .with_context(|| format!("`{r}` is not a ws:// or wss:// relay URL"))
+            })
             .collect()
     }
 
@@ -206,17 +270,22 @@ impl Config {
         parse_grant(&self.default_grant)
     }
 
-    /// The engine settings for serving on `relays`.
-    pub fn engine(&self, relays: Vec<RelayUrl>) -> Result<EngineConfig> {
-        let auth_url_base = match self.policy.auth_url_base.trim() {
-            "" => None,
-            base => Some(check_auth_url_base(base)?),
-        };
+    /// The engine settings for serving on `relays`, with the dashboard (if
+    /// it runs) bound to `dashboard`.
+    pub fn engine(
+        &self,
+        relays: Vec<RelayUrl>,
+        dashboard: Option<SocketAddr>,
+    ) -> Result<EngineConfig> {
+        let auth_url_base = self.auth_url_base(dashboard)?;
         Ok(EngineConfig {
             relays,
             past_window_secs: self.policy.past_window_secs,
             future_window_secs: self.policy.future_window_secs,
-            rate_limit: RateLimit { burst: self.policy.rate_burst, per_second: self.policy.rate_per_second },
+            rate_limit: RateLimit {
+                burst: self.policy.rate_burst,
+                per_second: self.policy.rate_per_second,
+            },
             unlisted: self.policy.unlisted,
             approval_timeout_secs: self.policy.approval_timeout_secs,
             auth_url_base,
@@ -227,18 +296,58 @@ impl Config {
 
 /// A grant: a preset name or a permission list.
 pub fn parse_grant(text: &str) -> Result<PermissionSet> {
-    text.parse::<PermissionSet>()
-        .with_context(|| format!("`{text}` is not a preset (read, write, encrypt, full) or permission list"))
+    text.parse::<PermissionSet>().with_context(|| {
+        format!("`{text}` is not a preset (read, write, encrypt, full) or permission list")
+    })
 }
 
-/// `auth_url`s are only ever `https:` or loopback `http:`.
-fn check_auth_url_base(base: &str) -> Result<String> {
-    let url = url::Url::parse(base).with_context(|| format!("auth_url_base `{base}` is not a URL"))?;
-    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    match url.scheme() {
-        "https" => Ok(base.to_owned()),
-        "http" if loopback => Ok(base.to_owned()),
-        _ => bail!("auth_url_base must be https://, or http:// on a loopback address"),
+impl Config {
+    /// Where `auth_url` challenges point, or `None` when they are off: the
+    /// configured base (which turns them on), else, with `auth_url = true`,
+    /// the dashboard bound at `dashboard`. Only `https:` or loopback `http:`
+    /// bases pass ([`AuthUrlBase`]).
+    pub fn auth_url_base(&self, dashboard: Option<SocketAddr>) -> Result<Option<AuthUrlBase>> {
+        let configured = self.policy.auth_url_base.trim();
+        if !configured.is_empty() {
+            let base = AuthUrlBase::parse(configured).context("invalid [policy] auth_url_base")?;
+            return Ok(Some(base));
+        }
+        if !self.policy.auth_url {
+            return Ok(None);
+        }
+        let Some(addr) = dashboard else {
+            bail!(
+                "[policy] auth_url = true points apps at the dashboard's approval pages: \
+                 enable the dashboard, or set auth_url_base"
+            );
+        };
+        let base = AuthUrlBase::parse(&format!("http://{addr}")).context(
+            "the dashboard is not on a loopback address, so its plain-HTTP URL cannot be an \
+             auth_url: set [policy] auth_url_base to the https:// URL a proxy serves it at",
+        )?;
+        Ok(Some(base))
+    }
+
+    /// The dashboard's listen address, checked: loopback unless `allow_remote`.
+    pub fn dashboard_listen(&self) -> Result<SocketAddr> {
+        let listen = self.dashboard.listen;
+        if !listen.ip().is_loopback() && !self.dashboard.allow_remote {
+            bail!(
+                "the dashboard would listen on {listen}, which is not a loopback address; it \
+                 serves plain HTTP, so put it behind a TLS proxy and set [dashboard] \
+                 allow_remote = true, or listen on 127.0.0.1"
+            );
+        }
+        Ok(listen)
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `on`/`off`, `yes`/`no`) from an environment variable.
+fn parse_switch(name: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => bail!("{name} must be true or false"),
     }
 }
 
@@ -264,7 +373,12 @@ default_grant = "{grant}"
 # Requests no rule covers: "ask" (hold for the user) or "deny".
 unlisted = "ask"
 approval_timeout_secs = {timeout}
-# When set, held requests get an auth_url challenge at <base>/approve/<id>.
+# auth_url challenges (env RAMPART_AUTH_URL): answer a held request at once with a
+# link to its approval page, then with the real answer (same request id). Off by
+# default: a loopback link only opens on this machine, and not every app shows it.
+auth_url = false
+# Base of those links (env RAMPART_AUTH_URL_BASE): https://, or http:// on loopback.
+# Empty: the dashboard's address. Setting it (e.g. behind a reverse proxy) turns auth_url on.
 auth_url_base = ""
 past_window_secs = {past}
 future_window_secs = {future}
@@ -274,6 +388,16 @@ rate_per_second = {rate}
 [vault]
 # NIP-49 scrypt cost for newly encrypted keys (16 = 64 MiB, ~0.1-0.2 s).
 log_n = {log_n}
+
+[dashboard]
+# The web dashboard `rampart run` serves: pending requests, connections, pairing,
+# the audit log (env RAMPART_DASHBOARD_ENABLED, RAMPART_DASHBOARD_LISTEN). A one-time
+# login link is printed on stderr at start; `rampart dashboard login` prints a new one.
+enabled = true
+listen = "{dashboard}"
+# Plain HTTP: a non-loopback `listen` is refused unless this is true (put TLS in front).
+allow_remote = false
+session_hours = {session_hours}
 "#,
         data_dir = defaults.data_dir.display(),
         embedded = defaults.embedded_relay,
@@ -284,6 +408,8 @@ log_n = {log_n}
         burst = defaults.policy.rate_burst,
         rate = defaults.policy.rate_per_second,
         log_n = defaults.vault.log_n,
+        dashboard = defaults.dashboard.listen,
+        session_hours = defaults.dashboard.session_hours,
     )
 }
 
@@ -292,7 +418,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -307,14 +436,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rampart.toml");
         std::fs::write(&file, "default_grant = \"read\"\nrelays = [\"wss://file.example\"]\n[policy]\nunlisted = \"deny\"\n").unwrap();
-        let flags = Overrides { config: None, data_dir: Some(dir.path().to_path_buf()) };
+        let flags = Overrides {
+            config: None,
+            data_dir: Some(dir.path().to_path_buf()),
+        };
         // File over defaults.
         let c = Config::load(&flags, &env(&[])).unwrap();
         assert_eq!(c.default_grant, "read");
         assert_eq!(c.policy.unlisted, UnlistedPolicy::Deny);
         assert_eq!(c.relays, vec!["wss://file.example"]);
         // Env over file.
-        let c = Config::load(&flags, &env(&[("RAMPART_DEFAULT_GRANT", "full"), ("RAMPART_RELAYS", "wss://a.example, wss://b.example")])).unwrap();
+        let c = Config::load(
+            &flags,
+            &env(&[
+                ("RAMPART_DEFAULT_GRANT", "full"),
+                ("RAMPART_RELAYS", "wss://a.example, wss://b.example"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.default_grant, "full");
         assert_eq!(c.relays.len(), 2);
         // Flag over env.
@@ -323,13 +462,89 @@ mod tests {
     }
 
     #[test]
+    fn auth_url_defaults_to_the_dashboard_only_when_asked() {
+        let loopback: SocketAddr = "127.0.0.1:7448".parse().unwrap();
+        let off = Config::default();
+        assert_eq!(
+            off.auth_url_base(Some(loopback)).unwrap(),
+            None,
+            "off by default"
+        );
+        let on =
+            Config::load(&Overrides::default(), &env(&[("RAMPART_AUTH_URL", "true")])).unwrap();
+        let base = on.auth_url_base(Some(loopback)).unwrap().unwrap();
+        assert_eq!(base.as_str(), "http://127.0.0.1:7448");
+        assert!(
+            on.auth_url_base(None).is_err(),
+            "no dashboard, no base: refused at start"
+        );
+        let remote: SocketAddr = "0.0.0.0:7448".parse().unwrap();
+        assert!(
+            on.auth_url_base(Some(remote)).is_err(),
+            "never a plain-HTTP non-loopback URL"
+        );
+        let proxied = Config::load(
+            &Overrides::default(),
+            &env(&[("RAMPART_AUTH_URL_BASE", "https://signer.example/")]),
+        )
+        .unwrap();
+        let base = proxied.auth_url_base(None).unwrap().unwrap();
+        assert_eq!(
+            base.as_str(),
+            "https://signer.example",
+            "a base turns auth_url on"
+        );
+    }
+
+    #[test]
+    fn dashboard_listens_on_loopback_unless_allowed() {
+        let c = Config::load(&Overrides::default(), &env(&[])).unwrap();
+        assert!(c.dashboard.enabled);
+        assert_eq!(
+            c.dashboard_listen().unwrap(),
+            "127.0.0.1:7448".parse().unwrap()
+        );
+        let mut c = Config::load(
+            &Overrides::default(),
+            &env(&[
+                ("RAMPART_DASHBOARD_LISTEN", "0.0.0.0:80"),
+                ("RAMPART_DASHBOARD_ENABLED", "off"),
+            ]),
+        )
+        .unwrap();
+        assert!(!c.dashboard.enabled);
+        assert!(c.dashboard_listen().is_err());
+        c.dashboard.allow_remote = true;
+        assert!(c.dashboard_listen().is_ok());
+        assert!(
+            Config::load(
+                &Overrides::default(),
+                &env(&[("RAMPART_AUTH_URL", "perhaps")])
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn bad_values_are_reported() {
         let flags = Overrides::default();
         assert!(Config::load(&flags, &env(&[("RAMPART_UNLISTED", "maybe")])).is_err());
-        let c = Config { policy: PolicyConfig { auth_url_base: "http://example.com".into(), ..PolicyConfig::default() }, ..Config::default() };
-        assert!(c.engine(vec![]).is_err());
-        let c = Config { policy: PolicyConfig { auth_url_base: "http://127.0.0.1:8080".into(), ..PolicyConfig::default() }, ..Config::default() };
-        assert!(c.engine(vec![]).is_ok());
+        let c = Config {
+            policy: PolicyConfig {
+                auth_url_base: "http://example.com".into(),
+                ..PolicyConfig::default()
+            },
+            ..Config::default()
+        };
+        assert!(c.engine(vec![], None).is_err());
+        let c = Config {
+            policy: PolicyConfig {
+                auth_url_base: "http://127.0.0.1:8080".into(),
+                ..PolicyConfig::default()
+            },
+            ..Config::default()
+        };
+        assert!(c.engine(vec![], None).is_ok());
         assert!(parse_grant("everything").is_err());
     }
 }

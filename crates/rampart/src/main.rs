@@ -4,6 +4,7 @@
 mod cmd;
 mod config;
 mod passphrase;
+mod terminal;
 
 use std::collections::HashMap;
 
@@ -38,6 +39,9 @@ enum Command {
     /// Answer requests waiting for approval.
     #[command(subcommand)]
     Approvals(cmd::approvals::ApprovalsCommand),
+    /// The web dashboard of `rampart run` (a fresh login link).
+    #[command(subcommand)]
+    Dashboard(cmd::dashboard::DashboardCommand),
     /// Read the audit log.
     Audit(cmd::audit::Args),
     /// Run the embedded relay on its own.
@@ -47,6 +51,8 @@ enum Command {
     Config(ConfigCommand),
     /// Explain a bunker:// or nostrconnect:// URI, or a permission list.
     Inspect(cmd::inspect::Args),
+    /// Use a remote signer: connect, sign, encrypt, decrypt, ping, logout.
+    Client(cmd::client::Args),
 }
 
 #[derive(Subcommand)]
@@ -61,12 +67,16 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(default_log_level(&cli.command))
+            }),
         )
-        .with_writer(std::io::stderr)
+        // Log lines and the approval prompt share stderr (see terminal::console).
+        .with_writer(terminal::console::Console)
         .init();
-    let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("RAMPART_")).collect();
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("RAMPART_"))
+        .collect();
     let config = || Config::load(&cli.overrides, &env);
     match cli.command {
         Command::Run(args) => runtime()?.block_on(cmd::run::run(args, config()?, &env)),
@@ -75,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         Command::Connect(args) => cmd::connect::run(args, &config()?),
         Command::Sessions(c) => cmd::sessions::run(c, &config()?),
         Command::Approvals(c) => cmd::approvals::run(c, &config()?),
+        Command::Dashboard(c) => cmd::dashboard::run(c, &config()?),
         Command::Audit(args) => cmd::audit::run(args, &config()?),
         Command::Relay(args) => runtime()?.block_on(cmd::relay::run(args)),
         Command::Config(ConfigCommand::Default) => {
@@ -86,9 +97,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Client(args) => cmd::client::run(args, &config()?),
+    }
+}
+
+/// Client commands print one line per message on stderr (scripts read it):
+/// only errors are logged unless RUST_LOG says otherwise.
+fn default_log_level(command: &Command) -> &'static str {
+    match command {
+        Command::Client(_) => "error",
+        _ => "info",
     }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -55,8 +55,15 @@ async fn assert_no_reply_then_serving(client: &mut RawClient, bad: &Event, tag: 
     client.publish(bad);
     let ping = client.request(tag, "ping", serde_json::json!([]));
     client.publish(&ping);
-    let (_, first) = client.next_response(WAIT).await.expect("bunker stopped serving");
-    assert_eq!(first, Response::ok(tag, "pong"), "`{tag}`: the bad event got a reply, or the bunker stopped");
+    let (_, first) = client
+        .next_response(WAIT)
+        .await
+        .expect("bunker stopped serving");
+    assert_eq!(
+        first,
+        Response::ok(tag, "pong"),
+        "`{tag}`: the bad event got a reply, or the bunker stopped"
+    );
 }
 
 async fn every_method_and_bad_input(relay: Relay) {
@@ -64,7 +71,13 @@ async fn every_method_and_bad_input(relay: Relay) {
     let mut c = RawClient::new(bunker.uri()).await;
     let secret = bunker.uri().split("secret=").nth(1).unwrap().to_string();
 
-    let r = c.call("c1", "connect", serde_json::json!([c.signer.to_hex(), secret, "", r#"{"name":"e2e"}"#])).await;
+    let r = c
+        .call(
+            "c1",
+            "connect",
+            serde_json::json!([c.signer.to_hex(), secret, "", r#"{"name":"e2e"}"#]),
+        )
+        .await;
     assert_eq!(r, Response::ok("c1", "ack"));
 
     let keys = bunker.cli(&["key", "list", "--json"]);
@@ -72,10 +85,16 @@ async fn every_method_and_bad_input(relay: Relay) {
     let user = listed[0]["pubkey"].as_str().unwrap().to_string();
     let r = c.call("pk", "get_public_key", serde_json::json!([])).await;
     assert_eq!(result(&r), user);
-    assert_ne!(user, c.signer.to_hex(), "the signer key is not the user key");
+    assert_ne!(
+        user,
+        c.signer.to_hex(),
+        "the signer key is not the user key"
+    );
 
     let template = serde_json::json!({"kind": 1, "content": "e2e", "tags": [["t", "x"]], "created_at": Timestamp::now().as_secs()});
-    let r = c.call("s", "sign_event", serde_json::json!([template.to_string()])).await;
+    let r = c
+        .call("s", "sign_event", serde_json::json!([template.to_string()]))
+        .await;
     let event: Event = serde_json::from_str(result(&r)).unwrap();
     event.verify().unwrap();
     assert_eq!(event.pubkey.to_hex(), user);
@@ -83,27 +102,48 @@ async fn every_method_and_bad_input(relay: Relay) {
 
     let peer = Keys::generate();
     let peer_hex = peer.public_key().to_hex();
-    for (enc, dec) in [("nip44_encrypt", "nip44_decrypt"), ("nip04_encrypt", "nip04_decrypt")] {
-        let r = c.call("e", enc, serde_json::json!([peer_hex, "e2e secret"])).await;
+    for (enc, dec) in [
+        ("nip44_encrypt", "nip44_decrypt"),
+        ("nip04_encrypt", "nip04_decrypt"),
+    ] {
+        let r = c
+            .call("e", enc, serde_json::json!([peer_hex, "e2e secret"]))
+            .await;
         let ct = result(&r).to_string();
         let r = c.call("d", dec, serde_json::json!([peer_hex, ct])).await;
         assert_eq!(result(&r), "e2e secret");
     }
 
-    assert_eq!(c.call("p", "ping", serde_json::json!([])).await, Response::ok("p", "pong"));
+    assert_eq!(
+        c.call("p", "ping", serde_json::json!([])).await,
+        Response::ok("p", "pong")
+    );
     let r = c.call("gr", "get_relays", serde_json::json!([])).await;
     let map: serde_json::Value = serde_json::from_str(result(&r)).unwrap();
     assert_eq!(map[&bunker.relay_url]["write"], true, "{map}");
     let r = c.call("sr", "switch_relays", serde_json::json!([])).await;
-    assert_eq!(result(&r), serde_json::json!([bunker.relay_url]).to_string());
+    assert_eq!(
+        result(&r),
+        serde_json::json!([bunker.relay_url]).to_string()
+    );
 
     let r = c.call("u", "teleport", serde_json::json!([])).await;
     assert_eq!(code(&r), Some(ErrorCode::MethodNotFound));
-    let r = c.call("ip", "nip44_encrypt", serde_json::json!(["not-a-pubkey", "x"])).await;
+    let r = c
+        .call(
+            "ip",
+            "nip44_encrypt",
+            serde_json::json!(["not-a-pubkey", "x"]),
+        )
+        .await;
     assert_eq!(code(&r), Some(ErrorCode::InvalidParams));
 
     // A legacy client: NIP-04 in, NIP-04 out.
-    let legacy = c.event(r#"{"id":"old","method":"ping","params":[]}"#, Scheme::Nip04, Timestamp::now());
+    let legacy = c.event(
+        r#"{"id":"old","method":"ping","params":[]}"#,
+        Scheme::Nip04,
+        Timestamp::now(),
+    );
     c.publish(&legacy);
     let (scheme, r) = c.next_response(WAIT).await.unwrap();
     assert_eq!((scheme, r), (Scheme::Nip04, Response::ok("old", "pong")));
@@ -115,11 +155,22 @@ async fn every_method_and_bad_input(relay: Relay) {
     assert_no_reply_then_serving(&mut c, &huge, "after-huge").await;
     let once = c.request("once", "ping", serde_json::json!([]));
     c.publish(&once);
-    assert_eq!(c.response_to("once", WAIT).await.unwrap(), Response::ok("once", "pong"));
+    assert_eq!(
+        c.response_to("once", WAIT).await.unwrap(),
+        Response::ok("once", "pong")
+    );
     assert_no_reply_then_serving(&mut c, &once, "after-replay").await;
-    let stale = c.event(r#"{"id":"stale","method":"ping"}"#, Scheme::Nip44, Timestamp::from_secs(Timestamp::now().as_secs() - 3600));
+    let stale = c.event(
+        r#"{"id":"stale","method":"ping"}"#,
+        Scheme::Nip44,
+        Timestamp::from_secs(Timestamp::now().as_secs() - 3600),
+    );
     assert_no_reply_then_serving(&mut c, &stale, "after-stale").await;
-    let future = c.event(r#"{"id":"future","method":"ping"}"#, Scheme::Nip44, Timestamp::from_secs(Timestamp::now().as_secs() + 3600));
+    let future = c.event(
+        r#"{"id":"future","method":"ping"}"#,
+        Scheme::Nip44,
+        Timestamp::from_secs(Timestamp::now().as_secs() + 3600),
+    );
     assert_no_reply_then_serving(&mut c, &future, "after-future").await;
     let not_json = c.event("{{{{", Scheme::Nip44, Timestamp::now());
     assert_no_reply_then_serving(&mut c, &not_json, "after-not-json").await;
@@ -133,56 +184,104 @@ async fn every_method_and_bad_input(relay: Relay) {
 }
 
 async fn permissions_secrets_logout_revoke(relay: Relay) {
-    let mut bunker = bunker(&relay, &[("RAMPART_UNLISTED", "deny")], &["--grant", "sign_event:1"]);
+    let mut bunker = bunker(
+        &relay,
+        &[("RAMPART_UNLISTED", "deny")],
+        &["--grant", "sign_event:1"],
+    );
     let uri = bunker.uri().to_string();
     let secret = uri.split("secret=").nth(1).unwrap().to_string();
     let mut c = RawClient::new(&uri).await;
-    assert_eq!(c.call("c", "connect", serde_json::json!(["", secret])).await, Response::ok("c", "ack"));
+    assert_eq!(
+        c.call("c", "connect", serde_json::json!(["", secret]))
+            .await,
+        Response::ok("c", "ack")
+    );
 
-    let t = |kind: u16| serde_json::json!([serde_json::json!({"kind": kind, "content": "", "tags": []}).to_string()]);
+    let t = |kind: u16| {
+        serde_json::json!(
+            [serde_json::json!({"kind": kind, "content": "", "tags": []}).to_string()]
+        )
+    };
     let r = c.call("k1", "sign_event", t(1)).await;
     assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
     let r = c.call("k0", "sign_event", t(0)).await;
     assert_eq!(code(&r), Some(ErrorCode::Unauthorized));
-    let r = c.call("enc", "nip44_encrypt", serde_json::json!([Keys::generate().public_key().to_hex(), "x"])).await;
+    let r = c
+        .call(
+            "enc",
+            "nip44_encrypt",
+            serde_json::json!([Keys::generate().public_key().to_hex(), "x"]),
+        )
+        .await;
     assert_eq!(code(&r), Some(ErrorCode::Unauthorized));
 
     // The same secret from another client: refused, also after a restart.
     let mut other = RawClient::new(&uri).await;
-    let r = other.call("c", "connect", serde_json::json!(["", secret])).await;
+    let r = other
+        .call("c", "connect", serde_json::json!(["", secret]))
+        .await;
     assert_eq!(code(&r), Some(ErrorCode::Unauthorized));
     other.close().await;
     assert!(bunker.stop(), "graceful shutdown");
     bunker.restart(&["--grant", "sign_event:1"]);
     let mut third = RawClient::new(&uri).await;
-    let r = third.call("c", "connect", serde_json::json!(["", secret])).await;
-    assert_eq!(code(&r), Some(ErrorCode::Unauthorized), "a used secret stays used across restarts");
+    let r = third
+        .call("c", "connect", serde_json::json!(["", secret]))
+        .await;
+    assert_eq!(
+        code(&r),
+        Some(ErrorCode::Unauthorized),
+        "a used secret stays used across restarts"
+    );
     // The first client's session survived the restart.
-    assert!(matches!(c.call("k1b", "sign_event", t(1)).await.outcome, Outcome::Result(_)));
+    assert!(matches!(
+        c.call("k1b", "sign_event", t(1)).await.outcome,
+        Outcome::Result(_)
+    ));
 
     // An expired secret.
     let expiring = bunker.mint("read", &["--expires", "1s"]);
     std::thread::sleep(Duration::from_millis(2100));
     let expired_secret = expiring.split("secret=").nth(1).unwrap().to_string();
-    let r = third.call("c2", "connect", serde_json::json!(["", expired_secret])).await;
+    let r = third
+        .call("c2", "connect", serde_json::json!(["", expired_secret]))
+        .await;
     assert_eq!(code(&r), Some(ErrorCode::Unauthorized));
     assert!(format!("{r:?}").contains("expired"));
 
     // Logout ends the session.
-    assert_eq!(c.call("lo", "logout", serde_json::json!([])).await, Response::ok("lo", "ack"));
-    assert_eq!(code(&c.call("after", "ping", serde_json::json!([])).await), Some(ErrorCode::Unauthorized));
+    assert_eq!(
+        c.call("lo", "logout", serde_json::json!([])).await,
+        Response::ok("lo", "ack")
+    );
+    assert_eq!(
+        code(&c.call("after", "ping", serde_json::json!([])).await),
+        Some(ErrorCode::Unauthorized)
+    );
 
     // Revoking from another shell takes effect in the running bunker.
     let fresh = bunker.mint("read", &[]);
     let fresh_secret = fresh.split("secret=").nth(1).unwrap().to_string();
-    let r = third.call("c3", "connect", serde_json::json!(["", fresh_secret])).await;
+    let r = third
+        .call("c3", "connect", serde_json::json!(["", fresh_secret]))
+        .await;
     assert_eq!(r, Response::ok("c3", "ack"));
-    assert_eq!(third.call("p", "ping", serde_json::json!([])).await, Response::ok("p", "pong"));
+    assert_eq!(
+        third.call("p", "ping", serde_json::json!([])).await,
+        Response::ok("p", "pong")
+    );
     let out = bunker.cli(&["sessions", "revoke", &third.keys.public_key().to_hex()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut revoked = false;
     for i in 0..50 {
-        let r = third.call(&format!("r{i}"), "ping", serde_json::json!([])).await;
+        let r = third
+            .call(&format!("r{i}"), "ping", serde_json::json!([]))
+            .await;
         if code(&r) == Some(ErrorCode::Unauthorized) {
             revoked = true;
             break;
@@ -195,28 +294,54 @@ async fn permissions_secrets_logout_revoke(relay: Relay) {
 }
 
 async fn rate_limit_and_nostrconnect(relay: Relay) {
-    let bunker = bunker(&relay, &[("RAMPART_RATE_BURST", "5"), ("RAMPART_RATE_PER_SECOND", "0.01")], &["--grant", "read"]);
+    let bunker = bunker(
+        &relay,
+        &[
+            ("RAMPART_RATE_BURST", "5"),
+            ("RAMPART_RATE_PER_SECOND", "0.01"),
+        ],
+        &["--grant", "read"],
+    );
     let uri = bunker.uri().to_string();
     let secret = uri.split("secret=").nth(1).unwrap().to_string();
     let mut c = RawClient::new(&uri).await;
-    assert_eq!(c.call("c", "connect", serde_json::json!(["", secret])).await, Response::ok("c", "ack"));
+    assert_eq!(
+        c.call("c", "connect", serde_json::json!(["", secret]))
+            .await,
+        Response::ok("c", "ack")
+    );
     for i in 0..5 {
-        assert_eq!(c.call(&i.to_string(), "ping", serde_json::json!([])).await, Response::ok(i.to_string(), "pong"));
+        assert_eq!(
+            c.call(&i.to_string(), "ping", serde_json::json!([])).await,
+            Response::ok(i.to_string(), "pong")
+        );
     }
-    assert_eq!(code(&c.call("x", "ping", serde_json::json!([])).await), Some(ErrorCode::RateLimited));
+    assert_eq!(
+        code(&c.call("x", "ping", serde_json::json!([])).await),
+        Some(ErrorCode::RateLimited)
+    );
     c.close().await;
 
     // nostrconnect://: the client's key in the URI, the secret comes back from the signer key.
     let client = Keys::generate();
     let signer: nip46::BunkerUri = uri.parse().unwrap();
-    let mut nc = RawClient::with_keys(client.clone(), signer.signer, std::slice::from_ref(&bunker.relay_url)).await;
+    let mut nc = RawClient::with_keys(
+        client.clone(),
+        signer.signer,
+        std::slice::from_ref(&bunker.relay_url),
+    )
+    .await;
     let text = format!(
         "nostrconnect://{}?relay={}&secret=nc-secret-42&perms=sign_event%3A1&name=E2E+App",
         client.public_key().to_hex(),
         bunker.relay_url
     );
     let out = bunker.cli(&["connect", &text, "--grant", "write"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (_, r) = nc.next_response(WAIT).await.expect("connect response");
     assert_eq!(result(&r), "nc-secret-42");
     let r = nc.call("pk", "get_public_key", serde_json::json!([])).await;
@@ -248,4 +373,8 @@ macro_rules! on_both_relays {
     };
 }
 
-on_both_relays!(every_method_and_bad_input, permissions_secrets_logout_revoke, rate_limit_and_nostrconnect);
+on_both_relays!(
+    every_method_and_bad_input,
+    permissions_secrets_logout_revoke,
+    rate_limit_and_nostrconnect
+);

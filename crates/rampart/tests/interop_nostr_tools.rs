@@ -17,7 +17,10 @@ fn interop_dir() -> PathBuf {
 fn nostr_tools_bunker_signer_logs_in_and_signs() {
     let dir = interop_dir();
     if !dir.join("node_modules/nostr-tools").exists() {
-        assert!(!ci(), "tests/interop/node_modules is missing; .ci/install runs `npm ci` there");
+        assert!(
+            !ci(),
+            "tests/interop/node_modules is missing; .ci/install runs `npm ci` there"
+        );
         skipped("run `npm ci` in tests/interop to enable the nostr-tools interop test");
         return;
     }
@@ -29,19 +32,41 @@ fn nostr_tools_bunker_signer_logs_in_and_signs() {
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "nostr-tools failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nostr-tools failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let keys = bunker.cli(&["key", "list", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
-    assert_eq!(report["pubkey"], listed[0]["pubkey"], "nostr-tools got the user pubkey");
+    assert_eq!(
+        report["pubkey"], listed[0]["pubkey"],
+        "nostr-tools got the user pubkey"
+    );
     assert_eq!(report["event"]["pubkey"], listed[0]["pubkey"]);
 
     // The audit log shows nostr-tools' requests, with the signature traced.
     let audit = bunker.cli(&["audit", "--json"]);
     let rows = String::from_utf8_lossy(&audit.stdout);
-    for method in ["connect", "get_public_key", "sign_event", "nip44_encrypt", "nip44_decrypt", "nip04_encrypt", "ping", "switch_relays"] {
-        assert!(rows.contains(&format!("\"method\":\"{method}\"")), "no audit row for {method}: {rows}");
+    for method in [
+        "connect",
+        "get_public_key",
+        "sign_event",
+        "nip44_encrypt",
+        "nip44_decrypt",
+        "nip04_encrypt",
+        "ping",
+        "switch_relays",
+    ] {
+        assert!(
+            rows.contains(&format!("\"method\":\"{method}\"")),
+            "no audit row for {method}: {rows}"
+        );
     }
     let id = report["event"]["id"].as_str().unwrap();
-    assert!(rows.contains(id), "the signed event is traced to its audit row");
+    assert!(
+        rows.contains(id),
+        "the signed event is traced to its audit row"
+    );
 }

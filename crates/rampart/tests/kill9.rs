@@ -20,16 +20,27 @@ const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 async fn kill_9_under_load_loses_no_audit_row() {
     // The relay outlives the bunker, as a real one would.
     let port = free_port();
-    let relay = server::spawn_on(([127, 0, 0, 1], port).into(), ServerConfig::default()).await.unwrap();
+    let relay = server::spawn_on(([127, 0, 0, 1], port).into(), ServerConfig::default())
+        .await
+        .unwrap();
     let relay_url = relay.url();
-    let mut bunker = RampartProcess::start(Path::new(BIN), Some(&relay_url), &[], &["--grant", "write"]);
+    let mut bunker =
+        RampartProcess::start(Path::new(BIN), Some(&relay_url), &[], &["--grant", "write"]);
 
     let mut clients = Vec::new();
     for i in 0..3 {
-        let uri = if i == 0 { bunker.uri().to_string() } else { bunker.mint("write", &[]) };
+        let uri = if i == 0 {
+            bunker.uri().to_string()
+        } else {
+            bunker.mint("write", &[])
+        };
         let secret = uri.split("secret=").nth(1).unwrap().to_string();
         let mut c = RawClient::new(&uri).await;
-        assert_eq!(c.call("c", "connect", serde_json::json!(["", secret])).await, Response::ok("c", "ack"));
+        assert_eq!(
+            c.call("c", "connect", serde_json::json!(["", secret]))
+                .await,
+            Response::ok("c", "ack")
+        );
         clients.push(c);
     }
 
@@ -75,10 +86,21 @@ async fn kill_9_under_load_loses_no_audit_row() {
         received.extend(r);
         clients.push(c);
     }
-    assert!(received.len() > 20, "the load produced too few signatures ({}) to mean anything", received.len());
+    assert!(
+        received.len() > 20,
+        "the load produced too few signatures ({}) to mean anything",
+        received.len()
+    );
 
     bunker.restart(&["--grant", "write"]);
-    let audit = bunker.cli(&["audit", "--json", "--method", "sign_event", "--limit", "1000000"]);
+    let audit = bunker.cli(&[
+        "audit",
+        "--json",
+        "--method",
+        "sign_event",
+        "--limit",
+        "1000000",
+    ]);
     assert!(audit.status.success());
     let audited: HashSet<String> = String::from_utf8_lossy(&audit.stdout)
         .lines()
@@ -90,17 +112,32 @@ async fn kill_9_under_load_loses_no_audit_row() {
         .map(|e| e.id.to_hex())
         .filter(|id| !audited.contains(id))
         .collect();
-    assert!(missing.is_empty(), "{} of {} received signatures have no audit row", missing.len(), received.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {} received signatures have no audit row",
+        missing.len(),
+        received.len()
+    );
 
     // Sessions and their grants survived: every client signs again without reconnecting.
     let sessions = bunker.cli(&["sessions", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&sessions.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
     for (i, c) in clients.iter_mut().enumerate() {
-        let template = serde_json::json!({"kind": 1, "content": "after restart", "tags": []}).to_string();
-        let r = c.call(&format!("after-{i}"), "sign_event", serde_json::json!([template])).await;
+        let template =
+            serde_json::json!({"kind": 1, "content": "after restart", "tags": []}).to_string();
+        let r = c
+            .call(
+                &format!("after-{i}"),
+                "sign_event",
+                serde_json::json!([template]),
+            )
+            .await;
         assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
     }
-    eprintln!("kill -9: {} signatures received before the kill, all audited", received.len());
+    eprintln!(
+        "kill -9: {} signatures received before the kill, all audited",
+        received.len()
+    );
     relay.shutdown().await;
 }

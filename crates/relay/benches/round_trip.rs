@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use nostr::prelude::{EventBuilder, FinalizeEvent, Filter, Keys, Kind};
+use nostr::prelude::{EventBuilder, Filter, FinalizeEvent, Keys, Kind};
 use relay::server::{self, ServerConfig};
 use relay::{PoolConfig, PoolEvent, RelayPool};
 
@@ -25,7 +25,11 @@ fn round_trip(c: &mut Criterion) {
         let (subscriber, mut events) = RelayPool::new(PoolConfig::default());
         subscriber.add_relay(&relay.url()).expect("add relay");
         subscriber
-            .subscribe(Filter::new().kind(Kind::NostrConnect).author(keys.public_key()))
+            .subscribe(
+                Filter::new()
+                    .kind(Kind::NostrConnect)
+                    .author(keys.public_key()),
+            )
             .expect("subscribe");
         loop {
             match events.recv().await {
@@ -53,7 +57,9 @@ fn round_trip(c: &mut Criterion) {
                     publisher.publish(&event).expect("publish");
                     loop {
                         match events.recv().await {
-                            Some(PoolEvent::Event { event: got, .. }) if got.id == event.id => break,
+                            Some(PoolEvent::Event { event: got, .. }) if got.id == event.id => {
+                                break;
+                            }
                             Some(_) => continue,
                             None => panic!("pool closed"),
                         }

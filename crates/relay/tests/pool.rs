@@ -477,3 +477,66 @@ async fn next_json(
         }
     }
 }
+
+#[tokio::test]
+async fn a_forged_copy_cannot_hide_the_genuine_event() {
+    init_tracing();
+    let keys = Keys::generate();
+    let genuine = event(&keys, NOSTR_CONNECT, "genuine", vec![]);
+    let other = event(&keys, NOSTR_CONNECT, "other", vec![]);
+    // Same id and content, someone else's signature.
+    let mut forged = serde_json::to_value(&genuine).unwrap();
+    forged["sig"] = serde_json::json!(other.sig.to_string());
+
+    for verify in [true, false] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let (forged, genuine_json) = (forged.clone(), serde_json::to_value(&genuine).unwrap());
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            let req = next_json(&mut ws).await;
+            let sub = req[1].clone();
+            for copy in [forged, genuine_json] {
+                let frame = serde_json::json!(["EVENT", sub, copy]).to_string();
+                ws.send(Message::text(frame)).await.unwrap();
+            }
+            ws.send(Message::text(r#"["NOTICE","done"]"#))
+                .await
+                .unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+
+        let mut config = test_config();
+        config.verify_events = verify;
+        let (pool, mut notifications) = RelayPool::new(config);
+        pool.add_relay(&url).unwrap();
+        pool.subscribe(Filter::new().kind(Kind::from(NOSTR_CONNECT)))
+            .unwrap();
+        let mut delivered = Vec::new();
+        wait_for(&mut notifications, "the relay's last frame", |n| match n {
+            PoolEvent::Event { event, .. } => {
+                delivered.push(event.sig);
+                None
+            }
+            PoolEvent::Notice { .. } => Some(()),
+            _ => None,
+        })
+        .await;
+        if verify {
+            assert_eq!(
+                delivered,
+                vec![genuine.sig],
+                "verified: only the genuine copy"
+            );
+        } else {
+            assert_eq!(
+                delivered.len(),
+                2,
+                "unverified: both copies, the caller decides"
+            );
+            assert_eq!(delivered[1], genuine.sig);
+        }
+        pool.shutdown().await;
+    }
+}

@@ -287,3 +287,21 @@ async fn require_auth_refuses_until_a_valid_auth_event() {
     );
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_at_once() {
+    init_tracing();
+    let config = ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::default()
+    };
+    let relay = server::spawn(config).await.unwrap();
+    let mut first = RawClient::connect(&relay.url()).await;
+    let second = common::within("the refusal", tokio_tungstenite::connect_async(relay.url())).await;
+    assert!(second.is_err(), "a second connection was accepted");
+    // The first one is unaffected.
+    let keys = Keys::generate();
+    assert!(first.publish(&event(&keys, 1, "hi", vec![])).await.0);
+    drop(first);
+    relay.shutdown().await;
+}

@@ -52,4 +52,3 @@ pub struct NewKey {
     /// When added.
     pub created_at: Timestamp,
 }
-

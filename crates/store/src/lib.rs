@@ -29,7 +29,9 @@ use nip46::nostr::prelude::{EventId, PublicKey, Timestamp};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file was written by a newer Rampart.
-    #[error("the database schema is version {found}, newer than this binary knows ({known}); upgrade Rampart")]
+    #[error(
+        "the database schema is version {found}, newer than this binary knows ({known}); upgrade Rampart"
+    )]
     SchemaTooNew {
         /// Version found in the file.
         found: i64,

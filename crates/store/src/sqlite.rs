@@ -28,12 +28,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, Change, ConnectionToken,
-    KeyId, NewKey, NewToken, PendingApproval, Rule, RuleEffect, SecretHash, Session,
-    SessionOrigin, Store, StoreError, StoredKey, TokenId,
+    KeyId, NewKey, NewToken, PendingApproval, Rule, RuleEffect, SecretHash, Session, SessionOrigin,
+    Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
-/// version `i + 1`. Never edit a released one: add a new file.
+/// version `i + 1`. Never edit a released one: add a new file. They run with
+/// `foreign_keys=ON` inside one transaction, so a migration that rebuilds a
+/// table must copy rows before dropping anything they reference.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -127,7 +129,11 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = file.metadata().map_err(|e| io("inspect", e))?.permissions().mode();
+        let mode = file
+            .metadata()
+            .map_err(|e| io("inspect", e))?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
             tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "database file was readable by others; making it 0600");
             file.set_permissions(std::fs::Permissions::from_mode(0o600))
@@ -350,7 +356,8 @@ impl<'r, 's> RowReader<'r, 's> {
 
     fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
         let text: String = self.get(column)?;
-        serde_json::from_str(&text).map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
+        serde_json::from_str(&text)
+            .map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
     }
 
     fn kind(&self, column: &str) -> Result<Option<u16>, StoreError> {
@@ -364,10 +371,8 @@ impl<'r, 's> RowReader<'r, 's> {
         stored
             .into_iter()
             .map(|r| {
-                let permission: Permission = r
-                    .permission
-                    .parse()
-                    .map_err(|e| self.corrupt(column, e))?;
+                let permission: Permission =
+                    r.permission.parse().map_err(|e| self.corrupt(column, e))?;
                 Ok(Rule {
                     permission,
                     effect: r.effect,
@@ -459,7 +464,8 @@ fn read_session(row: &Row<'_>) -> Result<Session, StoreError> {
         relays: r.relays("relays")?,
         revoked_at: r.opt_ts("revoked_at")?,
         connect_reply: r.get("connect_reply")?,
-        revision: u64::try_from(revision).map_err(|_| r.corrupt("revision", "negative revision"))?,
+        revision: u64::try_from(revision)
+            .map_err(|_| r.corrupt("revision", "negative revision"))?,
     })
 }
 
@@ -533,7 +539,12 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
                  request_count = request_count + ?2 WHERE key_id = ?3 AND client_pubkey = ?4",
             )
             .and_then(|mut s| {
-                s.execute(params![ts(*at), count(*requests), key_id.0, client.to_hex()])
+                s.execute(params![
+                    ts(*at),
+                    count(*requests),
+                    key_id.0,
+                    client.to_hex()
+                ])
             })
             .ctx("recording session use")?;
             Ok(())
@@ -559,7 +570,9 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
 }
 
 fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare_cached(INSERT_AUDIT).ctx("preparing the audit insert")?;
+    let mut stmt = conn
+        .prepare_cached(INSERT_AUDIT)
+        .ctx("preparing the audit insert")?;
     stmt.execute(params![
         ts(e.at),
         e.key_id.0,
@@ -663,7 +676,9 @@ fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError
         });
     match result {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(StoreError::Duplicate(format!("approval {}", a.id))),
+        Err(e) if is_unique_violation(&e) => {
+            Err(StoreError::Duplicate(format!("approval {}", a.id)))
+        }
         Err(e) if is_foreign_key_violation(&e) => {
             Err(StoreError::NotFound(format!("key {}", a.key_id)))
         }
@@ -917,7 +932,10 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn, &[FIRST]).unwrap();
         let err = migrate(&mut conn, &[FIRST, SECOND, BROKEN]).unwrap_err();
-        assert!(matches!(err, StoreError::Database(ref m) if m.contains("migration 3")), "{err}");
+        assert!(
+            matches!(err, StoreError::Database(ref m) if m.contains("migration 3")),
+            "{err}"
+        );
         assert_eq!(version(&conn), 1);
         assert!(rows(&conn).is_empty());
     }
@@ -927,7 +945,10 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn, &[FIRST, SECOND]).unwrap();
         let err = migrate(&mut conn, &[FIRST]).unwrap_err();
-        assert!(matches!(err, StoreError::SchemaTooNew { found: 2, known: 1 }));
+        assert!(matches!(
+            err,
+            StoreError::SchemaTooNew { found: 2, known: 1 }
+        ));
     }
 
     #[test]

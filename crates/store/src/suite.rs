@@ -83,7 +83,7 @@ macro_rules! __store_suite_tests {
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
-        $crate::__for_each_store_check!($crate::__store_suite_tests [$make]);
+        $crate::__for_each_store_check!($crate::__store_suite_tests[$make]);
     };
 }
 
@@ -216,7 +216,10 @@ fn full_session(key_id: KeyId, client: PublicKey) -> Session {
         },
         requested_perms: perms("nip44_encrypt,sign_event:4,get_relays:x"),
         origin: SessionOrigin::NostrConnect,
-        relays: vec![relay("wss://relay1.example.com"), relay("wss://relay2.example.com/path/")],
+        relays: vec![
+            relay("wss://relay1.example.com"),
+            relay("wss://relay2.example.com/path/"),
+        ],
         revoked_at: Some(t(1_700_000_400)),
         connect_reply: Some("0s8j2djs".to_owned()),
         revision: 17,
@@ -288,13 +291,19 @@ fn apply(store: &mut dyn Store, changes: &[Change]) {
 
 /// Every key field comes back; keys are listed oldest first.
 pub fn keys_round_trip(store: &mut dyn Store) {
-    assert!(ok(store.keys(), "keys").is_empty(), "a fresh store has no keys");
+    assert!(
+        ok(store.keys(), "keys").is_empty(),
+        "a fresh store has no keys"
+    );
     let a = add_key(store, "alice", 1);
     let b = add_key(store, "bob", 2);
     assert_ne!(a, b);
     let keys = ok(store.keys(), "keys");
     assert_eq!(keys.len(), 2);
-    for (stored, (id, new)) in keys.iter().zip([(a, new_key("alice", 1)), (b, new_key("bob", 2))]) {
+    for (stored, (id, new)) in keys
+        .iter()
+        .zip([(a, new_key("alice", 1)), (b, new_key("bob", 2))])
+    {
         assert_eq!(stored.id, id);
         assert_eq!(stored.name, new.name);
         assert_eq!(stored.user_pubkey, new.user_pubkey);
@@ -344,7 +353,12 @@ pub fn remove_key_cascades_but_keeps_audit(store: &mut dyn Store) {
             store,
             &[
                 Change::PutSession(minimal_session(key, pk(50 + n))),
-                Change::PutApproval(approval(key, &format!("ap{n}"), 100, ApprovalStatus::Pending)),
+                Change::PutApproval(approval(
+                    key,
+                    &format!("ap{n}"),
+                    100,
+                    ApprovalStatus::Pending,
+                )),
                 Change::Audit(audit_row(key, pk(50 + n), 100, n)),
             ],
         );
@@ -358,7 +372,10 @@ pub fn remove_key_cascades_but_keeps_audit(store: &mut dyn Store) {
     let sessions = ok(store.sessions(), "sessions");
     assert_eq!(sessions.iter().map(|s| s.key_id).collect::<Vec<_>>(), [b]);
     let approvals = ok(store.approvals(), "approvals");
-    assert_eq!(approvals.iter().map(|ap| ap.key_id).collect::<Vec<_>>(), [b]);
+    assert_eq!(
+        approvals.iter().map(|ap| ap.key_id).collect::<Vec<_>>(),
+        [b]
+    );
     let mut audited: Vec<KeyId> = audit_all(store).iter().map(|e| e.key_id).collect();
     audited.sort();
     assert_eq!(audited, [a, b], "audit rows outlive their key");
@@ -444,8 +461,14 @@ pub fn token_is_single_use(store: &mut dyn Store) {
     let still = token(store, id);
     assert_eq!(still.used_at, Some(t(1_700_000_700)));
     assert_eq!(still.used_by, Some(pk(60)));
-    assert!(session(store, key, pk(61)).is_none(), "the failed batch left a session");
-    assert!(audit_all(store).is_empty(), "the failed batch left an audit row");
+    assert!(
+        session(store, key, pk(61)).is_none(),
+        "the failed batch left a session"
+    );
+    assert!(
+        audit_all(store).is_empty(),
+        "the failed batch left an audit row"
+    );
 }
 
 /// Consuming a token that does not exist (or was removed with its key) is
@@ -529,7 +552,11 @@ pub fn touch_session_counts_and_keeps_latest_use(store: &mut dyn Store) {
     apply(store, &[touch(1_700_001_000, 3), touch(1_700_000_900, 2)]);
     let s = session(store, key, pk(70));
     assert_eq!(s.as_ref().map(|s| s.request_count), Some(5));
-    assert_eq!(s.as_ref().map(|s| s.revision), Some(0), "usage is not a revision");
+    assert_eq!(
+        s.as_ref().map(|s| s.revision),
+        Some(0),
+        "usage is not a revision"
+    );
     assert_eq!(s.and_then(|s| s.last_used_at), Some(t(1_700_001_000)));
 
     apply(
@@ -541,7 +568,10 @@ pub fn touch_session_counts_and_keeps_latest_use(store: &mut dyn Store) {
             requests: 1,
         }],
     );
-    assert!(session(store, key, pk(99)).is_none(), "touch must not create a session");
+    assert!(
+        session(store, key, pk(99)).is_none(),
+        "touch must not create a session"
+    );
 }
 
 /// `RevokeSession` sets `revoked_at` once and adds one to `revision` each
@@ -557,12 +587,21 @@ pub fn revoke_session_keeps_first_time(store: &mut dyn Store) {
         at: t(at),
     };
     apply(store, &[revoke(pk(70), 1_700_002_000)]);
-    apply(store, &[revoke(pk(70), 1_700_003_000), revoke(pk(99), 1_700_003_000)]);
+    apply(
+        store,
+        &[revoke(pk(70), 1_700_003_000), revoke(pk(99), 1_700_003_000)],
+    );
     let s = session(store, key, pk(70));
-    assert_eq!(s.as_ref().and_then(|s| s.revoked_at), Some(t(1_700_002_000)));
+    assert_eq!(
+        s.as_ref().and_then(|s| s.revoked_at),
+        Some(t(1_700_002_000))
+    );
     assert_eq!(s.as_ref().map(|s| s.revision), Some(7));
     assert!(!s.is_some_and(|s| s.is_active(t(1_700_002_500))));
-    assert!(session(store, key, pk(99)).is_none(), "revoke must not create a session");
+    assert!(
+        session(store, key, pk(99)).is_none(),
+        "revoke must not create a session"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -648,7 +687,10 @@ pub fn approval_status_changes(store: &mut dyn Store) {
         );
         let mut changed = first.clone();
         changed.status = status;
-        assert_eq!(ok(store.approvals(), "approvals"), [second.clone(), changed]);
+        assert_eq!(
+            ok(store.approvals(), "approvals"),
+            [second.clone(), changed]
+        );
     }
 }
 
@@ -657,14 +699,29 @@ pub fn approval_ids_are_unique(store: &mut dyn Store) {
     let key = add_key(store, "alice", 1);
     apply(
         store,
-        &[Change::PutApproval(approval(key, "aa", 100, ApprovalStatus::Pending))],
+        &[Change::PutApproval(approval(
+            key,
+            "aa",
+            100,
+            ApprovalStatus::Pending,
+        ))],
     );
     let err = store
-        .apply(&[Change::PutApproval(approval(key, "aa", 200, ApprovalStatus::Expired))])
+        .apply(&[Change::PutApproval(approval(
+            key,
+            "aa",
+            200,
+            ApprovalStatus::Expired,
+        ))])
         .err();
     assert!(matches!(err, Some(StoreError::Duplicate(_))), "{err:?}");
     let err = store
-        .apply(&[Change::PutApproval(approval(KeyId(999), "bb", 200, ApprovalStatus::Pending))])
+        .apply(&[Change::PutApproval(approval(
+            KeyId(999),
+            "bb",
+            200,
+            ApprovalStatus::Pending,
+        ))])
         .err();
     assert!(matches!(err, Some(StoreError::NotFound(_))), "{err:?}");
     let stored = ok(store.approvals(), "approvals");
@@ -709,7 +766,10 @@ pub fn audit_round_trip(store: &mut dyn Store) {
     read.reverse();
     assert_eq!(read.len(), written.len());
     assert!(read.iter().all(|e| e.seq > 0), "seq is assigned");
-    assert!(read.windows(2).all(|w| w[0].seq < w[1].seq), "seq increases");
+    assert!(
+        read.windows(2).all(|w| w[0].seq < w[1].seq),
+        "seq increases"
+    );
     for (got, mut want) in read.into_iter().zip(written) {
         want.seq = got.seq;
         assert_eq!(got, want);
@@ -777,10 +837,34 @@ pub fn audit_filters(store: &mut dyn Store) {
             .collect()
     };
     let all = AuditQuery::default;
-    assert_eq!(ids(AuditQuery { since: Some(t(300)), ..all() }), ["r4", "r3", "r2"]);
-    assert_eq!(ids(AuditQuery { until: Some(t(300)), ..all() }), ["r1", "r0"]);
-    assert_eq!(ids(AuditQuery { key_id: Some(b), ..all() }), ["r3", "r2"]);
-    assert_eq!(ids(AuditQuery { client: Some(pk(81)), ..all() }), ["r3", "r1"]);
+    assert_eq!(
+        ids(AuditQuery {
+            since: Some(t(300)),
+            ..all()
+        }),
+        ["r4", "r3", "r2"]
+    );
+    assert_eq!(
+        ids(AuditQuery {
+            until: Some(t(300)),
+            ..all()
+        }),
+        ["r1", "r0"]
+    );
+    assert_eq!(
+        ids(AuditQuery {
+            key_id: Some(b),
+            ..all()
+        }),
+        ["r3", "r2"]
+    );
+    assert_eq!(
+        ids(AuditQuery {
+            client: Some(pk(81)),
+            ..all()
+        }),
+        ["r3", "r1"]
+    );
     assert_eq!(
         ids(AuditQuery {
             method: Some("sign_event".to_owned()),
@@ -807,7 +891,13 @@ pub fn audit_filters(store: &mut dyn Store) {
         }),
         ["r0"]
     );
-    assert!(ids(AuditQuery { key_id: Some(KeyId(999)), ..all() }).is_empty());
+    assert!(
+        ids(AuditQuery {
+            key_id: Some(KeyId(999)),
+            ..all()
+        })
+        .is_empty()
+    );
 }
 
 /// `audited_event_ids` returns the request event ids at or after `since`.

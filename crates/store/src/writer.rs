@@ -29,6 +29,12 @@ const MIN_POLL: Duration = Duration::from_millis(1);
 /// What a job learns once its changes are committed (or not).
 pub type CommitResult = Result<(), Arc<StoreError>>;
 
+/// A job's callback.
+pub type OnCommit = Box<dyn FnOnce(CommitResult) + Send>;
+
+/// A job in a batch: where its changes are in the batch's list, and its callback.
+type Pending = (Range<usize>, OnCommit);
+
 /// Changes to commit together, and what to do once they are.
 pub struct CommitJob {
     /// The changes, applied all or nothing.
@@ -36,12 +42,15 @@ pub struct CommitJob {
     /// Called exactly once, on the writer thread, after the transaction that
     /// holds `changes` committed (`Ok`) or after they failed (`Err`). Keep it
     /// short (send on a channel): the next batch waits for it.
-    pub on_commit: Box<dyn FnOnce(CommitResult) + Send>,
+    pub on_commit: OnCommit,
 }
 
 impl CommitJob {
     /// A job from its changes and callback.
-    pub fn new(changes: Vec<Change>, on_commit: impl FnOnce(CommitResult) + Send + 'static) -> Self {
+    pub fn new(
+        changes: Vec<Change>,
+        on_commit: impl FnOnce(CommitResult) + Send + 'static,
+    ) -> Self {
         CommitJob {
             changes,
             on_commit: Box::new(on_commit),
@@ -81,7 +90,11 @@ impl StoreWriter {
     /// `on_external_change` runs on that thread, with the store, whenever
     /// [`Store::external_version`] changed (another process committed);
     /// it is checked after every batch and every `poll` while idle.
-    pub fn spawn(store: Box<dyn Store>, on_external_change: ExternalChange, poll: Duration) -> Self {
+    pub fn spawn(
+        store: Box<dyn Store>,
+        on_external_change: ExternalChange,
+        poll: Duration,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel();
         let poll = poll.max(MIN_POLL);
         let spawned = std::thread::Builder::new()
@@ -176,8 +189,7 @@ fn run(
 /// data, commit the jobs one by one so only the bad ones fail.
 fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) {
     let mut changes = Vec::new();
-    let mut callbacks: Vec<(Range<usize>, Box<dyn FnOnce(CommitResult) + Send>)> =
-        Vec::with_capacity(batch.len());
+    let mut callbacks: Vec<Pending> = Vec::with_capacity(batch.len());
     for job in batch {
         let start = changes.len();
         changes.extend(job.changes);
@@ -235,7 +247,7 @@ fn is_job_specific(err: &StoreError) -> bool {
     )
 }
 
-fn fail_all(callbacks: Vec<(Range<usize>, Box<dyn FnOnce(CommitResult) + Send>)>, err: Arc<StoreError>) {
+fn fail_all(callbacks: Vec<Pending>, err: Arc<StoreError>) {
     for (_, on_commit) in callbacks {
         notify(on_commit, Err(Arc::clone(&err)));
     }
@@ -255,7 +267,7 @@ fn guarded_apply(store: &mut dyn Store, changes: &[Change]) -> Result<(), StoreE
 }
 
 /// Run a job's callback; a panicking callback must not stop the writer.
-fn notify(on_commit: Box<dyn FnOnce(CommitResult) + Send>, result: CommitResult) {
+fn notify(on_commit: OnCommit, result: CommitResult) {
     if catch_unwind(AssertUnwindSafe(|| on_commit(result))).is_err() {
         tracing::error!("a store commit callback panicked");
     }

@@ -49,7 +49,9 @@ mod file {
 }
 
 mod memory {
-    store::store_suite!(|| Box::new(store::SqliteStore::open_in_memory().unwrap()) as Box<dyn store::Store>);
+    store::store_suite!(
+        || Box::new(store::SqliteStore::open_in_memory().unwrap()) as Box<dyn store::Store>
+    );
 }
 
 #[test]
@@ -121,7 +123,10 @@ fn open_creates_a_private_directory_and_file_in_wal_mode() {
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    assert!(path.with_extension("db-wal").exists(), "a WAL file is in use");
+    assert!(
+        path.with_extension("db-wal").exists(),
+        "a WAL file is in use"
+    );
 
     #[cfg(unix)]
     {
@@ -242,7 +247,11 @@ fn data_version_moves_only_for_other_connections() {
     let v0 = bunker.external_version().unwrap();
     let key = bunker.add_key(&new_key("alice", 1)).unwrap();
     bunker.apply(&[Change::Audit(audit_row(key, 1))]).unwrap();
-    assert_eq!(bunker.external_version().unwrap(), v0, "own writes do not count");
+    assert_eq!(
+        bunker.external_version().unwrap(),
+        v0,
+        "own writes do not count"
+    );
 
     cli.add_key(&new_key("bob", 2)).unwrap();
     let v1 = bunker.external_version().unwrap();
@@ -250,7 +259,8 @@ fn data_version_moves_only_for_other_connections() {
     assert_eq!(bunker.external_version().unwrap(), v1);
     assert_eq!(bunker.keys().unwrap().len(), 2);
 
-    cli.apply(&[Change::PutSession(session(key, pk(9)))]).unwrap();
+    cli.apply(&[Change::PutSession(session(key, pk(9)))])
+        .unwrap();
     assert_ne!(bunker.external_version().unwrap(), v1);
 }
 
@@ -346,7 +356,10 @@ fn damaged_values_are_reported_as_corrupt() {
     assert!(m.contains("created_at"), "{m}");
 
     let m = corrupt_read("UPDATE sessions SET rules = '{not json'", |s| s.sessions());
-    assert!(m.contains("sessions") && m.contains("rules") && m.contains("JSON"), "{m}");
+    assert!(
+        m.contains("sessions") && m.contains("rules") && m.contains("JSON"),
+        "{m}"
+    );
 
     let m = corrupt_read(
         r#"UPDATE sessions SET rules = '[{"permission":"fly","effect":"allow","expires_at":null}]'"#,
@@ -354,10 +367,14 @@ fn damaged_values_are_reported_as_corrupt() {
     );
     assert!(m.contains("rules"), "{m}");
 
-    let m = corrupt_read("UPDATE sessions SET relays = '[\"not a url\"]'", |s| s.sessions());
+    let m = corrupt_read("UPDATE sessions SET relays = '[\"not a url\"]'", |s| {
+        s.sessions()
+    });
     assert!(m.contains("relays"), "{m}");
 
-    let m = corrupt_read("UPDATE sessions SET requested_perms = 'bogus'", |s| s.sessions());
+    let m = corrupt_read("UPDATE sessions SET requested_perms = 'bogus'", |s| {
+        s.sessions()
+    });
     assert!(m.contains("requested_perms"), "{m}");
 
     let m = corrupt_read("UPDATE tokens SET grant_perms = 'sign_event:x'", |s| {
@@ -380,7 +397,9 @@ fn damaged_values_are_reported_as_corrupt() {
     });
     assert!(m.contains("event_id"), "{m}");
 
-    let m = corrupt_read("UPDATE audit SET kind = 70000", |s| s.audit(&AuditQuery::default()));
+    let m = corrupt_read("UPDATE audit SET kind = 70000", |s| {
+        s.audit(&AuditQuery::default())
+    });
     assert!(m.contains("kind"), "{m}");
 }
 
@@ -413,7 +432,10 @@ fn damaged_approvals_are_reported_as_corrupt() {
         let conn = raw(&path);
         conn.execute_batch(damage).unwrap();
         let err = store.approvals().expect_err(damage);
-        assert!(matches!(err, StoreError::Corrupt(ref m) if m.contains("approvals row (ab)")), "{err}");
+        assert!(
+            matches!(err, StoreError::Corrupt(ref m) if m.contains("approvals row (ab)")),
+            "{err}"
+        );
         // Put the row back for the next damage.
         conn.execute_batch(
             r#"UPDATE approvals SET status = '{"status":"pending"}', method = 'sign_event', metadata = '{}'"#,
@@ -438,8 +460,12 @@ fn audit_queries_use_the_indexes() {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let newest = plan("SELECT * FROM audit WHERE 1 AND at >= 5 ORDER BY at DESC, seq DESC LIMIT 10");
-    assert!(newest.contains("audit_at") && !newest.contains("TEMP B-TREE"), "{newest}");
+    let newest =
+        plan("SELECT * FROM audit WHERE 1 AND at >= 5 ORDER BY at DESC, seq DESC LIMIT 10");
+    assert!(
+        newest.contains("audit_at") && !newest.contains("TEMP B-TREE"),
+        "{newest}"
+    );
     let by_event = plan("SELECT seq FROM audit WHERE event_id = 'x'");
     assert!(by_event.contains("audit_event"), "{by_event}");
 }

@@ -12,8 +12,8 @@ use nip46::nostr::prelude::{EventId, PublicKey, Timestamp};
 use nip46::{ConnectSecret, PermissionSet, Preset};
 use store::writer::CommitResult;
 use store::{
-    AuditDecision, AuditEntry, AuditQuery, Change, CommitJob, KeyId, NewKey, NewToken,
-    SqliteStore, Store, StoreError, StoreWriter, TokenId,
+    AuditDecision, AuditEntry, AuditQuery, Change, CommitJob, KeyId, NewKey, NewToken, SqliteStore,
+    Store, StoreError, StoreWriter, TokenId,
 };
 use tempfile::TempDir;
 
@@ -191,9 +191,17 @@ fn a_failing_job_does_not_sink_its_batch() {
     writer.submit(job(vec![audit(f.key, 4)], 4, &done));
     release.send(()).unwrap();
 
-    let got: Vec<(usize, CommitResult)> = (0..4).map(|_| results.recv_timeout(WAIT).unwrap()).collect();
-    assert_eq!(got.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    assert!(got[0].1.is_ok() && got[1].1.is_ok() && got[3].1.is_ok(), "{got:?}");
+    let got: Vec<(usize, CommitResult)> = (0..4)
+        .map(|_| results.recv_timeout(WAIT).unwrap())
+        .collect();
+    assert_eq!(
+        got.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert!(
+        got[0].1.is_ok() && got[1].1.is_ok() && got[3].1.is_ok(),
+        "{got:?}"
+    );
     let err = got[2].1.as_ref().unwrap_err();
     assert!(matches!(**err, StoreError::AlreadyUsed(_)), "{err}");
     writer.shutdown();
@@ -206,7 +214,10 @@ fn a_failing_job_does_not_sink_its_batch() {
         .map(|e| e.request_id)
         .collect();
     assert_eq!(rows.len(), 4);
-    assert!(!rows.contains(&"3".to_owned()), "the failed job's audit row was rolled back");
+    assert!(
+        !rows.contains(&"3".to_owned()),
+        "the failed job's audit row was rolled back"
+    );
     assert_eq!(store.tokens().unwrap()[0].used_by, Some(pk(1)));
 }
 
@@ -265,7 +276,10 @@ fn another_process_writing_triggers_the_callback() {
     for _ in 0..50 {
         results.recv_timeout(WAIT).unwrap().1.unwrap();
     }
-    assert!(notices.recv_timeout(POLL * 5).is_err(), "own writes reported as external");
+    assert!(
+        notices.recv_timeout(POLL * 5).is_err(),
+        "own writes reported as external"
+    );
 
     // The CLI adds a key while the writer idles.
     let mut cli = open(&f.path);
@@ -291,7 +305,9 @@ fn another_process_writing_triggers_the_callback() {
 fn panicking_callbacks_do_not_stop_the_writer() {
     let f = fixture();
     let writer = spawn(&f.path);
-    writer.submit(CommitJob::new(vec![audit(f.key, 0)], |_| panic!("callback bug")));
+    writer.submit(CommitJob::new(vec![audit(f.key, 0)], |_| {
+        panic!("callback bug")
+    }));
     let (done, results) = mpsc::channel();
     writer.submit(job(vec![audit(f.key, 1)], 1, &done));
     assert!(results.recv_timeout(WAIT).unwrap().1.is_ok());

@@ -39,7 +39,10 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 }
 
 fn find_binary(env: &str, name: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env).map(PathBuf::from).filter(|p| p.exists()) {
+    if let Some(p) = std::env::var_os(env)
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+    {
         return Some(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -63,12 +66,20 @@ impl NostrRsRelay {
     /// missing binary is a failure, so CI never skips these tests silently.
     pub fn start() -> Option<Self> {
         let Some(binary) = find_binary("NOSTR_RS_RELAY", "nostr-rs-relay") else {
-            assert!(!ci(), "nostr-rs-relay is not installed, and CI must run these tests (see .ci/install)");
+            assert!(
+                !ci(),
+                "nostr-rs-relay is not installed, and CI must run these tests (see .ci/install)"
+            );
             skipped("nostr-rs-relay not found (set NOSTR_RS_RELAY or run `bash .ci/install`)");
             return None;
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut relay = NostrRsRelay { child: None, binary, dir, port: free_port() };
+        let mut relay = NostrRsRelay {
+            child: None,
+            binary,
+            dir,
+            port: free_port(),
+        };
         relay.spawn();
         Some(relay)
     }
@@ -95,7 +106,11 @@ impl NostrRsRelay {
             .spawn()
             .expect("start nostr-rs-relay");
         self.child = Some(child);
-        assert!(wait_for_port(self.port, Duration::from_secs(30)), "nostr-rs-relay did not open port {}", self.port);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(30)),
+            "nostr-rs-relay did not open port {}",
+            self.port
+        );
     }
 
     /// Its websocket URL.
@@ -156,9 +171,17 @@ impl RampartProcess {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Self {
-        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         env.push(("RAMPART_PASSPHRASE".into(), "test passphrase".into()));
         env.push(("RAMPART_VAULT_LOG_N".into(), "4".into()));
+        // Every bunker serves a dashboard: on a free port unless the test
+        // chose one, so bunkers can run side by side.
+        if !env.iter().any(|(k, _)| k == "RAMPART_DASHBOARD_LISTEN") {
+            env.push(("RAMPART_DASHBOARD_LISTEN".into(), "127.0.0.1:0".into()));
+        }
         let relay_url = match relay {
             Some(r) => {
                 env.push(("RAMPART_RELAYS".into(), r.to_string()));
@@ -219,7 +242,11 @@ impl RampartProcess {
                 break;
             }
         }
-        assert!(!self.uris.is_empty(), "rampart printed no bunker:// line; see {}", self.log_path().display());
+        assert!(
+            !self.uris.is_empty(),
+            "rampart printed no bunker:// line; see {}",
+            self.log_path().display()
+        );
     }
 
     /// The first `bunker://` URI printed.
@@ -230,6 +257,17 @@ impl RampartProcess {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The dashboard's one-time login link printed at the latest start
+    /// (`dashboard: http://…/login?token=…` on stderr, in the log file).
+    pub fn dashboard_login_url(&self) -> Option<String> {
+        let log = std::fs::read_to_string(self.log_path()).ok()?;
+        log.lines()
+            .filter_map(|line| line.strip_prefix("dashboard: "))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .next_back()
+            .map(str::to_owned)
     }
 
     /// Where its stderr goes.
@@ -266,7 +304,11 @@ impl RampartProcess {
         let mut args = vec!["uri", "--grant", grant, "--relay", &self.relay_url];
         args.extend_from_slice(extra);
         let out = self.cli(&args);
-        assert!(out.status.success(), "rampart uri failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rampart uri failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -285,8 +327,13 @@ impl RampartProcess {
 
     /// SIGTERM and wait for a graceful exit; returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return true };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = c.try_wait() {
@@ -308,5 +355,21 @@ impl RampartProcess {
 impl Drop for RampartProcess {
     fn drop(&mut self) {
         self.kill9();
+        // A failing test loses its temp dir: show the end of the bunker's log first.
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(self.log_path())
+        {
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!(
+                    "--- rampart log ({}):\n{}\n---\n",
+                    self.log_path().display(),
+                    tail.join("\n")
+                )
+                .as_bytes(),
+            );
+        }
     }
 }

@@ -26,17 +26,25 @@ impl RawClient {
     /// Connect to the relays of a `bunker://` URI and listen for responses.
     pub async fn new(uri: &str) -> Self {
         let uri: BunkerUri = uri.parse().expect("bunker uri");
-        Self::with_keys(Keys::generate(), uri.signer, &uri.relays.iter().map(|r| r.to_string()).collect::<Vec<_>>()).await
+        Self::with_keys(
+            Keys::generate(),
+            uri.signer,
+            &uri.relays.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        )
+        .await
     }
 
     /// Connect with given keys to a signer on `relays`.
     pub async fn with_keys(keys: Keys, signer: PublicKey, relays: &[String]) -> Self {
-        let config = PoolConfig::default().with_backoff(Duration::from_millis(50), Duration::from_millis(500));
+        let config = PoolConfig::default()
+            .with_backoff(Duration::from_millis(50), Duration::from_millis(500));
         let (pool, mut events) = RelayPool::new(config);
         for r in relays {
             pool.add_relay(r).expect("add relay");
         }
-        let filter = Filter::new().kind(Kind::NostrConnect).pubkey(keys.public_key());
+        let filter = Filter::new()
+            .kind(Kind::NostrConnect)
+            .pubkey(keys.public_key());
         pool.subscribe(vec![filter]).expect("subscribe");
         // Wait until the subscription is live everywhere.
         let mut live = 0;
@@ -49,7 +57,14 @@ impl RawClient {
             }
         }
         let conversation = Conversation::new(&keys, signer).expect("conversation");
-        RawClient { keys, signer, conversation, pool, events, counter: 0 }
+        RawClient {
+            keys,
+            signer,
+            conversation,
+            pool,
+            events,
+            counter: 0,
+        }
     }
 
     /// Seal `json` for the signer, with a chosen scheme and time.
@@ -57,8 +72,19 @@ impl RawClient {
         self.counter = self.counter.wrapping_add(1);
         let mut nonce = Keys::generate().public_key().to_bytes();
         nonce[0] = self.counter;
-        let entropy = Entropy { nonce, aux: [self.counter; 32] };
-        envelope::seal(&self.keys, &mut self.conversation, scheme, json, created_at, &entropy).expect("seal")
+        let entropy = Entropy {
+            nonce,
+            aux: [self.counter; 32],
+        };
+        envelope::seal(
+            &self.keys,
+            &mut self.conversation,
+            scheme,
+            json,
+            created_at,
+            &entropy,
+        )
+        .expect("seal")
     }
 
     /// A signed kind-24133 event with arbitrary (unencrypted) content.
@@ -96,7 +122,8 @@ impl RawClient {
             if event.pubkey != self.signer {
                 continue;
             }
-            if let Ok(opened) = envelope::open_response(&self.keys, &mut self.conversation, &event) {
+            if let Ok(opened) = envelope::open_response(&self.keys, &mut self.conversation, &event)
+            {
                 return Some((opened.scheme, opened.body));
             }
         }

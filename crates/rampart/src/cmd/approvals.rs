@@ -1,13 +1,16 @@
 //! `rampart approvals`: answer held requests from another shell.
 //!
-//! The decision is written to the store; the running bunker picks it up and
-//! answers the client with the original request id.
+//! The decision is written to the store; the running bunker picks it up
+//! (within ~200 ms) and answers the client with the original request id.
+//! Listing, matching ids and the answers themselves are
+//! [`bunker::admin`]'s, shared with the dashboard and the terminal prompt.
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+use bunker::admin::{self, Answer, ApprovalView};
 use nip46::nostr::prelude::Timestamp;
-use store::{ApprovalDecision, ApprovalId, ApprovalStatus, Change, DecisionScope, SqliteStore, Store};
+use store::{SqliteStore, Store};
 
 use crate::config::Config;
 
@@ -16,7 +19,7 @@ use crate::config::Config;
 pub enum ApprovalsCommand {
     /// Requests waiting for a decision.
     List {
-        /// Print JSON.
+        /// Print JSON (one object per line).
         #[arg(long)]
         json: bool,
     },
@@ -50,19 +53,20 @@ pub fn run(command: ApprovalsCommand, config: &Config) -> Result<()> {
 }
 
 fn list(store: &dyn Store, json: bool) -> Result<()> {
-    let now = Timestamp::now();
     let keys = store.keys()?;
-    for a in store.approvals()?.into_iter().filter(|a| a.status == ApprovalStatus::Pending && a.expires_at > now) {
-        let key = keys.iter().find(|k| k.id == a.key_id).map_or("?", |k| k.name.as_str());
-        let app = a.metadata.name.clone().unwrap_or_else(|| a.client.to_hex()[..12].to_string());
+    let pending = admin::pending_approvals(store, Timestamp::now())?;
+    if pending.is_empty() && !json {
+        eprintln!("nothing is waiting");
+    }
+    for approval in &pending {
+        let view = ApprovalView::new(approval, &keys);
         if json {
-            println!(
-                "{}",
-                serde_json::json!({"id": a.id.0, "key": key, "app": app, "method": a.method.as_str(), "kind": a.kind, "summary": a.summary, "expires_at": a.expires_at.as_secs()})
-            );
+            println!("{}", serde_json::to_string(&view)?);
         } else {
-            let kind = a.kind.map(|k| format!(":{k}")).unwrap_or_default();
-            println!("{}\t{key}\t{app}\t{}{kind}\t{}", a.id, a.method, a.summary);
+            println!(
+                "{}\t{}\t{}\t{}",
+                view.id, view.key, view.app, view.description
+            );
         }
     }
     Ok(())
@@ -70,23 +74,15 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
 
 fn decide(store: &mut SqliteStore, d: Decide, allow: bool) -> Result<()> {
     let now = Timestamp::now();
-    let pending: Vec<_> = store
-        .approvals()?
-        .into_iter()
-        .filter(|a| a.status == ApprovalStatus::Pending && a.expires_at > now && a.id.0.starts_with(&d.id))
-        .collect();
-    let id: ApprovalId = match pending.as_slice() {
-        [] => bail!("no pending request `{}`; see `rampart approvals list`", d.id),
-        [one] => one.id.clone(),
-        _ => bail!("`{}` matches several requests; give more of the id", d.id),
+    let approval = admin::find_pending(store, &d.id, now)?;
+    let answer = match (allow, d.always) {
+        (true, false) => Answer::AllowOnce,
+        (true, true) => Answer::AllowAlways,
+        (false, false) => Answer::DenyOnce,
+        (false, true) => Answer::DenyAlways,
     };
-    let scope = if d.always {
-        DecisionScope::Always { until: d.r#for.map(|f| Timestamp::from_secs(now.as_secs() + f.as_secs())) }
-    } else {
-        DecisionScope::Once
-    };
-    let decision = ApprovalDecision { allow, scope };
-    store.apply(&[Change::SetApprovalStatus { id: id.clone(), status: ApprovalStatus::Decided(decision) }])?;
-    eprintln!("{} {id}", if allow { "allowed" } else { "denied" });
+    let decision = answer.decision(admin::until(now, d.r#for));
+    admin::record_decision(store, &approval.id, decision)?;
+    eprintln!("{} {}", answer.done(), approval.id);
     Ok(())
 }

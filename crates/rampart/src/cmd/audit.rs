@@ -1,8 +1,10 @@
-//! `rampart audit`: read the audit log.
+//! `rampart audit`: read the audit log (the dashboard's Audit log page reads
+//! the same rows, in the same JSON shape: [`AuditView`]).
 
 use std::time::Duration;
 
 use anyhow::Result;
+use bunker::admin::AuditView;
 use nip46::nostr::prelude::Timestamp;
 use store::{AuditDecision, AuditQuery, SqliteStore, Store};
 
@@ -33,34 +35,30 @@ pub fn run(args: Args, config: &Config) -> Result<()> {
     let store = SqliteStore::open(&config.database_path())?;
     let decision = match args.decision.as_deref() {
         None => None,
-        Some(d) => Some(AuditDecision::parse(d).ok_or_else(|| anyhow::anyhow!("unknown decision `{d}`"))?),
+        Some(d) => {
+            Some(AuditDecision::parse(d).ok_or_else(|| anyhow::anyhow!("unknown decision `{d}`"))?)
+        }
     };
     let query = AuditQuery {
-        since: args.since.map(|d| Timestamp::from_secs(Timestamp::now().as_secs().saturating_sub(d.as_secs()))),
+        since: args
+            .since
+            .map(|d| Timestamp::from_secs(Timestamp::now().as_secs().saturating_sub(d.as_secs()))),
         method: args.method,
         decision,
         limit: Some(args.limit),
         ..AuditQuery::default()
     };
     let keys = store.keys()?;
+    let sessions = store.sessions()?;
     for row in store.audit(&query)? {
-        let key = keys.iter().find(|k| k.id == row.key_id).map_or("?", |k| k.name.as_str());
+        let key = keys
+            .iter()
+            .find(|k| k.id == row.key_id)
+            .map_or("?", |k| k.name.as_str());
         if args.json {
             println!(
                 "{}",
-                serde_json::json!({
-                    "seq": row.seq,
-                    "at": row.at.as_secs(),
-                    "key": key,
-                    "client": row.client.to_hex(),
-                    "event_id": row.event_id.to_hex(),
-                    "request_id": row.request_id,
-                    "method": row.method,
-                    "kind": row.kind,
-                    "decision": row.decision.as_str(),
-                    "outcome": row.outcome,
-                    "signed_event_id": row.signed_event_id.map(|e| e.to_hex()),
-                })
+                serde_json::to_string(&AuditView::new(&row, &keys, &sessions))?
             );
         } else {
             let kind = row.kind.map(|k| format!(":{k}")).unwrap_or_default();

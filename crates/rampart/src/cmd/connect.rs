@@ -2,14 +2,15 @@
 //!
 //! The session is written to the store with the URI's secret; the running
 //! bunker notices it and sends the `connect` response to the client's relays.
+//! The dashboard accepts through the same function
+//! ([`bunker::admin::accept_nostrconnect`]).
 
 use anyhow::Result;
-use bunker::engine::nostrconnect_session;
+use bunker::admin;
 use nip46::NostrConnectUri;
 use nip46::nostr::prelude::Timestamp;
-use store::{Change, SqliteStore, Store};
+use store::SqliteStore;
 
-use crate::cmd::token::pick_key;
 use crate::config::{Config, parse_grant};
 
 /// `rampart connect`
@@ -29,15 +30,12 @@ pub struct Args {
 pub fn run(args: Args, config: &Config) -> Result<()> {
     let uri: NostrConnectUri = args.uri.parse()?;
     let mut store = SqliteStore::open(&config.database_path())?;
-    let key = pick_key(&store, args.key.as_deref())?;
+    let key = admin::pick_key(&store, args.key.as_deref())?;
     let grant = match &args.grant {
         Some(g) => parse_grant(g)?,
         None => config.default_grant()?,
     };
-    let mut session = nostrconnect_session(key.id, &uri, &grant, Timestamp::now());
-    let previous = store.sessions()?.into_iter().find(|s| s.key_id == key.id && s.client == uri.client);
-    session.revision = previous.map_or(1, |p| p.revision + 1);
-    store.apply(&[Change::PutSession(session)])?;
+    admin::accept_nostrconnect(&mut store, key.id, &uri, &grant, Timestamp::now())?;
     let app = uri.name.as_deref().unwrap_or("the app");
     eprintln!(
         "session for {app} ({}) saved with grant `{grant}`; the running bunker sends the connect response",

@@ -56,7 +56,14 @@ pub fn run(command: KeyCommand, config: &Config, env: &HashMap<String, String>) 
     match command {
         KeyCommand::Generate { name } => {
             let keys = Keys::generate();
-            let added = add(&mut store, config, env, &name, keys.secret_key(), KeySecurity::Medium)?;
+            let added = add(
+                &mut store,
+                config,
+                env,
+                &name,
+                keys.secret_key(),
+                KeySecurity::Medium,
+            )?;
             println!("{}", npub(&added));
         }
         KeyCommand::Import { name } => {
@@ -100,7 +107,14 @@ pub fn add(
     }
     let pass = passphrase::read(env, existing.is_empty())?;
     check_passphrase(&existing, &pass)?;
-    let new = vault::seal_key(name, secret, security, &pass, config.vault.log_n, Timestamp::now())?;
+    let new = vault::seal_key(
+        name,
+        secret,
+        security,
+        &pass,
+        config.vault.log_n,
+        Timestamp::now(),
+    )?;
     store.add_key(&new)?;
     find(store, name)
 }
@@ -108,7 +122,8 @@ pub fn add(
 /// All keys of a vault share one passphrase.
 pub fn check_passphrase(existing: &[StoredKey], pass: &Passphrase) -> Result<()> {
     if let Some(first) = existing.first() {
-        Vault::unlock(std::slice::from_ref(first), pass).context("the passphrase does not open this vault")?;
+        Vault::unlock(std::slice::from_ref(first), pass)
+            .context("the passphrase does not open this vault")?;
     }
     Ok(())
 }
@@ -122,7 +137,9 @@ fn find(store: &dyn Store, name: &str) -> Result<StoredKey> {
 }
 
 fn npub(key: &StoredKey) -> String {
-    key.user_pubkey.to_bech32().unwrap_or_else(|_| key.user_pubkey.to_hex())
+    key.user_pubkey
+        .to_bech32()
+        .unwrap_or_else(|_| key.user_pubkey.to_hex())
 }
 
 fn list(store: &dyn Store, json: bool) -> Result<()> {
@@ -147,14 +164,21 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
         eprintln!("no keys yet: `rampart key generate` or `rampart key import`");
     }
     for k in keys {
-        println!("{}\t{}\tsigner {}", k.name, npub(&k), k.signer_pubkey.to_hex());
+        println!(
+            "{}\t{}\tsigner {}",
+            k.name,
+            npub(&k),
+            k.signer_pubkey.to_hex()
+        );
     }
     Ok(())
 }
 
 fn read_secret_input() -> Result<String> {
     if std::io::stdin().is_terminal() {
-        return Ok(rpassword::prompt_password("Secret key (nsec, hex or ncryptsec): ")?);
+        return Ok(rpassword::prompt_password(
+            "Secret key (nsec, hex or ncryptsec): ",
+        )?);
     }
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
@@ -163,11 +187,16 @@ fn read_secret_input() -> Result<String> {
 
 /// An imported ncryptsec may use another passphrase than the vault.
 fn import_passphrase(env: &HashMap<String, String>) -> Result<Passphrase> {
-    if let Some(p) = env.get("RAMPART_IMPORT_PASSPHRASE").filter(|p| !p.is_empty()) {
+    if let Some(p) = env
+        .get("RAMPART_IMPORT_PASSPHRASE")
+        .filter(|p| !p.is_empty())
+    {
         return Ok(Passphrase::new(p.as_str()));
     }
     if std::io::stdin().is_terminal() {
-        return Ok(Passphrase::new(rpassword::prompt_password("Passphrase of the ncryptsec: ")?));
+        return Ok(Passphrase::new(rpassword::prompt_password(
+            "Passphrase of the ncryptsec: ",
+        )?));
     }
     passphrase::read(env, false)
 }

@@ -2,7 +2,9 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod client;
 pub mod connect;
+pub mod dashboard;
 pub mod inspect;
 pub mod key;
 pub mod relay;

@@ -18,7 +18,10 @@ pub struct Args {
 
 /// Serve until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> Result<()> {
-    let config = ServerConfig { require_auth: args.require_auth, ..ServerConfig::default() };
+    let config = ServerConfig {
+        require_auth: args.require_auth,
+        ..ServerConfig::default()
+    };
     eprintln!("relay listening on ws://{}", args.listen);
     server::run(args.listen, config).await?;
     Ok(())

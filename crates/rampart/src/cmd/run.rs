@@ -5,26 +5,38 @@
 //! line per key on stdout (with a fresh single-use secret), and a QR code of
 //! it when stdout is a terminal. Logs go to stderr. SIGINT/SIGTERM stop it
 //! gracefully.
+//!
+//! Requests no rule covers are held for the user, who answers in the web
+//! dashboard (served here, on loopback; its one-time login link is printed on
+//! stderr at start), in this terminal when it is interactive (one prompt line
+//! per request), or from another shell (`rampart approvals`). All three reach
+//! the engine through the admin channel or the store.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bunker::engine::{Engine, TransportKey};
-use bunker::service::{self, ServiceConfig};
+use bunker::service::{self, AdminCommand, AdminSender, ServiceConfig};
 use bunker::vault::Vault;
+use dashboard::{Dashboard, DashboardConfig, login_drop};
+use nip46::BunkerUri;
 use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
 use relay::pool::{PoolConfig, RelayPool};
 use relay::server::{self, ServerConfig};
-use store::{SqliteStore, Store};
-use tokio::sync::mpsc;
+use store::{SqliteStore, Store, StoredKey};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cmd::token;
 use crate::config::{Config, parse_grant};
 use crate::passphrase;
+use crate::terminal::{console::Terminal, prompt};
 
 /// `rampart run`
 #[derive(clap::Args)]
@@ -35,6 +47,9 @@ pub struct Args {
     /// Grant of the tokens printed at start: read, write, encrypt, full, or a permission list.
     #[arg(long)]
     grant: Option<String>,
+    /// Do not prompt for held requests in this terminal.
+    #[arg(long)]
+    no_prompt: bool,
 }
 
 /// Serve until a signal arrives.
@@ -46,13 +61,32 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
         Some(g) => parse_grant(g)?,
         None => config.default_grant()?,
     };
-    let mut store = SqliteStore::open(&config.database_path())
-        .with_context(|| format!("could not open the database in {}", config.data_dir.display()))?;
+    // Bound first: a taken port or a bad setting fails before the passphrase
+    // prompt, and auth_url challenges may point at the dashboard.
+    let dashboard_listener = bind_dashboard(&config).await?;
+    let dashboard_addr = dashboard_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let auth_url_base = config.auth_url_base(dashboard_addr)?;
+    let mut store = SqliteStore::open(&config.database_path()).with_context(|| {
+        format!(
+            "could not open the database in {}",
+            config.data_dir.display()
+        )
+    })?;
     let mut keys = store.keys()?;
     let pass = passphrase::read(env, keys.is_empty())?;
     if keys.is_empty() {
         let fresh = Keys::generate();
-        let sealed = bunker::vault::seal_key("default", fresh.secret_key(), KeySecurity::Medium, &pass, config.vault.log_n, Timestamp::now())?;
+        let sealed = bunker::vault::seal_key(
+            "default",
+            fresh.secret_key(),
+            KeySecurity::Medium,
+            &pass,
+            config.vault.log_n,
+            Timestamp::now(),
+        )?;
         store.add_key(&sealed)?;
         let npub = fresh.public_key().to_bech32().unwrap_or_default();
         eprintln!("created key `default`: {npub}");
@@ -66,7 +100,12 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
     let (embedded, relays) = if config.relays.is_empty() {
         let handle = server::spawn_on(config.embedded_relay, ServerConfig::default())
             .await
-            .with_context(|| format!("could not start the embedded relay on {}", config.embedded_relay))?;
+            .with_context(|| {
+                format!(
+                    "could not start the embedded relay on {}",
+                    config.embedded_relay
+                )
+            })?;
         let url = RelayUrl::parse(&handle.url())?;
         eprintln!("embedded relay on {url}");
         (Some(handle), vec![url])
@@ -76,10 +115,19 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
 
     let transport: Vec<TransportKey> = keys
         .iter()
-        .filter_map(|k| vault.take_signer(k.id).map(|signer| TransportKey { key_id: k.id, signer }))
+        .filter_map(|k| {
+            vault.take_signer(k.id).map(|signer| TransportKey {
+                key_id: k.id,
+                signer,
+            })
+        })
         .collect();
     let auth_keys = transport.first().map(|t| t.signer.clone());
-    let engine = Engine::new(config.engine(relays.clone())?, Arc::new(vault), transport);
+    let engine = Engine::new(
+        config.engine(relays.clone(), dashboard_addr)?,
+        Arc::new(vault),
+        transport,
+    );
 
     let pool_config = PoolConfig {
         // The engine verifies after its cheap checks; verifying twice costs ~20 µs a request.
@@ -92,25 +140,162 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
         pool.add_relay(relay.as_str())?;
     }
 
-    for key in &keys {
-        let uri = token::mint(&mut store, key, grant.clone(), None, Some("rampart run".into()), relays.clone())?;
-        println!("{uri}");
-        if std::io::stdout().is_terminal() {
-            print_qr(&uri.to_string());
+    // In-process interfaces decide through the admin channel; they stop
+    // when the service has answered every held request and stopped.
+    let (admin_tx, admin_rx) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut dashboard_task = None;
+    if let (Some(listener), Some(addr)) = (dashboard_listener, dashboard_addr) {
+        let settings = DashboardConfig {
+            session_ttl: Duration::from_secs(config.dashboard.session_hours.max(1) * 3600),
+            relays: relays.clone(),
+            default_grant: config.default_grant()?,
+            allowed_origins: auth_url_base
+                .iter()
+                .map(|b| b.as_str().to_owned())
+                .collect(),
+            login_drop: Some(config.data_dir.join(login_drop::FILE_NAME)),
+            approval_timeout_secs: config.policy.approval_timeout_secs,
+        };
+        let own_store = SqliteStore::open(&config.database_path())?;
+        let (dash, login) = Dashboard::new(settings, Box::new(own_store), admin_tx.clone())?;
+        // Printed once, by design: the way in to the dashboard.
+        eprintln!(
+            "dashboard: http://{addr}/login?token={} (one-time login link)",
+            login.expose()
+        );
+        if let Some(base) = &auth_url_base {
+            eprintln!("auth_url challenges point at {base}/approve/…");
         }
+        let stopped = stopped(stop_rx.clone());
+        dashboard_task = Some(tokio::spawn(async move {
+            if let Err(e) = dashboard::serve(listener, dash, stopped).await {
+                tracing::error!(error = %e, "the dashboard stopped");
+            }
+        }));
     }
+    let prompt_task = if !args.no_prompt && interactive() {
+        Some(tokio::spawn(terminal_prompt(
+            admin_tx.clone(),
+            keys.clone(),
+        )))
+    } else {
+        None
+    };
 
-    let (_admin_tx, admin_rx) = mpsc::channel(64);
-    let result = service::run(ServiceConfig::default(), engine, Box::new(store), pool, events, admin_rx, shutdown_signal()).await;
+    // Printed once the bunker listens: a client that connects at once must
+    // not find nobody subscribed (relays do not keep kind-24133 events).
+    let mut uris = Vec::new();
+    for key in &keys {
+        uris.push(token::mint(
+            &mut store,
+            key,
+            grant.clone(),
+            None,
+            Some("rampart run".into()),
+            relays.clone(),
+        )?);
+    }
+    let announce_task = tokio::spawn(announce(admin_tx.clone(), uris));
+    drop(admin_tx);
+
+    let result = service::run(
+        ServiceConfig::default(),
+        engine,
+        Box::new(store),
+        pool,
+        events,
+        admin_rx,
+        shutdown_signal(),
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    announce_task.abort();
+    if let Some(task) = prompt_task {
+        task.abort();
+    }
+    if let Some(task) = dashboard_task
+        && tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the dashboard did not stop in time");
+    }
     if let Some(handle) = embedded {
         handle.shutdown().await;
     }
     result.map_err(Into::into)
 }
 
+/// The dashboard's listener, when it is enabled.
+async fn bind_dashboard(config: &Config) -> Result<Option<TcpListener>> {
+    if !config.dashboard.enabled {
+        return Ok(None);
+    }
+    let listen: SocketAddr = config.dashboard_listen()?;
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "could not start the dashboard on {listen}: set [dashboard] listen (or \
+             RAMPART_DASHBOARD_LISTEN), or turn it off with RAMPART_DASHBOARD_ENABLED=false"
+        )
+    })?;
+    Ok(Some(listener))
+}
+
+/// Print the `bunker://` lines (and QR codes, in a terminal) once the
+/// service has a live subscription, or after a while without one.
+async fn announce(admin: AdminSender, uris: Vec<BunkerUri>) {
+    let (reply, serving) = oneshot::channel();
+    if admin
+        .send(AdminCommand::WhenServing { reply })
+        .await
+        .is_ok()
+        && tokio::time::timeout(Duration::from_secs(10), serving)
+            .await
+            .is_err()
+    {
+        tracing::warn!("no relay has confirmed the subscription yet; apps may have to retry");
+    }
+    for uri in uris {
+        println!("{uri}");
+        if std::io::stdout().is_terminal() {
+            print_qr(&uri.to_string());
+        }
+    }
+}
+
+/// Whether a person is at this terminal (prompt on stdin, answer on stderr).
+fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Prompt for held requests in this terminal.
+async fn terminal_prompt(admin: AdminSender, keys: Vec<StoredKey>) {
+    eprintln!("held requests are asked here: y allow once, a always allow, n deny, d always deny");
+    let sink = Arc::new(Terminal);
+    prompt::run(
+        admin,
+        keys,
+        prompt::stdin_lines(),
+        sink,
+        Duration::from_millis(300),
+    )
+    .await;
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
 fn print_qr(text: &str) {
     match qrcode::QrCode::new(text.as_bytes()) {
-        Ok(code) => println!("{}", code.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build()),
+        Ok(code) => println!(
+            "{}",
+            code.render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build()
+        ),
         Err(e) => tracing::debug!(error = %e, "no QR code"),
     }
 }

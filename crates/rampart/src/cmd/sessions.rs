@@ -1,8 +1,14 @@
-//! `rampart sessions`: list and revoke app sessions.
+//! `rampart sessions`: list app sessions, change their rules, revoke them.
+//!
+//! Each action is one [`bunker::admin`] function, shared with the dashboard;
+//! every edit bumps the session's revision so the running bunker takes it.
 
-use anyhow::{Result, bail};
+use std::time::Duration;
+
+use anyhow::Result;
+use bunker::admin::{self, SessionEdit, SessionView};
 use nip46::nostr::prelude::Timestamp;
-use store::{Change, RuleEffect, Session, SqliteStore, Store};
+use store::{RuleEffect, SqliteStore, Store};
 
 use crate::config::Config;
 
@@ -18,90 +24,123 @@ pub enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a session by client pubkey (hex, or a unique prefix).
+    /// Revoke a session by client pubkey (hex or npub, or a unique prefix).
     Revoke {
         /// Client pubkey or prefix.
         client: String,
     },
+    /// Always allow a permission (`sign_event:1`, `nip44_encrypt`) for an app.
+    Allow(RuleArgs),
+    /// Always deny a permission for an app.
+    Deny(RuleArgs),
+    /// Remove the rule for a permission: the app is asked again.
+    Unset {
+        /// Client pubkey or prefix.
+        client: String,
+        /// The permission.
+        permission: String,
+    },
+}
+
+/// An app and a permission, for a while.
+#[derive(clap::Args)]
+pub struct RuleArgs {
+    /// Client pubkey or prefix.
+    client: String,
+    /// The permission (`sign_event:<kind>` or a method).
+    permission: String,
+    /// Only for this long (e.g. 1h, 7d). Default: until changed.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    r#for: Option<Duration>,
 }
 
 /// Run a sessions command.
 pub fn run(command: SessionsCommand, config: &Config) -> Result<()> {
     let mut store = SqliteStore::open(&config.database_path())?;
+    let now = Timestamp::now();
     match command {
         SessionsCommand::List { all, json } => list(&store, all, json),
-        SessionsCommand::Revoke { client } => revoke(&mut store, &client),
+        SessionsCommand::Revoke { client } => {
+            let session = admin::find_session(&store, &client, now)?;
+            admin::revoke_session(&mut store, session.key_id, &session.client, now)?;
+            eprintln!("revoked {}", session.client.to_hex());
+            Ok(())
+        }
+        SessionsCommand::Allow(args) => set_rule(&mut store, args, RuleEffect::Allow, now),
+        SessionsCommand::Deny(args) => set_rule(&mut store, args, RuleEffect::Deny, now),
+        SessionsCommand::Unset { client, permission } => {
+            let session = admin::find_session(&store, &client, now)?;
+            let permission =
+                admin::parse_rule(&permission, RuleEffect::Allow, None, now)?.permission;
+            admin::edit_session(
+                &mut store,
+                session.key_id,
+                &session.client,
+                SessionEdit::RemoveRule(permission.clone()),
+                now,
+            )?;
+            eprintln!("removed the rule for {permission}: the app will be asked");
+            Ok(())
+        }
     }
 }
 
-fn describe(s: &Session, key_name: &str) -> serde_json::Value {
-    let now = Timestamp::now();
-    serde_json::json!({
-        "key": key_name,
-        "client": s.client.to_hex(),
-        "name": s.metadata.name,
-        "url": s.metadata.url,
-        "origin": s.origin.as_str(),
-        "allowed": s.allowed(now).to_string(),
-        "denied": s.rules.iter().filter(|r| r.effect == RuleEffect::Deny).map(|r| r.permission.to_string()).collect::<Vec<_>>(),
-        "requested": s.requested_perms.to_string(),
-        "created_at": s.created_at.as_secs(),
-        "last_used_at": s.last_used_at.map(|t| t.as_secs()),
-        "requests": s.request_count,
-        "active": s.is_active(now),
-    })
+fn set_rule(
+    store: &mut SqliteStore,
+    args: RuleArgs,
+    effect: RuleEffect,
+    now: Timestamp,
+) -> Result<()> {
+    let session = admin::find_session(store, &args.client, now)?;
+    let rule = admin::parse_rule(&args.permission, effect, args.r#for, now)?;
+    let shown = rule.permission.to_string();
+    admin::edit_session(
+        store,
+        session.key_id,
+        &session.client,
+        SessionEdit::SetRule(rule),
+        now,
+    )?;
+    let verb = if effect == RuleEffect::Allow {
+        "allowed"
+    } else {
+        "denied"
+    };
+    eprintln!("{shown} is {verb} for {}", session.client.to_hex());
+    Ok(())
 }
 
 fn list(store: &dyn Store, all: bool, json: bool) -> Result<()> {
     let keys = store.keys()?;
     let now = Timestamp::now();
-    let rows: Vec<serde_json::Value> = store
+    let rows: Vec<SessionView> = store
         .sessions()?
         .iter()
         .filter(|s| all || s.is_active(now))
-        .map(|s| {
-            let name = keys.iter().find(|k| k.id == s.key_id).map_or("?", |k| k.name.as_str());
-            describe(s, name)
-        })
+        .map(|s| SessionView::new(s, &keys, now))
         .collect();
     if json {
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", serde_json::to_string(&rows)?);
         return Ok(());
     }
     if rows.is_empty() {
         eprintln!("no sessions");
     }
     for r in rows {
+        let denied = if r.denied.is_empty() {
+            String::new()
+        } else {
+            format!("\tdenied: {}", r.denied.join(","))
+        };
         println!(
-            "{}\t{}\t{}\tallowed: {}\trequests: {}{}",
-            r["key"].as_str().unwrap_or_default(),
-            r["client"].as_str().unwrap_or_default(),
-            r["name"].as_str().unwrap_or("(unnamed app)"),
-            r["allowed"].as_str().unwrap_or_default(),
-            r["requests"],
-            if r["active"] == true { "" } else { "\t(revoked)" },
+            "{}\t{}\t{}\tallowed: {}{denied}\trequests: {}{}",
+            r.key,
+            r.client,
+            r.name.as_deref().unwrap_or("(unnamed app)"),
+            r.allowed,
+            r.requests,
+            if r.active { "" } else { "\t(revoked)" },
         );
     }
     Ok(())
-}
-
-fn revoke(store: &mut SqliteStore, client: &str) -> Result<()> {
-    let now = Timestamp::now();
-    let matches: Vec<Session> = store
-        .sessions()?
-        .into_iter()
-        .filter(|s| s.is_active(now) && s.client.to_hex().starts_with(&client.to_lowercase()))
-        .collect();
-    match matches.as_slice() {
-        [] => bail!("no active session for a client starting with `{client}`"),
-        [one] => {
-            let mut session = one.clone();
-            session.revoked_at = Some(now);
-            session.revision += 1;
-            store.apply(&[Change::PutSession(session)])?;
-            eprintln!("revoked {}", one.client.to_hex());
-            Ok(())
-        }
-        _ => bail!("`{client}` matches {} sessions; give more of the pubkey", matches.len()),
-    }
 }

@@ -1,14 +1,17 @@
 //! `rampart uri`: mint a single-use `bunker://` token for a key.
 //!
 //! Minting needs no passphrase: the token names the signer's public key, and
-//! only a hash of the secret is stored.
+//! only a hash of the secret is stored. The dashboard mints through the same
+//! function ([`bunker::admin::mint_token`]).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bunker::admin;
+use bunker::service::OsRandomness;
 use nip46::nostr::prelude::{RelayUrl, Timestamp};
-use nip46::{BunkerUri, ConnectSecret, PermissionSet};
-use store::{NewToken, SqliteStore, Store, StoredKey};
+use nip46::{BunkerUri, PermissionSet};
+use store::{SqliteStore, Store, StoredKey};
 
 use crate::config::{Config, parse_grant};
 
@@ -35,13 +38,17 @@ pub struct Args {
 /// Mint and print a token.
 pub fn run(args: Args, config: &Config) -> Result<()> {
     let mut store = SqliteStore::open(&config.database_path())?;
-    let key = pick_key(&store, args.key.as_deref())?;
+    let key = admin::pick_key(&store, args.key.as_deref())?;
     let grant = match &args.grant {
         Some(g) => parse_grant(g)?,
         None => config.default_grant()?,
     };
-    let relays = if args.relays.is_empty() { advertised_relays(config)? } else { parse_relays(&args.relays)? };
-    let expires = args.expires.map(|d| Timestamp::from_secs(Timestamp::now().as_secs() + d.as_secs()));
+    let relays = if args.relays.is_empty() {
+        advertised_relays(config)?
+    } else {
+        parse_relays(&args.relays)?
+    };
+    let expires = admin::until(Timestamp::now(), args.expires);
     let uri = mint(&mut store, &key, grant, expires, args.label, relays)?;
     println!("{uri}");
     Ok(())
@@ -56,22 +63,18 @@ pub fn mint(
     label: Option<String>,
     relays: Vec<RelayUrl>,
 ) -> Result<BunkerUri> {
-    let mut entropy = [0u8; 16];
-    getrandom::fill(&mut entropy).map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
-    let secret = ConnectSecret::from_entropy(entropy);
-    let mut token = NewToken::new(key.id, &secret, grant, expires_at, Timestamp::now());
-    token.label = label;
-    store.add_token(&token)?;
-    Ok(BunkerUri { signer: key.signer_pubkey, relays, secret: Some(secret) })
-}
-
-/// The key named, or the first one.
-pub fn pick_key(store: &dyn Store, name: Option<&str>) -> Result<StoredKey> {
-    let keys = store.keys()?;
-    match name {
-        Some(n) => keys.into_iter().find(|k| k.name == n).with_context(|| format!("no key named `{n}`")),
-        None => keys.into_iter().next().context("no keys yet: run `rampart key generate` first"),
-    }
+    let mut rng = OsRandomness::new();
+    let uri = admin::mint_token(
+        store,
+        key,
+        grant,
+        expires_at,
+        label,
+        relays,
+        &mut rng,
+        Timestamp::now(),
+    )?;
+    Ok(uri)
 }
 
 /// The relays a token should name: configured ones, or the embedded relay.
@@ -80,7 +83,10 @@ pub fn advertised_relays(config: &Config) -> Result<Vec<RelayUrl>> {
     if !relays.is_empty() {
         return Ok(relays);
     }
-    Ok(vec![RelayUrl::parse(&format!("ws://{}", config.embedded_relay))?])
+    Ok(vec![RelayUrl::parse(&format!(
+        "ws://{}",
+        config.embedded_relay
+    ))?])
 }
 
 /// Parse `--relay` flags.

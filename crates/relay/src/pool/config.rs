@@ -45,7 +45,9 @@ pub struct PoolConfig {
     /// up, connection tasks wait (back-pressure) rather than drop events.
     pub notification_capacity: usize,
     /// Check the id and signature of every incoming event before delivering
-    /// it (a relay could otherwise forge events). On by default.
+    /// it (a relay could otherwise forge events). On by default. When off, the
+    /// caller must verify; copies of an event with different signatures are
+    /// then all delivered, so a forged copy cannot hide the genuine one.
     pub verify_events: bool,
 }
 

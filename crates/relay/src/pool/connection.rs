@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,11 +196,14 @@ impl Connection {
     async fn session(&mut self, mut ws: WsStream) -> End {
         let mut session = Session::default();
         let end = self.serve(&mut ws, &mut session).await;
-        if let End::Stop = end {
-            // Best effort: tell the relay we are leaving.
-            let _ = timeout(self.shared.config.io_timeout, ws.close(None)).await;
+        match end {
+            // Best effort: tell the relay we are leaving. Events written but
+            // not yet acknowledged were sent; nothing to keep.
+            End::Stop => {
+                let _ = timeout(self.shared.config.io_timeout, ws.close(None)).await;
+            }
+            End::Lost(_) => self.keep_unanswered(session),
         }
-        self.keep_unanswered(session);
         end
     }
 
@@ -246,17 +250,26 @@ impl Connection {
         let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        // One timer for the earliest OK deadline, re-armed only when that
+        // deadline changes rather than re-created on every loop.
+        let ok_timer = sleep_until(Instant::now());
+        tokio::pin!(ok_timer);
+        let mut armed: Option<Instant> = None;
         loop {
             let deadline = session.deadlines.front().map(|(deadline, _)| *deadline);
+            if let Some(deadline) = deadline
+                && armed != Some(deadline)
+            {
+                ok_timer.as_mut().reset(deadline);
+                armed = Some(deadline);
+            }
             let step = tokio::select! {
                 biased;
                 _ = self.stop.changed() => Step::Stop,
                 frame = ws.next() => Step::Frame(frame),
                 () = self.wake.notified() => Step::SubscriptionsChanged,
                 outgoing = self.queue.recv() => Step::Publish(outgoing),
-                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    Step::OkDeadline
-                }
+                () = &mut ok_timer, if deadline.is_some() => Step::OkDeadline,
                 _ = ping.tick() => Step::Ping,
             };
             let result = match step {
@@ -509,14 +522,24 @@ impl Connection {
             trace!(relay = %self.target.url, id = %subscription_id, "event for an ended subscription");
             return Ok(());
         };
-        let key = (event.id, serial);
+        let verify = self.shared.config.verify_events;
+        // Verified events are the same event whatever their signature; if the
+        // caller verifies later, a copy with another signature (possibly a
+        // forgery) must still reach it.
+        let fingerprint = if verify {
+            0
+        } else {
+            let sig: &[u8] = event.sig.as_ref();
+            self.shared.fingerprints.hash_one(sig)
+        };
+        let key = (event.id, serial, fingerprint);
         if self.shared.seen().contains(&key) {
             bump(&self.state.counters.duplicates);
             return Ok(());
         }
         // Verify before remembering the id: a forged copy arriving first must
         // not shadow the genuine event.
-        if self.shared.config.verify_events && event.verify().is_err() {
+        if verify && event.verify().is_err() {
             bump(&self.state.counters.invalid_events);
             warn!(relay = %self.target.url, id = %event.id, "dropping event with a bad id or signature");
             return Ok(());

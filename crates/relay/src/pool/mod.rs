@@ -24,7 +24,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Each relay gets one task that owns its socket ([`connection`]); the pool
+//! Each relay gets one task that owns its socket (`connection.rs`); the pool
 //! handle only queues work for those tasks and reads their counters, so no
 //! call on it waits for the network.
 
@@ -39,6 +39,7 @@ mod subscriptions;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::RandomState;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nostr::prelude::{ClientMessage, Event, EventId, Filter, RelayUrl, SubscriptionId};
@@ -99,9 +100,17 @@ struct RelayHandle {
 pub(crate) struct Shared {
     pub(crate) config: PoolConfig,
     subscriptions: Mutex<Subscriptions>,
-    seen: Mutex<SeenSet<(EventId, u64)>>,
+    seen: Mutex<SeenSet<SeenKey>>,
+    /// Keyed hasher for signature fingerprints (see [`SeenKey`]).
+    pub(crate) fingerprints: RandomState,
     pub(crate) events: mpsc::Sender<PoolEvent>,
 }
+
+/// What identifies "the same event for the same subscription": the event
+/// id, the subscription's serial, and — only when events are not verified —
+/// a keyed fingerprint of the signature, so that a relay sending a forged
+/// copy first cannot make the pool drop the genuine one.
+pub(crate) type SeenKey = (EventId, u64, u64);
 
 impl Shared {
     pub(crate) fn subscriptions(&self) -> MutexGuard<'_, Subscriptions> {
@@ -110,7 +119,7 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn seen(&self) -> MutexGuard<'_, SeenSet<(EventId, u64)>> {
+    pub(crate) fn seen(&self) -> MutexGuard<'_, SeenSet<SeenKey>> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -138,6 +147,7 @@ impl RelayPool {
         let shared = Arc::new(Shared {
             seen: Mutex::new(SeenSet::new(config.dedup_capacity)),
             subscriptions: Mutex::new(Subscriptions::default()),
+            fingerprints: RandomState::new(),
             config,
             events,
         });

@@ -1,0 +1,262 @@
+//! The bunker's request path against the cryptographic floor.
+//!
+//! A `sign_event` request costs at least three schnorr operations: verify
+//! the request event, sign the user's event, sign the response event. This
+//! bench measures those three alone (the floor) and the whole in-process
+//! path — relay message text in, relay message text out: parse, replay and
+//! time checks, verify, NIP-44 decrypt with the cached conversation key,
+//! request parsing, policy, signing, NIP-44 encrypt, sealing, the audit
+//! record (built, not written: the store is another thread's work) — and
+//! prints the ratio. The bar is ≤ 1.3× the floor.
+//!
+//! Run: `cargo bench -p bunker --bench request_path`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bunker::Millis;
+use bunker::engine::{Engine, EngineConfig, Randomness, Snapshot, TransportKey};
+use bunker::rate_limit::RateLimit;
+use bunker::vault::{self, Passphrase, Vault};
+use criterion::Criterion;
+use nip46::envelope::{self, Entropy};
+use nip46::nostr::nips::nip49::KeySecurity;
+use nip46::nostr::prelude::{
+    ClientMessage, Event, EventId, Keys, Kind, RelayMessage, SubscriptionId, Timestamp,
+    UnsignedEvent,
+};
+use nip46::{Conversation, Preset, Scheme};
+use store::{KeyId, Session, SessionOrigin, StoredKey};
+
+struct Counter(u64);
+
+impl Randomness for Counter {
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            self.0 += 1;
+            chunk.copy_from_slice(&self.0.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+struct Setup {
+    engine: Engine,
+    rng: Counter,
+    client: Keys,
+    to_signer: Conversation,
+    seq: u64,
+}
+
+fn setup() -> Setup {
+    let pass = Passphrase::new("bench");
+    let user = Keys::generate();
+    let now = Timestamp::now();
+    let new = vault::seal_key(
+        "bench",
+        user.secret_key(),
+        KeySecurity::Medium,
+        &pass,
+        4,
+        now,
+    )
+    .expect("seal");
+    let stored = StoredKey {
+        id: KeyId(1),
+        name: new.name,
+        user_pubkey: new.user_pubkey,
+        signer_pubkey: new.signer_pubkey,
+        user_ncryptsec: new.user_ncryptsec,
+        signer_ncryptsec: new.signer_ncryptsec,
+        created_at: now,
+    };
+    let mut vault = Vault::unlock(std::slice::from_ref(&stored), &pass).expect("unlock");
+    let signer_keys = vault.take_signer(KeyId(1)).expect("signer");
+    let config = EngineConfig {
+        rate_limit: RateLimit {
+            burst: u32::MAX,
+            per_second: 1e12,
+        },
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(
+        config,
+        Arc::new(vault),
+        vec![TransportKey {
+            key_id: KeyId(1),
+            signer: signer_keys,
+        }],
+    );
+    let client = Keys::generate();
+    let session = Session::new(
+        KeyId(1),
+        client.public_key(),
+        &Preset::Full.permissions(),
+        SessionOrigin::Bunker,
+        now,
+    );
+    let mut rng = Counter(0);
+    engine.reload(
+        Millis::now(),
+        Snapshot {
+            tokens: vec![],
+            sessions: vec![session],
+            approvals: vec![],
+        },
+        &mut rng,
+    );
+    let to_signer = Conversation::new(&client, stored.signer_pubkey).expect("conversation");
+    Setup {
+        engine,
+        rng,
+        client,
+        to_signer,
+        seq: 0,
+    }
+}
+
+impl Setup {
+    /// A fresh `sign_event` request as the relay would deliver it (client-side cost, not measured).
+    fn relay_message(&mut self) -> String {
+        self.seq += 1;
+        let template = format!(
+            r#"{{"kind":1,"content":"benchmark note {}","tags":[["t","rampart"]],"created_at":{}}}"#,
+            self.seq,
+            Timestamp::now().as_secs()
+        );
+        let request = serde_json::json!({"id": self.seq.to_string(), "method": "sign_event", "params": [template]}).to_string();
+        let mut nonce = [0u8; 32];
+        nonce[..8].copy_from_slice(&self.seq.to_le_bytes());
+        let entropy = Entropy {
+            nonce,
+            aux: [3; 32],
+        };
+        let event = envelope::seal(
+            &self.client,
+            &mut self.to_signer,
+            Scheme::Nip44,
+            &request,
+            Timestamp::now(),
+            &entropy,
+        )
+        .expect("seal");
+        RelayMessage::event(SubscriptionId::new("bunker"), event).as_json()
+    }
+
+    /// The whole path: relay text in, relay text out.
+    fn handle(&mut self, text: &str) -> String {
+        let RelayMessage::Event { event, .. } =
+            RelayMessage::from_json(text).expect("relay message")
+        else {
+            unreachable!("the bench only feeds EVENT messages")
+        };
+        let out = self
+            .engine
+            .handle_event(Millis::now(), &event, &mut self.rng);
+        let reply = out.publish.into_iter().next().expect("a reply");
+        ClientMessage::event(reply.event).as_json()
+    }
+}
+
+/// The three schnorr operations of a request, measured alone.
+struct Floor {
+    keys: Keys,
+    event: Event,
+}
+
+impl Floor {
+    fn new() -> Self {
+        let keys = Keys::generate();
+        let unsigned = UnsignedEvent::new(
+            keys.public_key(),
+            Timestamp::now(),
+            Kind::TextNote,
+            [],
+            "floor",
+        );
+        let event = envelope::sign(&keys, unsigned, &[1; 32]).expect("sign");
+        Floor { keys, event }
+    }
+
+    fn verify(&self) {
+        envelope::verify(black_box(&self.event)).expect("valid");
+    }
+}
+
+/// Median of `rounds` timings of `n` runs each, per run.
+fn median_per_op(rounds: usize, n: u32, mut f: impl FnMut()) -> Duration {
+    let mut samples: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            start.elapsed() / n
+        })
+        .collect();
+    samples.sort();
+    samples[rounds / 2]
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    let floor = Floor::new();
+    let secp = secp256k1::Secp256k1::signing_only();
+    let sign_once = || {
+        let id = EventId::from_byte_array([7; 32]);
+        black_box(
+            floor
+                .keys
+                .sign_schnorr_with_aux_rand(&secp, id.as_bytes(), &[2; 32]),
+        );
+    };
+    criterion.bench_function("floor/schnorr_verify", |b| b.iter(|| floor.verify()));
+    criterion.bench_function("floor/schnorr_sign", |b| b.iter(sign_once));
+
+    let mut s = setup();
+    criterion.bench_function("bunker/sign_event_request", |b| {
+        // Each request must be fresh (replay protection), and building it is
+        // the client's cost: make them first, time only the bunker.
+        b.iter_custom(|iters| {
+            let messages: Vec<String> = (0..iters).map(|_| s.relay_message()).collect();
+            let start = Instant::now();
+            for text in &messages {
+                black_box(s.handle(text));
+            }
+            start.elapsed()
+        })
+    });
+    criterion.final_summary();
+
+    // The ratio, measured the same way for both sides.
+    let verify = median_per_op(15, 400, || floor.verify());
+    let sign = median_per_op(15, 400, sign_once);
+    let messages: Vec<String> = (0..15 * 300).map(|_| s.relay_message()).collect();
+    let mut it = messages.iter();
+    let request = median_per_op(15, 300, || {
+        let text = it.next().expect("enough messages");
+        black_box(s.handle(text));
+    });
+    let floor_total = verify + sign * 2;
+    println!();
+    println!(
+        "schnorr verify            {:>8.1} µs",
+        verify.as_secs_f64() * 1e6
+    );
+    println!(
+        "schnorr sign              {:>8.1} µs",
+        sign.as_secs_f64() * 1e6
+    );
+    println!(
+        "floor (verify + 2 signs)  {:>8.1} µs",
+        floor_total.as_secs_f64() * 1e6
+    );
+    println!(
+        "sign_event request path   {:>8.1} µs",
+        request.as_secs_f64() * 1e6
+    );
+    println!(
+        "ratio request / floor     {:>8.2}×   (bar: ≤ 1.30×)",
+        request.as_secs_f64() / floor_total.as_secs_f64()
+    );
+}

@@ -1,0 +1,254 @@
+//! The client against a third-party signer from another ecosystem:
+//! applesauce-signers' `NostrConnectProvider` (npm), driven by
+//! `tests/interop/applesauce-provider.mjs` under Node, on a real relay.
+//!
+//! Skipped (with a message) when Node or the npm packages are missing,
+//! except under CI, where that is a failure (`.ci/install` runs `npm ci`).
+//!
+//! Quirks of this signer: `switch_relays` answers `"result": null` when
+//! nothing changes (the protocol core refuses a null result; the client
+//! reads it), `connect` echoes the secret instead of `"ack"`, error replies
+//! carry `"result": ""` and no code, and it serves one client at a time.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command as Process, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use client::{Client, ClientOptions, Error};
+use nip46::nostr::nips::{nip04, nip44};
+use nip46::nostr::prelude::{
+    EventBuilder, FinalizeEventAsync, Keys, Kind, RelayUrl, Tag, Timestamp, UnsignedEvent,
+};
+use nip46::{BunkerUri, Method};
+use relay::PoolConfig;
+use relay::server::{self, RelayHandle, ServerConfig};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
+}
+
+/// A running provider; its stdin is held open (closing it stops the script).
+struct Provider {
+    child: Child,
+    _stdin: ChildStdin,
+    uri: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the provider, or `None` (skip) when Node or the packages are not
+/// installed outside CI.
+fn provider(args: &[&str]) -> Option<Provider> {
+    let dir = interop_dir();
+    let installed = dir.join("node_modules/applesauce-signers").is_dir()
+        && Process::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            !testkit::ci(),
+            "node or tests/interop/node_modules is missing, and CI must run this test (see .ci/install)"
+        );
+        eprintln!("SKIPPED: node or applesauce-signers not installed (run `bash .ci/install`)");
+        return None;
+    }
+    let mut child = Process::new("node")
+        .arg("applesauce-provider.mjs")
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node");
+    let stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let uri = rx.recv_timeout(WAIT).expect("the provider printed no URI");
+    Some(Provider {
+        child,
+        _stdin: stdin,
+        uri,
+    })
+}
+
+fn options() -> ClientOptions {
+    ClientOptions::new()
+        .name("applesauce interop")
+        .request_timeout(Duration::from_secs(10))
+        .pool(
+            PoolConfig::default()
+                .with_backoff(Duration::from_millis(20), Duration::from_millis(250)),
+        )
+}
+
+async fn relay() -> RelayHandle {
+    server::spawn(ServerConfig::default()).await.expect("relay")
+}
+
+async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn note(client: &Client, content: &str) -> UnsignedEvent {
+    UnsignedEvent::new(
+        client.user_pubkey(),
+        Timestamp::now(),
+        Kind::TextNote,
+        [Tag::hashtag("interop")],
+        content,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn our_client_signs_through_applesauce() {
+    let relay = relay().await;
+    let Some(provider) = provider(&["--relay", &relay.url(), "--secret", "apple-secret"]) else {
+        return;
+    };
+    let client = within("connect", Client::connect(&provider.uri, options()))
+        .await
+        .unwrap();
+    assert_ne!(client.user_pubkey(), client.signer_pubkey());
+    let user = client.user_pubkey();
+
+    let event = EventBuilder::new(Kind::TextNote, "signed by applesauce")
+        .tags([Tag::hashtag("interop")])
+        .finalize_async(&client)
+        .await
+        .unwrap();
+    event.verify().unwrap();
+    assert_eq!(event.pubkey, user);
+
+    let peer = Keys::generate();
+    let ct = client
+        .nip44_encrypt(&peer.public_key(), "nip44 text")
+        .await
+        .unwrap();
+    assert_eq!(
+        nip44::decrypt(peer.secret_key(), &user, &ct).unwrap(),
+        "nip44 text"
+    );
+    assert_eq!(
+        client.nip44_decrypt(&peer.public_key(), &ct).await.unwrap(),
+        "nip44 text"
+    );
+    let ct = client
+        .nip04_encrypt(&peer.public_key(), "nip04 text")
+        .await
+        .unwrap();
+    assert_eq!(
+        nip04::decrypt(peer.secret_key(), &user, &ct).unwrap(),
+        "nip04 text"
+    );
+    assert_eq!(
+        client.nip04_decrypt(&peer.public_key(), &ct).await.unwrap(),
+        "nip04 text"
+    );
+    client.ping().await.unwrap();
+
+    // Quirk: `"result": null` means "keep the relays".
+    assert_eq!(client.switch_relays().await.unwrap(), None);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    // (This signer handles one request at a time, ~0.1 s each.)
+    for i in 0..20 {
+        let client = client.clone();
+        tasks.spawn(async move { client.sign_event(note(&client, &format!("n{i}"))).await });
+    }
+    while let Some(r) = within("20 signatures", tasks.join_next()).await {
+        r.unwrap().unwrap();
+    }
+
+    // Its errors carry no code.
+    let err = client
+        .nip44_decrypt(&peer.public_key(), "garbage")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Signer {
+                method: Method::Nip44Decrypt,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.code(), None);
+
+    client.logout().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_follows_switch_relays() {
+    let (old, new) = (relay().await, relay().await);
+    let Some(provider) = provider(&[
+        "--relay",
+        &old.url(),
+        "--relay",
+        &new.url(),
+        "--switch-to",
+        &new.url(),
+    ]) else {
+        return;
+    };
+    // Hand the client the old relay only.
+    let mut uri: BunkerUri = provider.uri.parse().unwrap();
+    uri.relays = vec![RelayUrl::parse(&old.url()).unwrap()];
+    let client = within("connect", Client::connect_bunker(uri, options()))
+        .await
+        .unwrap();
+    let new_url = RelayUrl::parse(&new.url()).unwrap();
+    assert_eq!(client.relays(), vec![new_url.clone()]);
+    // The old relay can go away.
+    old.shutdown().await;
+    let event = client
+        .sign_event(note(&client, "on the new relay"))
+        .await
+        .unwrap();
+    event.verify().unwrap();
+    assert_eq!(client.session().relays, vec![new_url]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nostrconnect_uri_accepted_by_applesauce() {
+    let relay = relay().await;
+    let url = RelayUrl::parse(&relay.url()).unwrap();
+    let pending = within(
+        "listening",
+        Client::nostrconnect(vec![url], options().perms("sign_event:1".parse().unwrap())),
+    )
+    .await
+    .unwrap();
+    let uri = pending.uri().to_string();
+    let Some(_provider) = provider(&["--relay", &relay.url(), "--nostrconnect", &uri]) else {
+        return;
+    };
+    let client = within("pairing", pending.wait(WAIT)).await.unwrap();
+    assert_ne!(client.user_pubkey(), client.signer_pubkey());
+    let event = client
+        .sign_event(note(&client, "client-initiated"))
+        .await
+        .unwrap();
+    assert_eq!(event.pubkey, client.user_pubkey());
+}

@@ -1,0 +1,451 @@
+//! Pending requests: the list, the single-request page that `auth_url`
+//! challenges point at, and the decision (form and JSON).
+//!
+//! The list comes from the engine itself, so it is exactly what is waiting;
+//! a decision goes back to the engine, which answers the client at once
+//! with the original request id. A request that is no longer waiting is
+//! looked up in the store to say what became of it.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Form, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use bunker::admin::{self, Answer, ApprovalView};
+use bunker::describe::{self, RequestDetails};
+use nip46::nostr::prelude::Timestamp;
+use serde::{Deserialize, Serialize};
+use store::{ApprovalId, ApprovalStatus, DecisionScope, PendingApproval, StoredKey};
+
+use crate::App;
+use crate::auth::AdminSession;
+use crate::error::{ApiResult, DashboardError, PageResult};
+use crate::html::{self, Section, esc};
+
+/// A decision as forms and the API send it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DecisionInput {
+    /// `allow_once`, `allow_always`, `deny_once` or `deny_always`.
+    pub answer: String,
+    /// With an "always" answer: for how long (`1h`, `7days`); empty = until changed.
+    #[serde(default, rename = "for")]
+    pub duration: String,
+    /// `list`: go back to the pending list afterwards (forms only).
+    #[serde(default)]
+    pub back: String,
+}
+
+impl DecisionInput {
+    fn parse(&self) -> Result<(Answer, Option<Duration>), DashboardError> {
+        let answer = Answer::parse(self.answer.trim()).ok_or_else(|| {
+            DashboardError::BadRequest(
+                "answer must be allow_once, allow_always, deny_once or deny_always".into(),
+            )
+        })?;
+        let duration = match self.duration.trim() {
+            "" => None,
+            text => Some(humantime::parse_duration(text).map_err(|_| {
+                DashboardError::BadRequest(format!(
+                    "`{}` is not a duration",
+                    describe::clip(text, 40)
+                ))
+            })?),
+        };
+        Ok((answer, duration.filter(|_| answer.is_always())))
+    }
+}
+
+/// What a decision did (the API's answer).
+#[derive(Debug, Serialize)]
+pub struct Decided {
+    /// The approval id.
+    pub id: String,
+    /// The answer applied.
+    pub answer: &'static str,
+    /// With "always": the rule's end (unix seconds), if any.
+    pub until: Option<u64>,
+}
+
+/// Apply a decision to a held request: the one implementation behind the
+/// form, the API (and, through the same engine call, the terminal prompt).
+pub async fn decide(app: &App, id: &str, input: &DecisionInput) -> Result<Decided, DashboardError> {
+    let id = approval_id(id)?;
+    let (answer, duration) = input.parse()?;
+    let until = admin::until(Timestamp::now(), duration);
+    let decision = answer.decision(until);
+    app.dashboard.decide(id.clone(), decision).await?;
+    tracing::info!(approval = %id, answer = answer.as_str(), "decided in the dashboard");
+    let until = match decision.scope {
+        DecisionScope::Always { until } => until.map(|t| t.as_secs()),
+        DecisionScope::Once => None,
+    };
+    Ok(Decided {
+        id: id.0,
+        answer: answer.as_str(),
+        until,
+    })
+}
+
+/// `GET /`: every pending request, with its answer buttons.
+pub async fn pending_page(
+    State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
+) -> PageResult<Html<String>> {
+    let (pending, keys) = pending_with_keys(&app).await?;
+    let ids: Vec<&str> = pending.iter().map(|a| a.id.0.as_str()).collect();
+    let mut body = format!(
+        "<div data-live-pending=\"{}\"></div><h1>Pending requests</h1>",
+        esc(&sorted(&ids))
+    );
+    if pending.is_empty() {
+        body.push_str(&format!(
+            "<section class=\"card empty\"><p><b>Nothing is waiting.</b></p><p class=\"muted\">When \
+             an app asks for something no rule covers, it shows up here (this page refreshes by \
+             itself) and in the terminal running <code>rampart run</code>. Unanswered requests \
+             are refused after {} s.</p></section>",
+            app.dashboard.config().approval_timeout_secs
+        ));
+    }
+    for approval in &pending {
+        body.push_str(&card(
+            &ApprovalView::new(approval, &keys),
+            session.csrf(),
+            true,
+        ));
+    }
+    Ok(html::page(
+        "Pending requests",
+        Section::Pending,
+        session.csrf(),
+        &body,
+    ))
+}
+
+/// `GET /approve/{id}`: one request (the `auth_url` target).
+pub async fn approve_page(
+    State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
+    Path(id): Path<String>,
+) -> PageResult<Response> {
+    let id = approval_id(&id)?;
+    let (pending, keys) = pending_with_keys(&app).await?;
+    if let Some(approval) = pending.iter().find(|a| a.id == id) {
+        let body = format!(
+            "<div data-live-approval=\"{id}\"></div><h1>Approve a request</h1>{}",
+            card(&ApprovalView::new(approval, &keys), session.csrf(), false)
+        );
+        return Ok(html::page("Approve", Section::Pending, session.csrf(), &body).into_response());
+    }
+    Ok(settled_page(&app, &session, &id).await?)
+}
+
+/// `POST /approve/{id}`: the decision form.
+pub async fn decide_form(
+    State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
+    Path(id): Path<String>,
+    Form(input): Form<DecisionInput>,
+) -> PageResult<Response> {
+    let approval_id = approval_id(&id)?;
+    let (pending, keys) = pending_with_keys(&app).await?;
+    let Some(view) = pending
+        .iter()
+        .find(|a| a.id == approval_id)
+        .map(|a| ApprovalView::new(a, &keys))
+    else {
+        return Ok(settled_page(&app, &session, &approval_id).await?);
+    };
+    let decided = decide(&app, &id, &input).await?;
+    if input.back == "list" {
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        response
+            .headers_mut()
+            .insert(header::LOCATION, header::HeaderValue::from_static("/"));
+        return Ok(response);
+    }
+    let Some(answer) = Answer::parse(decided.answer) else {
+        return Err(DashboardError::Internal("unknown answer".into()).into());
+    };
+    let class = if answer.allows() { "allowed" } else { "denied" };
+    let title = match answer {
+        Answer::AllowOnce => "Allowed once",
+        Answer::AllowAlways => "Allowed, and remembered",
+        Answer::DenyOnce => "Denied",
+        Answer::DenyAlways => "Denied, and remembered",
+    };
+    let sent = if answer.allows() {
+        format!(
+            "{} has been sent the answer to its <code>{}</code> request.",
+            esc(&view.app),
+            esc(&view.method)
+        )
+    } else {
+        format!(
+            "{} has been told <code>unauthorized</code>.",
+            esc(&view.app)
+        )
+    };
+    let remembered = if answer.is_always() {
+        let verb = if answer.allows() { "allowed" } else { "denied" };
+        let until = decided
+            .until
+            .map(|t| format!(" until {}", html::time(t)))
+            .unwrap_or_default();
+        format!(
+            "<p>From now on <code>{}</code> is {verb} for this app{until}, without asking. \
+             Change it under <a href=\"/connections\">Connections</a>.</p>",
+            esc(&view.permission)
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "<section class=\"card result {class}\"><h1>{title}</h1><p>{sent}</p>{remembered}\
+         <p><a href=\"/\">Back to pending requests</a></p></section>"
+    );
+    Ok(html::page(title, Section::Pending, session.csrf(), &body).into_response())
+}
+
+/// `GET /api/pending`.
+pub async fn pending_api(State(app): State<App>) -> ApiResult<Vec<ApprovalView>> {
+    let (pending, keys) = pending_with_keys(&app).await?;
+    Ok(Json(
+        pending
+            .iter()
+            .map(|a| ApprovalView::new(a, &keys))
+            .collect(),
+    ))
+}
+
+/// `POST /api/approvals/{id}` with `{"answer": "allow_once", "for": "1h"}`.
+pub async fn decide_api(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Json(input): Json<DecisionInput>,
+) -> ApiResult<Decided> {
+    Ok(Json(decide(&app, &id, &input).await?))
+}
+
+async fn pending_with_keys(
+    app: &App,
+) -> Result<(Vec<PendingApproval>, Vec<StoredKey>), DashboardError> {
+    let pending = app.dashboard.pending().await?;
+    let keys = app
+        .dashboard
+        .with_store(|store| Ok(store.keys().map_err(admin::AdminError::from)?))
+        .await?;
+    Ok((pending, keys))
+}
+
+/// What became of a request that is no longer waiting.
+async fn settled_page(
+    app: &App,
+    session: &AdminSession,
+    id: &ApprovalId,
+) -> Result<Response, DashboardError> {
+    let wanted = id.clone();
+    let record = app
+        .dashboard
+        .with_store(move |store| {
+            Ok(store
+                .approvals()
+                .map_err(admin::AdminError::from)?
+                .into_iter()
+                .find(|a| a.id == wanted))
+        })
+        .await?;
+    let Some(record) = record else {
+        return Err(DashboardError::NotFound("There is no such request.".into()));
+    };
+    let (title, text) = match record.status {
+        ApprovalStatus::Done(d) if d.allow => (
+            "Already allowed",
+            "This request was allowed, and the app has its answer.",
+        ),
+        ApprovalStatus::Done(_) => (
+            "Already denied",
+            "This request was denied; the app was told unauthorized.",
+        ),
+        ApprovalStatus::Decided(_) => (
+            "Being answered",
+            "A decision was made; the bunker is applying it.",
+        ),
+        ApprovalStatus::Expired | ApprovalStatus::Pending => (
+            "Expired",
+            "Nobody answered this request in time (or the bunker restarted), so the app was told unauthorized. If it asks again, the new request shows up under Pending.",
+        ),
+    };
+    let body = format!(
+        "<section class=\"card result\"><h1>{title}</h1><p>{}</p><p class=\"muted\">{}</p>\
+         <p><a href=\"/\">Pending requests</a></p></section>",
+        esc(text),
+        esc(&describe::one_line(&record))
+    );
+    Ok(html::page(title, Section::Pending, session.csrf(), &body).into_response())
+}
+
+/// One request with its answer buttons. `in_list`: answering returns to the list.
+pub fn card(view: &ApprovalView, csrf: &str, in_list: bool) -> String {
+    let now = Timestamp::now().as_secs();
+    let left = view.expires_at.saturating_sub(now);
+    let url = view
+        .app_url
+        .as_deref()
+        .map(|u| {
+            format!(
+                "<div class=\"muted small\">claims to be <span class=\"mono\">{}</span></div>",
+                esc(&describe::clip(u, 120))
+            )
+        })
+        .unwrap_or_default();
+    let image = view
+        .app_image
+        .as_deref()
+        .map(|u| {
+            format!(
+                "<div class=\"muted small\">image {} (not loaded)</div>",
+                esc(&describe::clip(u, 120))
+            )
+        })
+        .unwrap_or_default();
+    let back = if in_list {
+        "<input type=\"hidden\" name=\"back\" value=\"list\">"
+    } else {
+        ""
+    };
+    let remember = match (view.kind, view.kind_name) {
+        (Some(k), Some(name)) => format!(
+            "<code>{}</code> ({})",
+            esc(&view.permission),
+            esc(&format!("{name}, kind {k}"))
+        ),
+        _ => format!("<code>{}</code>", esc(&view.permission)),
+    };
+    format!(
+        "<article class=\"card request\" id=\"request-{id}\">\
+         <header class=\"request-head\"><div>\
+         <div class=\"app\">{app} <span class=\"hint\" title=\"Apps name themselves; Rampart cannot check this\">unverified</span></div>\
+         {url}{image}\
+         <div class=\"muted small\">app key <span class=\"mono\" title=\"{client}\">{npub}</span> · your key <b>{key}</b></div>\
+         </div><div class=\"expires\" data-expires=\"{expires}\">expires in {left} s</div></header>\
+         {details}\
+         <form method=\"post\" action=\"/approve/{id}\" class=\"decide\">{csrf}{back}\
+         <div class=\"buttons\">\
+         <button class=\"btn allow\" name=\"answer\" value=\"allow_once\">Allow once</button>\
+         <button class=\"btn deny\" name=\"answer\" value=\"deny_once\">Deny</button></div>\
+         <div class=\"remember\"><div>Or decide once and for all: {remember} for this app</div>\
+         <div class=\"remember-row\">\
+         <button class=\"btn allow-outline\" name=\"answer\" value=\"allow_always\">Always allow</button>\
+         <button class=\"btn deny-outline\" name=\"answer\" value=\"deny_always\">Always deny</button>\
+         <select name=\"for\" aria-label=\"for how long\">{durations}</select></div></div>\
+         </form></article>",
+        id = esc(&view.id),
+        app = esc(&view.app),
+        client = esc(&view.client),
+        npub = esc(&html::short(&view.client_npub)),
+        key = esc(&view.key),
+        expires = view.expires_at,
+        details = details(view),
+        csrf = html::csrf_field(csrf),
+        durations = html::options(&html::DURATIONS, ""),
+    )
+}
+
+/// What the request asks, readably.
+fn details(view: &ApprovalView) -> String {
+    match &view.details {
+        RequestDetails::SignEvent {
+            kind,
+            content,
+            tags,
+            created_at,
+        } => {
+            let name = describe::kind_name(*kind).unwrap_or("event");
+            let warning = describe::kind_warning(*kind)
+                .map(|w| format!("<div class=\"warning\">{}</div>", esc(w)))
+                .unwrap_or_default();
+            let content = if content.is_empty() {
+                "<p class=\"muted\">(empty content)</p>".to_owned()
+            } else {
+                format!("<pre class=\"content\">{}</pre>", esc(content))
+            };
+            let tags = if tags.is_empty() {
+                "<p class=\"muted small\">No tags.</p>".to_owned()
+            } else {
+                let rows: String = tags
+                    .iter()
+                    .take(50)
+                    .map(|tag| {
+                        let (name, values) = tag
+                            .split_first()
+                            .map_or(("", &[][..]), |(n, v)| (n.as_str(), v));
+                        let values: Vec<String> = values
+                            .iter()
+                            .map(|v| esc(&describe::clip(v, 200)).to_string())
+                            .collect();
+                        format!(
+                            "<tr><th><code>{}</code></th><td class=\"mono\">{}</td></tr>",
+                            esc(name),
+                            values.join("<br>")
+                        )
+                    })
+                    .collect();
+                let more = if tags.len() > 50 {
+                    format!(
+                        "<p class=\"muted small\">…and {} more tags.</p>",
+                        tags.len() - 50
+                    )
+                } else {
+                    String::new()
+                };
+                format!("<table class=\"tags\"><caption>Tags</caption>{rows}</table>{more}")
+            };
+            let when = created_at
+                .map(|t| format!("<p class=\"muted small\">Dated {}</p>", html::time(t)))
+                .unwrap_or_default();
+            format!(
+                "<p class=\"ask\">wants you to <b>sign</b> a <b>{}</b> <span class=\"muted\">(kind {kind})</span></p>{warning}\
+                 <div class=\"event\">{content}{tags}{when}</div>",
+                esc(name)
+            )
+        }
+        RequestDetails::Encrypt { peer, plaintext } => format!(
+            "<p class=\"ask\">wants you to <b>encrypt</b> a message to <span class=\"mono\">{}</span> <span class=\"muted\">({})</span></p>\
+             <div class=\"event\"><pre class=\"content\">{}</pre></div>",
+            esc(&html::short(peer)),
+            esc(&view.method),
+            esc(plaintext)
+        ),
+        RequestDetails::Decrypt {
+            peer,
+            ciphertext_len,
+        } => format!(
+            "<p class=\"ask\">wants you to <b>decrypt</b> {ciphertext_len} bytes from <span class=\"mono\">{}</span> <span class=\"muted\">({})</span></p>\
+             <div class=\"warning\">The app will read the decrypted message.</div>",
+            esc(&html::short(peer)),
+            esc(&view.method)
+        ),
+        RequestDetails::Other => format!(
+            "<p class=\"ask\">wants to call <code>{}</code></p>",
+            esc(&view.method)
+        ),
+    }
+}
+
+/// Only ids the engine could have made (32 hex digits) reach the engine or a page.
+fn approval_id(text: &str) -> Result<ApprovalId, DashboardError> {
+    let ok = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if ok {
+        Ok(ApprovalId(text.to_ascii_lowercase()))
+    } else {
+        Err(DashboardError::NotFound("There is no such request.".into()))
+    }
+}
+
+fn sorted(ids: &[&str]) -> String {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.join(",")
+}

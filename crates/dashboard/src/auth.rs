@@ -1,0 +1,230 @@
+//! Logins and sessions: the one-time login token, the session cookies it is
+//! exchanged for, and their CSRF tokens.
+//!
+//! Everything secret is 32 random bytes from the OS, kept server-side only as
+//! a SHA-256 (a memory dump or a log line cannot replay it), and compared in
+//! constant time against every candidate, without stopping early. Sessions
+//! expire after a fixed lifetime and are capped in number.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::error::DashboardError;
+use crate::login_drop;
+
+/// Sessions kept at most; logging in again drops the oldest.
+const MAX_SESSIONS: usize = 32;
+
+/// A one-time login token, shown to the user once. Neither `Debug` nor `Clone`.
+pub struct LoginToken(Zeroizing<String>);
+
+impl LoginToken {
+    /// A fresh token from the OS generator.
+    pub fn generate() -> Result<Self, DashboardError> {
+        Ok(LoginToken(random_hex()?))
+    }
+
+    /// The token text, for the login link.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Its SHA-256, what is kept to check it later.
+    pub fn digest(&self) -> [u8; 32] {
+        digest(self.expose())
+    }
+}
+
+/// A logged-in browser, as the handlers see it.
+#[derive(Clone)]
+pub struct AdminSession {
+    csrf: String,
+}
+
+impl AdminSession {
+    /// The token every state-changing request of this session must carry.
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    /// Whether `candidate` is this session's CSRF token (constant time).
+    pub fn csrf_matches(&self, candidate: &str) -> bool {
+        ct_eq(&digest(candidate), &digest(&self.csrf))
+    }
+}
+
+struct Entry {
+    cookie_digest: [u8; 32],
+    session: AdminSession,
+    expires: Instant,
+}
+
+/// Login tokens and sessions.
+pub struct Auth {
+    /// The token printed at start, until it is used.
+    start_token: Mutex<Option<[u8; 32]>>,
+    sessions: Mutex<Vec<Entry>>,
+    ttl: Duration,
+    drop_file: Option<PathBuf>,
+}
+
+impl Auth {
+    /// Fresh login state with sessions lasting `ttl`; returns the start token.
+    pub fn new(
+        ttl: Duration,
+        drop_file: Option<PathBuf>,
+    ) -> Result<(Self, LoginToken), DashboardError> {
+        let token = LoginToken::generate()?;
+        let auth = Auth {
+            start_token: Mutex::new(Some(token.digest())),
+            sessions: Mutex::new(Vec::new()),
+            ttl,
+            drop_file,
+        };
+        Ok((auth, token))
+    }
+
+    /// How long a session lasts.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Use up a login token: the start token, or one from the drop file.
+    pub fn redeem(&self, candidate: &str) -> bool {
+        let candidate_digest = digest(candidate.trim());
+        {
+            let mut start = self.start_token.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(expected) = *start
+                && ct_eq(&expected, &candidate_digest)
+            {
+                *start = None;
+                return true;
+            }
+        }
+        match &self.drop_file {
+            Some(path) => match login_drop::redeem(path, candidate.trim(), unix_now()) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, file = %path.display(), "could not read dashboard login tokens");
+                    false
+                }
+            },
+            None => false,
+        }
+    }
+
+    /// Start a session: returns the cookie value (given to the browser once).
+    pub fn open_session(&self) -> Result<Zeroizing<String>, DashboardError> {
+        let cookie = random_hex()?;
+        let csrf = random_hex()?.to_string();
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|e| e.expires > now);
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.remove(0);
+        }
+        sessions.push(Entry {
+            cookie_digest: digest(&cookie),
+            session: AdminSession { csrf },
+            expires: now + self.ttl,
+        });
+        Ok(cookie)
+    }
+
+    /// The live session a cookie value belongs to.
+    pub fn session(&self, cookie: &str) -> Option<AdminSession> {
+        let candidate = digest(cookie);
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|e| e.expires > now);
+        let mut found = None;
+        for entry in sessions.iter() {
+            if ct_eq(&entry.cookie_digest, &candidate) {
+                found = Some(entry.session.clone());
+            }
+        }
+        found
+    }
+
+    /// End the session a cookie value belongs to.
+    pub fn close_session(&self, cookie: &str) {
+        let candidate = digest(cookie);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|e| !ct_eq(&e.cookie_digest, &candidate));
+    }
+}
+
+/// SHA-256 of a secret.
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Constant-time equality of two digests.
+pub fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// 32 bytes from the OS generator, as 64 hex characters.
+pub fn random_hex() -> Result<Zeroizing<String>, DashboardError> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut *bytes)
+        .map_err(|e| DashboardError::Internal(format!("the OS random generator failed: {e}")))?;
+    let mut out = Zeroizing::new(String::with_capacity(64));
+    for b in bytes.iter() {
+        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(b & 0x0f), 16).unwrap_or('0'));
+    }
+    Ok(out)
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_token_works_once() {
+        let (auth, token) = Auth::new(Duration::from_secs(60), None).unwrap();
+        assert_eq!(token.expose().len(), 64);
+        assert!(!auth.redeem("wrong"));
+        assert!(!auth.redeem(""));
+        assert!(auth.redeem(token.expose()));
+        assert!(!auth.redeem(token.expose()), "one-time");
+    }
+
+    #[test]
+    fn sessions_are_found_by_cookie_and_expire() {
+        let (auth, _) = Auth::new(Duration::from_millis(50), None).unwrap();
+        let cookie = auth.open_session().unwrap();
+        let session = auth.session(&cookie).unwrap();
+        assert!(session.csrf_matches(session.csrf()));
+        assert!(!session.csrf_matches("nope"));
+        assert!(auth.session("not-a-cookie").is_none());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(auth.session(&cookie).is_none(), "expired");
+
+        let (auth, _) = Auth::new(Duration::from_secs(60), None).unwrap();
+        let cookie = auth.open_session().unwrap();
+        auth.close_session(&cookie);
+        assert!(auth.session(&cookie).is_none(), "logged out");
+        let first = auth.open_session().unwrap();
+        for _ in 0..MAX_SESSIONS {
+            auth.open_session().unwrap();
+        }
+        assert!(
+            auth.session(&first).is_none(),
+            "the oldest is dropped at the cap"
+        );
+    }
+}
