@@ -16,16 +16,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use nip46::envelope::{self, Opened};
-use nip46::nostr::prelude::{Event, EventId, Keys, PublicKey, RelayUrl, Timestamp};
+use nip46::nostr::prelude::{Event, EventId, Keys, PublicKey, RelayUrl};
 use nip46::{
-    Command, ConnectParams, Conversation, Entropy, ErrorCode, Method, NostrConnectUri, Outcome,
-    PermissionSet, Request, RequestError, Response, Scheme, relay_list_json, relay_map_json,
+    Command, Conversation, Entropy, ErrorCode, Method, Outcome, Request, RequestError, Response,
+    Scheme, relay_list_json, relay_map_json,
 };
 use serde::{Deserialize, Serialize};
 use store::{
-    ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, Change,
-    ConnectionToken, DecisionScope, KeyId, PendingApproval, Rule, RuleEffect, SecretHash, Session,
-    SessionOrigin,
+    ApprovalId, AuditDecision, AuditEntry, Change, ConnectionToken, KeyId, PendingApproval, Session,
 };
 
 use crate::auth_url::AuthUrlBase;
@@ -34,6 +32,16 @@ use crate::keys::KeyBackend;
 use crate::policy::{self, Verdict};
 use crate::rate_limit::{RateLimit, TokenBucket};
 use crate::replay::{ReplayGuard, ReplayVerdict};
+
+mod approval;
+mod connect;
+mod output;
+mod reload;
+
+use approval::Held;
+use connect::DeferredConnect;
+pub use connect::nostrconnect_session;
+pub use output::{Dropped, Outgoing, Output};
 
 /// What happens to a request no rule covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,70 +120,6 @@ pub struct TransportKey {
     pub signer: Keys,
 }
 
-/// An event to publish.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    /// The signed kind-24133 event.
-    pub event: Event,
-    /// Relays the client listens on besides the bunker's own (nostrconnect).
-    pub extra_relays: Vec<RelayUrl>,
-}
-
-/// Why an event was dropped without an answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dropped {
-    /// Not addressed to any of our signer keys.
-    NotForUs,
-    /// Envelope checks failed (kind, size).
-    Envelope(String),
-    /// Outside the time window.
-    Stale,
-    /// Created too far in the future.
-    Future,
-    /// Already processed.
-    Replayed,
-    /// Bad id or signature.
-    BadSignature,
-    /// Could not be decrypted.
-    Undecryptable(String),
-    /// Decrypted, but not a request with a usable id.
-    Malformed(String),
-}
-
-/// Everything one engine step wants done.
-#[derive(Debug, Default)]
-pub struct Output {
-    /// Commit these first, in one transaction.
-    pub changes: Vec<Change>,
-    /// Then publish these.
-    pub publish: Vec<Outgoing>,
-    /// Set when the input was dropped (for logs and counters).
-    pub dropped: Option<Dropped>,
-    /// The engine waits for fresh store state (a `connect` with an unknown
-    /// secret); the driver should reload as soon as it can.
-    pub wants_reload: bool,
-}
-
-impl Output {
-    fn dropped(reason: Dropped) -> Self {
-        Output {
-            dropped: Some(reason),
-            ..Output::default()
-        }
-    }
-
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.publish.is_empty()
-    }
-
-    fn merge(&mut self, other: Output) {
-        self.changes.extend(other.changes);
-        self.publish.extend(other.publish);
-        self.wants_reload |= other.wants_reload;
-    }
-}
-
 /// Why a user decision could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecideError {
@@ -214,20 +158,6 @@ struct LiveSession {
     unflushed: u64,
 }
 
-struct Held {
-    approval: PendingApproval,
-    request: Request,
-    ctx: Ctx,
-}
-
-/// A `connect` waiting for a reload (its secret matched no known token).
-struct DeferredConnect {
-    deadline: Millis,
-    ctx: Ctx,
-    id: String,
-    params: ConnectParams,
-}
-
 /// Who is asking, through which key, in which scheme.
 #[derive(Clone, Copy)]
 struct Ctx {
@@ -236,6 +166,15 @@ struct Ctx {
     client: PublicKey,
     event_id: EventId,
     scheme: Scheme,
+}
+
+/// An answer, and what its audit row records about the call.
+struct Reply<'a> {
+    method: &'a str,
+    kind: Option<u16>,
+    decision: AuditDecision,
+    response: Response,
+    signed_event_id: Option<EventId>,
 }
 
 /// The result of running one command.
@@ -406,12 +345,13 @@ impl Engine {
                 self.answer(
                     now,
                     ctx,
-                    &id,
-                    &method,
-                    None,
-                    AuditDecision::Invalid,
-                    response,
-                    None,
+                    Reply {
+                        method: &method,
+                        kind: None,
+                        decision: AuditDecision::Invalid,
+                        response,
+                        signed_event_id: None,
+                    },
                     rng,
                 )
             }
@@ -449,12 +389,13 @@ impl Engine {
             return self.answer(
                 now,
                 ctx,
-                &request.id,
-                &name,
-                None,
-                AuditDecision::Invalid,
-                response,
-                None,
+                Reply {
+                    method: &name,
+                    kind: None,
+                    decision: AuditDecision::Invalid,
+                    response,
+                    signed_event_id: None,
+                },
                 rng,
             );
         };
@@ -484,12 +425,13 @@ impl Engine {
                 return self.answer(
                     now,
                     ctx,
-                    &request.id,
-                    method.as_str(),
-                    kind,
-                    AuditDecision::Denied,
-                    response,
-                    None,
+                    Reply {
+                        method: method.as_str(),
+                        kind,
+                        decision: AuditDecision::Denied,
+                        response,
+                        signed_event_id: None,
+                    },
                     rng,
                 );
             }
@@ -504,12 +446,13 @@ impl Engine {
             return self.answer(
                 now,
                 ctx,
-                &request.id,
-                method.as_str(),
-                kind,
-                AuditDecision::RateLimited,
-                response,
-                None,
+                Reply {
+                    method: method.as_str(),
+                    kind,
+                    decision: AuditDecision::RateLimited,
+                    response,
+                    signed_event_id: None,
+                },
                 rng,
             );
         };
@@ -525,12 +468,13 @@ impl Engine {
                 self.answer(
                     now,
                     ctx,
-                    &request.id,
-                    method.as_str(),
-                    kind,
-                    AuditDecision::Denied,
-                    response,
-                    None,
+                    Reply {
+                        method: method.as_str(),
+                        kind,
+                        decision: AuditDecision::Denied,
+                        response,
+                        signed_event_id: None,
+                    },
                     rng,
                 )
             }
@@ -544,161 +488,18 @@ impl Engine {
                 self.answer(
                     now,
                     ctx,
-                    &request.id,
-                    method.as_str(),
-                    kind,
-                    AuditDecision::Denied,
-                    response,
-                    None,
+                    Reply {
+                        method: method.as_str(),
+                        kind,
+                        decision: AuditDecision::Denied,
+                        response,
+                        signed_event_id: None,
+                    },
                     rng,
                 )
             }
             Verdict::Ask => self.hold(now, ctx, request, rng),
         }
-    }
-
-    fn handle_connect(
-        &mut self,
-        now: Millis,
-        ctx: Ctx,
-        id: String,
-        params: ConnectParams,
-        retried: bool,
-        rng: &mut dyn Randomness,
-    ) -> Output {
-        let t = now.timestamp();
-        let id = id.as_str();
-        let method = Method::Connect.as_str();
-        let session_key = (ctx.key_id, ctx.client);
-        let has_session = self
-            .sessions
-            .get(&session_key)
-            .is_some_and(|l| l.session.is_active(t));
-        let token = params
-            .secret
-            .as_ref()
-            .map(|s| self.find_token(ctx.key_id, s.expose(), t));
-        let mut out = Output::default();
-        let decision = match (has_session, token) {
-            // A known app reconnecting (apps send `connect` at every start).
-            (true, None | Some(TokenMatch::None | TokenMatch::Used | TokenMatch::Expired)) => {
-                AuditDecision::Allowed
-            }
-            // A known app presenting a fresh token: its grant is added.
-            (true, Some(TokenMatch::Usable(index))) => {
-                let grant = self.consume_token(index, ctx.client, t, &mut out);
-                if let Some(live) = self.sessions.get_mut(&session_key) {
-                    for p in grant.iter() {
-                        live.session
-                            .set_rule(Rule::permanent(p.clone(), RuleEffect::Allow));
-                    }
-                    live.session.revision += 1;
-                    out.changes.push(Change::PutSession(live.session.clone()));
-                }
-                AuditDecision::Allowed
-            }
-            (false, Some(TokenMatch::Usable(index))) => {
-                let grant = self.consume_token(index, ctx.client, t, &mut out);
-                let mut session =
-                    Session::new(ctx.key_id, ctx.client, &grant, SessionOrigin::Bunker, t);
-                session.requested_perms = params.requested_perms;
-                session.metadata = params.metadata.unwrap_or_default();
-                out.changes.push(Change::PutSession(session.clone()));
-                self.insert_session(session, now);
-                AuditDecision::Allowed
-            }
-            (false, Some(TokenMatch::None)) if !retried => {
-                self.deferred.push(DeferredConnect {
-                    deadline: now.plus_ms(self.config.unknown_secret_grace_ms),
-                    ctx,
-                    id: id.to_owned(),
-                    params,
-                });
-                return Output {
-                    wants_reload: true,
-                    ..Output::default()
-                };
-            }
-            (false, refusal) => {
-                let reason = match refusal {
-                    None => "connect needs the secret from a bunker:// token",
-                    Some(TokenMatch::Used) => {
-                        "this secret was already used; ask for a new bunker:// token"
-                    }
-                    Some(TokenMatch::Expired) => {
-                        "this secret has expired; ask for a new bunker:// token"
-                    }
-                    Some(_) => "invalid secret",
-                };
-                let response = Response::error(id, ErrorCode::Unauthorized, reason);
-                let answer = self.answer(
-                    now,
-                    ctx,
-                    id,
-                    method,
-                    None,
-                    AuditDecision::Denied,
-                    response,
-                    None,
-                    rng,
-                );
-                out.merge(answer);
-                return out;
-            }
-        };
-        let answer = self.answer(
-            now,
-            ctx,
-            id,
-            method,
-            None,
-            decision,
-            Response::ok(id, "ack"),
-            None,
-            rng,
-        );
-        out.merge(answer);
-        out
-    }
-
-    fn find_token(&self, key_id: KeyId, candidate: &str, now: Timestamp) -> TokenMatch {
-        let hash = SecretHash::of(candidate);
-        // Compare against every token of the key, without stopping early.
-        let mut found = None;
-        for (i, token) in self.tokens.iter().enumerate() {
-            if token.key_id == key_id && token.secret_hash.ct_matches(&hash) {
-                found = Some(i);
-            }
-        }
-        let Some(i) = found else {
-            return TokenMatch::None;
-        };
-        let token = &self.tokens[i];
-        if token.used_at.is_some() {
-            TokenMatch::Used
-        } else if !token.is_usable(now) {
-            TokenMatch::Expired
-        } else {
-            TokenMatch::Usable(i)
-        }
-    }
-
-    fn consume_token(
-        &mut self,
-        index: usize,
-        client: PublicKey,
-        at: Timestamp,
-        out: &mut Output,
-    ) -> PermissionSet {
-        let token = &mut self.tokens[index];
-        token.used_at = Some(at);
-        token.used_by = Some(client);
-        out.changes.push(Change::ConsumeToken {
-            id: token.id,
-            client,
-            at,
-        });
-        token.grant.clone()
     }
 
     fn insert_session(&mut self, session: Session, now: Millis) {
@@ -720,38 +521,6 @@ impl Engine {
         }
     }
 
-    fn handle_logout(
-        &mut self,
-        now: Millis,
-        ctx: Ctx,
-        id: &str,
-        rng: &mut dyn Randomness,
-    ) -> Output {
-        let t = now.timestamp();
-        // Answer first, then end the session (NIP-46: reply "ack" before removing).
-        let mut out = self.answer(
-            now,
-            ctx,
-            id,
-            Method::Logout.as_str(),
-            None,
-            AuditDecision::Allowed,
-            Response::ok(id, "ack"),
-            None,
-            rng,
-        );
-        if let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client)) {
-            live.session.revoked_at = Some(t);
-            live.session.revision += 1;
-        }
-        out.changes.push(Change::RevokeSession {
-            key_id: ctx.key_id,
-            client: ctx.client,
-            at: t,
-        });
-        out
-    }
-
     fn execute_and_answer(
         &mut self,
         now: Millis,
@@ -769,12 +538,13 @@ impl Engine {
         self.answer(
             now,
             ctx,
-            &request.id,
-            &method,
-            kind,
-            decision,
-            response,
-            signed,
+            Reply {
+                method: &method,
+                kind,
+                decision,
+                response,
+                signed_event_id: signed,
+            },
             rng,
         )
     }
@@ -828,133 +598,6 @@ impl Engine {
         Ok((result, None))
     }
 
-    fn hold(
-        &mut self,
-        now: Millis,
-        ctx: Ctx,
-        request: Request,
-        rng: &mut dyn Randomness,
-    ) -> Output {
-        let t = now.timestamp();
-        let mut id_bytes = [0u8; 16];
-        rng.fill(&mut id_bytes);
-        let id = ApprovalId::from_entropy(id_bytes);
-        let metadata = self
-            .sessions
-            .get(&(ctx.key_id, ctx.client))
-            .map(|l| l.session.metadata.clone())
-            .unwrap_or_default();
-        let method = request.command.method().unwrap_or(Method::Ping);
-        let approval = PendingApproval {
-            id: id.clone(),
-            key_id: ctx.key_id,
-            client: ctx.client,
-            metadata,
-            request_id: request.id.clone(),
-            method,
-            kind: request.command.kind(),
-            summary: summarize(&request.command),
-            created_at: t,
-            expires_at: Timestamp::from_secs(t.as_secs() + self.config.approval_timeout_secs),
-            status: ApprovalStatus::Pending,
-        };
-        let mut out = Output::default();
-        out.changes.push(Change::PutApproval(approval.clone()));
-        if let Some(base) = &self.config.auth_url_base {
-            let url = base.approval_url(&id);
-            let response = Response::auth_url(&request.id, url);
-            let answer = self.answer(
-                now,
-                ctx,
-                &request.id,
-                method.as_str(),
-                request.command.kind(),
-                AuditDecision::Pending,
-                response,
-                None,
-                rng,
-            );
-            out.merge(answer);
-        }
-        self.held.insert(
-            id,
-            Held {
-                approval,
-                request,
-                ctx,
-            },
-        );
-        out
-    }
-
-    /// Apply the user's decision on a held request.
-    pub fn decide(
-        &mut self,
-        now: Millis,
-        id: &ApprovalId,
-        decision: ApprovalDecision,
-        rng: &mut dyn Randomness,
-    ) -> Result<Output, DecideError> {
-        let held = self
-            .held
-            .remove(id)
-            .ok_or_else(|| DecideError::NotPending(id.0.clone()))?;
-        let t = now.timestamp();
-        let mut out = Output::default();
-        let Held {
-            approval,
-            request,
-            ctx,
-        } = held;
-        if let DecisionScope::Always { until } = decision.scope
-            && let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client))
-        {
-            let effect = if decision.allow {
-                RuleEffect::Allow
-            } else {
-                RuleEffect::Deny
-            };
-            live.session.set_rule(Rule {
-                permission: policy::permission_for(approval.method, approval.kind),
-                effect,
-                expires_at: until,
-            });
-            live.session.revision += 1;
-            out.changes.push(Change::PutSession(live.session.clone()));
-        }
-        out.changes.push(Change::SetApprovalStatus {
-            id: id.clone(),
-            status: ApprovalStatus::Done(decision),
-        });
-        let still_active = self
-            .sessions
-            .get(&(ctx.key_id, ctx.client))
-            .is_some_and(|l| l.session.is_active(t));
-        let answer = if decision.allow && still_active {
-            self.execute_and_answer(now, ctx, request, AuditDecision::Approved, rng)
-        } else {
-            let reason = if decision.allow {
-                "the session ended before approval"
-            } else {
-                "denied by the user"
-            };
-            let response = Response::error(&request.id, ErrorCode::Unauthorized, reason);
-            self.answer(
-                now,
-                ctx,
-                &request.id,
-                approval.method.as_str(),
-                approval.kind,
-                AuditDecision::Denied,
-                response,
-                None,
-                rng,
-            )
-        };
-        out.merge(answer);
-        Ok(out)
-    }
-
     /// Expire held requests and flush session counters that are due.
     pub fn handle_timeout(&mut self, now: Millis, rng: &mut dyn Randomness) -> Output {
         let t = now.timestamp();
@@ -966,35 +609,15 @@ impl Engine {
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            let Some(Held {
-                approval,
-                request,
-                ctx,
-            }) = self.held.remove(&id)
-            else {
-                continue;
-            };
-            out.changes.push(Change::SetApprovalStatus {
-                id,
-                status: ApprovalStatus::Expired,
-            });
-            let response = Response::error(
-                &request.id,
-                ErrorCode::Unauthorized,
-                "nobody approved the request in time",
-            );
-            let answer = self.answer(
-                now,
-                ctx,
-                &request.id,
-                approval.method.as_str(),
-                approval.kind,
-                AuditDecision::Denied,
-                response,
-                None,
-                rng,
-            );
-            out.merge(answer);
+            if let Some(held) = self.held.remove(&id) {
+                out.merge(self.refuse_held(
+                    now,
+                    id,
+                    held,
+                    "nobody approved the request in time",
+                    rng,
+                ));
+            }
         }
         let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
             .into_iter()
@@ -1018,173 +641,26 @@ impl Engine {
         out
     }
 
-    /// Stop: answer every held request `unauthorized` (no client is left
-    /// waiting) and flush session counters.
-    pub fn shutdown(&mut self, now: Millis, rng: &mut dyn Randomness) -> Output {
-        let mut out = Output::default();
-        for (
-            id,
-            Held {
-                approval,
-                request,
-                ctx,
-            },
-        ) in std::mem::take(&mut self.held)
-        {
-            out.changes.push(Change::SetApprovalStatus {
-                id,
-                status: ApprovalStatus::Expired,
-            });
-            let response = Response::error(
-                &request.id,
-                ErrorCode::Unauthorized,
-                "the signer is shutting down",
-            );
-            let answer = self.answer(
-                now,
-                ctx,
-                &request.id,
-                approval.method.as_str(),
-                approval.kind,
-                AuditDecision::Denied,
-                response,
-                None,
-                rng,
-            );
-            out.merge(answer);
-        }
-        self.next_touch = Some(now);
-        out.merge(self.handle_timeout(now, rng));
-        out
-    }
-
-    /// Merge what the store holds into the mirrored state, then act on what
-    /// others wrote there: connect replies to send, approvals decided from the CLI.
-    ///
-    /// The engine's own writes may not be committed yet when a snapshot is
-    /// taken, so nothing is simply replaced: a token once used stays used, a
-    /// session is taken from the store only when its revision is newer, and a
-    /// session not yet in the store is kept.
-    pub fn reload(&mut self, now: Millis, snapshot: Snapshot, rng: &mut dyn Randomness) -> Output {
-        let mut out = Output::default();
-        let mut tokens = snapshot.tokens;
-        for token in &mut tokens {
-            if let Some(old) = self
-                .tokens
-                .iter()
-                .find(|t| t.id == token.id && t.used_at.is_some())
-            {
-                token.used_at = old.used_at;
-                token.used_by = old.used_by;
-            }
-        }
-        self.tokens = tokens;
-        for stored in snapshot.sessions {
-            let key = (stored.key_id, stored.client);
-            match self.sessions.get_mut(&key) {
-                Some(live) if live.session.revision >= stored.revision => {}
-                Some(live) => {
-                    let unflushed = live.unflushed;
-                    live.session = stored;
-                    // Counts not flushed yet are ahead of the store.
-                    live.session.request_count += unflushed;
-                }
-                None => self.insert_session(stored, now),
-            }
-        }
-        let pending_replies: Vec<(KeyId, PublicKey)> = self
-            .sessions
-            .values()
-            .filter(|l| l.session.connect_reply.is_some() && l.session.is_active(now.timestamp()))
-            .map(|l| (l.session.key_id, l.session.client))
-            .collect();
-        for key in pending_replies {
-            out.merge(self.send_connect_reply(now, key, rng));
-        }
-        for approval in snapshot.approvals {
-            if let ApprovalStatus::Decided(decision) = approval.status
-                && let Ok(decided) = self.decide(now, &approval.id, decision, rng)
-            {
-                out.merge(decided);
-            }
-        }
-        for d in std::mem::take(&mut self.deferred) {
-            out.merge(self.handle_connect(now, d.ctx, d.id, d.params, true, rng));
-        }
-        out
-    }
-
     /// Every session the engine knows, revoked ones included.
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values().map(|l| &l.session)
     }
 
-    /// Accept a client's `nostrconnect://` URI for a user key: create the
-    /// session and send the `connect` response carrying the URI's secret.
-    pub fn accept_nostrconnect(
-        &mut self,
-        now: Millis,
-        key_id: KeyId,
-        uri: &NostrConnectUri,
-        grant: &PermissionSet,
-        rng: &mut dyn Randomness,
-    ) -> Result<Output, AcceptError> {
-        if self.signer_of(key_id).is_none() {
-            return Err(AcceptError::UnknownKey(key_id));
-        }
-        let session = nostrconnect_session(key_id, uri, grant, now.timestamp());
-        let key = (key_id, uri.client);
-        self.insert_session(session, now);
-        Ok(self.send_connect_reply(now, key, rng))
-    }
-
-    fn send_connect_reply(
-        &mut self,
-        now: Millis,
-        key: (KeyId, PublicKey),
-        rng: &mut dyn Randomness,
-    ) -> Output {
-        let mut out = Output::default();
-        let Some(signer) = self.signer_of(key.0) else {
-            return out;
-        };
-        let Some(live) = self.sessions.get_mut(&key) else {
-            return out;
-        };
-        let Some(secret) = live.session.connect_reply.take() else {
-            return out;
-        };
-        live.session.revision += 1;
-        out.changes.push(Change::PutSession(live.session.clone()));
-        let extra_relays = live.session.relays.clone();
-        let mut id_bytes = [0u8; 16];
-        rng.fill(&mut id_bytes);
-        let request_id = ApprovalId::from_entropy(id_bytes).0;
-        let response = Response::ok(&request_id, secret);
-        match self.seal(now, signer, key.1, Scheme::Nip44, &response, rng) {
-            Ok(event) => out.publish.push(Outgoing {
-                event,
-                extra_relays,
-            }),
-            Err(e) => tracing::warn!(error = %e, "could not seal the nostrconnect reply"),
-        }
-        out
-    }
-
     /// Seal an answer, audit it, and queue it for publishing.
-    #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
         now: Millis,
         ctx: Ctx,
-        request_id: &str,
-        method: &str,
-        kind: Option<u16>,
-        decision: AuditDecision,
-        response: Response,
-        signed_event_id: Option<EventId>,
+        reply: Reply<'_>,
         rng: &mut dyn Randomness,
     ) -> Output {
+        let Reply {
+            method,
+            kind,
+            decision,
+            response,
+            signed_event_id,
+        } = reply;
         let mut out = Output::default();
         let outcome = match &response.outcome {
             Outcome::Result(_) => "ok".to_owned(),
@@ -1197,7 +673,7 @@ impl Engine {
             key_id: ctx.key_id,
             client: ctx.client,
             event_id: ctx.event_id,
-            request_id: request_id.to_owned(),
+            request_id: response.id.clone(),
             method: method.to_owned(),
             kind,
             decision,
@@ -1248,13 +724,6 @@ impl Engine {
     }
 }
 
-enum TokenMatch {
-    None,
-    Used,
-    Expired,
-    Usable(usize),
-}
-
 /// The cached conversation between a signer key and a client, derived once.
 fn conversation<'a>(
     cache: &'a mut HashMap<(PublicKey, PublicKey), Conversation>,
@@ -1272,45 +741,4 @@ fn conversation<'a>(
     cache
         .get_mut(&key)
         .ok_or_else(|| "conversation cache".to_string())
-}
-
-/// The session a `nostrconnect://` URI creates.
-pub fn nostrconnect_session(
-    key_id: KeyId,
-    uri: &NostrConnectUri,
-    grant: &PermissionSet,
-    now: Timestamp,
-) -> Session {
-    let mut session = Session::new(key_id, uri.client, grant, SessionOrigin::NostrConnect, now);
-    session.requested_perms = uri.perms.clone().unwrap_or_default();
-    session.metadata = nip46::ClientMetadata {
-        name: uri.name.clone(),
-        url: uri.url.clone(),
-        image: uri.image.clone(),
-    };
-    session.relays = uri.relays.clone();
-    session.connect_reply = Some(uri.secret.expose().to_owned());
-    session
-}
-
-/// What a held request asks, for a person to read.
-fn summarize(command: &Command) -> String {
-    const MAX_TEXT: usize = 2000;
-    let clip = |s: &str| -> String { s.chars().take(MAX_TEXT).collect() };
-    let value = match command {
-        Command::SignEvent(t) => serde_json::json!({
-            "kind": t.kind.as_u16(),
-            "content": clip(&t.content),
-            "tags": t.tags,
-            "created_at": t.created_at.map(|c| c.as_secs()),
-        }),
-        Command::Nip04Encrypt { peer, plaintext } | Command::Nip44Encrypt { peer, plaintext } => {
-            serde_json::json!({"peer": peer.to_hex(), "plaintext": clip(plaintext)})
-        }
-        Command::Nip04Decrypt { peer, ciphertext } | Command::Nip44Decrypt { peer, ciphertext } => {
-            serde_json::json!({"peer": peer.to_hex(), "ciphertext_len": ciphertext.len()})
-        }
-        other => serde_json::json!({"method": other.method_name()}),
-    };
-    value.to_string()
 }

@@ -1,0 +1,278 @@
+//! Sessions coming and going: `connect` with a single-use `bunker://`
+//! secret, accepting a client's `nostrconnect://` URI, and `logout`.
+
+use nip46::nostr::prelude::{PublicKey, Timestamp};
+use nip46::{ConnectParams, ErrorCode, Method, NostrConnectUri, PermissionSet, Response, Scheme};
+use store::{
+    ApprovalId, AuditDecision, Change, KeyId, Rule, RuleEffect, SecretHash, Session, SessionOrigin,
+};
+
+use super::{AcceptError, Ctx, Engine, Outgoing, Output, Randomness, Reply};
+use crate::clock::Millis;
+
+/// A `connect` waiting for a reload (its secret matched no known token).
+pub(super) struct DeferredConnect {
+    pub(super) deadline: Millis,
+    pub(super) ctx: Ctx,
+    pub(super) id: String,
+    pub(super) params: ConnectParams,
+}
+
+pub(super) enum TokenMatch {
+    None,
+    Used,
+    Expired,
+    Usable(usize),
+}
+
+/// The session a `nostrconnect://` URI creates.
+pub fn nostrconnect_session(
+    key_id: KeyId,
+    uri: &NostrConnectUri,
+    grant: &PermissionSet,
+    now: Timestamp,
+) -> Session {
+    let mut session = Session::new(key_id, uri.client, grant, SessionOrigin::NostrConnect, now);
+    session.requested_perms = uri.perms.clone().unwrap_or_default();
+    session.metadata = nip46::ClientMetadata {
+        name: uri.name.clone(),
+        url: uri.url.clone(),
+        image: uri.image.clone(),
+    };
+    session.relays = uri.relays.clone();
+    session.connect_reply = Some(uri.secret.expose().to_owned());
+    session
+}
+
+impl Engine {
+    pub(super) fn handle_connect(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        id: String,
+        params: ConnectParams,
+        retried: bool,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let t = now.timestamp();
+        let id = id.as_str();
+        let method = Method::Connect.as_str();
+        let session_key = (ctx.key_id, ctx.client);
+        let has_session = self
+            .sessions
+            .get(&session_key)
+            .is_some_and(|l| l.session.is_active(t));
+        let token = params
+            .secret
+            .as_ref()
+            .map(|s| self.find_token(ctx.key_id, s.expose(), t));
+        let mut out = Output::default();
+        let decision = match (has_session, token) {
+            // A known app reconnecting (apps send `connect` at every start).
+            (true, None | Some(TokenMatch::None | TokenMatch::Used | TokenMatch::Expired)) => {
+                AuditDecision::Allowed
+            }
+            // A known app presenting a fresh token: its grant is added.
+            (true, Some(TokenMatch::Usable(index))) => {
+                let grant = self.consume_token(index, ctx.client, t, &mut out);
+                if let Some(live) = self.sessions.get_mut(&session_key) {
+                    for p in grant.iter() {
+                        live.session
+                            .set_rule(Rule::permanent(p.clone(), RuleEffect::Allow));
+                    }
+                    live.session.revision += 1;
+                    out.changes.push(Change::PutSession(live.session.clone()));
+                }
+                AuditDecision::Allowed
+            }
+            (false, Some(TokenMatch::Usable(index))) => {
+                let grant = self.consume_token(index, ctx.client, t, &mut out);
+                let mut session =
+                    Session::new(ctx.key_id, ctx.client, &grant, SessionOrigin::Bunker, t);
+                session.requested_perms = params.requested_perms;
+                session.metadata = params.metadata.unwrap_or_default();
+                out.changes.push(Change::PutSession(session.clone()));
+                self.insert_session(session, now);
+                AuditDecision::Allowed
+            }
+            (false, Some(TokenMatch::None)) if !retried => {
+                self.deferred.push(DeferredConnect {
+                    deadline: now.plus_ms(self.config.unknown_secret_grace_ms),
+                    ctx,
+                    id: id.to_owned(),
+                    params,
+                });
+                return Output {
+                    wants_reload: true,
+                    ..Output::default()
+                };
+            }
+            (false, refusal) => {
+                let reason = match refusal {
+                    None => "connect needs the secret from a bunker:// token",
+                    Some(TokenMatch::Used) => {
+                        "this secret was already used; ask for a new bunker:// token"
+                    }
+                    Some(TokenMatch::Expired) => {
+                        "this secret has expired; ask for a new bunker:// token"
+                    }
+                    Some(_) => "invalid secret",
+                };
+                let response = Response::error(id, ErrorCode::Unauthorized, reason);
+                let answer = self.answer(
+                    now,
+                    ctx,
+                    Reply {
+                        method,
+                        kind: None,
+                        decision: AuditDecision::Denied,
+                        response,
+                        signed_event_id: None,
+                    },
+                    rng,
+                );
+                out.merge(answer);
+                return out;
+            }
+        };
+        let answer = self.answer(
+            now,
+            ctx,
+            Reply {
+                method,
+                kind: None,
+                decision,
+                response: Response::ok(id, "ack"),
+                signed_event_id: None,
+            },
+            rng,
+        );
+        out.merge(answer);
+        out
+    }
+
+    pub(super) fn find_token(&self, key_id: KeyId, candidate: &str, now: Timestamp) -> TokenMatch {
+        let hash = SecretHash::of(candidate);
+        // Compare against every token of the key, without stopping early.
+        let mut found = None;
+        for (i, token) in self.tokens.iter().enumerate() {
+            if token.key_id == key_id && token.secret_hash.ct_matches(&hash) {
+                found = Some(i);
+            }
+        }
+        let Some(i) = found else {
+            return TokenMatch::None;
+        };
+        let token = &self.tokens[i];
+        if token.used_at.is_some() {
+            TokenMatch::Used
+        } else if !token.is_usable(now) {
+            TokenMatch::Expired
+        } else {
+            TokenMatch::Usable(i)
+        }
+    }
+
+    pub(super) fn consume_token(
+        &mut self,
+        index: usize,
+        client: PublicKey,
+        at: Timestamp,
+        out: &mut Output,
+    ) -> PermissionSet {
+        let token = &mut self.tokens[index];
+        token.used_at = Some(at);
+        token.used_by = Some(client);
+        out.changes.push(Change::ConsumeToken {
+            id: token.id,
+            client,
+            at,
+        });
+        token.grant.clone()
+    }
+
+    pub(super) fn handle_logout(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        id: &str,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let t = now.timestamp();
+        // Answer first, then end the session (NIP-46: reply "ack" before removing).
+        let mut out = self.answer(
+            now,
+            ctx,
+            Reply {
+                method: Method::Logout.as_str(),
+                kind: None,
+                decision: AuditDecision::Allowed,
+                response: Response::ok(id, "ack"),
+                signed_event_id: None,
+            },
+            rng,
+        );
+        if let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client)) {
+            live.session.revoked_at = Some(t);
+            live.session.revision += 1;
+        }
+        out.changes.push(Change::RevokeSession {
+            key_id: ctx.key_id,
+            client: ctx.client,
+            at: t,
+        });
+        out
+    }
+
+    /// Accept a client's `nostrconnect://` URI for a user key: create the
+    /// session and send the `connect` response carrying the URI's secret.
+    pub fn accept_nostrconnect(
+        &mut self,
+        now: Millis,
+        key_id: KeyId,
+        uri: &NostrConnectUri,
+        grant: &PermissionSet,
+        rng: &mut dyn Randomness,
+    ) -> Result<Output, AcceptError> {
+        if self.signer_of(key_id).is_none() {
+            return Err(AcceptError::UnknownKey(key_id));
+        }
+        let session = nostrconnect_session(key_id, uri, grant, now.timestamp());
+        let key = (key_id, uri.client);
+        self.insert_session(session, now);
+        Ok(self.send_connect_reply(now, key, rng))
+    }
+
+    pub(super) fn send_connect_reply(
+        &mut self,
+        now: Millis,
+        key: (KeyId, PublicKey),
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let mut out = Output::default();
+        let Some(signer) = self.signer_of(key.0) else {
+            return out;
+        };
+        let Some(live) = self.sessions.get_mut(&key) else {
+            return out;
+        };
+        let Some(secret) = live.session.connect_reply.take() else {
+            return out;
+        };
+        live.session.revision += 1;
+        out.changes.push(Change::PutSession(live.session.clone()));
+        let extra_relays = live.session.relays.clone();
+        let mut id_bytes = [0u8; 16];
+        rng.fill(&mut id_bytes);
+        let request_id = ApprovalId::from_entropy(id_bytes).0;
+        let response = Response::ok(&request_id, secret);
+        match self.seal(now, signer, key.1, Scheme::Nip44, &response, rng) {
+            Ok(event) => out.publish.push(Outgoing {
+                event,
+                extra_relays,
+            }),
+            Err(e) => tracing::warn!(error = %e, "could not seal the nostrconnect reply"),
+        }
+        out
+    }
+}

@@ -1,0 +1,69 @@
+//! What one engine step asks the driver to do: store changes to commit,
+//! then events to publish; or why the input was dropped.
+
+use nip46::nostr::prelude::{Event, RelayUrl};
+use store::Change;
+
+/// An event to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The signed kind-24133 event.
+    pub event: Event,
+    /// Relays the client listens on besides the bunker's own (nostrconnect).
+    pub extra_relays: Vec<RelayUrl>,
+}
+
+/// Why an event was dropped without an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dropped {
+    /// Not addressed to any of our signer keys.
+    NotForUs,
+    /// Envelope checks failed (kind, size).
+    Envelope(String),
+    /// Outside the time window.
+    Stale,
+    /// Created too far in the future.
+    Future,
+    /// Already processed.
+    Replayed,
+    /// Bad id or signature.
+    BadSignature,
+    /// Could not be decrypted.
+    Undecryptable(String),
+    /// Decrypted, but not a request with a usable id.
+    Malformed(String),
+}
+
+/// Everything one engine step wants done.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Commit these first, in one transaction.
+    pub changes: Vec<Change>,
+    /// Then publish these.
+    pub publish: Vec<Outgoing>,
+    /// Set when the input was dropped (for logs and counters).
+    pub dropped: Option<Dropped>,
+    /// The engine waits for fresh store state (a `connect` with an unknown
+    /// secret); the driver should reload as soon as it can.
+    pub wants_reload: bool,
+}
+
+impl Output {
+    pub(super) fn dropped(reason: Dropped) -> Self {
+        Output {
+            dropped: Some(reason),
+            ..Output::default()
+        }
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.publish.is_empty()
+    }
+
+    pub(super) fn merge(&mut self, other: Output) {
+        self.changes.extend(other.changes);
+        self.publish.extend(other.publish);
+        self.wants_reload |= other.wants_reload;
+    }
+}
