@@ -482,6 +482,25 @@ fn held_request_allowed_always_then_sticks() {
 }
 
 #[test]
+fn a_resent_held_request_is_asked_once() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let t1 = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
+    h.send(&c.request("same", "sign_event", serde_json::json!([t1.clone()])));
+    // After a reconnect the client sends the same request id in a fresh event.
+    let out = h.send(&c.request("same", "sign_event", serde_json::json!([t1])));
+    assert!(out.publish.is_empty() && out.changes.is_empty());
+    assert_eq!(h.engine.pending().len(), 1);
+    let id = h.engine.pending()[0].id.clone();
+    let decision = ApprovalDecision {
+        allow: true,
+        scope: DecisionScope::Once,
+    };
+    let out = h.engine.decide(now(), &id, decision, &mut h.rng).unwrap();
+    assert_eq!(only_reply(&mut c, &out).id, "same");
+}
+
+#[test]
 fn held_request_denied_or_expired_is_unauthorized() {
     let mut h = harness();
     let mut c = h.connected("read");

@@ -9,8 +9,7 @@
 
 use nip46::envelope;
 use nip46::nostr::prelude::{Event, Keys, PublicKey, RelayUrl, UnsignedEvent};
-use nip46::{ConnectSecret, Conversation, MAX_URI_RELAYS, Outcome, Response, parse_relay_list};
-use serde_json::Value;
+use nip46::{ConnectSecret, Conversation, MAX_URI_RELAYS, Response, parse_relay_list};
 
 /// Open an incoming event as a response from the conversation's peer:
 /// cheapest checks first (kind, size, `p` tag, author), then the signature,
@@ -22,7 +21,7 @@ pub(crate) fn open(
     event: &Event,
 ) -> Result<Response, String> {
     let (_, text) = envelope::open_text(keys, conversation, event).map_err(|e| e.to_string())?;
-    response(&text).ok_or_else(|| "not a response".to_owned())
+    Response::parse(&text).map_err(|e| e.to_string())
 }
 
 /// Check a `sign_event` result against what was asked: it must parse, its id
@@ -93,32 +92,6 @@ pub(crate) fn relay_list(result: &str) -> Option<Vec<RelayUrl>> {
     let mut relays = parse_relay_list(result)?;
     relays.truncate(MAX_URI_RELAYS);
     Some(relays)
-}
-
-/// Parse decrypted response text, accepting `{"id": …, "result": null}`:
-/// a spec-valid `switch_relays` answer ("`null` if there is nothing to be
-/// changed", sent so by applesauce-signers) that [`Response::parse`] refuses
-/// because it cannot tell it from a missing result.
-pub(crate) fn response(text: &str) -> Option<Response> {
-    match Response::parse(text) {
-        Ok(response) => Some(response),
-        Err(_) => {
-            let value: Value = serde_json::from_str(text).ok()?;
-            let object = value.as_object()?;
-            let id = match object.get("id")? {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => return None,
-            };
-            let error_empty = object
-                .get("error")
-                .is_none_or(|e| e.is_null() || e.as_str() == Some(""));
-            (object.get("result")?.is_null() && error_empty).then(|| Response {
-                id,
-                outcome: Outcome::Result("null".to_owned()),
-            })
-        }
-    }
 }
 
 fn shorten(s: &str) -> String {
@@ -243,7 +216,7 @@ mod tests {
 
         // A broken signature.
         let good = unsigned.clone().finalize(&user).unwrap();
-        let mut json: Value = serde_json::from_str(&good.as_json()).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&good.as_json()).unwrap();
         let sig = json["sig"].as_str().unwrap().to_owned();
         let flipped = if sig.starts_with('0') { "1" } else { "0" };
         json["sig"] = format!("{flipped}{}", &sig[1..]).into();
@@ -282,22 +255,5 @@ mod tests {
         let many: Vec<String> = (0..40).map(|i| format!("wss://r{i}.example")).collect();
         let json = serde_json::to_string(&many).unwrap();
         assert_eq!(relay_list(&json).unwrap().len(), MAX_URI_RELAYS);
-    }
-
-    #[test]
-    fn null_results_are_read() {
-        let r = response(r#"{"id":"7","result":null}"#).unwrap();
-        assert_eq!(r.id, "7");
-        assert_eq!(r.outcome, Outcome::Result("null".into()));
-        let r = response(r#"{"id":"7","result":null,"error":""}"#).unwrap();
-        assert_eq!(r.outcome, Outcome::Result("null".into()));
-        // Still refused: no result key at all, or garbage.
-        assert!(response(r#"{"id":"7"}"#).is_none());
-        assert!(response("[]").is_none());
-        // Normal responses go through the protocol core.
-        assert_eq!(
-            response(r#"{"id":"1","result":"pong"}"#).unwrap().outcome,
-            Outcome::Result("pong".into())
-        );
     }
 }

@@ -19,7 +19,6 @@ use nip46::{
 };
 use relay::PoolEvent;
 
-use crate::checks;
 use crate::client::Client;
 use crate::error::Error;
 use crate::link::{self, Link, Listening, Parts};
@@ -186,7 +185,7 @@ fn pair(
     envelope::verify(event).ok()?;
     let mut conversation = Conversation::new(keys, event.pubkey).ok()?;
     let (_, text) = conversation.decrypt(keys, &event.content).ok()?;
-    let paired = match checks::response(&text) {
+    let paired = match Response::parse(&text).ok() {
         Some(Response {
             outcome: Outcome::Result(result),
             ..

@@ -9,7 +9,6 @@ use core::fmt;
 use core::str::FromStr;
 
 use nostr::prelude::RelayUrl;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// The error codes Rampart puts in front of an error string.
@@ -181,28 +180,24 @@ impl Response {
     /// Read a response from any signer, liberally: `result` may be a string
     /// or another JSON value, `error` may be null or empty.
     pub fn parse(json: &str) -> Result<Response, ResponseError> {
-        #[derive(Deserialize)]
-        struct Wire {
-            id: Value,
-            #[serde(default)]
-            result: Value,
-            #[serde(default)]
-            error: Value,
-        }
-        let wire: Wire = serde_json::from_str(json).map_err(|e| ResponseError(e.to_string()))?;
-        let id = match wire.id {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
+        let map: serde_json::Map<String, Value> =
+            serde_json::from_str(json).map_err(|e| ResponseError(e.to_string()))?;
+        let id = match map.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
             _ => return Err(ResponseError("id is not a string".into())),
         };
-        let error = match wire.error {
-            Value::String(s) if !s.is_empty() => Some(s),
+        let error = match map.get("error") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             _ => None,
         };
-        let result = match wire.result {
-            Value::Null => None,
-            Value::String(s) => Some(s),
-            other => Some(other.to_string()),
+        // `"result": null` is a real answer (`switch_relays`: nothing to
+        // change), unlike a missing result.
+        let result = match map.get("result") {
+            None => None,
+            Some(Value::Null) => Some("null".to_owned()),
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
         };
         let outcome = match (result, error) {
             (Some(r), Some(url)) if r == "auth_url" => Outcome::AuthUrl(url),
@@ -287,6 +282,8 @@ mod tests {
         );
         let r = Response::parse(r#"{"id":"1","result":{"kind":1}}"#).unwrap();
         assert_eq!(r.outcome, Outcome::Result(r#"{"kind":1}"#.into()));
+        let r = Response::parse(r#"{"id":"1","result":null}"#).unwrap();
+        assert_eq!(r.outcome, Outcome::Result("null".into()));
         assert!(Response::parse(r#"{"id":"1"}"#).is_err());
         assert!(Response::parse("nope").is_err());
     }

@@ -711,11 +711,11 @@ async fn serve_nostr_json(signer: PublicKey, relay: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_method_on_nostr_rs_relay() {
-    let Some(relay) = NostrRsRelay::start() else {
+    let Some(mut relay) = NostrRsRelay::start() else {
         return;
     };
     let bunker = bunker(Some(&relay.url()), &[], "full").await;
-    let client = connect(&bunker, options()).await;
+    let client = connect(&bunker, options().request_timeout(Duration::from_secs(25))).await;
     let event = client
         .sign_event(note(&client, "on nostr-rs-relay"))
         .await
@@ -724,7 +724,29 @@ async fn every_method_on_nostr_rs_relay() {
     let peer = Keys::generate().public_key();
     let ct = client.nip44_encrypt(&peer, "hi").await.unwrap();
     assert_eq!(client.nip44_decrypt(&peer, &ct).await.unwrap(), "hi");
+    let ct = client.nip04_encrypt(&peer, "old").await.unwrap();
+    assert_eq!(client.nip04_decrypt(&peer, &ct).await.unwrap(), "old");
     client.ping().await.unwrap();
+
+    // It restarts (it never answers OK to ephemeral events, so nothing is
+    // re-sent by the pool itself): the client probes and re-sends.
+    relay.stop();
+    let during = {
+        let client = client.clone();
+        tokio::spawn(async move { client.sign_event(note(&client, "during the outage")).await })
+    };
+    within("the request to be pending", async {
+        while client.pending() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    relay.restart();
+    let event = within("the answer after the restart", during)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.content, "during the outage");
     client.logout().await.unwrap();
 }
 

@@ -540,3 +540,29 @@ async fn a_forged_copy_cannot_hide_the_genuine_event() {
         pool.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn wss_urls_open_a_tls_session() {
+    init_tracing();
+    // Not a TLS server: it only checks that the pool starts a TLS handshake
+    // (a ClientHello record) instead of a plain websocket upgrade.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("wss://{}", listener.local_addr().unwrap());
+    let (pool, _events) = RelayPool::new(test_config());
+    pool.add_relay(&url).unwrap();
+    let (mut stream, _) = within("the pool's connection", listener.accept())
+        .await
+        .unwrap();
+    let mut first = [0u8; 1];
+    tokio::io::AsyncReadExt::read_exact(&mut stream, &mut first)
+        .await
+        .unwrap();
+    assert_eq!(first[0], 0x16, "expected a TLS handshake record");
+    drop(stream);
+    eventually("the failed handshake to be recorded", || {
+        pool.status()[0].last_error.is_some()
+    })
+    .await;
+    assert!(!pool.status()[0].connected);
+    pool.shutdown().await;
+}

@@ -48,6 +48,15 @@ impl Engine {
         request: Request,
         rng: &mut dyn Randomness,
     ) -> Output {
+        // A client that lost its connection re-sends the same request id in a
+        // fresh event: the user is asked once, not once per copy.
+        let waiting = self.held.iter().find(|(_, h)| {
+            h.ctx.key_id == ctx.key_id && h.ctx.client == ctx.client && h.request.id == request.id
+        });
+        if let Some((id, _)) = waiting {
+            let id = id.clone();
+            return self.challenge(now, ctx, &request, &id, rng);
+        }
         let t = now.timestamp();
         let mut id_bytes = [0u8; 16];
         rng.fill(&mut id_bytes);
@@ -73,23 +82,7 @@ impl Engine {
         };
         let mut out = Output::default();
         out.changes.push(Change::PutApproval(approval.clone()));
-        if let Some(base) = &self.config.auth_url_base {
-            let url = base.approval_url(&id);
-            let response = Response::auth_url(&request.id, url);
-            let answer = self.answer(
-                now,
-                ctx,
-                Reply {
-                    method: method.as_str(),
-                    kind: request.command.kind(),
-                    decision: AuditDecision::Pending,
-                    response,
-                    signed_event_id: None,
-                },
-                rng,
-            );
-            out.merge(answer);
-        }
+        out.merge(self.challenge(now, ctx, &request, &id, rng));
         self.held.insert(
             id,
             Held {
@@ -99,6 +92,29 @@ impl Engine {
             },
         );
         out
+    }
+
+    /// The `auth_url` answer for a held request, when challenges are on.
+    fn challenge(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        request: &Request,
+        id: &ApprovalId,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let Some(base) = &self.config.auth_url_base else {
+            return Output::default();
+        };
+        let response = Response::auth_url(&request.id, base.approval_url(id));
+        let reply = Reply {
+            method: request.command.method_name(),
+            kind: request.command.kind(),
+            decision: AuditDecision::Pending,
+            response,
+            signed_event_id: None,
+        };
+        self.answer(now, ctx, reply, rng)
     }
 
     /// Apply the user's decision on a held request.
