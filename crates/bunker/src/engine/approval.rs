@@ -168,17 +168,17 @@ impl Engine {
             } else {
                 "denied by the user"
             };
-            let response = Response::error(&request.id, ErrorCode::Unauthorized, reason);
             self.answer(
                 now,
                 ctx,
-                Reply {
-                    method: approval.method.as_str(),
-                    kind: approval.kind,
-                    decision: AuditDecision::Denied,
-                    response,
-                    signed_event_id: None,
-                },
+                Reply::error(
+                    approval.method.as_str(),
+                    approval.kind,
+                    AuditDecision::Denied,
+                    &request.id,
+                    ErrorCode::Unauthorized,
+                    reason,
+                ),
                 rng,
             )
         };
@@ -205,14 +205,14 @@ impl Engine {
             id,
             status: ApprovalStatus::Expired,
         });
-        let response = Response::error(&request.id, ErrorCode::Unauthorized, reason);
-        let reply = Reply {
-            method: approval.method.as_str(),
-            kind: approval.kind,
-            decision: AuditDecision::Denied,
-            response,
-            signed_event_id: None,
-        };
+        let reply = Reply::error(
+            approval.method.as_str(),
+            approval.kind,
+            AuditDecision::Denied,
+            &request.id,
+            ErrorCode::Unauthorized,
+            reason,
+        );
         out.merge(self.answer(now, ctx, reply, rng));
         out
     }

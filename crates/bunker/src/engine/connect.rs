@@ -118,19 +118,15 @@ impl Engine {
                     }
                     Some(_) => "invalid secret",
                 };
-                let response = Response::error(id, ErrorCode::Unauthorized, reason);
-                let answer = self.answer(
-                    now,
-                    ctx,
-                    Reply {
-                        method,
-                        kind: None,
-                        decision: AuditDecision::Denied,
-                        response,
-                        signed_event_id: None,
-                    },
-                    rng,
+                let reply = Reply::error(
+                    method,
+                    None,
+                    AuditDecision::Denied,
+                    id,
+                    ErrorCode::Unauthorized,
+                    reason,
                 );
+                let answer = self.answer(now, ctx, reply, rng);
                 out.merge(answer);
                 return out;
             }

@@ -177,6 +177,26 @@ struct Reply<'a> {
     signed_event_id: Option<EventId>,
 }
 
+impl<'a> Reply<'a> {
+    /// A refusal: an error response, no signature.
+    fn error(
+        method: &'a str,
+        kind: Option<u16>,
+        decision: AuditDecision,
+        request_id: &str,
+        code: ErrorCode,
+        reason: impl Into<String>,
+    ) -> Self {
+        Reply {
+            method,
+            kind,
+            decision,
+            response: Response::error(request_id, code, reason),
+            signed_event_id: None,
+        }
+    }
+}
+
 /// The result of running one command.
 type Executed = Result<(String, Option<EventId>), (ErrorCode, String)>;
 
@@ -340,21 +360,19 @@ impl Engine {
         match Request::parse(&text) {
             Ok(request) => self.dispatch(now, ctx, request, rng),
             Err(RequestError::Malformed(reason)) => Output::dropped(Dropped::Malformed(reason)),
-            Err(RequestError::InvalidParams { id, method, reason }) => {
-                let response = Response::error(&id, ErrorCode::InvalidParams, reason.0);
-                self.answer(
-                    now,
-                    ctx,
-                    Reply {
-                        method: &method,
-                        kind: None,
-                        decision: AuditDecision::Invalid,
-                        response,
-                        signed_event_id: None,
-                    },
-                    rng,
-                )
-            }
+            Err(RequestError::InvalidParams { id, method, reason }) => self.answer(
+                now,
+                ctx,
+                Reply::error(
+                    &method,
+                    None,
+                    AuditDecision::Invalid,
+                    &id,
+                    ErrorCode::InvalidParams,
+                    reason.0,
+                ),
+                rng,
+            ),
         }
     }
 
@@ -381,21 +399,17 @@ impl Engine {
         let t = now.timestamp();
         let Some(method) = request.command.method() else {
             let name = request.command.method_name().to_owned();
-            let response = Response::error(
-                &request.id,
-                ErrorCode::MethodNotFound,
-                format!("`{name}` is not a NIP-46 method"),
-            );
             return self.answer(
                 now,
                 ctx,
-                Reply {
-                    method: &name,
-                    kind: None,
-                    decision: AuditDecision::Invalid,
-                    response,
-                    signed_event_id: None,
-                },
+                Reply::error(
+                    &name,
+                    None,
+                    AuditDecision::Invalid,
+                    &request.id,
+                    ErrorCode::MethodNotFound,
+                    format!("`{name}` is not a NIP-46 method"),
+                ),
                 rng,
             );
         };
@@ -417,42 +431,34 @@ impl Engine {
                 }
             }
             _ => {
-                let response = Response::error(
-                    &request.id,
-                    ErrorCode::Unauthorized,
-                    "no active session: connect with a bunker:// secret first",
-                );
                 return self.answer(
                     now,
                     ctx,
-                    Reply {
-                        method: method.as_str(),
+                    Reply::error(
+                        method.as_str(),
                         kind,
-                        decision: AuditDecision::Denied,
-                        response,
-                        signed_event_id: None,
-                    },
+                        AuditDecision::Denied,
+                        &request.id,
+                        ErrorCode::Unauthorized,
+                        "no active session: connect with a bunker:// secret first",
+                    ),
                     rng,
                 );
             }
         };
         self.schedule_touch(now);
         let Some(verdict) = verdict else {
-            let response = Response::error(
-                &request.id,
-                ErrorCode::RateLimited,
-                "too many requests; slow down",
-            );
             return self.answer(
                 now,
                 ctx,
-                Reply {
-                    method: method.as_str(),
+                Reply::error(
+                    method.as_str(),
                     kind,
-                    decision: AuditDecision::RateLimited,
-                    response,
-                    signed_event_id: None,
-                },
+                    AuditDecision::RateLimited,
+                    &request.id,
+                    ErrorCode::RateLimited,
+                    "too many requests; slow down",
+                ),
                 rng,
             );
         };
@@ -463,38 +469,32 @@ impl Engine {
             Verdict::Allow => {
                 self.execute_and_answer(now, ctx, request, AuditDecision::Allowed, rng)
             }
-            Verdict::Deny(reason) => {
-                let response = Response::error(&request.id, ErrorCode::Unauthorized, reason);
-                self.answer(
-                    now,
-                    ctx,
-                    Reply {
-                        method: method.as_str(),
-                        kind,
-                        decision: AuditDecision::Denied,
-                        response,
-                        signed_event_id: None,
-                    },
-                    rng,
-                )
-            }
-            Verdict::Ask if self.config.unlisted == UnlistedPolicy::Deny => {
-                let needed = policy::permission_for(method, kind);
-                let response = Response::error(
+            Verdict::Deny(reason) => self.answer(
+                now,
+                ctx,
+                Reply::error(
+                    method.as_str(),
+                    kind,
+                    AuditDecision::Denied,
                     &request.id,
                     ErrorCode::Unauthorized,
-                    format!("{needed} is not granted to this app"),
-                );
+                    reason,
+                ),
+                rng,
+            ),
+            Verdict::Ask if self.config.unlisted == UnlistedPolicy::Deny => {
+                let needed = policy::permission_for(method, kind);
                 self.answer(
                     now,
                     ctx,
-                    Reply {
-                        method: method.as_str(),
+                    Reply::error(
+                        method.as_str(),
                         kind,
-                        decision: AuditDecision::Denied,
-                        response,
-                        signed_event_id: None,
-                    },
+                        AuditDecision::Denied,
+                        &request.id,
+                        ErrorCode::Unauthorized,
+                        format!("{needed} is not granted to this app"),
+                    ),
                     rng,
                 )
             }
