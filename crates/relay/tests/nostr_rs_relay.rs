@@ -12,179 +12,21 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
-
 use common::{
     event, eventually, init_tracing, test_config, wait_for, wait_for_eose, wait_for_event, within,
 };
 use nostr::prelude::{Filter, Keys, Kind, Tag};
 use relay::{AuthState, PoolEvent, RelayPool};
+use testkit::NostrRsRelay;
 
 const NOSTR_CONNECT: u16 = 24133;
-
-/// Finds the nostr-rs-relay binary, or explains (or fails, under CI) why not.
-fn binary(test: &str) -> Option<PathBuf> {
-    let from_env = std::env::var_os("NOSTR_RS_RELAY").map(PathBuf::from);
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nostr-rs-relay"))
-            .find(|candidate| candidate.is_file())
-    });
-    let in_cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
-        .map(|home| home.join("bin").join("nostr-rs-relay"))
-        .filter(|candidate| candidate.is_file());
-    if let Some(found) = from_env.or(on_path).or(in_cargo_home) {
-        return Some(found);
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    assert!(
-        !ci,
-        "nostr-rs-relay not found and CI is set: run `bash .ci/install`, or point \
-         NOSTR_RS_RELAY at the binary"
-    );
-    // Written straight to stderr so it shows even though the test passes.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: nostr-rs-relay not found (set NOSTR_RS_RELAY, put it on PATH, or \
-         run `bash .ci/install`)"
-    );
-    None
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("rampart-nostr-rs-relay-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("creating a temp dir");
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running nostr-rs-relay on a loopback port, killed on drop.
-struct ExternalRelay {
-    binary: PathBuf,
-    dir: TempDir,
-    addr: SocketAddr,
-    child: Option<Child>,
-}
-
-impl ExternalRelay {
-    /// Starts the relay on a free port with a fresh data directory.
-    async fn start(binary: PathBuf, auth: bool) -> Self {
-        let free = StdListener::bind("127.0.0.1:0").expect("binding a probe socket");
-        let addr = free.local_addr().expect("probe address");
-        drop(free);
-        let dir = TempDir::new();
-        let config = format!(
-            r#"[info]
-relay_url = "ws://{addr}/"
-name = "rampart test relay"
-
-[network]
-address = "127.0.0.1"
-port = {port}
-
-[authorization]
-nip42_auth = {auth}
-nip42_dms = {auth}
-"#,
-            port = addr.port()
-        );
-        std::fs::write(dir.0.join("config.toml"), config).expect("writing config.toml");
-        let mut relay = Self {
-            binary,
-            dir,
-            addr,
-            child: None,
-        };
-        relay.spawn().await;
-        relay
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-
-    /// Starts the process (again, same port and data) and waits until the
-    /// port accepts connections.
-    async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.0.join("relay.log"))
-            .expect("opening the relay log");
-        let child = Command::new(&self.binary)
-            .arg("--config")
-            .arg(self.dir.0.join("config.toml"))
-            .arg("--db")
-            .arg(&self.dir.0)
-            .env("RUST_LOG", "warn,nostr_rs_relay=info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("starting nostr-rs-relay");
-        self.child = Some(child);
-        let addr = self.addr;
-        let log = self.dir.0.join("relay.log");
-        let ready = async {
-            loop {
-                if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(30), ready)
-            .await
-            .is_err()
-        {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("nostr-rs-relay did not open port {addr}; its log:\n{log}");
-        }
-    }
-
-    /// Kills the process and waits for it to be gone.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ExternalRelay {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 #[tokio::test]
 async fn nostr_rs_relay_publish_subscribe_kind_24133() {
     init_tracing();
-    let Some(binary) = binary("nostr_rs_relay_publish_subscribe_kind_24133") else {
+    let Some(relay) = NostrRsRelay::start() else {
         return;
     };
-    let relay = ExternalRelay::start(binary, false).await;
     let alice = Keys::generate();
 
     let (subscriber, mut notifications) = RelayPool::new(test_config());
@@ -218,10 +60,9 @@ async fn nostr_rs_relay_publish_subscribe_kind_24133() {
 #[tokio::test]
 async fn nostr_rs_relay_reconnect_after_restart() {
     init_tracing();
-    let Some(binary) = binary("nostr_rs_relay_reconnect_after_restart") else {
+    let Some(mut relay) = NostrRsRelay::start() else {
         return;
     };
-    let mut relay = ExternalRelay::start(binary, false).await;
     let alice = Keys::generate();
 
     let (pool, mut notifications) = RelayPool::new(test_config());
@@ -243,7 +84,7 @@ async fn nostr_rs_relay_reconnect_after_restart() {
     let report = pool.publish(&queued).unwrap();
     assert_eq!(report.waiting_for_reconnect, 1);
 
-    relay.spawn().await;
+    relay.resume();
     // Re-subscribed (EOSE), then the queued event, on the same socket.
     wait_for_eose(&mut notifications, 1).await;
     wait_for_event(&mut notifications, queued.id).await;
@@ -263,10 +104,9 @@ async fn nostr_rs_relay_reconnect_after_restart() {
 #[tokio::test]
 async fn nostr_rs_relay_nip42_auth_unlocks_direct_messages() {
     init_tracing();
-    let Some(binary) = binary("nostr_rs_relay_nip42_auth_unlocks_direct_messages") else {
+    let Some(relay) = NostrRsRelay::start_with_auth() else {
         return;
     };
-    let relay = ExternalRelay::start(binary, true).await;
     let alice = Keys::generate();
     let bob = Keys::generate();
     let dm = event(

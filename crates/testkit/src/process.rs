@@ -65,6 +65,17 @@ impl NostrRsRelay {
     /// Start one, or `None` when the binary is not installed. Under CI a
     /// missing binary is a failure, so CI never skips these tests silently.
     pub fn start() -> Option<Self> {
+        Self::start_with(false)
+    }
+
+    /// Start one with NIP-42 enabled (`nip42_auth` and `nip42_dms`: this
+    /// relay withholds kind-4 DMs from unauthenticated clients; it never
+    /// refuses anything else).
+    pub fn start_with_auth() -> Option<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(auth: bool) -> Option<Self> {
         let Some(binary) = find_binary("NOSTR_RS_RELAY", "nostr-rs-relay") else {
             assert!(
                 !ci(),
@@ -74,43 +85,55 @@ impl NostrRsRelay {
             return None;
         };
         let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = format!(
+            "[info]\nrelay_url = \"ws://127.0.0.1:{port}/\"\nname = \"rampart test relay\"\n\n\
+             [database]\ndata_directory = \"{dir}\"\n\n\
+             [network]\naddress = \"127.0.0.1\"\nport = {port}\n\n\
+             [limits]\nmessages_per_sec = 0\n\n\
+             [authorization]\nnip42_auth = {auth}\nnip42_dms = {auth}\n",
+            dir = dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.toml"), config)
+            .expect("write nostr-rs-relay config");
         let mut relay = NostrRsRelay {
             child: None,
             binary,
             dir,
-            port: free_port(),
+            port,
         };
-        relay.spawn();
+        relay.resume();
         Some(relay)
     }
 
-    fn spawn(&mut self) {
-        let config = self.dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[info]\nrelay_url = \"ws://127.0.0.1:{port}/\"\nname = \"test\"\n\n[database]\ndata_directory = \"{dir}\"\n\n[network]\naddress = \"127.0.0.1\"\nport = {port}\n\n[limits]\nmessages_per_sec = 0\n",
-                port = self.port,
-                dir = self.dir.path().display()
-            ),
-        )
-        .expect("write nostr-rs-relay config");
-        let log = std::fs::File::create(self.dir.path().join("relay.log")).expect("log file");
+    /// Start the process (again, after [`stop`](Self::stop): same port, same
+    /// data) and wait until its port accepts connections.
+    pub fn resume(&mut self) {
+        let log_path = self.dir.path().join("relay.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
         let child = Command::new(&self.binary)
             .arg("--config")
-            .arg(&config)
+            .arg(self.dir.path().join("config.toml"))
             .arg("--db")
             .arg(self.dir.path())
+            .env("RUST_LOG", "warn,nostr_rs_relay=info")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start nostr-rs-relay");
         self.child = Some(child);
-        assert!(
-            wait_for_port(self.port, Duration::from_secs(30)),
-            "nostr-rs-relay did not open port {}",
-            self.port
-        );
+        if !wait_for_port(self.port, Duration::from_secs(30)) {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            panic!(
+                "nostr-rs-relay did not open port {}; its log:\n{log}",
+                self.port
+            );
+        }
     }
 
     /// Its websocket URL.
@@ -118,7 +141,7 @@ impl NostrRsRelay {
         format!("ws://127.0.0.1:{}", self.port)
     }
 
-    /// Kill it (its data stays for a restart).
+    /// Kill it (its data stays for [`resume`](Self::resume)).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -126,10 +149,10 @@ impl NostrRsRelay {
         }
     }
 
-    /// Start it again on the same port.
+    /// Stop and start again on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        self.resume();
     }
 }
 
