@@ -53,6 +53,8 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Use a remote signer: connect, sign, encrypt, decrypt, ping, logout.
     Client(cmd::client::Args),
+    /// Load-test a NIP-46 signer (or measure idle sessions' memory).
+    Bench(cmd::bench::Args),
 }
 
 #[derive(Subcommand)]
@@ -79,7 +81,9 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let config = || Config::load(&cli.overrides, &env);
     match cli.command {
-        Command::Run(args) => runtime()?.block_on(cmd::run::run(args, config()?, &env)),
+        Command::Run(args) => {
+            single_threaded_runtime()?.block_on(cmd::run::run(args, config()?, &env))
+        }
         Command::Key(c) => cmd::key::run(c, &config()?, &env),
         Command::Uri(args) => cmd::token::run(args, &config()?),
         Command::Connect(args) => cmd::connect::run(args, &config()?),
@@ -87,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         Command::Approvals(c) => cmd::approvals::run(c, &config()?),
         Command::Dashboard(c) => cmd::dashboard::run(c, &config()?),
         Command::Audit(args) => cmd::audit::run(args, &config()?),
-        Command::Relay(args) => runtime()?.block_on(cmd::relay::run(args)),
+        Command::Relay(args) => single_threaded_runtime()?.block_on(cmd::relay::run(args)),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::example());
             Ok(())
@@ -98,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Client(args) => cmd::client::run(args, &config()?),
+        Command::Bench(args) => cmd::bench::run(args, &config()?),
     }
 }
 
@@ -105,9 +110,23 @@ fn main() -> anyhow::Result<()> {
 /// only errors are logged unless RUST_LOG says otherwise.
 fn default_log_level(command: &Command) -> &'static str {
     match command {
-        Command::Client(_) => "error",
+        Command::Client(_) | Command::Bench(_) => "error",
         _ => "info",
     }
+}
+
+/// The runtime of `rampart run` and `rampart relay`. The bunker's work is
+/// one sequential loop (relay socket → engine → store writer thread → relay
+/// socket); on one thread, each request event reaches the engine without a
+/// hand-off between threads, which measured as a fifth of the bunker's CPU
+/// per request beside the signatures (docs/benchmarks.md). Under `run`, the
+/// embedded relay gets a thread of its own (`relay::server::spawn_dedicated`),
+/// the store writer has its own, and blocking work (vault unlock, dashboard
+/// store access) goes to the blocking pool.
+fn single_threaded_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -17,6 +17,7 @@
 pub mod pool;
 mod seen;
 pub mod server;
+mod websocket;
 
 pub use pool::{
     AddRelayError, AuthState, PoolConfig, PoolEvent, PublishError, PublishReport, RelayPool,

@@ -305,3 +305,78 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
     drop(first);
     relay.shutdown().await;
 }
+
+/// Live events reach exactly the subscriptions that match them, whatever
+/// the routing index says (it only preselects connections), and a relay on
+/// a thread of its own serves like any other.
+#[tokio::test]
+async fn live_events_reach_matching_subscriptions_only() {
+    init_tracing();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let relay = server::spawn_dedicated(addr, ServerConfig::default())
+        .await
+        .unwrap();
+    let (signer, app, other) = (Keys::generate(), Keys::generate(), Keys::generate());
+    let p = |k: &Keys| k.public_key().to_hex();
+    let mut bunker = RawClient::connect(&relay.url()).await;
+    bunker
+        .query("in", vec![json!({"kinds": [24133], "#p": [p(&signer)]})])
+        .await;
+    let mut client = RawClient::connect(&relay.url()).await;
+    client
+        .query(
+            "out",
+            vec![json!({"kinds": [24133], "#p": [p(&app)], "authors": [p(&signer)]})],
+        )
+        .await;
+    let mut notes = RawClient::connect(&relay.url()).await;
+    notes.query("notes", vec![json!({"kinds": [1]})]).await;
+
+    let mut publisher = RawClient::connect(&relay.url()).await;
+    // A request to the signer, a forged "answer" to the app by someone else,
+    // the real answer, and a note.
+    let request = event(
+        &app,
+        24133,
+        "req",
+        vec![Tag::public_key(signer.public_key())],
+    );
+    let forged = event(
+        &other,
+        24133,
+        "fake",
+        vec![Tag::public_key(app.public_key())],
+    );
+    let answer = event(
+        &signer,
+        24133,
+        "res",
+        vec![Tag::public_key(app.public_key())],
+    );
+    let note = event(&other, 1, "hello", vec![]);
+    for e in [&request, &forged, &answer, &note] {
+        assert!(publisher.publish(e).await.0);
+    }
+    assert_eq!(bunker.recv().await[2]["id"], request.id.to_hex());
+    // The forged answer matches the #p key but not the author: not sent.
+    assert_eq!(client.recv().await[2]["id"], answer.id.to_hex());
+    assert_eq!(notes.recv().await[2]["id"], note.id.to_hex());
+
+    // After CLOSE nothing more arrives; a marker event shows the order.
+    notes.send(json!(["CLOSE", "notes"])).await;
+    notes.query("marker", vec![json!({"kinds": [7]})]).await;
+    assert!(
+        publisher
+            .publish(&event(&other, 1, "again", vec![]))
+            .await
+            .0
+    );
+    let marker = event(&other, 7, "+", vec![]);
+    assert!(publisher.publish(&marker).await.0);
+    let next = notes.recv().await;
+    assert_eq!(
+        (next[1].as_str(), &next[2]["id"]),
+        (Some("marker"), &json!(marker.id.to_hex()))
+    );
+    relay.shutdown().await;
+}

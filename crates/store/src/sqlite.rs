@@ -36,7 +36,10 @@ use crate::{
 /// version `i + 1`. Never edit a released one: add a new file. They run with
 /// `foreign_keys=ON` inside one transaction, so a migration that rebuilds a
 /// table must copy rows before dropping anything they reference.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_audit_rowid.sql"),
+];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -883,9 +886,11 @@ impl Store for SqliteStore {
     }
 
     fn external_version(&mut self) -> Result<u64, StoreError> {
+        // Asked after every batch the writer commits: prepared once.
         let version: i64 = self
             .conn
-            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
             .ctx("reading the data version")?;
         Ok(version.unsigned_abs())
     }
@@ -949,6 +954,39 @@ mod tests {
             err,
             StoreError::SchemaTooNew { found: 2, known: 1 }
         ));
+    }
+
+    #[test]
+    fn audit_rows_survive_the_audit_rebuild() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &MIGRATIONS[..1]).unwrap();
+        let insert = "INSERT INTO audit (at, key_id, client_pubkey, event_id, request_id, \
+                      method, decision, outcome) VALUES (?1, 1, 'c', ?2, '1', 'ping', 'allowed', 'ok')";
+        conn.execute(insert, params![5, "e1"]).unwrap();
+        conn.execute(insert, params![6, "e2"]).unwrap();
+        migrate(&mut conn, MIGRATIONS).unwrap();
+        assert_eq!(version(&conn), 2);
+        conn.execute(insert, params![7, "e3"]).unwrap();
+        let rows: Vec<(i64, String)> = conn
+            .prepare("SELECT seq, event_id FROM audit ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let expected = [(1, "e1"), (2, "e2"), (3, "e3")].map(|(seq, id)| (seq, id.to_owned()));
+        assert_eq!(rows, expected);
+        let sequences: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_sequence WHERE name = 'audit'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            sequences, 0,
+            "audit inserts no longer touch sqlite_sequence"
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! instead a [`StoreWriter`] thread takes whatever jobs are queued when it is
 //! free, commits them in one transaction and then reports to each job. There
 //! is no fixed delay: a lone request is committed at once, and under load the
-//! jobs that arrive while one transaction commits form the next batch.
+//! jobs that arrive while one transaction commits form the next batch. A
+//! caller that has several jobs ready at once hands them over together
+//! ([`StoreWriter::submit_all`]), so they share a transaction even when the
+//! writer was idle.
 //!
 //! Between batches, and every `poll` when idle, the writer asks the store
 //! whether another process (the CLI) wrote to it, and lets the bunker reload.
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use crate::{Change, Store, StoreError};
 
-/// The most jobs committed in one transaction.
+/// Queued jobs are added to a batch while it holds fewer than this many.
 pub const MAX_BATCH: usize = 1024;
 
 /// The shortest idle poll interval; shorter ones are raised to it.
@@ -72,7 +75,7 @@ pub type ExternalChange = Box<dyn FnMut(&mut dyn Store) + Send>;
 /// Owns a [`Store`] on a dedicated thread and commits submitted jobs in
 /// batches. Dropping it behaves like [`StoreWriter::shutdown`].
 pub struct StoreWriter {
-    sender: Option<Sender<CommitJob>>,
+    sender: Option<Sender<Vec<CommitJob>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -120,17 +123,30 @@ impl StoreWriter {
     /// Queue a job. Never blocks; if the writer is gone, `on_commit` is
     /// called at once, on the caller's thread, with an error.
     pub fn submit(&self, job: CommitJob) {
-        let job = match &self.sender {
-            Some(sender) => match sender.send(job) {
+        self.submit_all(vec![job]);
+    }
+
+    /// Queue several jobs to be committed in the same batch (each is still
+    /// applied all or nothing on its own: one job's refused change does not
+    /// fail the others). Never blocks; if the writer is gone, every
+    /// `on_commit` is called at once, on the caller's thread, with an error.
+    pub fn submit_all(&self, jobs: Vec<CommitJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let jobs = match &self.sender {
+            Some(sender) => match sender.send(jobs) {
                 Ok(()) => return,
-                Err(mpsc::SendError(job)) => job,
+                Err(mpsc::SendError(jobs)) => jobs,
             },
-            None => job,
+            None => jobs,
         };
-        let err = StoreError::Database(
+        let err = Arc::new(StoreError::Database(
             "the store writer has stopped (see the log); restart Rampart".to_owned(),
-        );
-        notify(job.on_commit, Err(Arc::new(err)));
+        ));
+        for job in jobs {
+            notify(job.on_commit, Err(Arc::clone(&err)));
+        }
     }
 
     /// Stop accepting jobs, commit every queued one, and join the thread.
@@ -158,26 +174,25 @@ impl Drop for StoreWriter {
 
 fn run(
     mut store: Box<dyn Store>,
-    receiver: Receiver<CommitJob>,
+    receiver: Receiver<Vec<CommitJob>>,
     mut on_external_change: ExternalChange,
     poll: Duration,
 ) {
     let mut watcher = Watcher::new(&mut *store);
     loop {
-        let first = match receiver.recv_timeout(poll) {
-            Ok(job) => job,
+        let mut batch = match receiver.recv_timeout(poll) {
+            Ok(jobs) => jobs,
             Err(RecvTimeoutError::Timeout) => {
                 watcher.check(&mut *store, &mut on_external_change);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            let Ok(job) = receiver.try_recv() else {
+            let Ok(jobs) = receiver.try_recv() else {
                 break;
             };
-            batch.push(job);
+            batch.extend(jobs);
         }
         commit(&mut *store, batch);
         watcher.check(&mut *store, &mut on_external_change);

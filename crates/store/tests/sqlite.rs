@@ -466,6 +466,8 @@ fn audit_queries_use_the_indexes() {
         newest.contains("audit_at") && !newest.contains("TEMP B-TREE"),
         "{newest}"
     );
-    let by_event = plan("SELECT seq FROM audit WHERE event_id = 'x'");
-    assert!(by_event.contains("audit_event"), "{by_event}");
+    // No index on event_id (it cost a random page per audit row): a request
+    // event is found by its id within its time window.
+    let by_event = plan("SELECT seq FROM audit WHERE at BETWEEN 100 AND 1000 AND event_id = 'x'");
+    assert!(by_event.contains("audit_at"), "{by_event}");
 }

@@ -222,6 +222,48 @@ fn a_failing_job_does_not_sink_its_batch() {
 }
 
 #[test]
+fn jobs_handed_over_together_share_a_commit_and_fail_alone() {
+    let f = fixture();
+    let writer = spawn(&f.path);
+
+    // When the first job hears of its commit, the later ones are already in
+    // the file: the writer was idle, yet they shared the transaction.
+    let (first_done, first_result) = mpsc::channel();
+    let path = f.path.clone();
+    let first = CommitJob::new(vec![audit(f.key, 1)], move |result| {
+        let _ = first_done.send(result.map(|()| audited(&path)));
+    });
+    let (done, results) = mpsc::channel();
+    writer.submit_all(vec![
+        first,
+        job(vec![audit(f.key, 2)], 2, &done),
+        job(vec![audit(f.key, 3)], 3, &done),
+    ]);
+    let rows = first_result.recv_timeout(WAIT).unwrap().unwrap();
+    assert_eq!(rows, 3, "the three jobs committed together");
+
+    // A refused job in such a batch fails alone.
+    writer.submit_all(vec![
+        job(vec![audit(f.key, 4), consume(f.token, 4)], 4, &done),
+        job(vec![audit(f.key, 5), consume(f.token, 5)], 5, &done),
+        job(vec![audit(f.key, 6)], 6, &done),
+    ]);
+    let got: Vec<(usize, CommitResult)> = (0..5)
+        .map(|_| results.recv_timeout(WAIT).unwrap())
+        .collect();
+    assert_eq!(
+        got.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        [2, 3, 4, 5, 6]
+    );
+    assert!(got.iter().all(|(n, r)| *n == 5 || r.is_ok()), "{got:?}");
+    let err = got[3].1.as_ref().unwrap_err();
+    assert!(matches!(**err, StoreError::AlreadyUsed(_)), "{err}");
+    writer.submit_all(Vec::new());
+    writer.shutdown();
+    assert_eq!(audited(&f.path), 5);
+}
+
+#[test]
 fn shutdown_commits_everything_queued() {
     let f = fixture();
     let writer = spawn(&f.path);

@@ -337,7 +337,14 @@ impl Engine {
             ReplayVerdict::Stale => return Output::dropped(Dropped::Stale),
             ReplayVerdict::Future => return Output::dropped(Dropped::Future),
         }
-        if envelope::verify(event).is_err() {
+        // A known client's key is parsed once, in its cached conversation;
+        // an unknown one's is checked from scratch, before anything is
+        // derived or cached for it.
+        let verified = match self.conversations.get(&(signer, event.pubkey)) {
+            Some(conversation) => conversation.verify(event),
+            None => envelope::verify(event),
+        };
+        if verified.is_err() {
             return Output::dropped(Dropped::BadSignature);
         }
         if !self.replay.remember(t, event.created_at, &event.id) {

@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod bench;
 pub mod client;
 pub mod connect;
 pub mod dashboard;

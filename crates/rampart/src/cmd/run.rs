@@ -98,7 +98,7 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
         .context("unlock task failed")??;
 
     let (embedded, relays) = if config.relays.is_empty() {
-        let handle = server::spawn_on(config.embedded_relay, ServerConfig::default())
+        let handle = server::spawn_dedicated(config.embedded_relay, ServerConfig::default())
             .await
             .with_context(|| {
                 format!(

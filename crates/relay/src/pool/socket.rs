@@ -10,10 +10,10 @@ use std::sync::{Arc, OnceLock};
 
 use nostr::prelude::RelayUrl;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream, client_async_tls_with_config};
 
 use super::AddRelayError;
+use crate::websocket;
 
 /// A connected client websocket.
 pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -71,9 +71,7 @@ impl Target {
         })
     }
 
-    /// Opens the websocket. Frames up to four times `max_message_size` are
-    /// accepted by the websocket layer so that the connection task can drop
-    /// an oversized message without losing the connection.
+    /// Opens the websocket (settings: [`websocket::config`]).
     pub(crate) async fn connect(&self, max_message_size: usize) -> Result<WsStream, ConnectError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
@@ -84,10 +82,7 @@ impl Target {
         } else {
             Connector::Plain
         };
-        let hard_limit = max_message_size.saturating_mul(4);
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(hard_limit))
-            .max_frame_size(Some(hard_limit));
+        let config = websocket::config(max_message_size);
         let (ws, _response) =
             client_async_tls_with_config(self.url.as_str(), tcp, Some(config), Some(connector))
                 .await?;

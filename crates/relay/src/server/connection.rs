@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures_util::{SinkExt, StreamExt};
 use nostr::prelude::{
@@ -15,16 +16,17 @@ use nostr::prelude::{
     Timestamp,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, trace, warn};
 
 use super::Relay;
 use super::auth;
+use super::router::{ConnectionId, Interest};
 use super::store::{Insert, Stored};
+use crate::websocket;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -41,6 +43,8 @@ struct Subscription {
 /// Per-connection state.
 struct Client {
     relay: Arc<Relay>,
+    /// This connection's key in the relay's router.
+    feed: ConnectionId,
     peer: SocketAddr,
     subscriptions: HashMap<SubscriptionId, Subscription>,
     challenge: Option<String>,
@@ -49,6 +53,18 @@ struct Client {
 
 /// Why the connection ends.
 struct Closed;
+
+/// Takes the connection out of the router when it ends, however it ends.
+struct Registered {
+    relay: Arc<Relay>,
+    id: ConnectionId,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.relay.router().remove(self.id);
+    }
+}
 
 /// Serves one accepted TCP connection until the client leaves, the socket
 /// fails, or the relay shuts down. `_permit` holds a connection slot.
@@ -59,10 +75,7 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<()>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let hard_limit = relay.config.max_message_size.saturating_mul(4);
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(hard_limit))
-        .max_frame_size(Some(hard_limit));
+    let ws_config = websocket::config(relay.config.max_message_size);
     let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
     let mut ws = match timeout(relay.config.io_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
@@ -75,11 +88,14 @@ pub(crate) async fn run(
             return;
         }
     };
-    // Subscribe to live events before anything can be published on this
-    // connection, so nothing falls between a query and the live feed.
-    let mut live = relay.live.subscribe();
+    let mut feed = relay.router().register(relay.config.broadcast_capacity);
+    let _registered = Registered {
+        relay: relay.clone(),
+        id: feed.id,
+    };
     let mut client = Client {
         relay,
+        feed: feed.id,
         peer,
         subscriptions: HashMap::new(),
         challenge: None,
@@ -106,14 +122,19 @@ pub(crate) async fn run(
                 }
                 None => break,
             },
-            event = live.recv() => match event {
-                Ok(stored) => client.forward(&mut ws, &stored).await,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    warn!(%peer, missed, "slow client missed live events");
-                    let notice = format!("error: too slow, missed {missed} live events");
-                    client.send(&mut ws, to_frame(&RelayMessage::notice(notice))).await
+            event = feed.events.recv() => match event {
+                Some(stored) => {
+                    let missed = feed.missed.swap(0, Ordering::Relaxed);
+                    if missed > 0 {
+                        warn!(%peer, missed, "slow client missed live events");
+                        let notice = format!("error: too slow, missed {missed} live events");
+                        if client.send(&mut ws, to_frame(&RelayMessage::notice(notice))).await.is_err() {
+                            return;
+                        }
+                    }
+                    client.forward(&mut ws, &stored).await
                 }
-                Err(broadcast::error::RecvError::Closed) => break,
+                None => break,
             },
         };
         if result.is_err() {
@@ -197,6 +218,7 @@ impl Client {
             }
             ClientMessage::Close(subscription_id) => {
                 self.subscriptions.remove(&*subscription_id);
+                self.route(&[]);
                 Ok(())
             }
             ClientMessage::Auth(event) => self.on_auth(ws, &event).await,
@@ -292,8 +314,7 @@ impl Client {
         let message = match outcome {
             Insert::Stored => {
                 trace!(peer = %self.peer, %id, "event accepted");
-                // Nobody listening is fine: there is just no subscriber.
-                let _ = self.relay.live.send(stored.clone());
+                self.relay.router().route(&stored);
                 ""
             }
             Insert::Duplicate => "duplicate: already have this event",
@@ -342,6 +363,9 @@ impl Client {
                     .await;
             }
         };
+        // Live events are routed here from now on, before the stored ones
+        // are read, so nothing falls between the query and the live feed.
+        self.route(&filters);
         let found = self.relay.store().query(&filters, config.max_limit);
         for stored in &found {
             let frame = Message::Text(event_frame(&id_json, stored));
@@ -350,8 +374,13 @@ impl Client {
             }
         }
         let eose = to_frame(&RelayMessage::eose(id.clone()));
-        self.subscriptions
+        let replaced = self
+            .subscriptions
             .insert(id, Subscription { filters, id_json });
+        if replaced.is_some() {
+            // The old filters of this id no longer count.
+            self.route(&[]);
+        }
         self.send(ws, eose).await
     }
 
@@ -369,6 +398,19 @@ impl Client {
             }
             Err(reason) => self.send(ws, ok(event, false, reason)).await,
         }
+    }
+
+    /// Tell the router what this connection's subscriptions (and `extra`
+    /// filters, about to be subscribed) may match.
+    fn route(&self, extra: &[Filter]) {
+        let filters = self
+            .subscriptions
+            .values()
+            .flat_map(|sub| sub.filters.iter())
+            .chain(extra);
+        self.relay
+            .router()
+            .set_interest(self.feed, Interest::of(filters));
     }
 
     /// Sends a live event to every subscription of this client it matches.

@@ -19,4 +19,7 @@ pub enum ServerError {
     /// The bound socket has no local address (should not happen).
     #[error("could not read the listening address: {0}")]
     LocalAddr(std::io::Error),
+    /// The relay's own runtime could not be started ([`spawn_dedicated`](super::spawn_dedicated)).
+    #[error("could not start the relay's runtime: {0}")]
+    Runtime(std::io::Error),
 }

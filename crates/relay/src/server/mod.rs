@@ -9,7 +9,8 @@
 //!
 //! [`serve`] runs it on a listener until a shutdown future completes
 //! (mini-redis style); [`spawn`] starts one on `127.0.0.1:0` for tests;
-//! [`run`] is what `rampart relay --listen ADDR` calls.
+//! [`spawn_dedicated`] on a thread of its own, beside an application that has
+//! its own work; [`run`] is what `rampart relay --listen ADDR` calls.
 //!
 //! Written here rather than taken from crates.io: `nostr-relay-builder`
 //! 0.44 pulls a second, older `nostr` (0.44) and tokio-tungstenite 0.26;
@@ -21,6 +22,7 @@ mod auth;
 mod config;
 mod connection;
 mod error;
+mod router;
 mod store;
 
 use std::future::Future;
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use nostr::prelude::EventId;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
@@ -38,7 +40,8 @@ pub use config::ServerConfig;
 pub use error::ServerError;
 
 use crate::seen::SeenSet;
-use store::{Store, Stored};
+use router::Router;
+use store::Store;
 
 /// Recent ephemeral event ids remembered to answer re-sends `duplicate:`.
 const EPHEMERAL_MEMORY: usize = 16 * 1024;
@@ -52,18 +55,22 @@ pub(crate) struct Relay {
     config: ServerConfig,
     store: Mutex<Store>,
     ephemeral: Mutex<SeenSet<EventId>>,
-    live: broadcast::Sender<Arc<Stored>>,
+    router: Mutex<Router>,
 }
 
 impl Relay {
     fn new(config: ServerConfig) -> Self {
-        let (live, _) = broadcast::channel(config.broadcast_capacity.max(1));
         Self {
             store: Mutex::new(Store::new(config.max_stored_events)),
             ephemeral: Mutex::new(SeenSet::new(EPHEMERAL_MEMORY)),
-            live,
+            router: Mutex::new(Router::default()),
             config,
         }
+    }
+
+    /// Where live events go (see [`router`]).
+    fn router(&self) -> MutexGuard<'_, Router> {
+        self.router.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -219,6 +226,47 @@ impl Drop for RelayHandle {
 /// Starts a relay on `127.0.0.1` with a port chosen by the OS.
 pub async fn spawn(config: ServerConfig) -> Result<RelayHandle, ServerError> {
     spawn_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
+}
+
+/// Starts a relay on `addr` on a thread and runtime of its own (a thread of
+/// the caller's blocking pool), so that its work — a signature check for
+/// every event — runs beside the caller's tasks instead of queueing with
+/// them. `rampart run` serves the bunker on a single-threaded runtime and
+/// its embedded relay this way.
+pub async fn spawn_dedicated(
+    addr: SocketAddr,
+    config: ServerConfig,
+) -> Result<RelayHandle, ServerError> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+    let addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            // Registered with this runtime's reactor, so made here.
+            match TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    serve(listener, config, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                }
+                Err(error) => error!(%error, "the relay's listener could not be registered"),
+            }
+        });
+    });
+    Ok(RelayHandle {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
 }
 
 /// Starts a relay on `addr` (e.g. to restart one on the same port).

@@ -1,0 +1,420 @@
+//! `rampart bench`: a NIP-46 load generator, and the memory of idle sessions.
+//!
+//! C clients (each its own key pair and relay connection) connect to a
+//! signer with `bunker://` URIs, then send R requests each with at most K in
+//! flight, closed loop or at a fixed total rate, checking every result. The
+//! report gives throughput, latency percentiles, the relay's own round trip
+//! measured in the same run (and so the signer's share of the latency), and
+//! the CPU time per request of the signer, the relay and the generator,
+//! read from `/proc` — the figure that survives a noisy machine — also
+//! divided by the cryptographic floor measured during the run ([`floor`]).
+//!
+//! The signer is anyone's: `--uri` (one per client for single-use secrets,
+//! or one for all), `--mint` (tokens minted in the store of `--data-dir`,
+//! one per client, for a running `rampart run`), or `--spawn` (a relay and a
+//! bunker started here, in a temporary data directory: one command, nothing
+//! to set up). `--idle-sessions N` measures memory instead (see
+//! [`idle_sessions`]); `--compare OURS THEIRS` prints two saved reports side
+//! by side ([`compare`]).
+
+mod children;
+mod clients;
+mod compare;
+mod data_dir;
+mod floor;
+mod idle_sessions;
+mod latency;
+mod load;
+mod pacing;
+mod procfs;
+mod relay_baseline;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bunker::admin;
+use client::Client;
+use nip46::BunkerUri;
+use nip46::nostr::prelude::{Keys, RelayUrl};
+use store::SqliteStore;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::cmd::token;
+use crate::config::{Config, parse_grant};
+use children::{BunkerSpec, ChildProcess};
+use latency::Percentiles;
+use load::{Plan, Workload};
+use pacing::Schedule;
+use procfs::{CpuTicks, Machine};
+use relay_baseline::RelayProbe;
+use report::{CpuUse, LoadReport};
+
+/// `rampart bench`
+#[derive(clap::Args)]
+pub struct Args {
+    /// Start a relay (`rampart relay`) and a bunker (`rampart run`, fresh
+    /// temporary data dir) for this run, and stop them after.
+    #[arg(long, conflicts_with_all = ["uris", "mint"])]
+    spawn: bool,
+    /// Connect with this bunker:// URI (repeatable; client i uses the
+    /// (i mod n)-th: one per client for single-use secrets, or one for all).
+    #[arg(long = "uri", value_name = "URI", conflicts_with = "mint")]
+    uris: Vec<String>,
+    /// Mint one single-use token per client in the store of --data-dir,
+    /// whose `rampart run` must be running.
+    #[arg(long)]
+    mint: bool,
+    /// With --spawn: use this running relay instead of starting one. With
+    /// --mint: the relay to put in the tokens.
+    #[arg(long)]
+    relay: Option<String>,
+    /// With --mint: the key to mint tokens for (default: the first).
+    #[arg(long)]
+    key: Option<String>,
+    /// What minted tokens grant.
+    #[arg(long, default_value = "full")]
+    grant: String,
+    /// The signer's process id, for its CPU time (known with --spawn).
+    #[arg(long)]
+    bunker_pid: Option<u32>,
+    /// The relay's process id, for its CPU time (known with --spawn).
+    #[arg(long)]
+    relay_pid: Option<u32>,
+    /// Clients (C), each with its own key pair and relay connection.
+    #[arg(short = 'c', long, default_value_t = 10)]
+    clients: usize,
+    /// Requests per client (R).
+    #[arg(short = 'r', long, default_value_t = 1000)]
+    requests: usize,
+    /// Requests in flight per client, at most (K).
+    #[arg(short = 'k', long, default_value_t = 10)]
+    in_flight: usize,
+    /// The method to send.
+    #[arg(long, value_enum, default_value_t = Workload::SignEvent)]
+    method: Workload,
+    /// Open loop: send this many requests per second, all clients together
+    /// (default: closed loop, as fast as answers come).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Requests per client before measuring (not counted).
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    /// Relay round-trip probes per second during the run (0: none).
+    #[arg(long, default_value_t = 100.0)]
+    probe_rate: f64,
+    /// How long a request may wait for its answer.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Threads of the load generator. One (the default) suits a machine
+    /// it shares with the signer and the relay; on a bigger one, more keep
+    /// the generator from being what limits the throughput.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// The signer's name in the report.
+    #[arg(long)]
+    label: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Measure the memory of this many idle sessions instead of a load
+    /// (two bunkers, with and without them; a relay is started unless
+    /// --relay is given).
+    #[arg(long, value_name = "N", conflicts_with_all = ["uris", "mint"])]
+    idle_sessions: Option<usize>,
+    /// With --idle-sessions: do not send the one request per session.
+    #[arg(long, requires = "idle_sessions")]
+    no_touch: bool,
+    /// Print two `--json` reports side by side, with the ratios of the bars
+    /// (CPU per request ≤ 1/3, throughput ≥ 2×); nothing is run.
+    #[arg(long, num_args = 2, value_names = ["OURS", "THEIRS"])]
+    compare: Option<Vec<PathBuf>>,
+}
+
+/// Processes and files that live as long as the run.
+#[derive(Default)]
+struct Setup {
+    children: Vec<ChildProcess>,
+    temp: Option<tempfile::TempDir>,
+    uris: Vec<String>,
+    relay_url: Option<String>,
+    bunker_pid: Option<u32>,
+    relay_pid: Option<u32>,
+}
+
+/// Run the benchmark and print its report.
+pub fn run(args: Args, config: &Config) -> Result<()> {
+    if args.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    if let Some([ours, theirs]) = args.compare.as_deref() {
+        let comparison = compare::Comparison {
+            ours: compare::read(ours)?,
+            theirs: compare::read(theirs)?,
+        };
+        print!("{comparison}");
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find the rampart executable")?;
+    if let Some(sessions) = args.idle_sessions {
+        return run_idle(&args, &exe, sessions);
+    }
+    let mut setup = Setup {
+        bunker_pid: args.bunker_pid,
+        relay_pid: args.relay_pid,
+        ..Setup::default()
+    };
+    if args.spawn {
+        spawn(&args, &exe, &mut setup)?;
+    } else if args.mint {
+        let mut store = SqliteStore::open(&config.database_path())
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let relays = match &args.relay {
+            Some(relay) => token::parse_relays(std::slice::from_ref(relay))?,
+            None => token::advertised_relays(config)?,
+        };
+        setup.uris = mint(&mut store, &args, args.clients, relays)?;
+    } else if args.uris.is_empty() {
+        bail!("say which signer to load: --spawn, --uri bunker://… or --mint (see --help)");
+    } else {
+        setup.uris = args.uris.clone();
+    }
+    if setup.relay_url.is_none() {
+        let uri: BunkerUri = setup.uris[0].parse().context("not a bunker:// URI")?;
+        setup.relay_url = uri.relays.first().map(ToString::to_string);
+    }
+    // One thread by default, like the bunker's: the clients' work is mostly
+    // their signatures, and hand-offs between threads cost more than the
+    // parallelism is worth on a machine shared with the signer.
+    let runtime = match args.threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    let report = runtime.block_on(measure(&args, &setup))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    drop(setup);
+    Ok(())
+}
+
+fn run_idle(args: &Args, exe: &std::path::Path, sessions: usize) -> Result<()> {
+    let logs = tempfile::tempdir().context("no temporary directory")?;
+    let mut relay_child = None;
+    let relay_url = match &args.relay {
+        Some(url) => url.clone(),
+        None => {
+            let (child, url) = children::spawn_relay(exe, logs.path())?;
+            relay_child = Some(child);
+            url
+        }
+    };
+    let report = idle_sessions::run(exe, &relay_url, sessions, !args.no_touch)?;
+    drop(relay_child);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+/// Start the relay (unless given) and the bunker; mint a token per client.
+fn spawn(args: &Args, exe: &std::path::Path, setup: &mut Setup) -> Result<()> {
+    let temp = tempfile::tempdir().context("no temporary directory")?;
+    let relay_url = match &args.relay {
+        Some(url) => url.clone(),
+        None => {
+            let (relay, url) = children::spawn_relay(exe, temp.path())?;
+            setup.relay_pid = Some(relay.pid());
+            setup.children.push(relay);
+            url
+        }
+    };
+    // Tokens are in the store before the bunker starts, so it knows them
+    // from the first request on.
+    let data_dir: PathBuf = temp.path().join("data");
+    let passphrase = format!("bench-{}", Keys::generate().public_key().to_hex());
+    let (mut store, _) = data_dir::create(&data_dir, &passphrase)?;
+    let relays = vec![RelayUrl::parse(&relay_url)?];
+    setup.uris = mint(&mut store, args, args.clients, relays)?;
+    drop(store);
+    let (bunker, _) = children::spawn_bunker(&BunkerSpec {
+        exe,
+        data_dir: &data_dir,
+        relay_url: &relay_url,
+        passphrase: &passphrase,
+        grant: &args.grant,
+    })?;
+    setup.bunker_pid = Some(bunker.pid());
+    setup.children.push(bunker);
+    setup.relay_url = Some(relay_url);
+    setup.temp = Some(temp);
+    Ok(())
+}
+
+/// Mint `count` single-use tokens.
+fn mint(
+    store: &mut SqliteStore,
+    args: &Args,
+    count: usize,
+    relays: Vec<RelayUrl>,
+) -> Result<Vec<String>> {
+    let key = admin::pick_key(store, args.key.as_deref())?;
+    let grant = parse_grant(&args.grant)?;
+    (0..count)
+        .map(|i| {
+            let uri = token::mint(
+                store,
+                &key,
+                grant.clone(),
+                None,
+                Some(format!("rampart bench client {i}")),
+                relays.clone(),
+            )?;
+            Ok(uri.to_string())
+        })
+        .collect()
+}
+
+/// Send `count` requests from every client, one after the other per client.
+async fn warm_up(clients: &[Client], workload: Workload, count: usize) -> Result<()> {
+    let peer = Keys::generate();
+    let mut warming = JoinSet::new();
+    for (index, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let peer = peer.clone();
+        warming.spawn(async move {
+            for j in 0..count {
+                let seq = u64::MAX / 2 + (index * count + j) as u64;
+                load::request(&client, workload, seq, &peer)
+                    .await
+                    .map_err(|(_, message)| anyhow::anyhow!("warm-up failed: {message}"))?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(joined) = warming.join_next().await {
+        joined??;
+    }
+    Ok(())
+}
+
+/// CPU counters of the processes that are measured.
+struct Counters {
+    bunker: Option<(u32, CpuTicks)>,
+    relay: Option<(u32, CpuTicks)>,
+    generator: (u32, CpuTicks),
+}
+
+impl Counters {
+    fn read(setup: &Setup) -> Result<Counters> {
+        let read = |pid: Option<u32>| -> Result<Option<(u32, CpuTicks)>> {
+            pid.map(|pid| Ok((pid, procfs::cpu_ticks(pid)?)))
+                .transpose()
+        };
+        let me = std::process::id();
+        Ok(Counters {
+            bunker: read(setup.bunker_pid)?,
+            relay: read(setup.relay_pid)?,
+            generator: (me, procfs::cpu_ticks(me)?),
+        })
+    }
+}
+
+fn cpu_use(
+    before: Option<(u32, CpuTicks)>,
+    after: Option<(u32, CpuTicks)>,
+    requests: u64,
+    elapsed: Duration,
+    ticks_per_second: u64,
+) -> Option<CpuUse> {
+    let ((pid, before), (_, after)) = (before?, after?);
+    let cpu = procfs::ticks_to_duration(after.since(before), ticks_per_second).as_secs_f64();
+    Some(CpuUse {
+        pid,
+        cpu_secs: cpu,
+        us_per_request: cpu * 1e6 / requests.max(1) as f64,
+        cores: cpu / elapsed.as_secs_f64().max(1e-9),
+        resolution_secs: 1.0 / ticks_per_second as f64,
+    })
+}
+
+/// Connect, warm up, and measure the load phase.
+async fn measure(args: &Args, setup: &Setup) -> Result<LoadReport> {
+    let machine = Machine::now();
+    let ticks_per_second = procfs::ticks_per_second();
+    let clients = clients::connect(&setup.uris, args.clients, args.timeout).await?;
+    warm_up(&clients, args.method, args.warmup).await?;
+    let probe = match (&setup.relay_url, args.probe_rate > 0.0) {
+        (Some(url), true) => Some(RelayProbe::connect(url).await?),
+        _ => None,
+    };
+    let plan = Plan {
+        requests: args.requests,
+        in_flight: args.in_flight,
+        workload: args.method,
+        schedule: args.rate.and_then(|rate| Schedule::new(rate, args.clients)),
+    };
+    if args.rate.is_some() && plan.schedule.is_none() {
+        bail!("--rate must be a positive number of requests per second");
+    }
+
+    let sampler = floor::FloorSampler::start()?;
+    let before = Counters::read(setup)?;
+    let (stop_probe, stopped) = watch::channel(false);
+    let probing = probe.map(|p| tokio::spawn(p.sample(args.probe_rate, stopped)));
+    let outcome = load::run(&clients, &plan).await;
+    let after = Counters::read(setup)?;
+    let floor = sampler.finish()?;
+    let _ = stop_probe.send(true);
+    let baseline = match probing {
+        Some(task) => Percentiles::of(task.await.context("the probe task failed")??),
+        None => None,
+    };
+    for client in &clients {
+        client.shutdown().await;
+    }
+
+    let cpu = |b, a| cpu_use(b, a, outcome.ok, outcome.elapsed, ticks_per_second);
+    let latency = Percentiles::of(outcome.latencies);
+    let bunker_added = latency
+        .as_ref()
+        .zip(baseline.as_ref())
+        .map(|(l, b)| l.minus(b));
+    let bunker_cpu = cpu(before.bunker, after.bunker);
+    Ok(LoadReport {
+        label: args.label.clone().unwrap_or_else(|| "signer".to_owned()),
+        method: args.method.as_str().to_owned(),
+        clients: args.clients,
+        requests_per_client: args.requests,
+        in_flight: args.in_flight,
+        offered_rate: plan.schedule.map(|s| s.rate),
+        ok: outcome.ok,
+        errors: outcome.errors,
+        elapsed_secs: outcome.elapsed.as_secs_f64(),
+        throughput: outcome.ok as f64 / outcome.elapsed.as_secs_f64().max(1e-9),
+        latency,
+        schedule_lag: Percentiles::of(outcome.lags),
+        relay_round_trip: baseline,
+        bunker_added,
+        bunker_cpu_floors: bunker_cpu
+            .as_ref()
+            .map(|c| c.us_per_request / floor.request_us),
+        bunker_cpu,
+        floor,
+        relay_cpu: cpu(before.relay, after.relay),
+        generator_cpu: cpu(Some(before.generator), Some(after.generator)),
+        machine,
+        load_average_after: Machine::now().load_average[0],
+    })
+}
