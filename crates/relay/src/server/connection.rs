@@ -25,6 +25,7 @@ use tracing::{debug, trace, warn};
 use super::Relay;
 use super::auth;
 use super::router::{ConnectionId, Interest};
+use super::signature::AuthorKey;
 use super::store::{Insert, Stored};
 use crate::websocket;
 
@@ -49,6 +50,8 @@ struct Client {
     subscriptions: HashMap<SubscriptionId, Subscription>,
     challenge: Option<String>,
     authenticated: Option<PublicKey>,
+    /// The key this connection last published as, parsed.
+    author: AuthorKey,
 }
 
 /// Why the connection ends.
@@ -100,6 +103,7 @@ pub(crate) async fn run(
         subscriptions: HashMap::new(),
         challenge: None,
         authenticated: None,
+        author: AuthorKey::default(),
     };
     debug!(%peer, "client connected");
     if client.relay.config.require_auth {
@@ -284,7 +288,7 @@ impl Client {
             );
             return self.send(ws, frame).await;
         }
-        if !event.verify_signature() {
+        if !self.author.verify(&event) {
             return self
                 .send(ws, ok(&event, false, "invalid: bad signature"))
                 .await;

@@ -23,6 +23,7 @@ mod config;
 mod connection;
 mod error;
 mod router;
+mod signature;
 mod store;
 
 use std::future::Future;
