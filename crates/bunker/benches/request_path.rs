@@ -13,7 +13,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bunker::Millis;
 use bunker::engine::{Engine, EngineConfig, Randomness, Snapshot, TransportKey};
@@ -183,20 +183,22 @@ impl Floor {
     }
 }
 
-/// Median of `rounds` timings of `n` runs each, per run.
-fn median_per_op(rounds: usize, n: u32, mut f: impl FnMut()) -> Duration {
-    let mut samples: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..n {
-                f();
-            }
-            start.elapsed() / n
-        })
-        .collect();
-    samples.sort();
-    samples[rounds / 2]
+/// Time `n` runs of `f`: µs per run.
+fn per_run(n: u32, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
 }
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Rounds of the ratio measurement (odd: the median is one of them).
+const ROUNDS: usize = 31;
 
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
@@ -228,35 +230,32 @@ fn main() {
     });
     criterion.final_summary();
 
-    // The ratio, measured the same way for both sides.
-    let verify = median_per_op(15, 400, || floor.verify());
-    let sign = median_per_op(15, 400, sign_once);
-    let messages: Vec<String> = (0..15 * 300).map(|_| s.relay_message()).collect();
-    let mut it = messages.iter();
-    let request = median_per_op(15, 300, || {
-        let text = it.next().expect("enough messages");
-        black_box(s.handle(text));
-    });
-    let floor_total = verify + sign * 2;
+    // The ratio. The floor and the path are timed in alternation, round by
+    // round, and the median of the rounds' ratios is printed: on a shared
+    // machine whose speed drifts from one minute to the next, both sides
+    // of each ratio saw the same speed.
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let messages: Vec<String> = (0..200).map(|_| s.relay_message()).collect();
+        let mut it = messages.iter();
+        let verify = per_run(200, || floor.verify());
+        let sign = per_run(400, sign_once);
+        let request = per_run(200, || {
+            // Invariant: 200 messages for 200 runs.
+            let text = it.next().expect("enough messages");
+            black_box(s.handle(text));
+        });
+        rounds.push((verify, sign, request));
+    }
+    let verify = median(rounds.iter().map(|r| r.0).collect());
+    let sign = median(rounds.iter().map(|r| r.1).collect());
+    let request = median(rounds.iter().map(|r| r.2).collect());
+    let ratio = median(rounds.iter().map(|(v, s, r)| r / (v + 2.0 * s)).collect());
     println!();
-    println!(
-        "schnorr verify            {:>8.1} µs",
-        verify.as_secs_f64() * 1e6
-    );
-    println!(
-        "schnorr sign              {:>8.1} µs",
-        sign.as_secs_f64() * 1e6
-    );
-    println!(
-        "floor (verify + 2 signs)  {:>8.1} µs",
-        floor_total.as_secs_f64() * 1e6
-    );
-    println!(
-        "sign_event request path   {:>8.1} µs",
-        request.as_secs_f64() * 1e6
-    );
-    println!(
-        "ratio request / floor     {:>8.2}×   (bar: ≤ 1.30×)",
-        request.as_secs_f64() / floor_total.as_secs_f64()
-    );
+    println!("medians of {ROUNDS} alternating rounds:");
+    println!("schnorr verify            {verify:>8.1} µs");
+    println!("schnorr sign              {sign:>8.1} µs");
+    println!("floor (verify + 2 signs)  {:>8.1} µs", verify + 2.0 * sign);
+    println!("sign_event request path   {request:>8.1} µs");
+    println!("ratio request / floor     {ratio:>8.2}×   (bar: ≤ 1.30×)");
 }

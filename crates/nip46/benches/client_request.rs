@@ -15,7 +15,7 @@
 //! Run: `cargo bench -p nip46 --bench client_request`.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::Criterion;
 use nip46::envelope::{self, Entropy};
@@ -137,20 +137,22 @@ impl Connection {
     }
 }
 
-/// Median of `rounds` timings of `n` runs each, per run.
-fn median_per_op(rounds: usize, n: u32, mut f: impl FnMut()) -> Duration {
-    let mut samples: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..n {
-                f();
-            }
-            start.elapsed() / n
-        })
-        .collect();
-    samples.sort();
-    samples[rounds / 2]
+/// Time `n` runs of `f`: µs per run.
+fn per_run(n: u32, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
 }
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Rounds of the ratio measurement (odd: the median is one of them).
+const ROUNDS: usize = 31;
 
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
@@ -212,28 +214,38 @@ fn main() {
         "floor",
     );
     let event = envelope::sign(&keys, note.clone(), &[1; 32]).expect("sign");
-    let verify = median_per_op(15, 400, || {
-        envelope::verify(black_box(&event)).expect("valid");
-    });
-    let sign = median_per_op(15, 400, || {
-        black_box(envelope::sign(&keys, note.clone(), &[2; 32]).expect("sign"));
-    });
-    let answers: Vec<Event> = (0..15 * 300).map(|i| c.signed_answer(i)).collect();
-    let mut next = answers.iter();
-    let round_trip = median_per_op(15, 300, || {
-        black_box(c.seal_sign_event());
-        let answer = next.next().expect("enough answers");
-        black_box(c.open_signed(answer));
-    });
-    let floor = sign + verify * 2;
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    // Floor and round trip timed in alternation, round by round; the
+    // median of the rounds' ratios (see crates/bunker/benches/request_path.rs).
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let answers: Vec<Event> = (0..200).map(|i| c.signed_answer(i)).collect();
+        let mut next = answers.iter();
+        let verify = per_run(400, || {
+            envelope::verify(black_box(&event)).expect("valid");
+        });
+        let sign = per_run(200, || {
+            black_box(envelope::sign(&keys, note.clone(), &[2; 32]).expect("sign"));
+        });
+        let round_trip = per_run(200, || {
+            black_box(c.seal_sign_event());
+            // Invariant: 200 answers for 200 runs.
+            let answer = next.next().expect("enough answers");
+            black_box(c.open_signed(answer));
+        });
+        rounds.push((verify, sign, round_trip));
+    }
+    let verify = median(rounds.iter().map(|r| r.0).collect());
+    let sign = median(rounds.iter().map(|r| r.1).collect());
+    let round_trip = median(rounds.iter().map(|r| r.2).collect());
+    let ratio = median(rounds.iter().map(|(v, s, r)| r / (s + 2.0 * v)).collect());
     println!();
-    println!("schnorr verify                 {:>8.1} µs", us(verify));
-    println!("schnorr sign                   {:>8.1} µs", us(sign));
-    println!("floor (sign + 2 verifies)      {:>8.1} µs", us(floor));
-    println!("client sign_event round trip   {:>8.1} µs", us(round_trip));
+    println!("medians of {ROUNDS} alternating rounds:");
+    println!("schnorr verify                 {verify:>8.1} µs");
+    println!("schnorr sign                   {sign:>8.1} µs");
     println!(
-        "ratio client / floor           {:>8.2}×",
-        round_trip.as_secs_f64() / floor.as_secs_f64()
+        "floor (sign + 2 verifies)      {:>8.1} µs",
+        sign + 2.0 * verify
     );
+    println!("client sign_event round trip   {round_trip:>8.1} µs");
+    println!("ratio client / floor           {ratio:>8.2}×");
 }
