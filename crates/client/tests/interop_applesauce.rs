@@ -18,14 +18,10 @@ use std::time::Duration;
 
 use client::{Client, ClientOptions, Error};
 use nip46::nostr::nips::{nip04, nip44};
-use nip46::nostr::prelude::{
-    EventBuilder, FinalizeEventAsync, Keys, Kind, RelayUrl, Tag, Timestamp, UnsignedEvent,
-};
+use nip46::nostr::prelude::{EventBuilder, FinalizeEventAsync, Keys, Kind, RelayUrl, Tag};
 use nip46::{BunkerUri, Method};
-use relay::PoolConfig;
 use relay::server::{self, RelayHandle, ServerConfig};
-
-const WAIT: Duration = Duration::from_secs(30);
+use testkit::app::{WAIT, client_options, note, within};
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
@@ -89,34 +85,12 @@ fn provider(args: &[&str]) -> Option<Provider> {
     })
 }
 
-fn options() -> ClientOptions {
-    ClientOptions::new()
-        .name("applesauce interop")
-        .request_timeout(Duration::from_secs(10))
-        .pool(
-            PoolConfig::default()
-                .with_backoff(Duration::from_millis(20), Duration::from_millis(250)),
-        )
-}
-
 async fn relay() -> RelayHandle {
     server::spawn(ServerConfig::default()).await.expect("relay")
 }
 
-async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-fn note(client: &Client, content: &str) -> UnsignedEvent {
-    UnsignedEvent::new(
-        client.user_pubkey(),
-        Timestamp::now(),
-        Kind::TextNote,
-        [Tag::hashtag("interop")],
-        content,
-    )
+fn options() -> ClientOptions {
+    client_options("applesauce interop", Duration::from_secs(10))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,15 +15,12 @@ use std::time::Duration;
 
 use client::{Client, ClientOptions, Error, Session};
 use nip46::nostr::nips::{nip04, nip44};
-use nip46::nostr::prelude::{
-    EventBuilder, FinalizeEventAsync, Keys, Kind, RelayUrl, Tag, Timestamp, UnsignedEvent,
-};
+use nip46::nostr::prelude::{EventBuilder, FinalizeEventAsync, Keys, Kind, RelayUrl, Tag};
 use nip46::{BunkerUri, Command, Method};
-use relay::PoolConfig;
 use relay::server::{self, RelayHandle, ServerConfig};
+use testkit::app::{WAIT, client_options, note, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_peer-signer");
-const WAIT: Duration = Duration::from_secs(30);
 
 /// A running `peer-signer`, killed on drop.
 struct Peer {
@@ -59,34 +56,12 @@ fn start_peer(args: &[&str]) -> Peer {
     Peer { child, uri }
 }
 
-fn options() -> ClientOptions {
-    ClientOptions::new()
-        .name("peer interop")
-        .request_timeout(Duration::from_secs(10))
-        .pool(
-            PoolConfig::default()
-                .with_backoff(Duration::from_millis(20), Duration::from_millis(250)),
-        )
-}
-
 async fn relay() -> RelayHandle {
     server::spawn(ServerConfig::default()).await.expect("relay")
 }
 
-async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-fn note(client: &Client, content: &str) -> UnsignedEvent {
-    UnsignedEvent::new(
-        client.user_pubkey(),
-        Timestamp::now(),
-        Kind::TextNote,
-        [Tag::hashtag("interop")],
-        content,
-    )
+fn options() -> ClientOptions {
+    client_options("peer interop", Duration::from_secs(10))
 }
 
 #[tokio::test(flavor = "multi_thread")]

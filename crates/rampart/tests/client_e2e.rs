@@ -3,7 +3,6 @@
 //! controls so it can stop and restart it, and nostr-rs-relay when
 //! installed). Nothing is mocked; every wait is bounded.
 
-use std::future::Future;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -11,18 +10,16 @@ use std::time::{Duration, Instant};
 use client::{AuthChallenge, Client, ClientOptions, Error, Session};
 use nip46::nostr::nips::{nip04, nip44};
 use nip46::nostr::prelude::{
-    Event, EventBuilder, FinalizeEventAsync, Keys, Kind, PublicKey, RelayUrl, Tag, Timestamp,
-    UnsignedEvent,
+    Event, EventBuilder, FinalizeEventAsync, Keys, Kind, PublicKey, RelayUrl, Tag,
 };
 use nip46::{BunkerUri, Command, ErrorCode, EventTemplate, Method};
-use relay::PoolConfig;
 use relay::server::{self, ServerConfig};
+use testkit::app::{WAIT, client_options, note, within};
 use testkit::{NostrRsRelay, RampartProcess, RawClient};
 use tokio::sync::mpsc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 /// Upper bound of every wait: a broken test fails instead of hanging.
-const WAIT: Duration = Duration::from_secs(30);
 /// So that 200 requests at once are not rate limited.
 const NO_RATE_LIMIT: [(&str, &str); 2] = [
     ("RAMPART_RATE_BURST", "100000"),
@@ -57,37 +54,14 @@ async fn wait_serving(bunker: &RampartProcess) {
     );
 }
 
-fn options() -> ClientOptions {
-    ClientOptions::new()
-        .name("client e2e")
-        .request_timeout(Duration::from_secs(15))
-        .pool(
-            PoolConfig::default()
-                .with_backoff(Duration::from_millis(20), Duration::from_millis(250)),
-        )
-}
-
-async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(WAIT, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
-}
-
 async fn connect(bunker: &RampartProcess, options: ClientOptions) -> Client {
     within("connect", Client::connect(bunker.uri(), options))
         .await
         .unwrap_or_else(|e| panic!("connect failed: {e}; see {}", bunker.log_path().display()))
 }
 
-fn note(client: &Client, content: &str) -> UnsignedEvent {
-    UnsignedEvent::new(
-        client.user_pubkey(),
-        Timestamp::now(),
-        Kind::TextNote,
-        [Tag::hashtag("e2e")],
-        content,
-    )
+fn options() -> ClientOptions {
+    client_options("client e2e", Duration::from_secs(15))
 }
 
 #[tokio::test(flavor = "multi_thread")]

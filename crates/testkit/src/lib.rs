@@ -1,10 +1,12 @@
 //! Test support shared by the workspace's end-to-end tests: free loopback
 //! ports, real relays (the embedded one and nostr-rs-relay) and `rampart`
 //! processes, and a raw NIP-46 client that can send anything, including
-//! what a well-behaved client never would.
+//! what a well-behaved client never would; and the app side of the client
+//! library's tests ([`app`]).
 //!
 //! Nothing here is a mock: every helper starts or talks to the real thing.
 
+pub mod app;
 pub mod process;
 pub mod raw_client;
 
