@@ -17,11 +17,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use client::{Client, ClientOptions, Error};
-use nip46::nostr::nips::{nip04, nip44};
-use nip46::nostr::prelude::{EventBuilder, FinalizeEventAsync, Keys, Kind, RelayUrl, Tag};
+use nip46::nostr::prelude::RelayUrl;
 use nip46::{BunkerUri, Method};
 use relay::server::{self, RelayHandle, ServerConfig};
-use testkit::app::{WAIT, client_options, note, within};
+use testkit::app::{WAIT, check_sign_and_encrypt, client_options, note, sign_concurrently, within};
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
@@ -103,55 +102,13 @@ async fn our_client_signs_through_applesauce() {
         .await
         .unwrap();
     assert_ne!(client.user_pubkey(), client.signer_pubkey());
-    let user = client.user_pubkey();
-
-    let event = EventBuilder::new(Kind::TextNote, "signed by applesauce")
-        .tags([Tag::hashtag("interop")])
-        .finalize_async(&client)
-        .await
-        .unwrap();
-    event.verify().unwrap();
-    assert_eq!(event.pubkey, user);
-
-    let peer = Keys::generate();
-    let ct = client
-        .nip44_encrypt(&peer.public_key(), "nip44 text")
-        .await
-        .unwrap();
-    assert_eq!(
-        nip44::decrypt(peer.secret_key(), &user, &ct).unwrap(),
-        "nip44 text"
-    );
-    assert_eq!(
-        client.nip44_decrypt(&peer.public_key(), &ct).await.unwrap(),
-        "nip44 text"
-    );
-    let ct = client
-        .nip04_encrypt(&peer.public_key(), "nip04 text")
-        .await
-        .unwrap();
-    assert_eq!(
-        nip04::decrypt(peer.secret_key(), &user, &ct).unwrap(),
-        "nip04 text"
-    );
-    assert_eq!(
-        client.nip04_decrypt(&peer.public_key(), &ct).await.unwrap(),
-        "nip04 text"
-    );
-    client.ping().await.unwrap();
+    let peer = check_sign_and_encrypt(&client, "signed by applesauce").await;
 
     // Quirk: `"result": null` means "keep the relays".
     assert_eq!(client.switch_relays().await.unwrap(), None);
 
-    let mut tasks = tokio::task::JoinSet::new();
     // (This signer handles one request at a time, ~0.1 s each.)
-    for i in 0..20 {
-        let client = client.clone();
-        tasks.spawn(async move { client.sign_event(note(&client, &format!("n{i}"))).await });
-    }
-    while let Some(r) = within("20 signatures", tasks.join_next()).await {
-        r.unwrap().unwrap();
-    }
+    sign_concurrently(&client, 20).await;
 
     // Its errors carry no code.
     let err = client

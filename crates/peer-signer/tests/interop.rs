@@ -14,11 +14,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use client::{Client, ClientOptions, Error, Session};
-use nip46::nostr::nips::{nip04, nip44};
-use nip46::nostr::prelude::{EventBuilder, FinalizeEventAsync, Keys, Kind, RelayUrl, Tag};
+use nip46::nostr::prelude::RelayUrl;
 use nip46::{BunkerUri, Command, Method};
 use relay::server::{self, RelayHandle, ServerConfig};
-use testkit::app::{WAIT, client_options, note, within};
+use testkit::app::{WAIT, check_sign_and_encrypt, client_options, note, sign_concurrently, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_peer-signer");
 
@@ -76,56 +75,10 @@ async fn our_client_signs_through_nostr_connect() {
     let user = client.user_pubkey();
     assert_eq!(client.get_public_key().await.unwrap(), user);
 
-    let event = EventBuilder::new(Kind::TextNote, "signed by rust-nostr")
-        .tags([Tag::hashtag("interop")])
-        .finalize_async(&client)
-        .await
-        .unwrap();
-    event.verify().unwrap();
-    assert_eq!(event.pubkey, user);
-
-    let peer_keys = Keys::generate();
-    let ct = client
-        .nip44_encrypt(&peer_keys.public_key(), "nip44 text")
-        .await
-        .unwrap();
-    assert_eq!(
-        nip44::decrypt(peer_keys.secret_key(), &user, &ct).unwrap(),
-        "nip44 text"
-    );
-    assert_eq!(
-        client
-            .nip44_decrypt(&peer_keys.public_key(), &ct)
-            .await
-            .unwrap(),
-        "nip44 text"
-    );
-    let ct = client
-        .nip04_encrypt(&peer_keys.public_key(), "nip04 text")
-        .await
-        .unwrap();
-    assert_eq!(
-        nip04::decrypt(peer_keys.secret_key(), &user, &ct).unwrap(),
-        "nip04 text"
-    );
-    assert_eq!(
-        client
-            .nip04_decrypt(&peer_keys.public_key(), &ct)
-            .await
-            .unwrap(),
-        "nip04 text"
-    );
-    client.ping().await.unwrap();
+    check_sign_and_encrypt(&client, "signed by rust-nostr").await;
 
     // Many at once.
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..50 {
-        let client = client.clone();
-        tasks.spawn(async move { client.sign_event(note(&client, &format!("n{i}"))).await });
-    }
-    while let Some(r) = within("50 signatures", tasks.join_next()).await {
-        r.unwrap().unwrap();
-    }
+    sign_concurrently(&client, 50).await;
 
     // Quirk: methods it does not know get no answer at all.
     let err = client

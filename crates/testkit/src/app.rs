@@ -1,12 +1,16 @@
 //! The app side of the client library's end-to-end tests: client options
-//! that retry relays quickly, a bounded wait, and a note to sign. Shared by
-//! the tests against our bunker and against third-party signers.
+//! that retry relays quickly, a bounded wait, a note to sign, and the checks
+//! every signer must pass. Shared by the tests against our bunker and
+//! against third-party signers.
 
 use std::future::Future;
 use std::time::Duration;
 
 use client::{Client, ClientOptions};
-use nip46::nostr::prelude::{Kind, Tag, Timestamp, UnsignedEvent};
+use nip46::nostr::nips::{nip04, nip44};
+use nip46::nostr::prelude::{
+    EventBuilder, FinalizeEventAsync, Keys, Kind, Tag, Timestamp, UnsignedEvent,
+};
 use relay::PoolConfig;
 
 /// How long [`within`] waits: generous, for a loaded CI machine.
@@ -41,4 +45,61 @@ pub fn note(client: &Client, content: &str) -> UnsignedEvent {
         [Tag::hashtag("test")],
         content,
     )
+}
+
+/// What any signer must do for `client`: sign an event through the `nostr`
+/// signer trait (`content` says by whom), and NIP-44 and NIP-04 round trips
+/// with a third key, whose side is checked with the `nostr` crate; then
+/// `ping`. Returns the third key.
+pub async fn check_sign_and_encrypt(client: &Client, content: &str) -> Keys {
+    let user = client.user_pubkey();
+    let event = EventBuilder::new(Kind::TextNote, content)
+        .tags([Tag::hashtag("interop")])
+        .finalize_async(client)
+        .await
+        .unwrap();
+    event.verify().unwrap();
+    assert_eq!(event.pubkey, user);
+
+    let peer = Keys::generate();
+    let ct = client
+        .nip44_encrypt(&peer.public_key(), "nip44 text")
+        .await
+        .unwrap();
+    assert_eq!(
+        nip44::decrypt(peer.secret_key(), &user, &ct).unwrap(),
+        "nip44 text"
+    );
+    assert_eq!(
+        client.nip44_decrypt(&peer.public_key(), &ct).await.unwrap(),
+        "nip44 text"
+    );
+    let ct = client
+        .nip04_encrypt(&peer.public_key(), "nip04 text")
+        .await
+        .unwrap();
+    assert_eq!(
+        nip04::decrypt(peer.secret_key(), &user, &ct).unwrap(),
+        "nip04 text"
+    );
+    assert_eq!(
+        client.nip04_decrypt(&peer.public_key(), &ct).await.unwrap(),
+        "nip04 text"
+    );
+    client.ping().await.unwrap();
+    peer
+}
+
+/// Sends `n` `sign_event` requests through `client` at once; every one must
+/// come back signed (the client library checks each event).
+pub async fn sign_concurrently(client: &Client, n: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let client = client.clone();
+        tasks.spawn(async move { client.sign_event(note(&client, &format!("n{i}"))).await });
+    }
+    let what = format!("{n} signatures");
+    while let Some(r) = within(&what, tasks.join_next()).await {
+        r.unwrap().unwrap();
+    }
 }
