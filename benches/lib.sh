@@ -7,7 +7,7 @@ PEER_PID=""
 
 build_binaries() {
     echo "::: building release binaries" >&2
-    cargo build --release --quiet -p rampart -p peer-signer
+    cargo build --release --quiet -p rampart -p rampart-peer-signer
     BIN="$TARGET/release"
 }
 

@@ -9,7 +9,7 @@
 //! record (built, not written: the store is another thread's work) — and
 //! prints the ratio. The bar is ≤ 1.3× the floor.
 //!
-//! Run: `cargo bench -p bunker --bench request_path`.
+//! Run: `cargo bench -p rampart-bunker --bench request_path`.
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -29,8 +29,8 @@
 //! or hand out a `nostrconnect://` URI ([`Client::nostrconnect`]).
 //!
 //! ```no_run
-//! use client::{Client, ClientOptions, Session};
-//! use client::nip46::nostr::prelude::{EventBuilder, FinalizeEventAsync, Kind};
+//! use rampart_client::{Client, ClientOptions, Session};
+//! use rampart_client::nip46::nostr::prelude::{EventBuilder, FinalizeEventAsync, Kind};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let options = ClientOptions::new()

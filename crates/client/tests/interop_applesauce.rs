@@ -16,7 +16,7 @@ use std::process::{Child, ChildStdin, Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use client::{Client, ClientOptions, Error};
+use rampart_client::{Client, ClientOptions, Error};
 use nip46::nostr::prelude::RelayUrl;
 use nip46::{BunkerUri, Method};
 use relay::server::{self, RelayHandle, ServerConfig};

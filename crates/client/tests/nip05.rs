@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use client::nip05::{self, Nip05Address, Nip05Error};
+use rampart_client::nip05::{self, Nip05Address, Nip05Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;

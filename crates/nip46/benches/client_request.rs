@@ -12,7 +12,7 @@
 //! The least a `sign_event` round trip can cost a client is one signature
 //! and two verifications; the bench prints the ratio to that floor.
 //!
-//! Run: `cargo bench -p nip46 --bench client_request`.
+//! Run: `cargo bench -p rampart-nip46 --bench client_request`.
 
 use std::hint::black_box;
 use std::time::Instant;

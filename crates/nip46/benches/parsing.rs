@@ -2,7 +2,7 @@
 //! `nostrconnect://` URIs and permission lists, and (for scale) the request
 //! and response messages every call carries.
 //!
-//! Run: `cargo bench -p nip46 --bench parsing`.
+//! Run: `cargo bench -p rampart-nip46 --bench parsing`.
 
 use std::hint::black_box;
 

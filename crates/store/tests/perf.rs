@@ -1,6 +1,6 @@
 //! Rough timings of the hot path (audit rows), on a real file. Ignored by
 //! default; run with
-//! `cargo test -p store --release --test perf -- --ignored --nocapture`.
+//! `cargo test -p rampart-store --release --test perf -- --ignored --nocapture`.
 
 use std::sync::Arc;
 use std::sync::mpsc;
