@@ -27,7 +27,7 @@ use nip46::nostr::prelude::{
     UnsignedEvent,
 };
 use nip46::{Conversation, Preset, Scheme};
-use store::{KeyId, Session, SessionOrigin, StoredKey};
+use store::{KeyId, Session, SessionOrigin};
 
 struct Counter(u64);
 
@@ -61,15 +61,7 @@ fn setup() -> Setup {
         now,
     )
     .expect("seal");
-    let stored = StoredKey {
-        id: KeyId(1),
-        name: new.name,
-        user_pubkey: new.user_pubkey,
-        signer_pubkey: new.signer_pubkey,
-        user_ncryptsec: new.user_ncryptsec,
-        signer_ncryptsec: new.signer_ncryptsec,
-        created_at: now,
-    };
+    let stored = new.stored(KeyId(1));
     let mut vault = Vault::unlock(std::slice::from_ref(&stored), &pass).expect("unlock");
     let signer_keys = vault.take_signer(KeyId(1)).expect("signer");
     let config = EngineConfig {

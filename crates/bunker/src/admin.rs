@@ -613,7 +613,8 @@ mod tests {
     use super::*;
     use nip46::nostr::prelude::Keys;
     use nip46::{Method, Preset};
-    use store::{SessionOrigin, SqliteStore};
+    use store::SessionOrigin;
+    use store_sqlite::SqliteStore;
 
     struct Counter(u8);
     impl Randomness for Counter {

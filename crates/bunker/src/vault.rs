@@ -350,15 +350,7 @@ mod tests {
     const LOG_N: u8 = 8;
 
     fn stored(id: i64, new: NewKey) -> StoredKey {
-        StoredKey {
-            id: KeyId(id),
-            name: new.name,
-            user_pubkey: new.user_pubkey,
-            signer_pubkey: new.signer_pubkey,
-            user_ncryptsec: new.user_ncryptsec,
-            signer_ncryptsec: new.signer_ncryptsec,
-            created_at: new.created_at,
-        }
+        new.stored(KeyId(id))
     }
 
     #[test]

@@ -22,7 +22,7 @@ use nip46::{
 };
 use store::{
     ApprovalDecision, ApprovalStatus, AuditDecision, Change, ConnectionToken, DecisionScope, KeyId,
-    SecretHash, StoredKey, TokenId,
+    SecretHash, TokenId,
 };
 
 /// Deterministic randomness: a counter, so no two draws repeat.
@@ -64,15 +64,7 @@ fn harness_with(config: EngineConfig) -> Harness {
         Timestamp::from_secs(NOW),
     )
     .unwrap();
-    let stored = StoredKey {
-        id: KeyId(1),
-        name: new.name,
-        user_pubkey: new.user_pubkey,
-        signer_pubkey: new.signer_pubkey,
-        user_ncryptsec: new.user_ncryptsec,
-        signer_ncryptsec: new.signer_ncryptsec,
-        created_at: new.created_at,
-    };
+    let stored = new.stored(KeyId(1));
     let mut vault = Vault::unlock(std::slice::from_ref(&stored), &pass).unwrap();
     let signer = vault.take_signer(KeyId(1)).unwrap();
     let engine = Engine::new(

@@ -16,9 +16,9 @@ use std::process::{Child, ChildStdin, Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rampart_client::{Client, ClientOptions, Error};
 use nip46::nostr::prelude::RelayUrl;
 use nip46::{BunkerUri, Method};
+use rampart_client::{Client, ClientOptions, Error};
 use relay::server::{self, RelayHandle, ServerConfig};
 use testkit::app::{WAIT, check_sign_and_encrypt, client_options, note, sign_concurrently, within};
 

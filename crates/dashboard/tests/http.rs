@@ -20,8 +20,9 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use store::{
     ApprovalDecision, ApprovalId, ApprovalStatus, Change, DecisionScope, KeyId, PendingApproval,
-    Session, SessionOrigin, SqliteStore, Store,
+    Session, SessionOrigin, Store,
 };
+use store_sqlite::SqliteStore;
 use tokio::sync::{mpsc, oneshot};
 
 const APPROVAL: &str = "0123456789abcdef0123456789abcdef";

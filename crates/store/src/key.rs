@@ -52,3 +52,18 @@ pub struct NewKey {
     /// When added.
     pub created_at: Timestamp,
 }
+
+impl NewKey {
+    /// The key as stored under `id` (what [`Store::keys`](crate::Store::keys) returns once added).
+    pub fn stored(self, id: KeyId) -> StoredKey {
+        StoredKey {
+            id,
+            name: self.name,
+            user_pubkey: self.user_pubkey,
+            signer_pubkey: self.signer_pubkey,
+            user_ncryptsec: self.user_ncryptsec,
+            signer_ncryptsec: self.signer_ncryptsec,
+            created_at: self.created_at,
+        }
+    }
+}

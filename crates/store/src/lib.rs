@@ -1,16 +1,17 @@
 //! What Rampart keeps: user keys (encrypted), connection tokens, sessions and
 //! their rules, pending approvals and the audit log, behind one [`Store`] trait.
 //!
-//! SQLite is the default backend ([`SqliteStore`]); another database
-//! implements the same trait and passes the same shared test suite
-//! ([`suite`]). The running bunker writes through [`Change`] batches, each
-//! applied in one transaction (see [`writer`] for the group commit).
+//! This crate is the model only: types, the [`Change`]s the running bunker
+//! writes, the [`Store`] trait and the group-commit [`writer`] (which works on
+//! any backend). Backends live in their own crates (`rampart-store-sqlite`,
+//! the default) and each passes the same shared test suite (`suite`, behind
+//! the `testing` feature), so the engine never links a database driver.
 
 pub mod approval;
 pub mod audit;
 pub mod key;
 pub mod session;
-mod sqlite;
+#[cfg(feature = "testing")]
 pub mod suite;
 pub mod token;
 pub mod writer;
@@ -19,7 +20,6 @@ pub use approval::{ApprovalDecision, ApprovalId, ApprovalStatus, DecisionScope, 
 pub use audit::{AuditDecision, AuditEntry, AuditQuery};
 pub use key::{KeyId, NewKey, StoredKey};
 pub use session::{Rule, RuleEffect, Session, SessionOrigin};
-pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use token::{ConnectionToken, NewToken, SecretHash, TokenId};
 pub use writer::{CommitJob, StoreWriter};
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Result;
 use bunker::admin::{self, Answer, ApprovalView};
 use nip46::nostr::prelude::Timestamp;
-use store::{SqliteStore, Store};
+use store::Store;
+use store_sqlite::SqliteStore;
 
 use crate::config::Config;
 

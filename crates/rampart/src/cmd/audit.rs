@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Result;
 use bunker::admin::AuditView;
 use nip46::nostr::prelude::Timestamp;
-use store::{AuditDecision, AuditQuery, SqliteStore, Store};
+use store::{AuditDecision, AuditQuery, Store};
+use store_sqlite::SqliteStore;
 
 use crate::config::Config;
 

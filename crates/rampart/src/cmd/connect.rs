@@ -9,7 +9,7 @@ use anyhow::Result;
 use bunker::admin;
 use nip46::NostrConnectUri;
 use nip46::nostr::prelude::Timestamp;
-use store::SqliteStore;
+use store_sqlite::SqliteStore;
 
 use crate::config::{Config, parse_grant};
 

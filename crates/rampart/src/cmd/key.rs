@@ -12,7 +12,8 @@ use bunker::vault::{self, Passphrase, SecretInput, Vault};
 use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{Keys, SecretKey, Timestamp};
-use store::{SqliteStore, Store, StoredKey};
+use store::{Store, StoredKey};
+use store_sqlite::SqliteStore;
 
 use crate::config::Config;
 use crate::passphrase;

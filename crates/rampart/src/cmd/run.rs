@@ -29,7 +29,8 @@ use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
 use relay::pool::{PoolConfig, RelayPool};
 use relay::server::{self, ServerConfig};
-use store::{SqliteStore, Store, StoredKey};
+use store::{Store, StoredKey};
+use store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Result;
 use bunker::admin::{self, SessionEdit, SessionView};
 use nip46::nostr::prelude::Timestamp;
-use store::{RuleEffect, SqliteStore, Store};
+use store::{RuleEffect, Store};
+use store_sqlite::SqliteStore;
 
 use crate::config::Config;
 

@@ -11,7 +11,8 @@ use bunker::admin;
 use bunker::service::OsRandomness;
 use nip46::nostr::prelude::{RelayUrl, Timestamp};
 use nip46::{BunkerUri, PermissionSet};
-use store::{SqliteStore, Store, StoredKey};
+use store::{Store, StoredKey};
+use store_sqlite::SqliteStore;
 
 use crate::config::{Config, parse_grant};
 

@@ -11,7 +11,8 @@ use bunker::vault::{self, Passphrase};
 use nip46::PermissionSet;
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{Keys, PublicKey, Timestamp};
-use store::{Change, Session, SessionOrigin, SqliteStore, Store, StoredKey};
+use store::{Change, Session, SessionOrigin, Store, StoredKey};
+use store_sqlite::SqliteStore;
 
 /// Sessions written per transaction.
 const CHUNK: usize = 1000;

@@ -38,7 +38,7 @@ use bunker::admin;
 use client::Client;
 use nip46::BunkerUri;
 use nip46::nostr::prelude::{Keys, RelayUrl};
-use store::SqliteStore;
+use store_sqlite::SqliteStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 

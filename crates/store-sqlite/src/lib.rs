@@ -1,5 +1,5 @@
-//! The SQLite backend: one database file in the data directory, shared by the
-//! running bunker and the CLI.
+//! The SQLite backend of the [`Store`] trait: one database file in the data
+//! directory, shared by the running bunker and the CLI.
 //!
 //! Durability choice: the file is in WAL mode with `synchronous=NORMAL`. A
 //! commit is then in the operating system's hands as soon as `apply`
@@ -26,7 +26,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{
+use store::{
     ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, Change, ConnectionToken,
     KeyId, NewKey, NewToken, PendingApproval, Rule, RuleEffect, SecretHash, Session, SessionOrigin,
     Store, StoreError, StoredKey, TokenId,
@@ -410,15 +410,15 @@ fn collect<T>(
 
 fn read_key(row: &Row<'_>) -> Result<StoredKey, StoreError> {
     let r = RowReader::new(row, "keys", &["id"]);
-    Ok(StoredKey {
-        id: KeyId(r.get("id")?),
+    let key = NewKey {
         name: r.get("name")?,
         user_pubkey: r.pubkey("user_pubkey")?,
         signer_pubkey: r.pubkey("signer_pubkey")?,
         user_ncryptsec: r.get("user_ncryptsec")?,
         signer_ncryptsec: r.get("signer_ncryptsec")?,
         created_at: r.ts("created_at")?,
-    })
+    };
+    Ok(key.stored(KeyId(r.get("id")?)))
 }
 
 fn read_token(row: &Row<'_>) -> Result<ConnectionToken, StoreError> {

@@ -12,9 +12,10 @@ use nip46::nostr::prelude::{EventId, PublicKey, Timestamp};
 use nip46::{ConnectSecret, PermissionSet, Preset};
 use store::writer::CommitResult;
 use store::{
-    AuditDecision, AuditEntry, AuditQuery, Change, CommitJob, KeyId, NewKey, NewToken, SqliteStore,
-    Store, StoreError, StoreWriter, TokenId,
+    AuditDecision, AuditEntry, AuditQuery, Change, CommitJob, KeyId, NewKey, NewToken, Store,
+    StoreError, StoreWriter, TokenId,
 };
+use store_sqlite::SqliteStore;
 use tempfile::TempDir;
 
 const POLL: Duration = Duration::from_millis(20);

@@ -7,9 +7,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nip46::nostr::prelude::{EventId, PublicKey, Timestamp};
-use store::{
-    AuditDecision, AuditEntry, Change, CommitJob, KeyId, NewKey, SqliteStore, Store, StoreWriter,
-};
+use store::{AuditDecision, AuditEntry, Change, CommitJob, KeyId, NewKey, Store, StoreWriter};
+use store_sqlite::SqliteStore;
 
 fn audit(key: KeyId, n: u64) -> Change {
     let mut id = [0u8; 32];

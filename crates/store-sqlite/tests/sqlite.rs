@@ -9,9 +9,10 @@ use nip46::nostr::prelude::{EventId, PublicKey, Timestamp};
 use nip46::{PermissionSet, Preset};
 use rusqlite::Connection;
 use store::{
-    AuditDecision, AuditEntry, AuditQuery, Change, KeyId, NewKey, NewToken, SCHEMA_VERSION,
-    SecretHash, Session, SessionOrigin, SqliteStore, Store, StoreError,
+    AuditDecision, AuditEntry, AuditQuery, Change, KeyId, NewKey, NewToken, SecretHash, Session,
+    SessionOrigin, Store, StoreError,
 };
+use store_sqlite::{SCHEMA_VERSION, SqliteStore};
 use tempfile::TempDir;
 
 /// A store on a file in its own temporary directory (removed on drop).
@@ -50,7 +51,7 @@ mod file {
 
 mod memory {
     store::store_suite!(
-        || Box::new(store::SqliteStore::open_in_memory().unwrap()) as Box<dyn store::Store>
+        || Box::new(store_sqlite::SqliteStore::open_in_memory().unwrap()) as Box<dyn store::Store>
     );
 }
 
