@@ -495,7 +495,7 @@ impl SessionView {
             url: session.metadata.url.clone(),
             image: session.metadata.image.clone(),
             origin: session.origin.as_str(),
-            allowed: session.allowed(now).to_string(),
+            allowed: policy::allowed(session, now).to_string(),
             denied: session
                 .rules
                 .iter()

@@ -1,10 +1,14 @@
-//! The permission decision for one call: allow, deny, or ask the user.
+//! What a session's rules mean: the permission decision for one call (allow,
+//! deny, or ask the user), and which permissions are in force.
 //!
-//! Pure: a session, a time and a call in; a verdict out.
+//! The one place rule semantics live: a rule applies while unexpired and
+//! when its permission covers the call; deny rules win over allow rules, so
+//! "always deny kind 0" holds even under a blanket `sign_event` grant. Pure:
+//! a session, a time and a call in; a verdict out.
 
 use nip46::nostr::prelude::Timestamp;
-use nip46::{Method, Permission};
-use store::{RuleEffect, Session};
+use nip46::{Method, Permission, PermissionSet};
+use store::{Rule, RuleEffect, Session};
 
 /// What the rules say about a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +41,7 @@ pub fn evaluate(session: &Session, now: Timestamp, method: Method, kind: Option<
     for rule in session
         .rules
         .iter()
-        .filter(|r| r.applies(now, method, kind))
+        .filter(|r| in_force(r, now) && r.permission.allows(method, kind))
     {
         match rule.effect {
             RuleEffect::Deny => {
@@ -53,12 +57,28 @@ pub fn evaluate(session: &Session, now: Timestamp, method: Method, kind: Option<
     }
 }
 
+/// Whether a rule is still in force at `now` (rules with an end stop at it).
+fn in_force(rule: &Rule, now: Timestamp) -> bool {
+    rule.expires_at.is_none_or(|t| now < t)
+}
+
+/// The permissions a session's allow rules grant at `now`, for display (deny
+/// rules are listed separately, as rules).
+pub fn allowed(session: &Session, now: Timestamp) -> PermissionSet {
+    session
+        .rules
+        .iter()
+        .filter(|r| r.effect == RuleEffect::Allow && in_force(r, now))
+        .map(|r| r.permission.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use nip46::nostr::prelude::Keys;
     use nip46::{PermissionSet, Preset};
-    use store::{KeyId, Rule, SessionOrigin};
+    use store::{KeyId, SessionOrigin};
 
     fn session(grant: &PermissionSet) -> Session {
         Session::new(
@@ -141,6 +161,28 @@ mod tests {
         assert_eq!(
             evaluate(&s, Timestamp::from_secs(100), Method::Nip44Decrypt, None),
             Verdict::Ask
+        );
+    }
+
+    #[test]
+    fn allowed_lists_unexpired_allow_rules_only() {
+        let mut s = session(&"nip44_encrypt".parse().unwrap());
+        s.set_rule(Rule::permanent(
+            permission_for(Method::SignEvent, Some(0)),
+            RuleEffect::Deny,
+        ));
+        s.set_rule(Rule {
+            permission: permission_for(Method::SignEvent, Some(1)),
+            effect: RuleEffect::Allow,
+            expires_at: Some(Timestamp::from_secs(100)),
+        });
+        assert_eq!(
+            allowed(&s, Timestamp::from_secs(99)).to_string(),
+            "nip44_encrypt,sign_event:1"
+        );
+        assert_eq!(
+            allowed(&s, Timestamp::from_secs(100)).to_string(),
+            "nip44_encrypt"
         );
     }
 }

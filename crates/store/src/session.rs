@@ -2,11 +2,11 @@
 //!
 //! A session is keyed by (user key, client pubkey). Its permissions are a
 //! list of [`Rule`]s, each allowing or denying one [`Permission`], optionally
-//! until a time. Deny rules win over allow rules, so "always deny kind 0"
-//! holds even under a blanket `sign_event` grant.
+//! until a time. This is the data only: what the rules mean for a call
+//! (deny wins, expiry) is decided in one place, the bunker's `policy` module.
 
 use nip46::nostr::prelude::{PublicKey, RelayUrl, Timestamp};
-use nip46::{ClientMetadata, Method, Permission, PermissionSet};
+use nip46::{ClientMetadata, Permission, PermissionSet};
 use serde::{Deserialize, Serialize};
 
 use crate::key::KeyId;
@@ -40,11 +40,6 @@ impl Rule {
             effect,
             expires_at: None,
         }
-    }
-
-    /// Whether the rule is in force at `now` and covers the call.
-    pub fn applies(&self, now: Timestamp, method: Method, kind: Option<u16>) -> bool {
-        self.expires_at.is_none_or(|t| now < t) && self.permission.allows(method, kind)
     }
 }
 
@@ -136,15 +131,6 @@ impl Session {
     /// Whether the session can be used at `now`.
     pub fn is_active(&self, now: Timestamp) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|t| now < t)
-    }
-
-    /// The permissions currently allowed (ignoring deny rules), for display.
-    pub fn allowed(&self, now: Timestamp) -> PermissionSet {
-        self.rules
-            .iter()
-            .filter(|r| r.effect == RuleEffect::Allow && r.expires_at.is_none_or(|t| now < t))
-            .map(|r| r.permission.clone())
-            .collect()
     }
 
     /// Add a rule, replacing any rule for the same permission.
