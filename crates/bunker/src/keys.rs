@@ -1,10 +1,10 @@
 //! The operations that need a user's secret key, behind a small interface.
 //!
 //! The request path only ever calls [`KeyBackend`], so a hardware or remote
-//! key store can replace the NIP-49 [`Vault`](crate::vault::Vault) without
-//! touching it.
+//! key store can replace the NIP-49 vault without touching it.
 
 use nip46::nostr::prelude::{Event, PublicKey, UnsignedEvent};
+use nip46::{EnvelopeError, Scheme};
 use store::KeyId;
 
 /// Why a key operation failed.
@@ -14,8 +14,15 @@ pub enum KeyError {
     #[error("key {0} is not loaded; unlock the vault or check the key id")]
     UnknownKey(KeyId),
     /// The operation itself failed (bad ciphertext, bad peer pubkey, …).
-    #[error("{0}")]
-    Crypto(String),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// A decrypt call got ciphertext of the other scheme (NIP-04 for
+    /// `nip44_decrypt` or the reverse); call the method that matches it.
+    #[error("ciphertext is not {}", .expected.as_str())]
+    WrongScheme {
+        /// The scheme the method decrypts.
+        expected: Scheme,
+    },
 }
 
 /// The operations that need a user's secret key.

@@ -122,7 +122,7 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     /// The relay pool refused the configuration.
     #[error("relay setup failed: {0}")]
-    Relay(String),
+    Relay(#[from] relay::pool::SubscribeError),
 }
 
 /// Settings of the driver itself.
@@ -189,7 +189,7 @@ pub async fn run(
             Millis::now().timestamp().as_secs().saturating_sub(10),
         ));
     pool.subscribe(vec![filter])
-        .map_err(|e| ServiceError::Relay(e.to_string()))?;
+        ?;
     tracing::info!(
         relays = pool.relay_urls().len(),
         keys = engine.signer_pubkeys().len(),

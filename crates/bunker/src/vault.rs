@@ -5,6 +5,7 @@
 //! wipe themselves on drop; nothing here derives `Debug` or `Clone`.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 
 use nip46::nostr::nips::nip19::{FromBech32, ToBech32};
@@ -252,18 +253,14 @@ impl Vault {
         // A poisoned lock only means another thread panicked mid-operation;
         // the cache holds derived keys that are still valid.
         let mut cache = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
-        if !cache.contains_key(&(key, *peer)) {
-            if cache.len() >= CONVERSATION_CACHE {
-                cache.clear();
-            }
-            let conversation =
-                Conversation::new(user, *peer).map_err(|e| KeyError::Crypto(e.to_string()))?;
-            cache.insert((key, *peer), conversation);
+        if cache.len() >= CONVERSATION_CACHE && !cache.contains_key(&(key, *peer)) {
+            cache.clear();
         }
-        let conversation = cache
-            .get_mut(&(key, *peer))
-            .ok_or_else(|| KeyError::Crypto("conversation cache".into()))?;
-        f(user, conversation).map_err(|e| KeyError::Crypto(e.to_string()))
+        let conversation = match cache.entry((key, *peer)) {
+            Entry::Occupied(cached) => cached.into_mut(),
+            Entry::Vacant(slot) => slot.insert(Conversation::new(user, *peer)?),
+        };
+        Ok(f(user, conversation)?)
     }
 
     fn decrypt_as(
@@ -274,10 +271,7 @@ impl Vault {
         expected: Scheme,
     ) -> Result<String, KeyError> {
         if nip46::Scheme::detect(ciphertext) != expected {
-            return Err(KeyError::Crypto(format!(
-                "ciphertext is not {}",
-                expected.as_str()
-            )));
+            return Err(KeyError::WrongScheme { expected });
         }
         self.with_conversation(key, peer, |user, c| {
             c.decrypt(user, ciphertext).map(|(_, text)| text)
@@ -296,7 +290,7 @@ impl KeyBackend for Vault {
         unsigned: UnsignedEvent,
         aux: &[u8; 32],
     ) -> Result<Event, KeyError> {
-        envelope::sign(self.user(key)?, unsigned, aux).map_err(|e| KeyError::Crypto(e.to_string()))
+        Ok(envelope::sign(self.user(key)?, unsigned, aux)?)
     }
 
     fn nip04_encrypt(

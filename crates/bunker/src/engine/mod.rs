@@ -13,13 +13,14 @@
 //! seal the answer in the scheme the client used.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use nip46::envelope::{self, Opened};
 use nip46::nostr::prelude::{Event, EventId, Keys, PublicKey, RelayUrl};
 use nip46::{
-    Command, Conversation, Entropy, ErrorCode, Method, Outcome, Request, RequestError, Response,
-    Scheme, relay_list_json, relay_map_json,
+    Command, Conversation, Entropy, EnvelopeError, ErrorCode, Method, Outcome, Request,
+    RequestError, Response, Scheme, relay_list_json, relay_map_json,
 };
 use serde::{Deserialize, Serialize};
 use store::{
@@ -197,8 +198,38 @@ impl<'a> Reply<'a> {
     }
 }
 
-/// The result of running one command.
-type Executed = Result<(String, Option<EventId>), (ErrorCode, String)>;
+/// What an allowed command produced: the `result` of its answer, and the
+/// id of the event it signed, if it signed one (for the audit row).
+struct Executed {
+    result: String,
+    signed_event_id: Option<EventId>,
+}
+
+/// Why an allowed command failed: the code and reason of its error answer.
+struct Failed {
+    code: ErrorCode,
+    reason: String,
+}
+
+impl Failed {
+    fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
+        Failed {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why an answer could not be sealed (logged; the request goes unanswered).
+#[derive(Debug, thiserror::Error)]
+enum SealError {
+    /// The signer key was unloaded between the request and its answer.
+    #[error("signer key is not loaded")]
+    UnknownSigner,
+    /// Encryption or signing failed.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+}
 
 /// The request engine.
 pub struct Engine {
@@ -328,7 +359,7 @@ impl Engine {
             return Output::dropped(Dropped::NotForUs);
         };
         if let Err(e) = envelope::precheck(event, &signer) {
-            return Output::dropped(Dropped::Envelope(e.to_string()));
+            return Output::dropped(Dropped::Envelope(e));
         }
         let t = now.timestamp();
         match self.replay.check(t, event.created_at, &event.id) {
@@ -350,12 +381,12 @@ impl Engine {
         if !self.replay.remember(t, event.created_at, &event.id) {
             return Output::dropped(Dropped::Replayed);
         }
-        let (scheme, text) = match self.decrypt(&signer, event) {
-            Ok(opened) => (opened.scheme, opened.body),
-            Err(reason) => return Output::dropped(Dropped::Undecryptable(reason)),
-        };
         let Some(key_id) = self.signers.get(&signer).map(|s| s.key_id) else {
             return Output::dropped(Dropped::NotForUs);
+        };
+        let (scheme, text) = match self.decrypt(&signer, event) {
+            Ok(opened) => (opened.scheme, opened.body),
+            Err(e) => return Output::dropped(Dropped::Undecryptable(e)),
         };
         let ctx = Ctx {
             key_id,
@@ -366,7 +397,7 @@ impl Engine {
         };
         match Request::parse(&text) {
             Ok(request) => self.dispatch(now, ctx, request, rng),
-            Err(RequestError::Malformed(reason)) => Output::dropped(Dropped::Malformed(reason)),
+            Err(e @ RequestError::Malformed(_)) => Output::dropped(Dropped::Malformed(e)),
             Err(RequestError::InvalidParams { id, method, reason }) => self.answer(
                 now,
                 ctx,
@@ -383,17 +414,16 @@ impl Engine {
         }
     }
 
-    fn decrypt(&mut self, signer: &PublicKey, event: &Event) -> Result<Opened<String>, String> {
-        let keys = &self
-            .signers
-            .get(signer)
-            .ok_or_else(|| "unknown signer".to_string())?
-            .keys;
+    /// Open a request to one of our signers (the caller found it in `signers`).
+    fn decrypt(
+        &mut self,
+        signer: &PublicKey,
+        event: &Event,
+    ) -> Result<Opened<String>, EnvelopeError> {
+        let keys = &self.signers.get(signer).ok_or(EnvelopeError::NotForUs)?.keys;
         let conversation = conversation(&mut self.conversations, keys, event.pubkey)?;
-        conversation
-            .decrypt(keys, &event.content)
-            .map(|(scheme, body)| Opened { scheme, body })
-            .map_err(|e| e.to_string())
+        let (scheme, body) = conversation.decrypt(keys, &event.content)?;
+        Ok(Opened { scheme, body })
     }
 
     fn dispatch(
@@ -539,8 +569,11 @@ impl Engine {
         let method = request.command.method_name().to_owned();
         let kind = request.command.kind();
         let (response, signed) = match self.execute(now, ctx, request.command, rng) {
-            Ok((result, signed)) => (Response::ok(&request.id, result), signed),
-            Err((code, reason)) => (Response::error(&request.id, code, reason), None),
+            Ok(done) => (Response::ok(&request.id, done.result), done.signed_event_id),
+            Err(failed) => (
+                Response::error(&request.id, failed.code, failed.reason),
+                None,
+            ),
         };
         self.answer(
             now,
@@ -563,14 +596,14 @@ impl Engine {
         ctx: Ctx,
         command: Command,
         rng: &mut dyn Randomness,
-    ) -> Executed {
+    ) -> Result<Executed, Failed> {
         let user = self
             .signers
             .get(&ctx.signer)
             .map(|s| s.user_pubkey)
-            .ok_or((ErrorCode::InternalError, "key not loaded".to_string()))?;
+            .ok_or_else(|| Failed::new(ErrorCode::InternalError, "key not loaded"))?;
         let backend = &self.backend;
-        let crypto = |e: crate::keys::KeyError| (ErrorCode::InvalidParams, e.to_string());
+        let crypto = |e: crate::keys::KeyError| Failed::new(ErrorCode::InvalidParams, e.to_string());
         let result = match command {
             Command::GetPublicKey => user.to_hex(),
             Command::Ping => "pong".to_owned(),
@@ -579,11 +612,14 @@ impl Engine {
             Command::SignEvent(template) => {
                 let unsigned = template
                     .into_unsigned(user, now.timestamp())
-                    .map_err(|e| (ErrorCode::InvalidParams, e.0))?;
+                    .map_err(|e| Failed::new(ErrorCode::InvalidParams, e.0))?;
                 let event = backend
                     .sign_event(ctx.key_id, unsigned, &rng.bytes32())
-                    .map_err(|e| (ErrorCode::InternalError, e.to_string()))?;
-                return Ok((event.as_json(), Some(event.id)));
+                    .map_err(|e| Failed::new(ErrorCode::InternalError, e.to_string()))?;
+                return Ok(Executed {
+                    result: event.as_json(),
+                    signed_event_id: Some(event.id),
+                });
             }
             Command::Nip04Encrypt { peer, plaintext } => backend
                 .nip04_encrypt(ctx.key_id, &peer, &plaintext, &rng.bytes32())
@@ -599,10 +635,13 @@ impl Engine {
                 .map_err(crypto)?,
             // Handled before execution; kept total so a new method cannot slip through.
             Command::Connect(_) | Command::Logout | Command::Unknown { .. } => {
-                return Err((ErrorCode::InternalError, "not executable".into()));
+                return Err(Failed::new(ErrorCode::InternalError, "not executable"));
             }
         };
-        Ok((result, None))
+        Ok(Executed {
+            result,
+            signed_event_id: None,
+        })
     }
 
     /// Expire held requests and flush session counters that are due.
@@ -712,22 +751,25 @@ impl Engine {
         scheme: Scheme,
         response: &Response,
         rng: &mut dyn Randomness,
-    ) -> Result<Event, String> {
-        let keys = &self.signers.get(&signer).ok_or("unknown signer")?.keys;
+    ) -> Result<Event, SealError> {
+        let keys = &self
+            .signers
+            .get(&signer)
+            .ok_or(SealError::UnknownSigner)?
+            .keys;
         let conversation = conversation(&mut self.conversations, keys, client)?;
         let entropy = Entropy {
             nonce: rng.bytes32(),
             aux: rng.bytes32(),
         };
-        envelope::seal(
+        Ok(envelope::seal(
             keys,
             conversation,
             scheme,
             &response.to_json(),
             now.timestamp(),
             &entropy,
-        )
-        .map_err(|e| e.to_string())
+        )?)
     }
 }
 
@@ -736,16 +778,13 @@ fn conversation<'a>(
     cache: &'a mut HashMap<(PublicKey, PublicKey), Conversation>,
     keys: &Keys,
     peer: PublicKey,
-) -> Result<&'a mut Conversation, String> {
+) -> Result<&'a mut Conversation, EnvelopeError> {
     let key = (keys.public_key(), peer);
-    if !cache.contains_key(&key) {
-        if cache.len() >= CONVERSATION_CACHE {
-            cache.clear();
-        }
-        let c = Conversation::new(keys, peer).map_err(|e| e.to_string())?;
-        cache.insert(key, c);
+    if cache.len() >= CONVERSATION_CACHE && !cache.contains_key(&key) {
+        cache.clear();
     }
-    cache
-        .get_mut(&key)
-        .ok_or_else(|| "conversation cache".to_string())
+    Ok(match cache.entry(key) {
+        Entry::Occupied(cached) => cached.into_mut(),
+        Entry::Vacant(slot) => slot.insert(Conversation::new(keys, peer)?),
+    })
 }

@@ -2,6 +2,7 @@
 //! then events to publish; or why the input was dropped.
 
 use nip46::nostr::prelude::{Event, RelayUrl};
+use nip46::{EnvelopeError, RequestError};
 use store::Change;
 
 /// An event to publish.
@@ -19,7 +20,7 @@ pub enum Dropped {
     /// Not addressed to any of our signer keys.
     NotForUs,
     /// Envelope checks failed (kind, size).
-    Envelope(String),
+    Envelope(EnvelopeError),
     /// Outside the time window.
     Stale,
     /// Created too far in the future.
@@ -29,9 +30,10 @@ pub enum Dropped {
     /// Bad id or signature.
     BadSignature,
     /// Could not be decrypted.
-    Undecryptable(String),
-    /// Decrypted, but not a request with a usable id.
-    Malformed(String),
+    Undecryptable(EnvelopeError),
+    /// Decrypted, but not a request with a usable id (always
+    /// [`RequestError::Malformed`]: a readable id is answered instead).
+    Malformed(RequestError),
 }
 
 /// Everything one engine step wants done.
