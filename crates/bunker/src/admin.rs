@@ -18,10 +18,11 @@ use nip46::{BunkerUri, ConnectSecret, NostrConnectUri, Permission, PermissionSet
 use serde::Serialize;
 use store::{
     ApprovalDecision, ApprovalId, ApprovalStatus, AuditEntry, Change, DecisionScope, KeyId,
-    NewToken, PendingApproval, Rule, RuleEffect, Session, Store, StoreError, StoredKey,
+    NewToken, PendingApproval, RequestSummary, Rule, RuleEffect, Session, Store, StoreError,
+    StoredKey,
 };
 
-use crate::describe::{self, RequestDetails};
+use crate::describe;
 use crate::engine::{Randomness, nostrconnect_session};
 use crate::policy;
 
@@ -395,10 +396,8 @@ pub struct ApprovalView {
     pub permission: String,
     /// One line for a person.
     pub description: String,
-    /// The request, parsed.
-    pub details: RequestDetails,
-    /// The raw summary (JSON text), as the engine wrote it.
-    pub summary: String,
+    /// What the request asks, as the engine summarized it.
+    pub details: RequestSummary,
     /// When asked (unix seconds).
     pub created_at: u64,
     /// When the client gets `unauthorized` (unix seconds).
@@ -422,8 +421,7 @@ impl ApprovalView {
             kind_name: approval.kind.and_then(describe::kind_name),
             permission: policy::permission_for(approval.method, approval.kind).to_string(),
             description: describe::one_line(approval),
-            details: RequestDetails::of(approval),
-            summary: approval.summary.clone(),
+            details: approval.summary.clone(),
             created_at: approval.created_at.as_secs(),
             expires_at: approval.expires_at.as_secs(),
             client,
@@ -789,7 +787,7 @@ mod tests {
             request_id: "r".into(),
             method: Method::SignEvent,
             kind: Some(1),
-            summary: "{}".into(),
+            summary: store::RequestSummary::Other,
             created_at: now,
             expires_at: Timestamp::from_secs(70),
             status: ApprovalStatus::Pending,

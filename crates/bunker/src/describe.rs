@@ -5,8 +5,7 @@
 //! the same words for the same request, so they all read them from here.
 
 use nip46::ClientMetadata;
-use serde::Serialize;
-use store::PendingApproval;
+use store::{PendingApproval, RequestSummary};
 
 /// The common name of an event kind, when it has one.
 pub fn kind_name(kind: u16) -> Option<&'static str> {
@@ -71,89 +70,6 @@ pub fn kind_label(kind: u16) -> String {
     }
 }
 
-/// What a held request asks, parsed back from its summary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
-pub enum RequestDetails {
-    /// `sign_event`: the event the app wants signed.
-    SignEvent {
-        /// Its kind.
-        kind: u16,
-        /// The content (clipped).
-        content: String,
-        /// The tags.
-        tags: Vec<Vec<String>>,
-        /// The time the app asked for, if any.
-        created_at: Option<u64>,
-    },
-    /// Encryption to a third party.
-    Encrypt {
-        /// The third party (hex pubkey).
-        peer: String,
-        /// The text to encrypt (clipped).
-        plaintext: String,
-    },
-    /// Decryption from a third party.
-    Decrypt {
-        /// The third party (hex pubkey).
-        peer: String,
-        /// Length of the ciphertext.
-        ciphertext_len: u64,
-    },
-    /// Anything else: the method says it all.
-    Other,
-}
-
-impl RequestDetails {
-    /// Read an approval's summary (written by the engine as JSON).
-    pub fn of(approval: &PendingApproval) -> Self {
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&approval.summary) else {
-            return RequestDetails::Other;
-        };
-        let text = |k: &str| value[k].as_str().unwrap_or_default().to_owned();
-        if let Some(kind) = value["kind"].as_u64().and_then(|k| u16::try_from(k).ok()) {
-            let tags = value["tags"]
-                .as_array()
-                .map(|tags| {
-                    tags.iter()
-                        .map(|tag| {
-                            tag.as_array()
-                                .map(|items| {
-                                    items
-                                        .iter()
-                                        .map(|i| {
-                                            i.as_str().map_or_else(|| i.to_string(), str::to_owned)
-                                        })
-                                        .collect()
-                                })
-                                .unwrap_or_default()
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            return RequestDetails::SignEvent {
-                kind,
-                content: text("content"),
-                tags,
-                created_at: value["created_at"].as_u64(),
-            };
-        }
-        if value.get("plaintext").is_some() {
-            return RequestDetails::Encrypt {
-                peer: text("peer"),
-                plaintext: text("plaintext"),
-            };
-        }
-        if let Some(len) = value["ciphertext_len"].as_u64() {
-            return RequestDetails::Decrypt {
-                peer: text("peer"),
-                ciphertext_len: len,
-            };
-        }
-        RequestDetails::Other
-    }
-}
-
 /// The app's name as it claims it, or a short form of its pubkey.
 pub fn app_label(metadata: &ClientMetadata, client_hex: &str) -> String {
     match metadata
@@ -170,8 +86,9 @@ pub fn app_label(metadata: &ClientMetadata, client_hex: &str) -> String {
 /// One line for a person: `sign_event kind 1 (Short text note): "gm"`.
 pub fn one_line(approval: &PendingApproval) -> String {
     let method = approval.method.as_str();
-    match RequestDetails::of(approval) {
-        RequestDetails::SignEvent { kind, content, .. } => {
+    match &approval.summary {
+        RequestSummary::SignEvent { kind, content, .. } => {
+            let kind = *kind;
             let content = content.replace(['\n', '\r', '\t'], " ");
             let mut line = format!("{method} kind {}", kind_label(kind));
             if !content.trim().is_empty() {
@@ -182,19 +99,19 @@ pub fn one_line(approval: &PendingApproval) -> String {
             }
             line
         }
-        RequestDetails::Encrypt { peer, .. } => {
-            format!("{method} to {}…", &peer[..peer.len().min(12)])
+        RequestSummary::Encrypt { peer, .. } => {
+            format!("{method} to {}…", &peer.to_hex()[..12])
         }
-        RequestDetails::Decrypt {
+        RequestSummary::Decrypt {
             peer,
             ciphertext_len,
         } => {
             format!(
                 "{method} {ciphertext_len} bytes from {}…",
-                &peer[..peer.len().min(12)]
+                &peer.to_hex()[..12]
             )
         }
-        RequestDetails::Other => method.to_owned(),
+        RequestSummary::Other => method.to_owned(),
     }
 }
 
@@ -216,10 +133,10 @@ pub fn clip(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use nip46::Method;
-    use nip46::nostr::prelude::{Keys, Timestamp};
+    use nip46::nostr::prelude::{Keys, PublicKey, Timestamp};
     use store::{ApprovalId, ApprovalStatus, KeyId};
 
-    fn approval(method: Method, kind: Option<u16>, summary: serde_json::Value) -> PendingApproval {
+    fn approval(method: Method, kind: Option<u16>, summary: RequestSummary) -> PendingApproval {
         PendingApproval {
             id: ApprovalId("00".into()),
             key_id: KeyId(1),
@@ -228,7 +145,7 @@ mod tests {
             request_id: "r".into(),
             method,
             kind,
-            summary: summary.to_string(),
+            summary,
             created_at: Timestamp::from_secs(0),
             expires_at: Timestamp::from_secs(60),
             status: ApprovalStatus::Pending,
@@ -236,28 +153,16 @@ mod tests {
     }
 
     #[test]
-    fn sign_event_is_read_back_and_named() {
+    fn sign_event_is_named_on_one_line() {
         let a = approval(
             Method::SignEvent,
             Some(0),
-            serde_json::json!({"kind": 0, "content": "{\"name\":\"x\"}\nmore", "tags": [["p", "ab"], ["t", 5]], "created_at": 7}),
-        );
-        let RequestDetails::SignEvent {
-            kind,
-            tags,
-            created_at,
-            ..
-        } = RequestDetails::of(&a)
-        else {
-            panic!("not read as sign_event");
-        };
-        assert_eq!((kind, created_at), (0, Some(7)));
-        assert_eq!(
-            tags,
-            vec![
-                vec!["p".to_string(), "ab".into()],
-                vec!["t".into(), "5".into()]
-            ]
+            RequestSummary::SignEvent {
+                kind: 0,
+                content: "{\"name\":\"x\"}\nmore".into(),
+                tags: vec![vec!["p".into(), "ab".into()]],
+                created_at: Some(7),
+            },
         );
         let line = one_line(&a);
         assert!(
@@ -269,19 +174,42 @@ mod tests {
     }
 
     #[test]
+    fn summaries_are_stored_as_tagged_json() {
+        let summary = RequestSummary::SignEvent {
+            kind: 1,
+            content: "gm".into(),
+            tags: vec![vec!["t".into(), "5".into()]],
+            created_at: None,
+        };
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "sign_event", "kind": 1, "content": "gm", "tags": [["t", "5"]], "created_at": null})
+        );
+        assert_eq!(
+            serde_json::from_value::<RequestSummary>(json).unwrap(),
+            summary
+        );
+    }
+
+    #[test]
     fn other_methods_and_labels() {
-        let peer = "ab".repeat(32);
+        let peer =
+            PublicKey::from_hex(&"ab".repeat(32)).unwrap_or_else(|_| Keys::generate().public_key());
+        let hex = peer.to_hex();
         let a = approval(
             Method::Nip44Decrypt,
             None,
-            serde_json::json!({"peer": peer, "ciphertext_len": 88}),
+            RequestSummary::Decrypt {
+                peer,
+                ciphertext_len: 88,
+            },
         );
-        assert_eq!(one_line(&a), "nip44_decrypt 88 bytes from abababababab…");
-        let a = approval(
-            Method::GetPublicKey,
-            None,
-            serde_json::json!({"method": "get_public_key"}),
+        assert_eq!(
+            one_line(&a),
+            format!("nip44_decrypt 88 bytes from {}…", &hex[..12])
         );
+        let a = approval(Method::GetPublicKey, None, RequestSummary::Other);
         assert_eq!(one_line(&a), "get_public_key");
         assert_eq!(kind_label(1), "1 (Short text note)");
         assert_eq!(kind_label(4242), "4242");
@@ -290,10 +218,10 @@ mod tests {
             url: None,
             image: None,
         };
-        assert_eq!(app_label(&named, &peer), "Damus");
+        assert_eq!(app_label(&named, &hex), "Damus");
         assert_eq!(
-            app_label(&ClientMetadata::default(), &peer),
-            "app abababababab…"
+            app_label(&ClientMetadata::default(), &hex),
+            format!("app {}…", &hex[..12])
         );
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(clip("a\u{1b}[31mb", 10), "a [31mb");

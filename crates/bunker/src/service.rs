@@ -188,8 +188,7 @@ pub async fn run(
         .since(Timestamp::from_secs(
             Millis::now().timestamp().as_secs().saturating_sub(10),
         ));
-    pool.subscribe(vec![filter])
-        ?;
+    pool.subscribe(vec![filter])?;
     tracing::info!(
         relays = pool.relay_urls().len(),
         keys = engine.signer_pubkeys().len(),

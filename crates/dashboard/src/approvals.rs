@@ -14,10 +14,12 @@ use axum::extract::{Form, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bunker::admin::{self, Answer, ApprovalView};
-use bunker::describe::{self, RequestDetails};
+use bunker::describe;
 use nip46::nostr::prelude::Timestamp;
 use serde::{Deserialize, Serialize};
-use store::{ApprovalId, ApprovalStatus, DecisionScope, PendingApproval, StoredKey};
+use store::{
+    ApprovalId, ApprovalStatus, DecisionScope, PendingApproval, RequestSummary, StoredKey,
+};
 
 use crate::App;
 use crate::auth::AdminSession;
@@ -356,7 +358,7 @@ pub fn card(view: &ApprovalView, csrf: &str, in_list: bool) -> String {
 /// What the request asks, readably.
 fn details(view: &ApprovalView) -> String {
     match &view.details {
-        RequestDetails::SignEvent {
+        RequestSummary::SignEvent {
             kind,
             content,
             tags,
@@ -411,23 +413,23 @@ fn details(view: &ApprovalView) -> String {
                 esc(name)
             )
         }
-        RequestDetails::Encrypt { peer, plaintext } => format!(
+        RequestSummary::Encrypt { peer, plaintext } => format!(
             "<p class=\"ask\">wants you to <b>encrypt</b> a message to <span class=\"mono\">{}</span> <span class=\"muted\">({})</span></p>\
              <div class=\"event\"><pre class=\"content\">{}</pre></div>",
-            esc(&html::short(peer)),
+            esc(&html::short(&peer.to_hex())),
             esc(&view.method),
             esc(plaintext)
         ),
-        RequestDetails::Decrypt {
+        RequestSummary::Decrypt {
             peer,
             ciphertext_len,
         } => format!(
             "<p class=\"ask\">wants you to <b>decrypt</b> {ciphertext_len} bytes from <span class=\"mono\">{}</span> <span class=\"muted\">({})</span></p>\
              <div class=\"warning\">The app will read the decrypted message.</div>",
-            esc(&html::short(peer)),
+            esc(&html::short(&peer.to_hex())),
             esc(&view.method)
         ),
-        RequestDetails::Other => format!(
+        RequestSummary::Other => format!(
             "<p class=\"ask\">wants to call <code>{}</code></p>",
             esc(&view.method)
         ),

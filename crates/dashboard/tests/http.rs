@@ -54,13 +54,12 @@ fn held(key_id: KeyId, client: &Keys) -> PendingApproval {
         request_id: "req-1".into(),
         method: Method::SignEvent,
         kind: Some(1),
-        summary: serde_json::json!({
-            "kind": 1,
-            "content": "<script>alert(1)</script> hello",
-            "tags": [["t", "rampart"]],
-            "created_at": now,
-        })
-        .to_string(),
+        summary: store::RequestSummary::SignEvent {
+            kind: 1,
+            content: "<script>alert(1)</script> hello".into(),
+            tags: vec![vec!["t".into(), "rampart".into()]],
+            created_at: Some(now),
+        },
         created_at: Timestamp::from_secs(now),
         expires_at: Timestamp::from_secs(now + 60),
         status: ApprovalStatus::Pending,

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use store::{
     ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, Change, ConnectionToken,
-    KeyId, NewKey, NewToken, PendingApproval, Rule, RuleEffect, SecretHash, Session, SessionOrigin,
-    Store, StoreError, StoredKey, TokenId,
+    KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule, RuleEffect, SecretHash,
+    Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
@@ -39,6 +39,7 @@ use store::{
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_audit_rowid.sql"),
+    include_str!("migrations/0003_tagged_summaries.sql"),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -482,7 +483,7 @@ fn read_approval(row: &Row<'_>) -> Result<PendingApproval, StoreError> {
         request_id: r.get("request_id")?,
         method: r.parsed::<Method>("method")?,
         kind: r.kind("kind")?,
-        summary: r.get("summary")?,
+        summary: r.json::<RequestSummary>("summary")?,
         created_at: r.ts("created_at")?,
         expires_at: r.ts("expires_at")?,
         status: r.json::<ApprovalStatus>("status")?,
@@ -656,6 +657,7 @@ fn put_session(conn: &Connection, s: &Session) -> Result<(), StoreError> {
 fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError> {
     let metadata = to_json(&a.metadata, "client metadata")?;
     let status = to_json(&a.status, "an approval status")?;
+    let summary = to_json(&a.summary, "a request summary")?;
     let result = conn
         .prepare_cached(
             "INSERT INTO approvals (id, key_id, client_pubkey, metadata, request_id, method, \
@@ -671,7 +673,7 @@ fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError
                 a.request_id,
                 a.method.as_str(),
                 a.kind,
-                a.summary,
+                summary,
                 ts(a.created_at),
                 ts(a.expires_at),
                 status,
@@ -965,7 +967,7 @@ mod tests {
         conn.execute(insert, params![5, "e1"]).unwrap();
         conn.execute(insert, params![6, "e2"]).unwrap();
         migrate(&mut conn, MIGRATIONS).unwrap();
-        assert_eq!(version(&conn), 2);
+        assert_eq!(version(&conn), SCHEMA_VERSION);
         conn.execute(insert, params![7, "e3"]).unwrap();
         let rows: Vec<(i64, String)> = conn
             .prepare("SELECT seq, event_id FROM audit ORDER BY seq")
@@ -987,6 +989,68 @@ mod tests {
             sequences, 0,
             "audit inserts no longer touch sqlite_sequence"
         );
+    }
+
+    #[test]
+    fn untagged_summaries_get_the_tag_their_shape_implies() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &MIGRATIONS[..2]).unwrap();
+        conn.execute(
+            "INSERT INTO keys (id, name, user_pubkey, signer_pubkey, user_ncryptsec, \
+             signer_ncryptsec, created_at) VALUES (1, 'k', 'u', 's', 'x', 'y', 0)",
+            [],
+        )
+        .unwrap();
+        let peer = "ab".repeat(32);
+        let legacy = [
+            (
+                "a1",
+                r#"{"kind":1,"content":"gm","tags":[["t","x"]],"created_at":null}"#.to_owned(),
+            ),
+            ("a2", format!(r#"{{"peer":"{peer}","plaintext":"hi"}}"#)),
+            ("a3", format!(r#"{{"peer":"{peer}","ciphertext_len":8}}"#)),
+            ("a4", r#"{"method":"ping"}"#.to_owned()),
+            ("a5", "not json".to_owned()),
+        ];
+        for (id, summary) in &legacy {
+            conn.execute(
+                "INSERT INTO approvals (id, key_id, client_pubkey, metadata, request_id, method, \
+                 kind, summary, created_at, expires_at, status) \
+                 VALUES (?1, 1, 'c', '{}', 'r', 'sign_event', 1, ?2, 0, 60, '{\"status\":\"pending\"}')",
+                params![id, summary],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn, MIGRATIONS).unwrap();
+        let read = |id: &str| -> RequestSummary {
+            let text: String = conn
+                .query_row("SELECT summary FROM approvals WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            serde_json::from_str(&text).unwrap()
+        };
+        assert_eq!(
+            read("a1"),
+            RequestSummary::SignEvent {
+                kind: 1,
+                content: "gm".into(),
+                tags: vec![vec!["t".into(), "x".into()]],
+                created_at: None,
+            }
+        );
+        assert!(
+            matches!(read("a2"), RequestSummary::Encrypt { plaintext, .. } if plaintext == "hi")
+        );
+        assert!(matches!(
+            read("a3"),
+            RequestSummary::Decrypt {
+                ciphertext_len: 8,
+                ..
+            }
+        ));
+        assert_eq!(read("a4"), RequestSummary::Other);
+        assert_eq!(read("a5"), RequestSummary::Other);
     }
 
     #[test]

@@ -419,7 +419,7 @@ fn damaged_approvals_are_reported_as_corrupt() {
             request_id: "1".to_owned(),
             method: nip46::Method::SignEvent,
             kind: Some(1),
-            summary: "{}".to_owned(),
+            summary: store::RequestSummary::Other,
             created_at: Timestamp::from_secs(1),
             expires_at: Timestamp::from_secs(2),
             status: store::ApprovalStatus::Pending,

@@ -64,6 +64,41 @@ pub enum ApprovalStatus {
     Done(ApprovalDecision),
 }
 
+/// What a held request asks, as the engine summarized it for the person
+/// deciding. Written once by the engine, read by every interface (dashboard,
+/// terminal prompt, `rampart approvals`); stored as tagged JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum RequestSummary {
+    /// `sign_event`: the event the app wants signed.
+    SignEvent {
+        /// Its kind.
+        kind: u16,
+        /// The content (clipped).
+        content: String,
+        /// The tags.
+        tags: Vec<Vec<String>>,
+        /// The time the app asked for, if any (unix seconds).
+        created_at: Option<u64>,
+    },
+    /// Encryption to a third party.
+    Encrypt {
+        /// The third party.
+        peer: PublicKey,
+        /// The text to encrypt (clipped).
+        plaintext: String,
+    },
+    /// Decryption from a third party.
+    Decrypt {
+        /// The third party.
+        peer: PublicKey,
+        /// Length of the ciphertext.
+        ciphertext_len: u64,
+    },
+    /// Anything else: the method says it all.
+    Other,
+}
+
 /// A request waiting for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingApproval {
@@ -81,9 +116,8 @@ pub struct PendingApproval {
     pub method: Method,
     /// Kind, for `sign_event`.
     pub kind: Option<u16>,
-    /// What the request asks, rendered for a person (JSON text: for
-    /// `sign_event` the event template; for encryption the peer).
-    pub summary: String,
+    /// What the request asks, for the person deciding.
+    pub summary: RequestSummary,
     /// When asked.
     pub created_at: Timestamp,
     /// When the client gets `unauthorized` if nobody answers.

@@ -16,7 +16,9 @@ pub mod suite;
 pub mod token;
 pub mod writer;
 
-pub use approval::{ApprovalDecision, ApprovalId, ApprovalStatus, DecisionScope, PendingApproval};
+pub use approval::{
+    ApprovalDecision, ApprovalId, ApprovalStatus, DecisionScope, PendingApproval, RequestSummary,
+};
 pub use audit::{AuditDecision, AuditEntry, AuditQuery};
 pub use key::{KeyId, NewKey, StoredKey};
 pub use session::{Rule, RuleEffect, Session, SessionOrigin};

@@ -19,8 +19,8 @@ use nip46::{ClientMetadata, Method, Permission, PermissionSet, Preset};
 
 use crate::{
     ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, Change,
-    ConnectionToken, DecisionScope, KeyId, NewKey, NewToken, PendingApproval, Rule, RuleEffect,
-    SecretHash, Session, SessionOrigin, Store, StoreError, TokenId,
+    ConnectionToken, DecisionScope, KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule,
+    RuleEffect, SecretHash, Session, SessionOrigin, Store, StoreError, TokenId,
 };
 
 /// One check of the suite: gets a fresh, empty store, panics on failure.
@@ -255,7 +255,12 @@ fn approval(key_id: KeyId, id: &str, created_at: u64, status: ApprovalStatus) ->
         request_id: format!("req-{id}"),
         method: Method::SignEvent,
         kind: Some(30_023),
-        summary: r#"{"kind":30023,"content":"hello"}"#.to_owned(),
+        summary: RequestSummary::SignEvent {
+            kind: 30_023,
+            content: "hello".to_owned(),
+            tags: vec![vec!["d".to_owned(), "post".to_owned()]],
+            created_at: Some(created_at),
+        },
         created_at: t(created_at),
         expires_at: t(created_at + 60),
         status,

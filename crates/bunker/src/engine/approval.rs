@@ -5,7 +5,7 @@ use nip46::nostr::prelude::Timestamp;
 use nip46::{Command, ErrorCode, Method, Request, Response};
 use store::{
     ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, Change, DecisionScope,
-    PendingApproval, Rule, RuleEffect,
+    PendingApproval, RequestSummary, Rule, RuleEffect,
 };
 
 use super::{Ctx, DecideError, Engine, Output, Randomness, Reply};
@@ -19,25 +19,30 @@ pub(super) struct Held {
 }
 
 /// What a held request asks, for a person to read.
-fn summarize(command: &Command) -> String {
+fn summarize(command: &Command) -> RequestSummary {
     const MAX_TEXT: usize = 2000;
     let clip = |s: &str| -> String { s.chars().take(MAX_TEXT).collect() };
-    let value = match command {
-        Command::SignEvent(t) => serde_json::json!({
-            "kind": t.kind.as_u16(),
-            "content": clip(&t.content),
-            "tags": t.tags,
-            "created_at": t.created_at.map(|c| c.as_secs()),
-        }),
+    match command {
+        Command::SignEvent(t) => RequestSummary::SignEvent {
+            kind: t.kind.as_u16(),
+            content: clip(&t.content),
+            tags: t.tags.iter().map(|tag| tag.as_slice().to_vec()).collect(),
+            created_at: t.created_at.map(|c| c.as_secs()),
+        },
         Command::Nip04Encrypt { peer, plaintext } | Command::Nip44Encrypt { peer, plaintext } => {
-            serde_json::json!({"peer": peer.to_hex(), "plaintext": clip(plaintext)})
+            RequestSummary::Encrypt {
+                peer: *peer,
+                plaintext: clip(plaintext),
+            }
         }
         Command::Nip04Decrypt { peer, ciphertext } | Command::Nip44Decrypt { peer, ciphertext } => {
-            serde_json::json!({"peer": peer.to_hex(), "ciphertext_len": ciphertext.len()})
+            RequestSummary::Decrypt {
+                peer: *peer,
+                ciphertext_len: ciphertext.len() as u64,
+            }
         }
-        other => serde_json::json!({"method": other.method_name()}),
-    };
-    value.to_string()
+        _ => RequestSummary::Other,
+    }
 }
 
 impl Engine {

@@ -420,7 +420,11 @@ impl Engine {
         signer: &PublicKey,
         event: &Event,
     ) -> Result<Opened<String>, EnvelopeError> {
-        let keys = &self.signers.get(signer).ok_or(EnvelopeError::NotForUs)?.keys;
+        let keys = &self
+            .signers
+            .get(signer)
+            .ok_or(EnvelopeError::NotForUs)?
+            .keys;
         let conversation = conversation(&mut self.conversations, keys, event.pubkey)?;
         let (scheme, body) = conversation.decrypt(keys, &event.content)?;
         Ok(Opened { scheme, body })
@@ -603,7 +607,8 @@ impl Engine {
             .map(|s| s.user_pubkey)
             .ok_or_else(|| Failed::new(ErrorCode::InternalError, "key not loaded"))?;
         let backend = &self.backend;
-        let crypto = |e: crate::keys::KeyError| Failed::new(ErrorCode::InvalidParams, e.to_string());
+        let crypto =
+            |e: crate::keys::KeyError| Failed::new(ErrorCode::InvalidParams, e.to_string());
         let result = match command {
             Command::GetPublicKey => user.to_hex(),
             Command::Ping => "pong".to_owned(),

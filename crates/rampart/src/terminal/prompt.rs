@@ -198,7 +198,12 @@ mod tests {
             request_id: "r".into(),
             method: Method::SignEvent,
             kind: Some(1),
-            summary: serde_json::json!({"kind": 1, "content": "gm", "tags": []}).to_string(),
+            summary: store::RequestSummary::SignEvent {
+                kind: 1,
+                content: "gm".into(),
+                tags: Vec::new(),
+                created_at: None,
+            },
             created_at: Timestamp::now(),
             expires_at: Timestamp::from_secs(Timestamp::now().as_secs() + 60),
             status: ApprovalStatus::Pending,
