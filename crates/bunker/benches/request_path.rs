@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bunker::Millis;
-use bunker::engine::{Engine, EngineConfig, Randomness, Snapshot, TransportKey};
+use bunker::Randomness;
+use bunker::engine::{Engine, EngineConfig, Snapshot, TransportKey};
 use bunker::rate_limit::RateLimit;
 use bunker::vault::{self, Passphrase, Vault};
 use criterion::Criterion;

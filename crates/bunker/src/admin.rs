@@ -23,8 +23,9 @@ use store::{
 };
 
 use crate::describe;
-use crate::engine::{Randomness, nostrconnect_session};
+use crate::engine::nostrconnect_session;
 use crate::policy;
+use crate::randomness::Randomness;
 
 /// Why an admin action failed. The messages are meant for the user.
 #[derive(Debug, thiserror::Error)]

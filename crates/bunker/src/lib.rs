@@ -6,6 +6,7 @@
 //! - [`vault`]: NIP-49 encrypted user keys behind the [`keys::KeyBackend`] interface.
 //! - [`service`]: the async driver, with an [`service::AdminCommand`] channel
 //!   for in-process interfaces (dashboard, terminal prompt).
+//! - [`clock`] and [`randomness`]: time and randomness, passed in.
 //! - [`admin`]: the operations the CLI and the dashboard share (decisions,
 //!   session edits, tokens), and [`describe`]: requests rendered for people.
 
@@ -16,12 +17,12 @@ pub mod describe;
 pub mod engine;
 pub mod keys;
 pub mod policy;
+pub mod randomness;
 pub mod rate_limit;
 pub mod replay;
 pub mod service;
 pub mod vault;
 
 pub use clock::Millis;
-pub use engine::{
-    Engine, EngineConfig, Outgoing, Output, Randomness, Snapshot, TransportKey, UnlistedPolicy,
-};
+pub use engine::{Engine, EngineConfig, Outgoing, Output, Snapshot, TransportKey, UnlistedPolicy};
+pub use randomness::{OsRandomness, Randomness};

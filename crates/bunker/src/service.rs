@@ -25,58 +25,12 @@ use store::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Millis;
-use crate::engine::{AcceptError, DecideError, Engine, Output, Randomness, Snapshot};
+use crate::engine::{AcceptError, DecideError, Engine, Output, Snapshot};
+use crate::randomness::OsRandomness;
 
 /// Most requests handled in one wake-up of the service task before their
 /// commits are handed over (bounds the wait of the first one's answer).
 pub const READY_BATCH: usize = 16;
-
-/// Randomness from the operating system, drawn in blocks to keep system
-/// calls off the per-request path.
-pub struct OsRandomness {
-    buf: [u8; 4096],
-    used: usize,
-}
-
-impl OsRandomness {
-    /// A fresh, empty buffer (filled on first use).
-    pub fn new() -> Self {
-        OsRandomness {
-            buf: [0; 4096],
-            used: 4096,
-        }
-    }
-}
-
-impl Default for OsRandomness {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for OsRandomness {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.buf);
-    }
-}
-
-impl Randomness for OsRandomness {
-    fn fill(&mut self, out: &mut [u8]) {
-        for byte in out.iter_mut() {
-            if self.used == self.buf.len() {
-                // The OS generator failing is unrecoverable for a signer:
-                // signing with predictable nonces would leak keys.
-                if let Err(e) = getrandom::fill(&mut self.buf) {
-                    panic!("the operating system's random number generator failed: {e}");
-                }
-                self.used = 0;
-            }
-            *byte = self.buf[self.used];
-            self.buf[self.used] = 0;
-            self.used += 1;
-        }
-    }
-}
 
 /// Requests from interfaces running in the same process (dashboard, admin API).
 pub enum AdminCommand {

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use bunker::Millis;
 use bunker::auth_url::AuthUrlBase;
 use bunker::engine::{
-    Dropped, Engine, EngineConfig, Output, Randomness, Snapshot, TransportKey, UnlistedPolicy,
+    Dropped, Engine, EngineConfig, Output, Snapshot, TransportKey, UnlistedPolicy,
 };
 use bunker::rate_limit::RateLimit;
 use bunker::vault::{self, Passphrase, Vault};
+use bunker::{Millis, Randomness};
 use nip46::envelope::{self, Entropy};
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{

@@ -2,15 +2,16 @@
 //! refused when nobody decides in time or the signer stops.
 
 use nip46::nostr::prelude::Timestamp;
-use nip46::{Command, ErrorCode, Method, Request, Response};
+use nip46::{Command, Method, Request, Response};
 use store::{
     ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, Change, DecisionScope,
     PendingApproval, RequestSummary, Rule, RuleEffect,
 };
 
-use super::{Ctx, DecideError, Engine, Output, Randomness, Reply};
+use super::{Call, Ctx, DecideError, Engine, Output, Refusal, Reply};
 use crate::clock::Millis;
 use crate::policy;
+use crate::randomness::Randomness;
 
 pub(super) struct Held {
     pub(super) approval: PendingApproval,
@@ -42,6 +43,15 @@ fn summarize(command: &Command) -> RequestSummary {
             }
         }
         _ => RequestSummary::Other,
+    }
+}
+
+/// A held request as its answer names it (the method as parsed when held).
+fn held_call<'a>(approval: &'a PendingApproval, request: &'a Request) -> Call<'a> {
+    Call {
+        method: approval.method.as_str(),
+        kind: approval.kind,
+        id: &request.id,
     }
 }
 
@@ -112,13 +122,7 @@ impl Engine {
             return Output::default();
         };
         let response = Response::auth_url(&request.id, base.approval_url(id));
-        let reply = Reply {
-            method: request.command.method_name(),
-            kind: request.command.kind(),
-            decision: AuditDecision::Pending,
-            response,
-            signed_event_id: None,
-        };
+        let reply = Reply::plain(Call::of(request), AuditDecision::Pending, response);
         self.answer(now, ctx, reply, rng)
     }
 
@@ -173,19 +177,8 @@ impl Engine {
             } else {
                 "denied by the user"
             };
-            self.answer(
-                now,
-                ctx,
-                Reply::error(
-                    approval.method.as_str(),
-                    approval.kind,
-                    AuditDecision::Denied,
-                    &request.id,
-                    ErrorCode::Unauthorized,
-                    reason,
-                ),
-                rng,
-            )
+            let call = held_call(&approval, &request);
+            self.refuse(now, ctx, call, Refusal::unauthorized(reason), rng)
         };
         out.merge(answer);
         Ok(out)
@@ -197,7 +190,7 @@ impl Engine {
         now: Millis,
         id: ApprovalId,
         held: Held,
-        reason: &str,
+        reason: &'static str,
         rng: &mut dyn Randomness,
     ) -> Output {
         let Held {
@@ -210,15 +203,8 @@ impl Engine {
             id,
             status: ApprovalStatus::Expired,
         });
-        let reply = Reply::error(
-            approval.method.as_str(),
-            approval.kind,
-            AuditDecision::Denied,
-            &request.id,
-            ErrorCode::Unauthorized,
-            reason,
-        );
-        out.merge(self.answer(now, ctx, reply, rng));
+        let call = held_call(&approval, &request);
+        out.merge(self.refuse(now, ctx, call, Refusal::unauthorized(reason), rng));
         out
     }
 

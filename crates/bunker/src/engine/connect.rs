@@ -2,13 +2,14 @@
 //! secret, accepting a client's `nostrconnect://` URI, and `logout`.
 
 use nip46::nostr::prelude::{PublicKey, Timestamp};
-use nip46::{ConnectParams, ErrorCode, Method, NostrConnectUri, PermissionSet, Response, Scheme};
+use nip46::{ConnectParams, Method, NostrConnectUri, PermissionSet, Response, Scheme};
 use store::{
     ApprovalId, AuditDecision, Change, KeyId, Rule, RuleEffect, SecretHash, Session, SessionOrigin,
 };
 
-use super::{AcceptError, Ctx, Engine, Outgoing, Output, Randomness, Reply};
+use super::{AcceptError, Call, Ctx, Engine, Outgoing, Output, Refusal, Reply};
 use crate::clock::Millis;
+use crate::randomness::Randomness;
 
 /// A `connect` waiting for a reload (its secret matched no known token).
 pub(super) struct DeferredConnect {
@@ -16,6 +17,16 @@ pub(super) struct DeferredConnect {
     pub(super) ctx: Ctx,
     pub(super) id: String,
     pub(super) params: ConnectParams,
+}
+
+/// Whether a `connect` is seen for the first time or again after a reload
+/// (a secret unknown the first time waits for one reload, then is refused).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConnectAttempt {
+    /// As it arrived.
+    First,
+    /// After the store was reloaded for it (or its grace period ran out).
+    AfterReload,
 }
 
 pub(super) enum TokenMatch {
@@ -51,12 +62,16 @@ impl Engine {
         ctx: Ctx,
         id: String,
         params: ConnectParams,
-        retried: bool,
+        attempt: ConnectAttempt,
         rng: &mut dyn Randomness,
     ) -> Output {
         let t = now.timestamp();
         let id = id.as_str();
-        let method = Method::Connect.as_str();
+        let call = Call {
+            method: Method::Connect.as_str(),
+            kind: None,
+            id,
+        };
         let session_key = (ctx.key_id, ctx.client);
         let has_session = self
             .sessions
@@ -95,7 +110,7 @@ impl Engine {
                 self.insert_session(session, now);
                 AuditDecision::Allowed
             }
-            (false, Some(TokenMatch::None)) if !retried => {
+            (false, Some(TokenMatch::None)) if attempt == ConnectAttempt::First => {
                 self.deferred.push(DeferredConnect {
                     deadline: now.plus_ms(self.config.unknown_secret_grace_ms),
                     ctx,
@@ -118,15 +133,7 @@ impl Engine {
                     }
                     Some(_) => "invalid secret",
                 };
-                let reply = Reply::error(
-                    method,
-                    None,
-                    AuditDecision::Denied,
-                    id,
-                    ErrorCode::Unauthorized,
-                    reason,
-                );
-                let answer = self.answer(now, ctx, reply, rng);
+                let answer = self.refuse(now, ctx, call, Refusal::unauthorized(reason), rng);
                 out.merge(answer);
                 return out;
             }
@@ -134,13 +141,7 @@ impl Engine {
         let answer = self.answer(
             now,
             ctx,
-            Reply {
-                method,
-                kind: None,
-                decision,
-                response: Response::ok(id, "ack"),
-                signed_event_id: None,
-            },
+            Reply::plain(call, decision, Response::ok(id, "ack")),
             rng,
         );
         out.merge(answer);
@@ -196,18 +197,13 @@ impl Engine {
     ) -> Output {
         let t = now.timestamp();
         // Answer first, then end the session (NIP-46: reply "ack" before removing).
-        let mut out = self.answer(
-            now,
-            ctx,
-            Reply {
-                method: Method::Logout.as_str(),
-                kind: None,
-                decision: AuditDecision::Allowed,
-                response: Response::ok(id, "ack"),
-                signed_event_id: None,
-            },
-            rng,
-        );
+        let call = Call {
+            method: Method::Logout.as_str(),
+            kind: None,
+            id,
+        };
+        let ack = Reply::plain(call, AuditDecision::Allowed, Response::ok(id, "ack"));
+        let mut out = self.answer(now, ctx, ack, rng);
         if let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client)) {
             live.session.revoked_at = Some(t);
             live.session.revision += 1;

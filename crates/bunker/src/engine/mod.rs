@@ -12,6 +12,7 @@
 //! cached conversation key → parse → session, rate limit, rules → execute →
 //! seal the answer in the scheme the client used.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::auth_url::AuthUrlBase;
 use crate::clock::Millis;
 use crate::keys::KeyBackend;
 use crate::policy::{self, Verdict};
+use crate::randomness::Randomness;
 use crate::rate_limit::{RateLimit, TokenBucket};
 use crate::replay::{ReplayGuard, ReplayVerdict};
 
@@ -40,8 +42,8 @@ mod output;
 mod reload;
 
 use approval::Held;
-use connect::DeferredConnect;
 pub use connect::nostrconnect_session;
+use connect::{ConnectAttempt, DeferredConnect};
 pub use output::{Dropped, Outgoing, Output};
 
 /// What happens to a request no rule covers.
@@ -97,19 +99,6 @@ impl Default for EngineConfig {
             touch_interval_ms: 1000,
             unknown_secret_grace_ms: 500,
         }
-    }
-}
-
-/// A source of randomness (the OS in the daemon, a counter in tests).
-pub trait Randomness {
-    /// Fill `out` with random bytes.
-    fn fill(&mut self, out: &mut [u8]);
-
-    /// 32 random bytes.
-    fn bytes32(&mut self) -> [u8; 32] {
-        let mut b = [0u8; 32];
-        self.fill(&mut b);
-        b
     }
 }
 
@@ -169,6 +158,47 @@ struct Ctx {
     scheme: Scheme,
 }
 
+/// The call being answered, as its audit row and error answer name it.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    /// The method as the client sent it (unknown ones too).
+    method: &'a str,
+    /// The kind, for `sign_event`.
+    kind: Option<u16>,
+    /// The request id the answer carries.
+    id: &'a str,
+}
+
+impl<'a> Call<'a> {
+    fn of(request: &'a Request) -> Self {
+        Call {
+            method: request.command.method_name(),
+            kind: request.command.kind(),
+            id: &request.id,
+        }
+    }
+}
+
+/// Why a call is refused: each maps to one error code, audit decision and reason.
+enum Refusal {
+    /// Not a NIP-46 method.
+    UnknownMethod,
+    /// Readable id and method, unusable parameters.
+    InvalidParams(String),
+    /// The client has no active session with this key.
+    NoSession,
+    /// The session's rate limit is exhausted.
+    RateLimited,
+    /// A rule, the user, the configuration or the session's state says no.
+    Unauthorized(Cow<'static, str>),
+}
+
+impl Refusal {
+    fn unauthorized(reason: impl Into<Cow<'static, str>>) -> Self {
+        Refusal::Unauthorized(reason.into())
+    }
+}
+
 /// An answer, and what its audit row records about the call.
 struct Reply<'a> {
     method: &'a str,
@@ -179,22 +209,45 @@ struct Reply<'a> {
 }
 
 impl<'a> Reply<'a> {
-    /// A refusal: an error response, no signature.
-    fn error(
-        method: &'a str,
-        kind: Option<u16>,
-        decision: AuditDecision,
-        request_id: &str,
-        code: ErrorCode,
-        reason: impl Into<String>,
-    ) -> Self {
+    /// A success or challenge answer that signed nothing.
+    fn plain(call: Call<'a>, decision: AuditDecision, response: Response) -> Self {
         Reply {
-            method,
-            kind,
+            method: call.method,
+            kind: call.kind,
             decision,
-            response: Response::error(request_id, code, reason),
+            response,
             signed_event_id: None,
         }
+    }
+
+    /// A refusal: an error response, no signature.
+    fn refused(call: Call<'a>, refusal: Refusal) -> Self {
+        let (decision, code, reason): (_, _, Cow<'_, str>) = match refusal {
+            Refusal::UnknownMethod => (
+                AuditDecision::Invalid,
+                ErrorCode::MethodNotFound,
+                format!("`{}` is not a NIP-46 method", call.method).into(),
+            ),
+            Refusal::InvalidParams(reason) => (
+                AuditDecision::Invalid,
+                ErrorCode::InvalidParams,
+                reason.into(),
+            ),
+            Refusal::NoSession => (
+                AuditDecision::Denied,
+                ErrorCode::Unauthorized,
+                "no active session: connect with a bunker:// secret first".into(),
+            ),
+            Refusal::RateLimited => (
+                AuditDecision::RateLimited,
+                ErrorCode::RateLimited,
+                "too many requests; slow down".into(),
+            ),
+            Refusal::Unauthorized(reason) => {
+                (AuditDecision::Denied, ErrorCode::Unauthorized, reason)
+            }
+        };
+        Reply::plain(call, decision, Response::error(call.id, code, reason))
     }
 }
 
@@ -398,19 +451,14 @@ impl Engine {
         match Request::parse(&text) {
             Ok(request) => self.dispatch(now, ctx, request, rng),
             Err(e @ RequestError::Malformed(_)) => Output::dropped(Dropped::Malformed(e)),
-            Err(RequestError::InvalidParams { id, method, reason }) => self.answer(
-                now,
-                ctx,
-                Reply::error(
-                    &method,
-                    None,
-                    AuditDecision::Invalid,
-                    &id,
-                    ErrorCode::InvalidParams,
-                    reason.0,
-                ),
-                rng,
-            ),
+            Err(RequestError::InvalidParams { id, method, reason }) => {
+                let call = Call {
+                    method: &method,
+                    kind: None,
+                    id: &id,
+                };
+                self.refuse(now, ctx, call, Refusal::InvalidParams(reason.0), rng)
+            }
         }
     }
 
@@ -430,6 +478,8 @@ impl Engine {
         Ok(Opened { scheme, body })
     }
 
+    /// One request from a client: session and rate limit, then the rules,
+    /// then the command (or the user, when no rule covers it).
     fn dispatch(
         &mut self,
         now: Millis,
@@ -437,110 +487,77 @@ impl Engine {
         request: Request,
         rng: &mut dyn Randomness,
     ) -> Output {
-        let t = now.timestamp();
+        let call = Call::of(&request);
         let Some(method) = request.command.method() else {
-            let name = request.command.method_name().to_owned();
-            return self.answer(
-                now,
-                ctx,
-                Reply::error(
-                    &name,
-                    None,
-                    AuditDecision::Invalid,
-                    &request.id,
-                    ErrorCode::MethodNotFound,
-                    format!("`{name}` is not a NIP-46 method"),
-                ),
-                rng,
-            );
+            return self.refuse(now, ctx, call, Refusal::UnknownMethod, rng);
         };
-        let kind = request.command.kind();
         if let Command::Connect(params) = request.command {
-            return self.handle_connect(now, ctx, request.id, params, false, rng);
+            let id = request.id;
+            return self.handle_connect(now, ctx, id, params, ConnectAttempt::First, rng);
         }
-        let session_key = (ctx.key_id, ctx.client);
-        let limit = self.config.rate_limit;
-        let verdict = match self.sessions.get_mut(&session_key) {
-            Some(live) if live.session.is_active(t) => {
-                live.session.last_used_at = Some(t);
-                live.session.request_count += 1;
-                live.unflushed += 1;
-                if !live.bucket.try_take(&limit, now) {
-                    None
-                } else {
-                    Some(policy::evaluate(&live.session, t, method, kind))
-                }
-            }
-            _ => {
-                return self.answer(
-                    now,
-                    ctx,
-                    Reply::error(
-                        method.as_str(),
-                        kind,
-                        AuditDecision::Denied,
-                        &request.id,
-                        ErrorCode::Unauthorized,
-                        "no active session: connect with a bunker:// secret first",
-                    ),
-                    rng,
-                );
-            }
-        };
-        self.schedule_touch(now);
-        let Some(verdict) = verdict else {
-            return self.answer(
-                now,
-                ctx,
-                Reply::error(
-                    method.as_str(),
-                    kind,
-                    AuditDecision::RateLimited,
-                    &request.id,
-                    ErrorCode::RateLimited,
-                    "too many requests; slow down",
-                ),
-                rng,
-            );
-        };
+        if let Err(refusal) = self.admit(now, ctx) {
+            return self.refuse(now, ctx, call, refusal, rng);
+        }
         if method == Method::Logout {
             return self.handle_logout(now, ctx, &request.id, rng);
         }
-        match verdict {
+        match self.verdict(now, ctx, method, call.kind) {
             Verdict::Allow => {
                 self.execute_and_answer(now, ctx, request, AuditDecision::Allowed, rng)
             }
-            Verdict::Deny(reason) => self.answer(
-                now,
-                ctx,
-                Reply::error(
-                    method.as_str(),
-                    kind,
-                    AuditDecision::Denied,
-                    &request.id,
-                    ErrorCode::Unauthorized,
-                    reason,
-                ),
-                rng,
-            ),
+            Verdict::Deny(reason) => {
+                self.refuse(now, ctx, call, Refusal::unauthorized(reason), rng)
+            }
             Verdict::Ask if self.config.unlisted == UnlistedPolicy::Deny => {
-                let needed = policy::permission_for(method, kind);
-                self.answer(
-                    now,
-                    ctx,
-                    Reply::error(
-                        method.as_str(),
-                        kind,
-                        AuditDecision::Denied,
-                        &request.id,
-                        ErrorCode::Unauthorized,
-                        format!("{needed} is not granted to this app"),
-                    ),
-                    rng,
-                )
+                let needed = policy::permission_for(method, call.kind);
+                let reason = format!("{needed} is not granted to this app");
+                self.refuse(now, ctx, call, Refusal::unauthorized(reason), rng)
             }
             Verdict::Ask => self.hold(now, ctx, request, rng),
         }
+    }
+
+    /// Count a request against its session: refused without an active
+    /// session, or once the session's rate limit is spent.
+    fn admit(&mut self, now: Millis, ctx: Ctx) -> Result<(), Refusal> {
+        let t = now.timestamp();
+        let limit = self.config.rate_limit;
+        let live = self
+            .sessions
+            .get_mut(&(ctx.key_id, ctx.client))
+            .filter(|live| live.session.is_active(t))
+            .ok_or(Refusal::NoSession)?;
+        live.session.last_used_at = Some(t);
+        live.session.request_count += 1;
+        live.unflushed += 1;
+        let within_limit = live.bucket.try_take(&limit, now);
+        self.schedule_touch(now);
+        if within_limit {
+            Ok(())
+        } else {
+            Err(Refusal::RateLimited)
+        }
+    }
+
+    /// What the session's rules say about an admitted call.
+    fn verdict(&self, now: Millis, ctx: Ctx, method: Method, kind: Option<u16>) -> Verdict {
+        match self.sessions.get(&(ctx.key_id, ctx.client)) {
+            Some(live) => policy::evaluate(&live.session, now.timestamp(), method, kind),
+            // Admitted a moment ago; a session never leaves in between.
+            None => Verdict::Deny("no active session".to_owned()),
+        }
+    }
+
+    /// Refuse a call: audit it and queue the error answer.
+    fn refuse(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        call: Call<'_>,
+        refusal: Refusal,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        self.answer(now, ctx, Reply::refused(call, refusal), rng)
     }
 
     fn insert_session(&mut self, session: Session, now: Millis) {
@@ -675,7 +692,14 @@ impl Engine {
             .partition(|d| d.deadline <= now);
         self.deferred = waiting;
         for d in due {
-            out.merge(self.handle_connect(now, d.ctx, d.id, d.params, true, rng));
+            out.merge(self.handle_connect(
+                now,
+                d.ctx,
+                d.id,
+                d.params,
+                ConnectAttempt::AfterReload,
+                rng,
+            ));
         }
         if self.next_touch.is_some_and(|due| due <= now) {
             self.next_touch = None;

@@ -4,8 +4,9 @@
 use nip46::nostr::prelude::PublicKey;
 use store::{ApprovalStatus, KeyId};
 
-use super::{Engine, Output, Randomness, Snapshot};
+use super::{ConnectAttempt, Engine, Output, Snapshot};
 use crate::clock::Millis;
+use crate::randomness::Randomness;
 
 impl Engine {
     /// Merge what the store holds into the mirrored state, then act on what
@@ -59,7 +60,14 @@ impl Engine {
             }
         }
         for d in std::mem::take(&mut self.deferred) {
-            out.merge(self.handle_connect(now, d.ctx, d.id, d.params, true, rng));
+            out.merge(self.handle_connect(
+                now,
+                d.ctx,
+                d.id,
+                d.params,
+                ConnectAttempt::AfterReload,
+                rng,
+            ));
         }
         out
     }

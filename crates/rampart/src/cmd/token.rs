@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bunker::OsRandomness;
 use bunker::admin;
-use bunker::service::OsRandomness;
 use nip46::nostr::prelude::{RelayUrl, Timestamp};
 use nip46::{BunkerUri, PermissionSet};
 use store::{Store, StoredKey};

@@ -14,8 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bunker::Randomness;
-use bunker::service::OsRandomness;
+use bunker::{OsRandomness, Randomness};
 use nip46::envelope::{self, Entropy};
 use nip46::nostr::prelude::{Filter, Keys, Kind, PublicKey, Timestamp};
 use nip46::{Command, Conversation, Preset, Request, Response, Scheme};
