@@ -13,8 +13,8 @@
 //! seal the answer in the scheme the client used.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use nip46::envelope::{self, Opened};
@@ -288,12 +288,15 @@ enum SealError {
 pub struct Engine {
     config: EngineConfig,
     backend: Arc<dyn KeyBackend>,
-    signers: HashMap<PublicKey, Signer>,
+    // Maps the engine walks to produce output are ordered (BTreeMap), so the
+    // same inputs give the same output byte for byte; the conversation cache
+    // is only looked up.
+    signers: BTreeMap<PublicKey, Signer>,
     conversations: HashMap<(PublicKey, PublicKey), Conversation>,
-    sessions: HashMap<(KeyId, PublicKey), LiveSession>,
+    sessions: BTreeMap<(KeyId, PublicKey), LiveSession>,
     tokens: Vec<ConnectionToken>,
     replay: ReplayGuard,
-    held: HashMap<ApprovalId, Held>,
+    held: BTreeMap<ApprovalId, Held>,
     deferred: Vec<DeferredConnect>,
     next_touch: Option<Millis>,
 }
@@ -330,10 +333,10 @@ impl Engine {
             backend,
             signers,
             conversations: HashMap::new(),
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             tokens: Vec::new(),
             replay,
-            held: HashMap::new(),
+            held: BTreeMap::new(),
             deferred: Vec::new(),
             next_touch: None,
         }
@@ -383,7 +386,7 @@ impl Engine {
     /// Requests currently waiting for the user.
     pub fn pending(&self) -> Vec<&PendingApproval> {
         let mut v: Vec<&PendingApproval> = self.held.values().map(|h| &h.approval).collect();
-        v.sort_by_key(|a| a.created_at);
+        v.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         v
     }
 
