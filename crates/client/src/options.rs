@@ -1,4 +1,4 @@
-//! How a [`Client`](crate::Client) behaves: timeouts, what it tells the
+//! How a `Client` behaves: timeouts, what it tells the
 //! signer about itself, and who shows `auth_url` challenges.
 //!
 //! Every wait the client does is bounded by one of these durations, so a
@@ -30,7 +30,7 @@ pub struct AuthChallenge {
 /// runs on the client's event loop).
 pub type AuthUrlHandler = Arc<dyn Fn(&AuthChallenge) + Send + Sync>;
 
-/// Settings for a [`Client`](crate::Client).
+/// Settings for a `Client`.
 #[derive(Clone)]
 pub struct ClientOptions {
     /// How long a request waits for its answer.
@@ -43,7 +43,7 @@ pub struct ClientOptions {
     /// some signers (nostr-connect ≤ 0.44) never answer methods they do not
     /// know; no answer means "keep the relays".
     pub switch_relays_timeout: Option<Duration>,
-    /// How long [`Client::logout`](crate::Client::logout) waits for the
+    /// How long `Client::logout` waits for the
     /// signer's `"ack"` (the session is closed either way, and some signers
     /// never answer `logout`).
     pub logout_timeout: Duration,

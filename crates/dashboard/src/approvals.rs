@@ -21,7 +21,7 @@ use store::{
     ApprovalId, ApprovalStatus, DecisionScope, PendingApproval, RequestSummary, StoredKey,
 };
 
-use crate::App;
+use crate::app::App;
 use crate::auth::AdminSession;
 use crate::error::{ApiResult, DashboardError, PageResult};
 use crate::html::{self, Section, esc};

@@ -12,7 +12,7 @@ use nip46::nostr::prelude::Timestamp;
 use serde::Deserialize;
 use store::{AuditDecision, AuditQuery};
 
-use crate::App;
+use crate::app::App;
 use crate::auth::AdminSession;
 use crate::error::{ApiResult, DashboardError, PageResult};
 use crate::html::{self, Section, esc};

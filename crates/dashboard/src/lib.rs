@@ -19,6 +19,7 @@
 //! Like mini-redis, the server is a function, [`serve`], that tests drive
 //! with their own listener and shutdown future.
 
+pub mod app;
 pub mod approvals;
 pub mod assets;
 pub mod audit;
@@ -30,6 +31,8 @@ pub mod html;
 pub mod login;
 pub mod login_drop;
 pub mod pairing;
+pub mod secret;
+pub mod site;
 pub mod state;
 
 use std::future::Future;
@@ -39,18 +42,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use auth::LoginToken;
+pub use app::App;
 pub use error::DashboardError;
+pub use secret::LoginToken;
 pub use state::{Dashboard, DashboardConfig};
-
-/// The state every handler sees: the dashboard and where it is served.
-#[derive(Clone)]
-pub struct App {
-    /// The dashboard.
-    pub dashboard: Dashboard,
-    /// The hosts and origins it answers to.
-    pub site: Arc<guard::Site>,
-}
 
 /// Serve the dashboard on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -68,7 +63,7 @@ pub async fn serve(
 
 /// Every route, for a dashboard reached at `local`.
 pub fn router(dashboard: Dashboard, local: SocketAddr) -> Router {
-    let site = Arc::new(guard::Site::new(local, &dashboard.config().allowed_origins));
+    let site = Arc::new(site::Site::new(local, &dashboard.config().allowed_origins));
     let app = App { dashboard, site };
     let protected = Router::new()
         .route("/", get(approvals::pending_page))

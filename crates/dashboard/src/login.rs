@@ -14,11 +14,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::App;
+use crate::app::App;
 use crate::auth::AdminSession;
 use crate::error::PageError;
-use crate::guard::{self, session_cookie};
 use crate::html::{self, esc};
+use crate::site::{self, session_cookie};
 
 /// `/login` parameters.
 #[derive(Debug, Deserialize)]
@@ -62,7 +62,7 @@ fn log_in(app: &App, params: &LoginParams) -> Response {
     let mut response = redirect(safe_next(&params.next));
     response.headers_mut().insert(
         header::SET_COOKIE,
-        guard::set_cookie(app.site.cookie_name(), &cookie, max_age),
+        site::set_cookie(app.site.cookie_name(), &cookie, max_age),
     );
     response
 }
@@ -83,14 +83,14 @@ pub async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
         .into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        guard::set_cookie(app.site.cookie_name(), "", 0),
+        site::set_cookie(app.site.cookie_name(), "", 0),
     );
     response
 }
 
 /// `GET /api/csrf`: the session's CSRF token, for scripts using the API.
 pub async fn csrf_api(Extension(session): Extension<AdminSession>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "csrf_token": session.csrf(), "header": guard::CSRF_HEADER }))
+    Json(serde_json::json!({ "csrf_token": session.csrf(), "header": site::CSRF_HEADER }))
 }
 
 /// What a browser without a session gets for a protected page.

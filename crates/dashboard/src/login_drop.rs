@@ -13,8 +13,8 @@ use std::io::{self, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::auth::{self, LoginToken};
 use crate::error::DashboardError;
+use crate::secret::{self, LoginToken};
 
 /// The file's name inside the data directory.
 pub const FILE_NAME: &str = "dashboard-logins";
@@ -60,7 +60,7 @@ pub fn redeem(path: &Path, candidate: &str, now: u64) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    let wanted = auth::digest(candidate);
+    let wanted = secret::digest(candidate);
     let mut found = false;
     let mut keep = String::new();
     for line in text.lines() {
@@ -74,7 +74,7 @@ pub fn redeem(path: &Path, candidate: &str, now: u64) -> io::Result<bool> {
         if expiry <= now {
             continue;
         }
-        let matches = unhex(digest).is_some_and(|d| auth::ct_eq(&d, &wanted));
+        let matches = unhex(digest).is_some_and(|d| secret::ct_eq(&d, &wanted));
         if matches && !found {
             found = true;
         } else {

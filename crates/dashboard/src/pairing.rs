@@ -19,7 +19,7 @@ use nip46::{NostrConnectUri, PermissionSet, Preset};
 use serde::{Deserialize, Serialize};
 use store::StoredKey;
 
-use crate::App;
+use crate::app::App;
 use crate::auth::AdminSession;
 use crate::error::{ApiResult, DashboardError, PageResult};
 use crate::html::{self, Section, esc};

@@ -17,8 +17,9 @@ use nip46::nostr::prelude::RelayUrl;
 use store::{ApprovalDecision, ApprovalId, PendingApproval, Store};
 use tokio::sync::oneshot;
 
-use crate::auth::{Auth, LoginToken};
+use crate::auth::Auth;
 use crate::error::DashboardError;
+use crate::secret::LoginToken;
 
 /// Dashboard settings.
 #[derive(Debug, Clone)]

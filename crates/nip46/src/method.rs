@@ -9,7 +9,7 @@ use core::str::FromStr;
 /// A method the NIP-46 text defines.
 ///
 /// An unknown name is not a `Method`: requests carry it as
-/// [`Command::Unknown`](crate::Command::Unknown) so the signer can answer
+/// `Command::Unknown` so the signer can answer
 /// `method_not_found` instead of dropping it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Method {

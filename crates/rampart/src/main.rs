@@ -4,6 +4,7 @@
 mod cmd;
 mod config;
 mod passphrase;
+mod runtime;
 mod terminal;
 
 use std::collections::HashMap;
@@ -82,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     let config = || Config::load(&cli.overrides, &env);
     match cli.command {
         Command::Run(args) => {
-            single_threaded_runtime()?.block_on(cmd::run::run(args, config()?, &env))
+            runtime::single_threaded()?.block_on(cmd::run::run(args, config()?, &env))
         }
         Command::Key(c) => cmd::key::run(c, &config()?, &env),
         Command::Uri(args) => cmd::token::run(args, &config()?),
@@ -91,7 +92,7 @@ fn main() -> anyhow::Result<()> {
         Command::Approvals(c) => cmd::approvals::run(c, &config()?),
         Command::Dashboard(c) => cmd::dashboard::run(c, &config()?),
         Command::Audit(args) => cmd::audit::run(args, &config()?),
-        Command::Relay(args) => single_threaded_runtime()?.block_on(cmd::relay::run(args)),
+        Command::Relay(args) => runtime::single_threaded()?.block_on(cmd::relay::run(args)),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::example());
             Ok(())
@@ -113,24 +114,4 @@ fn default_log_level(command: &Command) -> &'static str {
         Command::Client(_) | Command::Bench(_) => "error",
         _ => "info",
     }
-}
-
-/// The runtime of `rampart run` and `rampart relay`. The bunker's work is
-/// one sequential loop (relay socket → engine → store writer thread → relay
-/// socket); on one thread, each request event reaches the engine without a
-/// hand-off between threads, which measured as a fifth of the bunker's CPU
-/// per request beside the signatures (docs/benchmarks.md). Under `run`, the
-/// embedded relay gets a thread of its own (`relay::server::spawn_dedicated`),
-/// the store writer has its own, and blocking work (vault unlock, dashboard
-/// store access) goes to the blocking pool.
-fn single_threaded_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
 }

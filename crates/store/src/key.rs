@@ -54,7 +54,7 @@ pub struct NewKey {
 }
 
 impl NewKey {
-    /// The key as stored under `id` (what [`Store::keys`](crate::Store::keys) returns once added).
+    /// The key as stored under `id` (what a backend's `keys()` returns once it is added).
     pub fn stored(self, id: KeyId) -> StoredKey {
         StoredKey {
             id,

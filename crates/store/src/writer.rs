@@ -21,7 +21,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::{Change, Store, StoreError};
+use crate::backend::Store;
+use crate::change::Change;
+use crate::error::StoreError;
 
 /// Queued jobs are added to a batch while it holds fewer than this many.
 pub const MAX_BATCH: usize = 1024;

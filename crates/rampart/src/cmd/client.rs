@@ -171,7 +171,7 @@ pub fn run(args: Args, config: &Config) -> Result<()> {
         .session
         .clone()
         .unwrap_or_else(|| config.data_dir.join("client-session.json"));
-    let outcome = crate::runtime()?.block_on(execute(args, &path));
+    let outcome = crate::runtime::multi_threaded()?.block_on(execute(args, &path));
     if let Err(failure) = outcome {
         eprintln!("rampart client: {}", failure.message);
         std::process::exit(failure.code);

@@ -22,9 +22,9 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tracing::{debug, info, trace, warn};
 
-use super::Shared;
 use super::backoff::Backoff;
 use super::event::PoolEvent;
+use super::shared::Shared;
 use super::socket::{Target, WsStream};
 use super::status::{AuthState, RelayState, add, bump};
 

@@ -33,16 +33,16 @@ mod config;
 mod connection;
 mod error;
 mod event;
+mod shared;
 mod socket;
 mod status;
 mod subscriptions;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::RandomState;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use nostr::prelude::{ClientMessage, Event, EventId, Filter, RelayUrl, SubscriptionId};
+use nostr::prelude::{ClientMessage, Event, Filter, RelayUrl, SubscriptionId};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -53,11 +53,10 @@ pub use error::{AddRelayError, PublishError, SubscribeError};
 pub use event::PoolEvent;
 pub use status::{AuthState, RelayStatus};
 
-use crate::seen::SeenSet;
 use connection::{Connection, Outgoing};
+use shared::Shared;
 use socket::Target;
 use status::{RelayState, bump};
-use subscriptions::Subscriptions;
 
 /// Longest subscription id NIP-01 allows.
 const MAX_SUBSCRIPTION_ID_LEN: usize = 64;
@@ -95,35 +94,6 @@ struct RelayHandle {
     task: JoinHandle<()>,
 }
 
-/// What every connection task shares with the pool.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: PoolConfig,
-    subscriptions: Mutex<Subscriptions>,
-    seen: Mutex<SeenSet<SeenKey>>,
-    /// Keyed hasher for signature fingerprints (see [`SeenKey`]).
-    pub(crate) fingerprints: RandomState,
-    pub(crate) events: mpsc::Sender<PoolEvent>,
-}
-
-/// What identifies "the same event for the same subscription": the event
-/// id, the subscription's serial, and — only when events are not verified —
-/// a keyed fingerprint of the signature, so that a relay sending a forged
-/// copy first cannot make the pool drop the genuine one.
-pub(crate) type SeenKey = (EventId, u64, u64);
-
-impl Shared {
-    pub(crate) fn subscriptions(&self) -> MutexGuard<'_, Subscriptions> {
-        self.subscriptions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn seen(&self) -> MutexGuard<'_, SeenSet<SeenKey>> {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// Where [`RelayPool::publish`] put an event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishReport {
@@ -144,13 +114,7 @@ impl RelayPool {
     /// wait. Dropping it is fine if the caller wants no notifications.
     pub fn new(config: PoolConfig) -> (Self, mpsc::Receiver<PoolEvent>) {
         let (events, receiver) = mpsc::channel(config.notification_capacity.max(1));
-        let shared = Arc::new(Shared {
-            seen: Mutex::new(SeenSet::new(config.dedup_capacity)),
-            subscriptions: Mutex::new(Subscriptions::default()),
-            fingerprints: RandomState::new(),
-            config,
-            events,
-        });
+        let shared = Arc::new(Shared::new(config, events));
         let inner = Arc::new(Inner {
             shared,
             relays: Mutex::new(Relays::default()),

@@ -12,7 +12,7 @@ use nostr::prelude::RelayUrl;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream, client_async_tls_with_config};
 
-use super::AddRelayError;
+use super::error::AddRelayError;
 use crate::websocket;
 
 /// A connected client websocket.

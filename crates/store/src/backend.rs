@@ -1,0 +1,47 @@
+//! The [`Store`] trait: what every backend (SQLite, PostgreSQL) does, checked
+//! by the shared suite.
+
+use nip46::nostr::prelude::{EventId, Timestamp};
+
+use crate::approval::PendingApproval;
+use crate::audit::{AuditEntry, AuditQuery};
+use crate::change::Change;
+use crate::error::StoreError;
+use crate::key::{KeyId, NewKey, StoredKey};
+use crate::session::Session;
+use crate::token::{ConnectionToken, NewToken, TokenId};
+
+/// Persistent state. Implementations are used from one thread at a time.
+pub trait Store: Send {
+    /// Add a user key; a duplicate name is [`StoreError::Duplicate`].
+    fn add_key(&mut self, key: &NewKey) -> Result<KeyId, StoreError>;
+    /// Every key, oldest first.
+    fn keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Remove a key by name with its tokens, sessions and approvals (audit rows stay).
+    fn remove_key(&mut self, name: &str) -> Result<(), StoreError>;
+
+    /// Store a minted token.
+    fn add_token(&mut self, token: &NewToken) -> Result<TokenId, StoreError>;
+    /// Every token, used and expired ones included.
+    fn tokens(&self) -> Result<Vec<ConnectionToken>, StoreError>;
+
+    /// Every session, revoked ones included.
+    fn sessions(&self) -> Result<Vec<Session>, StoreError>;
+
+    /// Every approval record, newest first.
+    fn approvals(&self) -> Result<Vec<PendingApproval>, StoreError>;
+
+    /// Audit rows matching the query, newest first.
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Ids of request events audited at or after `since` (to refuse replays
+    /// across a restart).
+    fn audited_event_ids(&self, since: Timestamp) -> Result<Vec<EventId>, StoreError>;
+
+    /// Apply a batch of changes in one transaction: all or nothing.
+    fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;
+
+    /// A number that changes when another process has written to the store
+    /// since the last call (SQLite's `data_version`), so a running bunker
+    /// notices CLI edits. Writes through this same store do not change it.
+    fn external_version(&mut self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,69 @@
+//! The writes of the running bunker: [`Change`]s, applied in batches, each
+//! batch one transaction.
+
+use nip46::nostr::prelude::{PublicKey, Timestamp};
+
+use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval};
+use crate::audit::AuditEntry;
+use crate::key::KeyId;
+use crate::session::Session;
+use crate::token::TokenId;
+
+/// One write of the running bunker. A batch of changes is one transaction.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Append an audit row.
+    Audit(AuditEntry),
+    /// Mark a token used by `client`.
+    ///
+    /// Fails with [`StoreError::AlreadyUsed`] if the token was used already
+    /// and with [`StoreError::NotFound`] if it does not exist, failing the
+    /// whole batch: this is the single-use guarantee across processes.
+    ConsumeToken {
+        /// The token.
+        id: TokenId,
+        /// Who used it.
+        client: PublicKey,
+        /// When.
+        at: Timestamp,
+    },
+    /// Insert or replace the session for (key, client), `revision` as given
+    /// (the writer increments it). An unknown key is [`StoreError::NotFound`].
+    PutSession(Session),
+    /// Record use of a session: `last_used_at` becomes the later of the
+    /// stored value and `at`, `requests` is added to the count; `revision`
+    /// stays (usage is not a change of the session). A missing session
+    /// (removed meanwhile) is not an error.
+    TouchSession {
+        /// The key.
+        key_id: KeyId,
+        /// The client.
+        client: PublicKey,
+        /// When.
+        at: Timestamp,
+        /// Requests to add to the count.
+        requests: u64,
+    },
+    /// Revoke the session for (key, client) (also `logout`) and add one to
+    /// its `revision`. A session revoked already keeps its first revocation
+    /// time; a missing session is not an error.
+    RevokeSession {
+        /// The key.
+        key_id: KeyId,
+        /// The client.
+        client: PublicKey,
+        /// When.
+        at: Timestamp,
+    },
+    /// Add a pending approval. A taken id is [`StoreError::Duplicate`], an
+    /// unknown key [`StoreError::NotFound`].
+    PutApproval(PendingApproval),
+    /// Change an approval's status. A missing approval (its key removed
+    /// meanwhile) is not an error.
+    SetApprovalStatus {
+        /// The approval.
+        id: ApprovalId,
+        /// Its new status.
+        status: ApprovalStatus,
+    },
+}

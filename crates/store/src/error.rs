@@ -1,0 +1,32 @@
+//! Why a store operation failed, the same for every backend.
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file was written by a newer Rampart.
+    #[error(
+        "the database schema is version {found}, newer than this binary knows ({known}); upgrade Rampart"
+    )]
+    SchemaTooNew {
+        /// Version found in the file.
+        found: i64,
+        /// Newest version this binary knows.
+        known: i64,
+    },
+    /// A unique name is taken.
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// A named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A single-use connection token was consumed already (perhaps by
+    /// another process sharing the database).
+    #[error("{0} was already used; connection secrets work once, mint a new one")]
+    AlreadyUsed(String),
+    /// A stored value could not be read back (corruption or manual edits).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(String),
+}
