@@ -11,6 +11,10 @@
 //!
 //! Run: `cargo bench -p rampart-bunker --bench request_path`.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;

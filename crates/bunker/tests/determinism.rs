@@ -3,6 +3,10 @@
 //! outputs byte for byte, including where it walks its maps (expiring held
 //! requests, flushing session counters, shutting down).
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use bunker::engine::{Engine, EngineConfig, Output, Snapshot, TransportKey};

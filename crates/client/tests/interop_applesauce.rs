@@ -10,6 +10,10 @@
 //! reads it), `connect` echoes the secret instead of `"ack"`, error replies
 //! carry `"result": ""` and no code, and it serves one client at a time.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command as Process, Stdio};

@@ -7,6 +7,10 @@
 //! change passes without the CSRF token and a same-origin request; an
 //! `auth_url` held by anybody else approves nothing.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -4,6 +4,10 @@
 //!
 //! Run: `cargo bench -p rampart-nip46 --bench parsing`.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 
 use criterion::Criterion;

@@ -1,6 +1,10 @@
 //! Property tests: tokens and permission sets round-trip through text, and no
 //! input makes a parser panic.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use nip46::nostr::prelude::{Keys, RelayUrl, SecretKey};
 use nip46::{
     BunkerUri, ConnectSecret, Conversation, EventTemplate, Method, NostrConnectUri, Permission,

@@ -1,5 +1,9 @@
 //! Spec examples and edge cases from `tests/vectors/*.json`, run against the parsers.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::Path;
 

@@ -14,6 +14,10 @@
 //! Needs Debian's `chromium` and `npm ci` in tests/interop (`bash
 //! .ci/install`); skipped without them, except under CI.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

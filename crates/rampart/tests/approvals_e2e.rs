@@ -4,6 +4,10 @@
 //! at all (the client gets `unauthorized` when the wait is over). Every
 //! answer carries the original request id.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;

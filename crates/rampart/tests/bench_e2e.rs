@@ -2,6 +2,10 @@
 //! loads them, and reports figures that make sense. Speed itself is proven
 //! by running the benchmarks (docs/benchmarks.md), never by timed tests.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 use serde_json::Value;

@@ -7,6 +7,10 @@
 //! relay's events in order, so when a `ping` sent after a bad event gets the
 //! first reply, the bad event got none.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::Duration;
 

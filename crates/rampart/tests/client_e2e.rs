@@ -3,6 +3,10 @@
 //! controls so it can stop and restart it, and nostr-rs-relay when
 //! installed). Nothing is mocked; every wait is bounded.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};

@@ -2,6 +2,10 @@
 //! (Node), logging in from a `bunker://` URI, signing, encrypting and
 //! decrypting through a running `rampart run`.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -5,6 +5,10 @@
 //! A signature is only published after its audit row is committed, so no
 //! received signature may be missing from the log, however the process dies.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;

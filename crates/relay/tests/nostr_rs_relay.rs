@@ -10,6 +10,10 @@
 //! `nip42_auth` it challenges every connection but only restricts kind-4
 //! DMs (with `nip42_dms`), so it never refuses anything with `auth-required:`.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{

@@ -2,6 +2,10 @@
 //! websocket server): publish/subscribe, de-duplication, reconnects with
 //! queued events, NIP-42, and frames that must not kill a connection.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::SocketAddr;

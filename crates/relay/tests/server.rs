@@ -2,6 +2,10 @@
 //! event (ephemeral kinds included), signature checks, filters, bad frames
 //! and NIP-42.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{RawClient, event, init_tracing};

@@ -2,6 +2,10 @@
 //! default; run with
 //! `cargo test -p rampart-store --release --test perf -- --ignored --nocapture`.
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -2,6 +2,10 @@
 //! only SQLite has (migrations, WAL, `data_version`, file permissions,
 //! reading back damaged rows).
 
+// Test code: a failed unwrap is a failed test (clippy.toml allows them in
+// #[test] functions; this covers the helpers beside them too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
