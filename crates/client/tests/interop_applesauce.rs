@@ -14,10 +14,8 @@
 // #[test] functions; this covers the helpers beside them too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command as Process, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use nip46::nostr::prelude::RelayUrl;
@@ -71,15 +69,7 @@ fn provider(args: &[&str]) -> Option<Provider> {
         .spawn()
         .expect("start node");
     let stdin = child.stdin.take().expect("stdin");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = testkit::process::stdout_lines(&mut child);
     let uri = rx.recv_timeout(WAIT).expect("the provider printed no URI");
     Some(Provider {
         child,

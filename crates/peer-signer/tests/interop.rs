@@ -12,9 +12,7 @@
 // #[test] functions; this covers the helpers beside them too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command as Process, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use client::{Client, ClientOptions, Error, Session};
@@ -46,15 +44,7 @@ fn start_peer(args: &[&str]) -> Peer {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start peer-signer");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = testkit::process::stdout_lines(&mut child);
     let uri = rx.recv_timeout(WAIT).expect("peer-signer printed no URI");
     Peer { child, uri }
 }

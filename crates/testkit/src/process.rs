@@ -8,6 +8,24 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The lines a child prints on stdout (piped), read on a thread of their own
+/// and handed over as they come; the channel closes when stdout does.
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child
+        .stdout
+        .take()
+        .expect("the child's stdout is piped (Stdio::piped())");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// Whether we run under CI (`CI` set to anything but `false`/empty).
 pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
@@ -247,15 +265,7 @@ impl RampartProcess {
             .stderr(log)
             .spawn()
             .expect("start rampart");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = stdout_lines(&mut child);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         self.uris.clear();
