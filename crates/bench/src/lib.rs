@@ -1,4 +1,6 @@
 //! `rampart bench`: a NIP-46 load generator, and the memory of idle sessions.
+//! The `rampart` binary parses its flags ([`Args`]) and calls [`run`]; it is
+//! a crate of its own so the CLI stays the CLI.
 //!
 //! C clients (each its own key pair and relay connection) connect to a
 //! signer with `bunker://` URIs, then send R requests each with at most K in
@@ -34,16 +36,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bunker::admin;
+use bunker::{OsRandomness, admin};
 use client::Client;
-use nip46::BunkerUri;
-use nip46::nostr::prelude::{Keys, RelayUrl};
+use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
+use nip46::{BunkerUri, PermissionSet};
 use store_sqlite::SqliteStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cmd::token;
-use crate::config::{Config, parse_grant};
 use children::{BunkerSpec, ChildProcess};
 use latency::Percentiles;
 use load::{Plan, Workload};
@@ -144,8 +144,19 @@ struct Setup {
     relay_pid: Option<u32>,
 }
 
+/// What the bench takes from the CLI's configuration (`--data-dir` and the
+/// layered config), for `--mint`.
+pub struct Environment {
+    /// The data directory, for messages.
+    pub data_dir: PathBuf,
+    /// The store's database file.
+    pub database: PathBuf,
+    /// The relays a token names when `--relay` is not given.
+    pub advertised_relays: Vec<RelayUrl>,
+}
+
 /// Run the benchmark and print its report.
-pub fn run(args: Args, config: &Config) -> Result<()> {
+pub fn run(args: Args, env: &Environment) -> Result<()> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
     }
@@ -169,11 +180,14 @@ pub fn run(args: Args, config: &Config) -> Result<()> {
     if args.spawn {
         spawn(&args, &exe, &mut setup)?;
     } else if args.mint {
-        let mut store = SqliteStore::open(&config.database_path())
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let mut store = SqliteStore::open(&env.database)
+            .with_context(|| format!("cannot open the store in {}", env.data_dir.display()))?;
         let relays = match &args.relay {
-            Some(relay) => token::parse_relays(std::slice::from_ref(relay))?,
-            None => token::advertised_relays(config)?,
+            Some(relay) => vec![
+                RelayUrl::parse(relay)
+                    .with_context(|| format!("`{relay}` is not a ws:// or wss:// URL"))?,
+            ],
+            None => env.advertised_relays.clone(),
         };
         setup.uris = mint(&mut store, &args, args.clients, relays)?;
     } else if args.uris.is_empty() {
@@ -270,16 +284,24 @@ fn mint(
     relays: Vec<RelayUrl>,
 ) -> Result<Vec<String>> {
     let key = admin::pick_key(store, args.key.as_deref())?;
-    let grant = parse_grant(&args.grant)?;
+    let grant: PermissionSet = args.grant.parse().with_context(|| {
+        format!(
+            "`{}` is not a preset (read, write, encrypt, full) or permission list",
+            args.grant
+        )
+    })?;
+    let mut rng = OsRandomness::new();
     (0..count)
         .map(|i| {
-            let uri = token::mint(
+            let uri = admin::mint_token(
                 store,
                 &key,
                 grant.clone(),
                 None,
                 Some(format!("rampart bench client {i}")),
                 relays.clone(),
+                &mut rng,
+                Timestamp::now(),
             )?;
             Ok(uri.to_string())
         })

@@ -55,7 +55,7 @@ enum Command {
     /// Use a remote signer: connect, sign, encrypt, decrypt, ping, logout.
     Client(cmd::client::Args),
     /// Load-test a NIP-46 signer (or measure idle sessions' memory).
-    Bench(cmd::bench::Args),
+    Bench(bench::Args),
 }
 
 #[derive(Subcommand)]
@@ -103,7 +103,15 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Client(args) => cmd::client::run(args, &config()?),
-        Command::Bench(args) => cmd::bench::run(args, &config()?),
+        Command::Bench(args) => {
+            let config = config()?;
+            let env = bench::Environment {
+                database: config.database_path(),
+                advertised_relays: cmd::token::advertised_relays(&config)?,
+                data_dir: config.data_dir,
+            };
+            bench::run(args, &env)
+        }
     }
 }
 

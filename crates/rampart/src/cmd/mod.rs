@@ -2,7 +2,6 @@
 
 pub mod approvals;
 pub mod audit;
-pub mod bench;
 pub mod client;
 pub mod connect;
 pub mod dashboard;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bunker::auth_url::AuthUrlBase;
 use bunker::engine::{Engine, TransportKey};
 use bunker::service::{self, AdminCommand, AdminSender, ServiceConfig};
 use bunker::vault::Vault;
@@ -27,7 +28,7 @@ use nip46::BunkerUri;
 use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
-use relay::pool::{PoolConfig, RelayPool};
+use relay::pool::{PoolConfig, PoolEvent, RelayPool};
 use relay::server::{self, ServerConfig};
 use store::{Store, StoredKey};
 use store_sqlite::SqliteStore;
@@ -70,111 +71,28 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
         .map(TcpListener::local_addr)
         .transpose()?;
     let auth_url_base = config.auth_url_base(dashboard_addr)?;
-    let mut store = SqliteStore::open(&config.database_path()).with_context(|| {
-        format!(
-            "could not open the database in {}",
-            config.data_dir.display()
-        )
-    })?;
-    let mut keys = store.keys()?;
-    let pass = passphrase::read(env, keys.is_empty())?;
-    if keys.is_empty() {
-        let fresh = Keys::generate();
-        let sealed = bunker::vault::seal_key(
-            "default",
-            fresh.secret_key(),
-            KeySecurity::Medium,
-            &pass,
-            config.vault.log_n,
-            Timestamp::now(),
-        )?;
-        store.add_key(&sealed)?;
-        let npub = fresh.public_key().to_bech32().unwrap_or_default();
-        eprintln!("created key `default`: {npub}");
-        keys = store.keys()?;
-    }
-    let unlock_keys = keys.clone();
-    let mut vault = tokio::task::spawn_blocking(move || Vault::unlock(&unlock_keys, &pass))
-        .await
-        .context("unlock task failed")??;
 
-    let (embedded, relays) = if config.relays.is_empty() {
-        let handle = server::spawn_dedicated(config.embedded_relay, ServerConfig::default())
-            .await
-            .with_context(|| {
-                format!(
-                    "could not start the embedded relay on {}",
-                    config.embedded_relay
-                )
-            })?;
-        let url = RelayUrl::parse(&handle.url())?;
-        eprintln!("embedded relay on {url}");
-        (Some(handle), vec![url])
-    } else {
-        (None, config.relay_urls()?)
-    };
-
-    let transport: Vec<TransportKey> = keys
-        .iter()
-        .filter_map(|k| {
-            vault.take_signer(k.id).map(|signer| TransportKey {
-                key_id: k.id,
-                signer,
-            })
-        })
-        .collect();
-    let auth_keys = transport.first().map(|t| t.signer.clone());
-    let engine = Engine::new(
-        config.engine(relays.clone(), dashboard_addr)?,
-        Arc::new(vault),
-        transport,
-    );
-
-    let pool_config = PoolConfig {
-        // The engine verifies after its cheap checks; verifying twice costs ~20 µs a request.
-        verify_events: false,
-        auth_keys,
-        ..PoolConfig::default()
-    };
-    let (pool, events) = RelayPool::new(pool_config);
-    for relay in &relays {
-        pool.add_relay(relay.as_str())?;
-    }
+    let (mut store, keys, vault) = open_store_and_unlock(&config, env).await?;
+    let (embedded, relays) = start_relays(&config).await?;
+    let (engine, pool, events) =
+        build_engine_and_pool(&config, &keys, vault, &relays, dashboard_addr)?;
 
     // In-process interfaces decide through the admin channel; they stop
     // when the service has answered every held request and stopped.
     let (admin_tx, admin_rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut dashboard_task = None;
-    if let (Some(listener), Some(addr)) = (dashboard_listener, dashboard_addr) {
-        let settings = DashboardConfig {
-            session_ttl: Duration::from_secs(config.dashboard.session_hours.max(1) * 3600),
-            relays: relays.clone(),
-            default_grant: config.default_grant()?,
-            allowed_origins: auth_url_base
-                .iter()
-                .map(|b| b.as_str().to_owned())
-                .collect(),
-            login_drop: Some(config.data_dir.join(login_drop::FILE_NAME)),
-            approval_timeout_secs: config.policy.approval_timeout_secs,
-        };
-        let own_store = SqliteStore::open(&config.database_path())?;
-        let (dash, login) = Dashboard::new(settings, Box::new(own_store), admin_tx.clone())?;
-        // Printed once, by design: the way in to the dashboard.
-        eprintln!(
-            "dashboard: http://{addr}/login?token={} (one-time login link)",
-            login.expose()
-        );
-        if let Some(base) = &auth_url_base {
-            eprintln!("auth_url challenges point at {base}/approve/…");
-        }
-        let stopped = stopped(stop_rx.clone());
-        dashboard_task = Some(tokio::spawn(async move {
-            if let Err(e) = dashboard::serve(listener, dash, stopped).await {
-                tracing::error!(error = %e, "the dashboard stopped");
-            }
-        }));
-    }
+    let dashboard_task = match (dashboard_listener, dashboard_addr) {
+        (Some(listener), Some(addr)) => Some(start_dashboard(
+            &config,
+            listener,
+            addr,
+            auth_url_base.as_ref(),
+            &relays,
+            admin_tx.clone(),
+            stop_rx.clone(),
+        )?),
+        _ => None,
+    };
     let prompt_task = if !args.no_prompt && interactive() {
         Some(tokio::spawn(terminal_prompt(
             admin_tx.clone(),
@@ -210,6 +128,9 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
         shutdown_signal(),
     )
     .await;
+
+    // Stop the interfaces, then the embedded relay (the service answered
+    // every held request before it returned).
     let _ = stop_tx.send(true);
     announce_task.abort();
     if let Some(task) = prompt_task {
@@ -226,6 +147,136 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
         handle.shutdown().await;
     }
     result.map_err(Into::into)
+}
+
+/// Open the store, create a first key on a fresh one, and unlock every key
+/// (NIP-49's scrypt runs on the blocking pool).
+async fn open_store_and_unlock(
+    config: &Config,
+    env: &HashMap<String, String>,
+) -> Result<(SqliteStore, Vec<StoredKey>, Vault)> {
+    let mut store = SqliteStore::open(&config.database_path()).with_context(|| {
+        format!(
+            "could not open the database in {}",
+            config.data_dir.display()
+        )
+    })?;
+    let mut keys = store.keys()?;
+    let pass = passphrase::read(env, keys.is_empty())?;
+    if keys.is_empty() {
+        let fresh = Keys::generate();
+        let sealed = bunker::vault::seal_key(
+            "default",
+            fresh.secret_key(),
+            KeySecurity::Medium,
+            &pass,
+            config.vault.log_n,
+            Timestamp::now(),
+        )?;
+        store.add_key(&sealed)?;
+        let npub = fresh.public_key().to_bech32().unwrap_or_default();
+        eprintln!("created key `default`: {npub}");
+        keys = store.keys()?;
+    }
+    let unlock_keys = keys.clone();
+    let vault = tokio::task::spawn_blocking(move || Vault::unlock(&unlock_keys, &pass))
+        .await
+        .context("unlock task failed")??;
+    Ok((store, keys, vault))
+}
+
+/// The relays to serve on: the configured ones, or the embedded relay
+/// started here on its own thread.
+async fn start_relays(config: &Config) -> Result<(Option<server::RelayHandle>, Vec<RelayUrl>)> {
+    if !config.relays.is_empty() {
+        return Ok((None, config.relay_urls()?));
+    }
+    let handle = server::spawn_dedicated(config.embedded_relay, ServerConfig::default())
+        .await
+        .with_context(|| {
+            format!(
+                "could not start the embedded relay on {}",
+                config.embedded_relay
+            )
+        })?;
+    let url = RelayUrl::parse(&handle.url())?;
+    eprintln!("embedded relay on {url}");
+    Ok((Some(handle), vec![url]))
+}
+
+/// The engine over the unlocked keys, and the relay pool it is served through.
+fn build_engine_and_pool(
+    config: &Config,
+    keys: &[StoredKey],
+    mut vault: Vault,
+    relays: &[RelayUrl],
+    dashboard_addr: Option<SocketAddr>,
+) -> Result<(Engine, RelayPool, mpsc::Receiver<PoolEvent>)> {
+    let transport: Vec<TransportKey> = keys
+        .iter()
+        .filter_map(|k| {
+            vault.take_signer(k.id).map(|signer| TransportKey {
+                key_id: k.id,
+                signer,
+            })
+        })
+        .collect();
+    let auth_keys = transport.first().map(|t| t.signer.clone());
+    let engine = Engine::new(
+        config.engine(relays.to_vec(), dashboard_addr)?,
+        Arc::new(vault),
+        transport,
+    );
+    let pool_config = PoolConfig {
+        // The engine verifies after its cheap checks; verifying twice costs ~20 µs a request.
+        verify_events: false,
+        auth_keys,
+        ..PoolConfig::default()
+    };
+    let (pool, events) = RelayPool::new(pool_config);
+    for relay in relays {
+        pool.add_relay(relay.as_str())?;
+    }
+    Ok((engine, pool, events))
+}
+
+/// Serve the dashboard until `stop` turns true; prints its login link.
+fn start_dashboard(
+    config: &Config,
+    listener: TcpListener,
+    addr: SocketAddr,
+    auth_url_base: Option<&AuthUrlBase>,
+    relays: &[RelayUrl],
+    admin: AdminSender,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let settings = DashboardConfig {
+        session_ttl: Duration::from_secs(config.dashboard.session_hours.max(1) * 3600),
+        relays: relays.to_vec(),
+        default_grant: config.default_grant()?,
+        allowed_origins: auth_url_base
+            .iter()
+            .map(|b| b.as_str().to_owned())
+            .collect(),
+        login_drop: Some(config.data_dir.join(login_drop::FILE_NAME)),
+        approval_timeout_secs: config.policy.approval_timeout_secs,
+    };
+    let own_store = SqliteStore::open(&config.database_path())?;
+    let (dash, login) = Dashboard::new(settings, Box::new(own_store), admin)?;
+    // Printed once, by design: the way in to the dashboard.
+    eprintln!(
+        "dashboard: http://{addr}/login?token={} (one-time login link)",
+        login.expose()
+    );
+    if let Some(base) = auth_url_base {
+        eprintln!("auth_url challenges point at {base}/approve/…");
+    }
+    let stopped = stopped(stop);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = dashboard::serve(listener, dash, stopped).await {
+            tracing::error!(error = %e, "the dashboard stopped");
+        }
+    }))
 }
 
 /// The dashboard's listener, when it is enabled.

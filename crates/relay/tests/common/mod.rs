@@ -4,7 +4,6 @@
 // Test code: a failed unwrap is a failed test (clippy.toml allows them in
 // #[test] functions; this covers the helpers beside them too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
 #![allow(dead_code, missing_docs)]
 
 use std::future::Future;
