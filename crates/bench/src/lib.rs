@@ -70,13 +70,14 @@ pub struct Args {
     /// With --spawn: use this running relay instead of starting one. With
     /// --mint: the relay to put in the tokens.
     #[arg(long)]
+    #[arg(value_parser = relay_url)]
     relay: Option<String>,
     /// With --mint: the key to mint tokens for (default: the first).
     #[arg(long)]
     key: Option<String>,
-    /// What minted tokens grant.
+    /// What minted tokens grant (a preset or a permission list).
     #[arg(long, default_value = "full")]
-    grant: String,
+    grant: PermissionSet,
     /// The signer's process id, for its CPU time (known with --spawn).
     #[arg(long)]
     bunker_pid: Option<u32>,
@@ -151,8 +152,14 @@ pub struct Environment {
     pub data_dir: PathBuf,
     /// The store's database file.
     pub database: PathBuf,
-    /// The relays a token names when `--relay` is not given.
-    pub advertised_relays: Vec<RelayUrl>,
+    /// The relays a token names when `--relay` is not given (asked only
+    /// for `--mint`, so a config the bench does not need cannot fail it).
+    pub advertised_relays: Box<dyn Fn() -> Result<Vec<RelayUrl>>>,
+}
+
+/// `--relay` is checked when the flags are parsed, kept as text.
+fn relay_url(text: &str) -> Result<String, nip46::nostr::error::Error> {
+    RelayUrl::parse(text).map(|_| text.to_owned())
 }
 
 /// Run the benchmark and print its report.
@@ -183,11 +190,8 @@ pub fn run(args: Args, env: &Environment) -> Result<()> {
         let mut store = SqliteStore::open(&env.database)
             .with_context(|| format!("cannot open the store in {}", env.data_dir.display()))?;
         let relays = match &args.relay {
-            Some(relay) => vec![
-                RelayUrl::parse(relay)
-                    .with_context(|| format!("`{relay}` is not a ws:// or wss:// URL"))?,
-            ],
-            None => env.advertised_relays.clone(),
+            Some(relay) => vec![RelayUrl::parse(relay)?],
+            None => (env.advertised_relays)()?,
         };
         setup.uris = mint(&mut store, &args, args.clients, relays)?;
     } else if args.uris.is_empty() {
@@ -267,7 +271,7 @@ fn spawn(args: &Args, exe: &std::path::Path, setup: &mut Setup) -> Result<()> {
         data_dir: &data_dir,
         relay_url: &relay_url,
         passphrase: &passphrase,
-        grant: &args.grant,
+        grant: &args.grant.to_string(),
     })?;
     setup.bunker_pid = Some(bunker.pid());
     setup.children.push(bunker);
@@ -284,12 +288,7 @@ fn mint(
     relays: Vec<RelayUrl>,
 ) -> Result<Vec<String>> {
     let key = admin::pick_key(store, args.key.as_deref())?;
-    let grant: PermissionSet = args.grant.parse().with_context(|| {
-        format!(
-            "`{}` is not a preset (read, write, encrypt, full) or permission list",
-            args.grant
-        )
-    })?;
+    let grant = &args.grant;
     let mut rng = OsRandomness::new();
     (0..count)
         .map(|i| {

@@ -498,7 +498,7 @@ impl SessionView {
             denied: session
                 .rules
                 .iter()
-                .filter(|r| r.effect == RuleEffect::Deny && r.expires_at.is_none_or(|t| now < t))
+                .filter(|r| r.effect == RuleEffect::Deny && policy::in_force(r, now))
                 .map(|r| r.permission.to_string())
                 .collect(),
             rules: session
@@ -508,7 +508,7 @@ impl SessionView {
                     permission: r.permission.to_string(),
                     effect: r.effect,
                     expires_at: r.expires_at.map(|t| t.as_secs()),
-                    expired: r.expires_at.is_some_and(|t| t <= now),
+                    expired: !policy::in_force(r, now),
                 })
                 .collect(),
             requested: session.requested_perms.to_string(),

@@ -58,7 +58,7 @@ pub fn evaluate(session: &Session, now: Timestamp, method: Method, kind: Option<
 }
 
 /// Whether a rule is still in force at `now` (rules with an end stop at it).
-fn in_force(rule: &Rule, now: Timestamp) -> bool {
+pub fn in_force(rule: &Rule, now: Timestamp) -> bool {
     rule.expires_at.is_none_or(|t| now < t)
 }
 

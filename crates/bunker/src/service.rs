@@ -336,7 +336,7 @@ fn on_pool_event(
     if let PoolEvent::Event { event, relay, .. } = event {
         let out = engine.handle_event(Millis::now(), &event, rng);
         if let Some(reason) = &out.dropped {
-            tracing::debug!(relay = %relay, event = %event.id, ?reason, "dropped an event");
+            tracing::debug!(relay = %relay, event = %event.id, %reason, "dropped an event");
         }
         return Some(out);
     }

@@ -50,7 +50,7 @@ pub enum VaultError {
         /// The key name.
         name: String,
         /// Why.
-        reason: String,
+        reason: Unreadable,
     },
     /// The stored pubkey does not match the decrypted secret.
     #[error("key `{0}` is inconsistent: its secret does not match its stored pubkey")]
@@ -60,7 +60,21 @@ pub enum VaultError {
     BadSecretInput,
     /// Encryption failed.
     #[error("could not encrypt the key: {0}")]
-    Encrypt(String),
+    Encrypt(#[source] nip46::nostr::error::Error),
+}
+
+/// Why a stored `ncryptsec` cannot be opened at all (before the passphrase).
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    /// It is not a valid `ncryptsec` string; restore the key from a backup.
+    #[error("not a valid ncryptsec ({0})")]
+    NotNcryptsec(#[source] nip46::nostr::error::Error),
+    /// Its scrypt cost would take too much memory and time to open.
+    #[error("scrypt log_n {log_n} is above {MAX_LOG_N}")]
+    CostTooHigh {
+        /// The cost it states.
+        log_n: u8,
+    },
 }
 
 /// A secret key read from user input.
@@ -94,21 +108,20 @@ fn encrypt(
 ) -> Result<String, VaultError> {
     EncryptedSecretKey::new(secret, passphrase.expose(), log_n, security)
         .and_then(|e| e.to_bech32())
-        .map_err(|e| VaultError::Encrypt(e.to_string()))
+        .map_err(VaultError::Encrypt)
 }
 
 fn decrypt(name: &str, ncryptsec: &str, passphrase: &Passphrase) -> Result<Keys, VaultError> {
-    let unreadable = |reason: String| VaultError::Unreadable {
+    let unreadable = |reason: Unreadable| VaultError::Unreadable {
         name: name.to_owned(),
         reason,
     };
-    let encrypted =
-        EncryptedSecretKey::from_bech32(ncryptsec).map_err(|e| unreadable(e.to_string()))?;
+    let encrypted = EncryptedSecretKey::from_bech32(ncryptsec)
+        .map_err(|e| unreadable(Unreadable::NotNcryptsec(e)))?;
     if encrypted.log_n() > MAX_LOG_N {
-        return Err(unreadable(format!(
-            "scrypt log_n {} is above {MAX_LOG_N}",
-            encrypted.log_n()
-        )));
+        return Err(unreadable(Unreadable::CostTooHigh {
+            log_n: encrypted.log_n(),
+        }));
     }
     let secret = encrypted
         .decrypt_with_max_log_n(passphrase.expose(), MAX_LOG_N)

@@ -107,8 +107,8 @@ fn main() -> anyhow::Result<()> {
             let config = config()?;
             let env = bench::Environment {
                 database: config.database_path(),
-                advertised_relays: cmd::token::advertised_relays(&config)?,
-                data_dir: config.data_dir,
+                data_dir: config.data_dir.clone(),
+                advertised_relays: Box::new(move || cmd::token::advertised_relays(&config)),
             };
             bench::run(args, &env)
         }

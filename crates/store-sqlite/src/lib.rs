@@ -1011,6 +1011,7 @@ mod tests {
             ("a3", format!(r#"{{"peer":"{peer}","ciphertext_len":8}}"#)),
             ("a4", r#"{"method":"ping"}"#.to_owned()),
             ("a5", "not json".to_owned()),
+            ("a6", "[1, 2]".to_owned()),
         ];
         for (id, summary) in &legacy {
             conn.execute(
@@ -1051,6 +1052,7 @@ mod tests {
         ));
         assert_eq!(read("a4"), RequestSummary::Other);
         assert_eq!(read("a5"), RequestSummary::Other);
+        assert_eq!(read("a6"), RequestSummary::Other);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Rough timings of the hot path (audit rows), on a real file. Ignored by
 //! default; run with
-//! `cargo test -p rampart-store --release --test perf -- --ignored --nocapture`.
+//! `cargo test -p rampart-store-sqlite --release --test perf -- --ignored --nocapture`.
 
 // Test code: a failed unwrap is a failed test (clippy.toml allows them in
 // #[test] functions; this covers the helpers beside them too).

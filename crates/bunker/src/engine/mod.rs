@@ -498,13 +498,14 @@ impl Engine {
             let id = request.id;
             return self.handle_connect(now, ctx, id, params, ConnectAttempt::First, rng);
         }
-        if let Err(refusal) = self.admit(now, ctx) {
-            return self.refuse(now, ctx, call, refusal, rng);
-        }
+        let verdict = match self.admit(now, ctx, method, call.kind) {
+            Ok(verdict) => verdict,
+            Err(refusal) => return self.refuse(now, ctx, call, refusal, rng),
+        };
         if method == Method::Logout {
             return self.handle_logout(now, ctx, &request.id, rng);
         }
-        match self.verdict(now, ctx, method, call.kind) {
+        match verdict {
             Verdict::Allow => {
                 self.execute_and_answer(now, ctx, request, AuditDecision::Allowed, rng)
             }
@@ -520,9 +521,15 @@ impl Engine {
         }
     }
 
-    /// Count a request against its session: refused without an active
-    /// session, or once the session's rate limit is spent.
-    fn admit(&mut self, now: Millis, ctx: Ctx) -> Result<(), Refusal> {
+    /// Count a request against its session and ask its rules: refused
+    /// without an active session, or once the session's rate limit is spent.
+    fn admit(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        method: Method,
+        kind: Option<u16>,
+    ) -> Result<Verdict, Refusal> {
         let t = now.timestamp();
         let limit = self.config.rate_limit;
         let live = self
@@ -533,22 +540,12 @@ impl Engine {
         live.session.last_used_at = Some(t);
         live.session.request_count += 1;
         live.unflushed += 1;
-        let within_limit = live.bucket.try_take(&limit, now);
+        let verdict = live
+            .bucket
+            .try_take(&limit, now)
+            .then(|| policy::evaluate(&live.session, t, method, kind));
         self.schedule_touch(now);
-        if within_limit {
-            Ok(())
-        } else {
-            Err(Refusal::RateLimited)
-        }
-    }
-
-    /// What the session's rules say about an admitted call.
-    fn verdict(&self, now: Millis, ctx: Ctx, method: Method, kind: Option<u16>) -> Verdict {
-        match self.sessions.get(&(ctx.key_id, ctx.client)) {
-            Some(live) => policy::evaluate(&live.session, now.timestamp(), method, kind),
-            // Admitted a moment ago; a session never leaves in between.
-            None => Verdict::Deny("no active session".to_owned()),
-        }
+        verdict.ok_or(Refusal::RateLimited)
     }
 
     /// Refuse a call: audit it and queue the error answer.

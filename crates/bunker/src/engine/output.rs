@@ -15,24 +15,32 @@ pub struct Outgoing {
 }
 
 /// Why an event was dropped without an answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Dropped {
     /// Not addressed to any of our signer keys.
+    #[error("not addressed to any of our signer keys")]
     NotForUs,
     /// Envelope checks failed (kind, size).
+    #[error("envelope refused: {0}")]
     Envelope(EnvelopeError),
     /// Outside the time window.
+    #[error("created too long ago")]
     Stale,
     /// Created too far in the future.
+    #[error("created too far in the future")]
     Future,
     /// Already processed.
+    #[error("already processed (replay)")]
     Replayed,
     /// Bad id or signature.
+    #[error("bad id or signature")]
     BadSignature,
     /// Could not be decrypted.
+    #[error("undecryptable: {0}")]
     Undecryptable(EnvelopeError),
     /// Decrypted, but not a request with a usable id (always
     /// [`RequestError::Malformed`]: a readable id is answered instead).
+    #[error("{0}")]
     Malformed(RequestError),
 }
 

@@ -24,10 +24,10 @@ use bunker::engine::{Engine, TransportKey};
 use bunker::service::{self, AdminCommand, AdminSender, ServiceConfig};
 use bunker::vault::Vault;
 use dashboard::{Dashboard, DashboardConfig, login_drop};
-use nip46::BunkerUri;
 use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
+use nip46::{BunkerUri, PermissionSet};
 use relay::pool::{PoolConfig, PoolEvent, RelayPool};
 use relay::server::{self, ServerConfig};
 use store::{Store, StoredKey};
@@ -104,17 +104,7 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
 
     // Printed once the bunker listens: a client that connects at once must
     // not find nobody subscribed (relays do not keep kind-24133 events).
-    let mut uris = Vec::new();
-    for key in &keys {
-        uris.push(token::mint(
-            &mut store,
-            key,
-            grant.clone(),
-            None,
-            Some("rampart run".into()),
-            relays.clone(),
-        )?);
-    }
+    let uris = mint_start_tokens(&mut store, &keys, &grant, &relays)?;
     let announce_task = tokio::spawn(announce(admin_tx.clone(), uris));
     drop(admin_tx);
 
@@ -129,24 +119,64 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
     )
     .await;
 
-    // Stop the interfaces, then the embedded relay (the service answered
-    // every held request before it returned).
-    let _ = stop_tx.send(true);
-    announce_task.abort();
-    if let Some(task) = prompt_task {
-        task.abort();
-    }
-    if let Some(task) = dashboard_task
-        && tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .is_err()
-    {
-        tracing::warn!("the dashboard did not stop in time");
-    }
+    let interfaces = Interfaces {
+        stop: stop_tx,
+        announce: announce_task,
+        prompt: prompt_task,
+        dashboard: dashboard_task,
+    };
+    interfaces.stop().await;
     if let Some(handle) = embedded {
         handle.shutdown().await;
     }
     result.map_err(Into::into)
+}
+
+/// What runs beside the service and stops after it (the service answered
+/// every held request before it returned).
+struct Interfaces {
+    stop: watch::Sender<bool>,
+    announce: tokio::task::JoinHandle<()>,
+    prompt: Option<tokio::task::JoinHandle<()>>,
+    dashboard: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Interfaces {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.announce.abort();
+        if let Some(task) = self.prompt {
+            task.abort();
+        }
+        if let Some(task) = self.dashboard
+            && tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the dashboard did not stop in time");
+        }
+    }
+}
+
+/// One fresh single-use token per key, to print at start.
+fn mint_start_tokens(
+    store: &mut SqliteStore,
+    keys: &[StoredKey],
+    grant: &PermissionSet,
+    relays: &[RelayUrl],
+) -> Result<Vec<BunkerUri>> {
+    keys.iter()
+        .map(|key| {
+            token::mint(
+                store,
+                key,
+                grant.clone(),
+                None,
+                Some("rampart run".into()),
+                relays.to_vec(),
+            )
+        })
+        .collect()
 }
 
 /// Open the store, create a first key on a fresh one, and unlock every key

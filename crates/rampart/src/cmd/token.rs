@@ -91,7 +91,7 @@ pub fn advertised_relays(config: &Config) -> Result<Vec<RelayUrl>> {
 }
 
 /// Parse `--relay` flags.
-pub fn parse_relays(relays: &[String]) -> Result<Vec<RelayUrl>> {
+fn parse_relays(relays: &[String]) -> Result<Vec<RelayUrl>> {
     relays
         .iter()
         .map(|r| RelayUrl::parse(r).with_context(|| format!("`{r}` is not a ws:// or wss:// URL")))

@@ -9,6 +9,10 @@ SET summary = json_set(summary, '$.type',
         WHEN json_type(summary, '$.ciphertext_len') IS NOT NULL THEN 'decrypt'
         ELSE 'other'
     END)
-WHERE json_valid(summary) AND json_type(summary, '$.type') IS NULL;
+WHERE json_valid(summary) AND json_type(summary) = 'object'
+  AND json_type(summary, '$.type') IS NULL;
 
-UPDATE approvals SET summary = '{"type":"other"}' WHERE NOT json_valid(summary);
+-- Anything else (not JSON, or JSON that is not an object) says nothing
+-- readable: it becomes "other", and the method column still names the call.
+UPDATE approvals SET summary = '{"type":"other"}'
+WHERE NOT json_valid(summary) OR json_type(summary) != 'object';
