@@ -239,7 +239,7 @@ fn load(
             .as_secs()
             .saturating_sub(engine.replay_window_secs()),
     );
-    engine.seed_replay(now, store.audited_event_ids(since)?);
+    engine.seed_replay(now, store.audited_events(since)?);
     Ok(engine.reload(now, snapshot(store)?, rng))
 }
 

@@ -782,7 +782,14 @@ fn replays_across_a_restart_are_dropped_when_seeded() {
     let mut h = harness();
     let mut c = h.connected("read");
     let ev = c.request("r", "ping", serde_json::json!([]));
-    h.engine.seed_replay(now(), [ev.id]);
+    h.engine.seed_replay(
+        now(),
+        [store::AuditedEvent {
+            event_id: ev.id,
+            client: ev.pubkey,
+            created_at: ev.created_at,
+        }],
+    );
     assert_eq!(h.send(&ev).dropped, Some(Dropped::Replayed));
 }
 

@@ -27,9 +27,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use store::{
-    ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, Change, ConnectionToken,
-    KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule, RuleEffect, SecretHash,
-    Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
+    ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, AuditedEvent, Change,
+    ConnectionToken, KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule, RuleEffect,
+    SecretHash, Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_audit_rowid.sql"),
     include_str!("migrations/0003_tagged_summaries.sql"),
+    include_str!("migrations/0004_hardening.sql"),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -493,9 +494,13 @@ fn read_approval(row: &Row<'_>) -> Result<PendingApproval, StoreError> {
 fn read_audit(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
     let r = RowReader::new(row, "audit", &["seq"]);
     let decision: String = r.get("decision")?;
+    let at = r.ts("at")?;
+    let events: i64 = r.get("events")?;
     Ok(AuditEntry {
         seq: r.get("seq")?,
-        at: r.ts("at")?,
+        at,
+        event_created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
+        events: u32::try_from(events).map_err(|_| r.corrupt("events", "not a count"))?,
         key_id: KeyId(r.get("key_id")?),
         client: r.pubkey("client_pubkey")?,
         event_id: r.event_id("event_id")?,
@@ -513,8 +518,9 @@ fn read_audit(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
 // Writes
 
 const INSERT_AUDIT: &str = "INSERT INTO audit \
-    (at, key_id, client_pubkey, event_id, request_id, method, kind, decision, outcome, signed_event_id) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    (at, key_id, client_pubkey, event_id, request_id, method, kind, decision, outcome, \
+     signed_event_id, event_created_at, events) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 const UPSERT_SESSION: &str = "INSERT INTO sessions \
     (key_id, client_pubkey, rules, expires_at, created_at, last_used_at, request_count, \
@@ -588,6 +594,8 @@ fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
         e.decision.as_str(),
         e.outcome,
         e.signed_event_id.map(|id| id.to_hex()),
+        ts(e.event_created_at),
+        e.events,
     ])
     .ctx("writing an audit row")?;
     Ok(())
@@ -821,7 +829,7 @@ impl Store for SqliteStore {
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let mut sql = String::from(
             "SELECT seq, at, key_id, client_pubkey, event_id, request_id, method, kind, \
-             decision, outcome, signed_event_id FROM audit WHERE 1",
+             decision, outcome, signed_event_id, event_created_at, events FROM audit WHERE 1",
         );
         let mut args: Vec<Value> = Vec::new();
         let mut filter = |clause: &str, value: Value| {
@@ -861,13 +869,22 @@ impl Store for SqliteStore {
         )
     }
 
-    fn audited_event_ids(&self, since: Timestamp) -> Result<Vec<EventId>, StoreError> {
+    fn audited_events(&self, since: Timestamp) -> Result<Vec<AuditedEvent>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT seq, event_id FROM audit WHERE at >= ?1 ORDER BY at, seq")
+            .prepare_cached(
+                "SELECT seq, at, event_id, client_pubkey, event_created_at FROM audit \
+                 WHERE at >= ?1 ORDER BY at, seq",
+            )
             .ctx("listing audited events")?;
         collect(&mut stmt, [ts(since)], "listing audited events", |row| {
-            RowReader::new(row, "audit", &["seq"]).event_id("event_id")
+            let r = RowReader::new(row, "audit", &["seq"]);
+            let at = r.ts("at")?;
+            Ok(AuditedEvent {
+                event_id: r.event_id("event_id")?,
+                client: r.pubkey("client_pubkey")?,
+                created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
+            })
         })
     }
 

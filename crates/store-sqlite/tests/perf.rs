@@ -23,6 +23,8 @@ fn audit(key: KeyId, n: u64) -> Change {
         key_id: key,
         client: PublicKey::from_byte_array([7; 32]),
         event_id: EventId::from_byte_array(id),
+        event_created_at: Timestamp::from_secs(1_700_000_000),
+        events: 1,
         request_id: n.to_string(),
         method: "sign_event".to_owned(),
         kind: Some(1),

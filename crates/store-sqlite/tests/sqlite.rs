@@ -96,6 +96,8 @@ fn audit_row(key_id: KeyId, n: u8) -> AuditEntry {
         key_id,
         client: pk(50),
         event_id: EventId::from_byte_array([n; 32]),
+        event_created_at: Timestamp::from_secs(1_700_000_000),
+        events: 1,
         request_id: format!("r{n}"),
         method: "ping".to_owned(),
         kind: None,
@@ -398,7 +400,7 @@ fn damaged_values_are_reported_as_corrupt() {
     assert!(m.contains("decision"), "{m}");
 
     let m = corrupt_read("UPDATE audit SET event_id = 'nothex'", |s| {
-        s.audited_event_ids(Timestamp::from_secs(0))
+        s.audited_events(Timestamp::from_secs(0))
     });
     assert!(m.contains("event_id"), "{m}");
 

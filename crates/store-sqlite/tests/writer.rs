@@ -80,6 +80,8 @@ fn audit(key: KeyId, n: u32) -> Change {
         key_id: key,
         client: pk(9),
         event_id: event(n),
+        event_created_at: Timestamp::from_secs(1_700_000_000),
+        events: 1,
         request_id: n.to_string(),
         method: "sign_event".to_owned(),
         kind: Some(1),

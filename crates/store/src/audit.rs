@@ -64,6 +64,13 @@ pub struct AuditEntry {
     pub client: PublicKey,
     /// The kind-24133 event that carried the request.
     pub event_id: EventId,
+    /// That event's own `created_at` (what replay protection keys on; rows
+    /// written before it was recorded read back their `at`).
+    pub event_created_at: Timestamp,
+    /// How many request events the row stands for: 1, or for refusals of
+    /// strangers counted together, how many were refused (the row names the
+    /// last one).
+    pub events: u32,
     /// The NIP-46 request id.
     pub request_id: String,
     /// Method name as sent (unknown ones included, truncated).
@@ -76,6 +83,17 @@ pub struct AuditEntry {
     pub outcome: String,
     /// For a signed event: its id, so a signature can be traced to its row.
     pub signed_event_id: Option<EventId>,
+}
+
+/// A request event the bunker processed, as replay protection remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditedEvent {
+    /// The event id.
+    pub event_id: EventId,
+    /// Its author (the client).
+    pub client: PublicKey,
+    /// Its `created_at`.
+    pub created_at: Timestamp,
 }
 
 /// A filter over the audit log.

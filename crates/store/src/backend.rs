@@ -1,10 +1,10 @@
 //! The [`Store`] trait: what every backend (SQLite, PostgreSQL) does, checked
 //! by the shared suite.
 
-use nip46::nostr::prelude::{EventId, Timestamp};
+use nip46::nostr::prelude::Timestamp;
 
 use crate::approval::PendingApproval;
-use crate::audit::{AuditEntry, AuditQuery};
+use crate::audit::{AuditEntry, AuditQuery, AuditedEvent};
 use crate::change::Change;
 use crate::error::StoreError;
 use crate::key::{KeyId, NewKey, StoredKey};
@@ -33,9 +33,9 @@ pub trait Store: Send {
 
     /// Audit rows matching the query, newest first.
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
-    /// Ids of request events audited at or after `since` (to refuse replays
-    /// across a restart).
-    fn audited_event_ids(&self, since: Timestamp) -> Result<Vec<EventId>, StoreError>;
+    /// Request events audited at or after `since`, oldest first (to refuse
+    /// replays across a restart).
+    fn audited_events(&self, since: Timestamp) -> Result<Vec<AuditedEvent>, StoreError>;
 
     /// Apply a batch of changes in one transaction: all or nothing.
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;

@@ -22,7 +22,7 @@ pub mod writer;
 pub use approval::{
     ApprovalDecision, ApprovalId, ApprovalStatus, DecisionScope, PendingApproval, RequestSummary,
 };
-pub use audit::{AuditDecision, AuditEntry, AuditQuery};
+pub use audit::{AuditDecision, AuditEntry, AuditQuery, AuditedEvent};
 pub use backend::Store;
 pub use change::Change;
 pub use error::StoreError;

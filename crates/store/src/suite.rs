@@ -18,9 +18,10 @@ use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp};
 use nip46::{ClientMetadata, Method, Permission, PermissionSet, Preset};
 
 use crate::{
-    ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, Change,
-    ConnectionToken, DecisionScope, KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule,
-    RuleEffect, SecretHash, Session, SessionOrigin, Store, StoreError, TokenId,
+    ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery,
+    AuditedEvent, Change, ConnectionToken, DecisionScope, KeyId, NewKey, NewToken, PendingApproval,
+    RequestSummary, Rule, RuleEffect, SecretHash, Session, SessionOrigin, Store, StoreError,
+    TokenId,
 };
 
 /// One check of the suite: gets a fresh, empty store, panics on failure.
@@ -55,7 +56,7 @@ macro_rules! __for_each_store_check {
             audit_round_trip,
             audit_newest_first_with_limit,
             audit_filters,
-            audited_event_ids_since,
+            audited_events_since,
             apply_is_all_or_nothing,
             empty_apply_is_a_no_op,
             external_version_is_stable_alone,
@@ -274,6 +275,8 @@ fn audit_row(key_id: KeyId, client: PublicKey, at: u64, n: u8) -> AuditEntry {
         key_id,
         client,
         event_id: event(n),
+        event_created_at: t(at.saturating_sub(3)),
+        events: 1,
         request_id: format!("r{n}"),
         method: "sign_event".to_owned(),
         kind: Some(1),
@@ -744,6 +747,7 @@ pub fn audit_round_trip(store: &mut dyn Store) {
     let bare = AuditEntry {
         kind: None,
         signed_event_id: None,
+        events: 40,
         method: "no_such_method".to_owned(),
         decision: AuditDecision::Invalid,
         outcome: "method_not_found".to_owned(),
@@ -905,20 +909,34 @@ pub fn audit_filters(store: &mut dyn Store) {
     );
 }
 
-/// `audited_event_ids` returns the request event ids at or after `since`.
-pub fn audited_event_ids_since(store: &mut dyn Store) {
-    assert!(ok(store.audited_event_ids(t(0)), "audited_event_ids").is_empty());
+/// `audited_events` returns the request events audited at or after `since`,
+/// oldest first, with their author and their own `created_at`.
+pub fn audited_events_since(store: &mut dyn Store) {
+    assert!(ok(store.audited_events(t(0)), "audited_events").is_empty());
     let key = add_key(store, "alice", 1);
     let changes: Vec<Change> = [100, 200, 300]
         .into_iter()
         .enumerate()
-        .map(|(i, at)| Change::Audit(audit_row(key, pk(80), at, i as u8)))
+        .map(|(i, at)| Change::Audit(audit_row(key, pk(80 + i as u8), at, i as u8)))
         .collect();
     apply(store, &changes);
-    let mut ids = ok(store.audited_event_ids(t(200)), "audited_event_ids");
-    ids.sort();
-    assert_eq!(ids, [event(1), event(2)]);
-    assert_eq!(ok(store.audited_event_ids(t(301)), "audited_event_ids"), []);
+    let events = ok(store.audited_events(t(200)), "audited_events");
+    assert_eq!(
+        events,
+        [
+            AuditedEvent {
+                event_id: event(1),
+                client: pk(81),
+                created_at: t(197),
+            },
+            AuditedEvent {
+                event_id: event(2),
+                client: pk(82),
+                created_at: t(297),
+            },
+        ]
+    );
+    assert_eq!(ok(store.audited_events(t(301)), "audited_events"), []);
 }
 
 // ---------------------------------------------------------------------------

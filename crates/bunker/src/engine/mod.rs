@@ -18,14 +18,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use nip46::envelope::{self, Opened};
-use nip46::nostr::prelude::{Event, EventId, Keys, PublicKey, RelayUrl};
+use nip46::nostr::prelude::{Event, EventId, Keys, PublicKey, RelayUrl, Timestamp};
 use nip46::{
     Command, Conversation, Entropy, EnvelopeError, ErrorCode, Method, Outcome, Request,
     RequestError, Response, Scheme, relay_list_json, relay_map_json,
 };
 use serde::{Deserialize, Serialize};
 use store::{
-    ApprovalId, AuditDecision, AuditEntry, Change, ConnectionToken, KeyId, PendingApproval, Session,
+    ApprovalId, AuditDecision, AuditEntry, AuditedEvent, Change, ConnectionToken, KeyId,
+    PendingApproval, Session,
 };
 
 use crate::auth_url::AuthUrlBase;
@@ -155,6 +156,8 @@ struct Ctx {
     signer: PublicKey,
     client: PublicKey,
     event_id: EventId,
+    /// The request event's own `created_at` (audited, for replay protection).
+    created_at: Timestamp,
     scheme: Scheme,
 }
 
@@ -342,9 +345,13 @@ impl Engine {
         }
     }
 
-    /// How far back request events are accepted (and remembered), in seconds.
+    /// How long a request event stays acceptable after it is processed
+    /// (dated up to the future window ahead, accepted until the past window
+    /// behind), in seconds: the span of audit rows replay protection needs.
     pub fn replay_window_secs(&self) -> u64 {
-        self.config.past_window_secs
+        self.config
+            .past_window_secs
+            .saturating_add(self.config.future_window_secs)
     }
 
     /// The signer pubkeys to subscribe for (`#p` filter).
@@ -376,10 +383,11 @@ impl Engine {
     }
 
     /// Remember request ids processed before a restart.
-    pub fn seed_replay(&mut self, now: Millis, ids: impl IntoIterator<Item = EventId>) {
+    pub fn seed_replay(&mut self, now: Millis, events: impl IntoIterator<Item = AuditedEvent>) {
         let t = now.timestamp();
-        for id in ids {
-            self.replay.remember(t, t, &id);
+        for e in events {
+            self.replay
+                .remember(t, &e.client, e.created_at, &e.event_id);
         }
     }
 
@@ -418,7 +426,10 @@ impl Engine {
             return Output::dropped(Dropped::Envelope(e));
         }
         let t = now.timestamp();
-        match self.replay.check(t, event.created_at, &event.id) {
+        match self
+            .replay
+            .check(t, &event.pubkey, event.created_at, &event.id)
+        {
             ReplayVerdict::Fresh => {}
             ReplayVerdict::Replayed => return Output::dropped(Dropped::Replayed),
             ReplayVerdict::Stale => return Output::dropped(Dropped::Stale),
@@ -434,7 +445,10 @@ impl Engine {
         if verified.is_err() {
             return Output::dropped(Dropped::BadSignature);
         }
-        if !self.replay.remember(t, event.created_at, &event.id) {
+        if !self
+            .replay
+            .remember(t, &event.pubkey, event.created_at, &event.id)
+        {
             return Output::dropped(Dropped::Replayed);
         }
         let Some(key_id) = self.signers.get(&signer).map(|s| s.key_id) else {
@@ -449,6 +463,7 @@ impl Engine {
             signer,
             client: event.pubkey,
             event_id: event.id,
+            created_at: event.created_at,
             scheme,
         };
         match Request::parse(&text) {
@@ -748,6 +763,8 @@ impl Engine {
             key_id: ctx.key_id,
             client: ctx.client,
             event_id: ctx.event_id,
+            event_created_at: ctx.created_at,
+            events: 1,
             request_id: response.id.clone(),
             method: method.to_owned(),
             kind,
