@@ -21,6 +21,7 @@ pub mod randomness;
 pub mod rate_limit;
 pub mod replay;
 pub mod service;
+pub mod strangers;
 pub mod vault;
 
 pub use clock::Millis;

@@ -1,4 +1,5 @@
-//! Per-session token buckets: a burst allowance refilled at a steady rate.
+//! Token buckets: a burst allowance refilled at a steady rate (per session,
+//! and for strangers per sender and in total).
 
 use serde::{Deserialize, Serialize};
 
@@ -41,14 +42,32 @@ impl TokenBucket {
 
     /// Take one token if there is one.
     pub fn try_take(&mut self, limit: &RateLimit, now: Millis) -> bool {
-        let elapsed = now.0.saturating_sub(self.last.0) as f64 / 1000.0;
-        self.tokens = (self.tokens + elapsed * limit.per_second).min(f64::from(limit.burst));
-        self.last = now.max(self.last);
+        self.refill(limit, now);
         if self.tokens < 1.0 {
             return false;
         }
         self.tokens -= 1.0;
         true
+    }
+
+    /// Whether a token would be there at `now`, without taking it.
+    pub fn has_token(&self, limit: &RateLimit, now: Millis) -> bool {
+        let mut probe = self.clone();
+        probe.refill(limit, now);
+        probe.tokens >= 1.0
+    }
+
+    /// Whether the bucket is full again at `now` (its owner is idle).
+    pub fn is_full(&self, limit: &RateLimit, now: Millis) -> bool {
+        let mut probe = self.clone();
+        probe.refill(limit, now);
+        probe.tokens >= f64::from(limit.burst)
+    }
+
+    fn refill(&mut self, limit: &RateLimit, now: Millis) {
+        let elapsed = now.0.saturating_sub(self.last.0) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * limit.per_second).min(f64::from(limit.burst));
+        self.last = now.max(self.last);
     }
 }
 

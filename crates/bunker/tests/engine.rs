@@ -1002,3 +1002,136 @@ fn session_counters_are_flushed_on_timeout() {
         .collect();
     assert_eq!(touched, vec![3]);
 }
+
+/// Every audit row in an output.
+fn audit_rows(out: &Output) -> Vec<&store::AuditEntry> {
+    out.changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Audit(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn strangers_are_answered_then_silenced_and_audited_in_aggregate() {
+    let mut h = harness();
+    let mut friend = h.connected("read");
+    let mut strangers: Vec<Client> = (0..50).map(|_| Client::new(h.signer)).collect();
+    let (mut rows, mut answers, mut silenced, mut friend_answers) = (0, 0, 0, 0);
+    let mut events = 0u32;
+    for round in 0..100 {
+        for (i, s) in strangers.iter_mut().enumerate() {
+            let out = h.send(&s.request(&format!("p{round}-{i}"), "ping", serde_json::json!([])));
+            rows += audit_rows(&out).len();
+            answers += out.publish.len();
+            if out.dropped == Some(Dropped::Silenced) {
+                silenced += 1;
+            }
+            events += audit_rows(&out).iter().map(|e| e.events).sum::<u32>();
+        }
+        let out = h.send(&friend.request(&format!("f{round}"), "ping", serde_json::json!([])));
+        assert_eq!(
+            only_reply(&mut friend, &out),
+            Response::ok(format!("f{round}"), "pong")
+        );
+        friend_answers += 1;
+    }
+    assert_eq!(
+        friend_answers, 100,
+        "the connected client is served throughout"
+    );
+    // A clear refusal first (three answers each at most), then silence.
+    assert!(
+        answers >= 50,
+        "every stranger got a clear refusal: {answers}"
+    );
+    assert!(silenced >= 50 * 90, "{silenced} silenced");
+    // One row per stranger at once…
+    assert_eq!(rows, 50, "one row per stranger for its first refusal");
+    // …and one more per stranger when its minute is over, with the count.
+    let later = Millis(now().0 + 61_000);
+    let out = h.engine.handle_timeout(later, &mut h.rng);
+    let tallies: Vec<_> = audit_rows(&out)
+        .into_iter()
+        .filter(|e| e.method == "ping" && e.events > 1)
+        .collect();
+    assert_eq!(tallies.len(), 50, "one aggregate row per stranger");
+    events += tallies.iter().map(|e| e.events).sum::<u32>();
+    // The rows count every refusal (three per stranger before its bucket is
+    // empty; the total limit kept some of them silent); the later events
+    // were dropped before their signature was checked, so are not counted.
+    assert_eq!(events, 50 * 3, "{events} events in rows");
+    assert_eq!(answers, 100, "the total limit (burst 100) holds");
+    assert!(
+        rows + tallies.len() <= 100,
+        "≤ 100 rows for 50 × 100 requests"
+    );
+    // Nothing is left to write at shutdown.
+    let out = h.engine.shutdown(later, &mut h.rng);
+    assert!(
+        audit_rows(&out)
+            .iter()
+            .all(|e| e.client == friend.keys.public_key())
+    );
+}
+
+#[test]
+fn a_silenced_stranger_is_dropped_before_its_signature_is_checked() {
+    let mut h = harness();
+    let mut s = Client::new(h.signer);
+    for i in 0..3 {
+        let out = h.send(&s.request(&format!("a{i}"), "sign_event", serde_json::json!(["{}"])));
+        let (_, resp) = s.open(&out.publish[0].event);
+        assert!(matches!(resp.outcome, nip46::Outcome::Error(_)), "{resp:?}");
+    }
+    let out = h.send(&s.request("b", "ping", serde_json::json!([])));
+    assert_eq!(out.dropped, Some(Dropped::Silenced));
+    // Even a forged event under its name is dropped unverified, and another
+    // stranger is not affected.
+    let mut forged = s.request("c", "ping", serde_json::json!([]));
+    forged.content = "tampered".into();
+    assert_eq!(h.send(&forged).dropped, Some(Dropped::Silenced));
+    let mut other = Client::new(h.signer);
+    let out = h.send(&other.request("d", "ping", serde_json::json!([])));
+    assert_eq!(out.publish.len(), 1);
+    // A connect with a wrong secret counts as stranger traffic too.
+    let mut c = Client::new(h.signer);
+    for i in 0..5 {
+        let out = h.send(&c.request(
+            &format!("c{i}"),
+            "connect",
+            serde_json::json!([h.signer.to_hex(), "not-a-secret"]),
+        ));
+        if i >= 3 {
+            assert!(out.publish.is_empty(), "silence after three refusals");
+        }
+    }
+}
+
+#[test]
+fn the_deferred_connect_list_is_bounded() {
+    let mut h = harness();
+    let max = EngineConfig::default().max_deferred_connects;
+    let mut deferred = 0;
+    let mut refused_at_once = 0;
+    for i in 0..max + 10 {
+        let mut c = Client::new(h.signer);
+        let ev = c.request(
+            &format!("c{i}"),
+            "connect",
+            serde_json::json!([h.signer.to_hex(), format!("unknown-{i}")]),
+        );
+        let out = h.send(&ev);
+        if out.wants_reload && out.publish.is_empty() {
+            deferred += 1;
+        } else {
+            let (_, resp) = c.open(&out.publish[0].event);
+            assert!(matches!(resp.outcome, nip46::Outcome::Error(_)), "{resp:?}");
+            refused_at_once += 1;
+        }
+    }
+    assert_eq!(deferred, max);
+    assert_eq!(refused_at_once, 10);
+}

@@ -217,6 +217,8 @@ impl Engine {
         }
         self.next_touch = Some(now);
         out.merge(self.handle_timeout(now, rng));
+        out.changes
+            .extend(self.strangers.drain().into_iter().map(Change::Audit));
         out
     }
 }

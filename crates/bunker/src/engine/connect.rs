@@ -110,7 +110,10 @@ impl Engine {
                 self.insert_session(session, now);
                 AuditDecision::Allowed
             }
-            (false, Some(TokenMatch::None)) if attempt == ConnectAttempt::First => {
+            (false, Some(TokenMatch::None))
+                if attempt == ConnectAttempt::First
+                    && self.deferred.len() < self.config.max_deferred_connects =>
+            {
                 self.deferred.push(DeferredConnect {
                     deadline: now.plus_ms(self.config.unknown_secret_grace_ms),
                     ctx,
@@ -133,7 +136,9 @@ impl Engine {
                     }
                     Some(_) => "invalid secret",
                 };
-                let answer = self.refuse(now, ctx, call, Refusal::unauthorized(reason), rng);
+                // No session and no usable secret: a stranger.
+                let answer =
+                    self.refuse_stranger(now, ctx, call, Refusal::unauthorized(reason), rng);
                 out.merge(answer);
                 return out;
             }

@@ -36,6 +36,7 @@ use crate::policy::{self, Verdict};
 use crate::randomness::Randomness;
 use crate::rate_limit::{RateLimit, TokenBucket};
 use crate::replay::{ReplayGuard, ReplayVerdict};
+use crate::strangers::{StrangerLimits, Strangers};
 
 mod approval;
 mod connect;
@@ -84,6 +85,10 @@ pub struct EngineConfig {
     /// reload before it is refused: a token minted by the CLI a moment ago may
     /// not have reached the engine yet.
     pub unknown_secret_grace_ms: u64,
+    /// `connect`s waiting for that reload, at most; more are refused at once.
+    pub max_deferred_connects: usize,
+    /// What clients without a session may cost (answers, audit rows, memory).
+    pub strangers: StrangerLimits,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +104,8 @@ impl Default for EngineConfig {
             auth_url_base: None,
             touch_interval_ms: 1000,
             unknown_secret_grace_ms: 500,
+            max_deferred_connects: 64,
+            strangers: StrangerLimits::default(),
         }
     }
 }
@@ -301,6 +308,7 @@ pub struct Engine {
     replay: ReplayGuard,
     held: BTreeMap<ApprovalId, Held>,
     deferred: Vec<DeferredConnect>,
+    strangers: Strangers,
     next_touch: Option<Millis>,
 }
 
@@ -314,6 +322,7 @@ impl Engine {
         backend: Arc<dyn KeyBackend>,
         transport: Vec<TransportKey>,
     ) -> Self {
+        let strangers = Strangers::new(config.strangers, Millis(0));
         let replay = ReplayGuard::new(
             config.past_window_secs,
             config.future_window_secs,
@@ -341,6 +350,7 @@ impl Engine {
             replay,
             held: BTreeMap::new(),
             deferred: Vec::new(),
+            strangers,
             next_touch: None,
         }
     }
@@ -410,7 +420,11 @@ impl Engine {
             .values()
             .map(|h| Millis::from_timestamp(h.approval.expires_at));
         let deferred = self.deferred.iter().map(|d| d.deadline);
-        approvals.chain(deferred).chain(self.next_touch).min()
+        approvals
+            .chain(deferred)
+            .chain(self.next_touch)
+            .chain(self.strangers.next_due())
+            .min()
     }
 
     /// Handle one kind-24133 event from a relay.
@@ -435,6 +449,13 @@ impl Engine {
             ReplayVerdict::Stale => return Output::dropped(Dropped::Stale),
             ReplayVerdict::Future => return Output::dropped(Dropped::Future),
         }
+        let Some(key_id) = self.signers.get(&signer).map(|s| s.key_id) else {
+            return Output::dropped(Dropped::NotForUs);
+        };
+        let stranger = !self.has_session(key_id, &event.pubkey, now);
+        if stranger && self.strangers.silenced(&event.pubkey, now) {
+            return Output::dropped(Dropped::Silenced);
+        }
         // A known client's key is parsed once, in its cached conversation;
         // an unknown one's is checked from scratch, before anything is
         // derived or cached for it.
@@ -451,9 +472,6 @@ impl Engine {
         {
             return Output::dropped(Dropped::Replayed);
         }
-        let Some(key_id) = self.signers.get(&signer).map(|s| s.key_id) else {
-            return Output::dropped(Dropped::NotForUs);
-        };
         let (scheme, text) = match self.decrypt(&signer, event) {
             Ok(opened) => (opened.scheme, opened.body),
             Err(e) => return Output::dropped(Dropped::Undecryptable(e)),
@@ -475,7 +493,11 @@ impl Engine {
                     kind: None,
                     id: &id,
                 };
-                self.refuse(now, ctx, call, Refusal::InvalidParams(reason.0), rng)
+                let refusal = Refusal::InvalidParams(reason.0);
+                if stranger && method != Method::Connect.as_str() {
+                    return self.refuse_stranger(now, ctx, call, refusal, rng);
+                }
+                self.refuse(now, ctx, call, refusal, rng)
             }
         }
     }
@@ -506,6 +528,10 @@ impl Engine {
         rng: &mut dyn Randomness,
     ) -> Output {
         let call = Call::of(&request);
+        let is_connect = matches!(request.command, Command::Connect(_));
+        if !is_connect && !self.has_session(ctx.key_id, &ctx.client, now) {
+            return self.refuse_stranger(now, ctx, call, Refusal::NoSession, rng);
+        }
         let Some(method) = request.command.method() else {
             return self.refuse(now, ctx, call, Refusal::UnknownMethod, rng);
         };
@@ -716,6 +742,8 @@ impl Engine {
                 rng,
             ));
         }
+        out.changes
+            .extend(self.strangers.due(now).into_iter().map(Change::Audit));
         if self.next_touch.is_some_and(|due| due <= now) {
             self.next_touch = None;
             for live in self.sessions.values_mut().filter(|l| l.unflushed > 0) {
@@ -744,35 +772,23 @@ impl Engine {
         reply: Reply<'_>,
         rng: &mut dyn Randomness,
     ) -> Output {
-        let Reply {
-            method,
-            kind,
-            decision,
-            response,
-            signed_event_id,
-        } = reply;
         let mut out = Output::default();
-        let outcome = match &response.outcome {
-            Outcome::Result(_) => "ok".to_owned(),
-            Outcome::AuthUrl(_) => "auth_url".to_owned(),
-            Outcome::Error(e) => e.code.map_or("error", |c| c.as_str()).to_owned(),
-        };
-        out.changes.push(Change::Audit(AuditEntry {
-            seq: 0,
-            at: now.timestamp(),
-            key_id: ctx.key_id,
-            client: ctx.client,
-            event_id: ctx.event_id,
-            event_created_at: ctx.created_at,
-            events: 1,
-            request_id: response.id.clone(),
-            method: method.to_owned(),
-            kind,
-            decision,
-            outcome,
-            signed_event_id,
-        }));
-        match self.seal(now, ctx.signer, ctx.client, ctx.scheme, &response, rng) {
+        out.changes
+            .push(Change::Audit(audit_entry(now, ctx, &reply)));
+        self.publish(now, ctx, &reply.response, rng, &mut out);
+        out
+    }
+
+    /// Seal a response and queue it for publishing.
+    fn publish(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        response: &Response,
+        rng: &mut dyn Randomness,
+        out: &mut Output,
+    ) {
+        match self.seal(now, ctx.signer, ctx.client, ctx.scheme, response, rng) {
             Ok(event) => {
                 let extra_relays = self
                     .sessions
@@ -786,7 +802,39 @@ impl Engine {
             }
             Err(e) => tracing::warn!(error = %e, "could not seal a response"),
         }
+    }
+
+    /// Refuse a stranger (no session on this key; or a `connect` whose
+    /// secret is wrong, used or expired): answered and audited within the
+    /// limits of [`Strangers`], silent and counted beyond them.
+    fn refuse_stranger(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        call: Call<'_>,
+        refusal: Refusal,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let reply = Reply::refused(call, refusal);
+        let verdict = self.strangers.refuse(now, audit_entry(now, ctx, &reply));
+        let mut out = Output::default();
+        out.changes
+            .extend(verdict.flushed.into_iter().map(Change::Audit));
+        out.changes
+            .extend(verdict.audit.into_iter().map(Change::Audit));
+        if verdict.answer {
+            self.publish(now, ctx, &reply.response, rng, &mut out);
+        } else {
+            out.dropped = Some(Dropped::Silenced);
+        }
         out
+    }
+
+    /// Whether the client has an active session on the key.
+    fn has_session(&self, key_id: KeyId, client: &PublicKey, now: Millis) -> bool {
+        self.sessions
+            .get(&(key_id, *client))
+            .is_some_and(|l| l.session.is_active(now.timestamp()))
     }
 
     fn seal(
@@ -816,6 +864,30 @@ impl Engine {
             now.timestamp(),
             &entropy,
         )?)
+    }
+}
+
+/// The audit row of an answer to the request in `ctx`.
+fn audit_entry(now: Millis, ctx: Ctx, reply: &Reply<'_>) -> AuditEntry {
+    let outcome = match &reply.response.outcome {
+        Outcome::Result(_) => "ok".to_owned(),
+        Outcome::AuthUrl(_) => "auth_url".to_owned(),
+        Outcome::Error(e) => e.code.map_or("error", |c| c.as_str()).to_owned(),
+    };
+    AuditEntry {
+        seq: 0,
+        at: now.timestamp(),
+        key_id: ctx.key_id,
+        client: ctx.client,
+        event_id: ctx.event_id,
+        event_created_at: ctx.created_at,
+        events: 1,
+        request_id: reply.response.id.clone(),
+        method: reply.method.to_owned(),
+        kind: reply.kind,
+        decision: reply.decision,
+        outcome,
+        signed_event_id: reply.signed_event_id,
     }
 }
 

@@ -35,6 +35,9 @@ pub enum Dropped {
     /// Bad id or signature.
     #[error("bad id or signature")]
     BadSignature,
+    /// A client without a session that used up its answers: silence.
+    #[error("a stranger over its limit (silenced)")]
+    Silenced,
     /// Could not be decrypted.
     #[error("undecryptable: {0}")]
     Undecryptable(EnvelopeError),
