@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use nip46::nostr::nips::nip19::{FromBech32, ToBech32};
-use nip46::nostr::prelude::{PublicKey, RelayUrl, Timestamp};
+use nip46::nostr::prelude::{PublicKey, RelayUrl, Timestamp, UnsignedEvent};
 use nip46::{BunkerUri, ConnectSecret, NostrConnectUri, Permission, PermissionSet};
 use serde::Serialize;
 use store::{
@@ -399,6 +399,12 @@ pub struct ApprovalView {
     pub description: String,
     /// What the request asks, as the engine summarized it.
     pub details: RequestSummary,
+    /// For `sign_event`: the complete event signed if allowed (id included).
+    pub event: Option<UnsignedEvent>,
+    /// The same event as JSON text, exactly as it is signed (its length is
+    /// the size shown).
+    #[serde(skip)]
+    pub event_json: Option<String>,
     /// When asked (unix seconds).
     pub created_at: u64,
     /// When the client gets `unauthorized` (unix seconds).
@@ -423,6 +429,8 @@ impl ApprovalView {
             permission: policy::permission_for(approval.method, approval.kind).to_string(),
             description: describe::one_line(approval),
             details: approval.summary.clone(),
+            event_json: approval.event.as_ref().map(|e| e.as_json()),
+            event: approval.event.clone(),
             created_at: approval.created_at.as_secs(),
             expires_at: approval.expires_at.as_secs(),
             client,
@@ -789,6 +797,7 @@ mod tests {
             method: Method::SignEvent,
             kind: Some(1),
             summary: store::RequestSummary::Other,
+            event: None,
             created_at: now,
             expires_at: Timestamp::from_secs(70),
             status: ApprovalStatus::Pending,

@@ -4,6 +4,8 @@
 //! The dashboard, the terminal prompt and `rampart approvals list` all show
 //! the same words for the same request, so they all read them from here.
 
+use std::borrow::Cow;
+
 use nip46::ClientMetadata;
 use store::{PendingApproval, RequestSummary};
 
@@ -83,16 +85,36 @@ pub fn app_label(metadata: &ClientMetadata, client_hex: &str) -> String {
     }
 }
 
-/// One line for a person: `sign_event kind 1 (Short text note): "gm"`.
+/// One line for a person, starting with what matters most — for signing,
+/// the content: `"gm" · sign_event kind 1 (Short text note), 2 tags`.
+/// What it shortens it says, with the count of hidden characters.
 pub fn one_line(approval: &PendingApproval) -> String {
     let method = approval.method.as_str();
     match &approval.summary {
-        RequestSummary::SignEvent { kind, content, .. } => {
+        RequestSummary::SignEvent {
+            kind,
+            content,
+            content_hidden,
+            tags,
+            tags_hidden,
+            ..
+        } => {
             let kind = *kind;
-            let content = content.replace(['\n', '\r', '\t'], " ");
-            let mut line = format!("{method} kind {}", kind_label(kind));
-            if !content.trim().is_empty() {
-                line.push_str(&format!(": \"{}\"", clip(content.trim(), 60)));
+            let mut line = String::new();
+            let content = content.trim();
+            if !content.is_empty() || *content_hidden > 0 {
+                line.push_str(&format!(
+                    "\"{}\" · ",
+                    clip_counted(content, 60, *content_hidden)
+                ));
+            }
+            line.push_str(&format!("{method} kind {}", kind_label(kind)));
+            let tag_count = tags.len() as u64 + tags_hidden;
+            if tag_count > 0 {
+                line.push_str(&format!(
+                    ", {tag_count} tag{}",
+                    if tag_count == 1 { "" } else { "s" }
+                ));
             }
             if let Some(warning) = kind_warning(kind) {
                 line.push_str(&format!(" — {warning}"));
@@ -115,18 +137,55 @@ pub fn one_line(approval: &PendingApproval) -> String {
     }
 }
 
-/// At most `max` characters, with an ellipsis when cut, and no control characters.
+/// At most `max` characters on one line: control characters (newlines
+/// included) become spaces, and a cut says how many characters it hid.
 pub fn clip(text: &str, max: usize) -> String {
+    clip_counted(text, max, 0)
+}
+
+/// [`clip`], where `already_hidden` characters were cut before.
+fn clip_counted(text: &str, max: usize, already_hidden: u64) -> String {
     let clean: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || is_bidi_control(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
-    if clean.chars().count() <= max {
+    let total = clean.chars().count();
+    if total <= max && already_hidden == 0 {
         return clean;
     }
-    let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    let kept: String = clean.chars().take(max).collect();
+    let hidden = (total.saturating_sub(max)) as u64 + already_hidden;
+    format!("{kept}…(+{hidden})")
+}
+
+/// Characters that reorder text on a terminal or a page (Unicode bidi
+/// controls): an app could make "Allow" read as something else.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text from a peer, safe to print on a terminal: control characters
+/// (escape sequences, carriage returns, …) and bidi controls are shown
+/// escaped (`\u{1b}`), everything else as is.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() || is_bidi_control(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -146,6 +205,7 @@ mod tests {
             method,
             kind,
             summary,
+            event: None,
             created_at: Timestamp::from_secs(0),
             expires_at: Timestamp::from_secs(60),
             status: ApprovalStatus::Pending,
@@ -160,13 +220,17 @@ mod tests {
             RequestSummary::SignEvent {
                 kind: 0,
                 content: "{\"name\":\"x\"}\nmore".into(),
+                content_hidden: 0,
                 tags: vec![vec!["p".into(), "ab".into()]],
+                tags_hidden: 0,
                 created_at: Some(7),
             },
         );
         let line = one_line(&a);
         assert!(
-            line.starts_with("sign_event kind 0 (Profile metadata): \"{\"name\":\"x\"} more\""),
+            line.starts_with(
+                "\"{\"name\":\"x\"} more\" · sign_event kind 0 (Profile metadata), 1 tag"
+            ),
             "{line}"
         );
         assert!(!line.contains('\n'));
@@ -178,16 +242,25 @@ mod tests {
         let summary = RequestSummary::SignEvent {
             kind: 1,
             content: "gm".into(),
+            content_hidden: 0,
             tags: vec![vec!["t".into(), "5".into()]],
+            tags_hidden: 0,
             created_at: None,
         };
         let json = serde_json::to_value(&summary).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"type": "sign_event", "kind": 1, "content": "gm", "tags": [["t", "5"]], "created_at": null})
+            serde_json::json!({"type": "sign_event", "kind": 1, "content": "gm", "content_hidden": 0,
+                "tags": [["t", "5"]], "tags_hidden": 0, "created_at": null})
         );
         assert_eq!(
             serde_json::from_value::<RequestSummary>(json).unwrap(),
+            summary
+        );
+        // Rows written before the hidden counts existed read back as 0.
+        let old = serde_json::json!({"type": "sign_event", "kind": 1, "content": "gm", "tags": [["t", "5"]], "created_at": null});
+        assert_eq!(
+            serde_json::from_value::<RequestSummary>(old).unwrap(),
             summary
         );
     }
@@ -223,7 +296,13 @@ mod tests {
             app_label(&ClientMetadata::default(), &hex),
             format!("app {}…", &hex[..12])
         );
-        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("abcdef", 4), "abcd…(+2)");
         assert_eq!(clip("a\u{1b}[31mb", 10), "a [31mb");
+        assert_eq!(clip_counted("abc", 60, 1234), "abc…(+1234)");
+        assert_eq!(terminal_safe("plain"), "plain");
+        assert_eq!(
+            terminal_safe("a\u{1b}[2Jb\rc\u{202e}d"),
+            "a\\u{1b}[2Jb\\u{d}c\\u{202e}d"
+        );
     }
 }

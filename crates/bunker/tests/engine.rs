@@ -26,7 +26,7 @@ use nip46::{
 };
 use store::{
     ApprovalDecision, ApprovalStatus, AuditDecision, Change, ConnectionToken, DecisionScope, KeyId,
-    SecretHash, TokenId,
+    RequestSummary, Rule, RuleEffect, SecretHash, TokenId,
 };
 
 /// Deterministic randomness: a counter, so no two draws repeat.
@@ -1003,17 +1003,6 @@ fn session_counters_are_flushed_on_timeout() {
     assert_eq!(touched, vec![3]);
 }
 
-/// Every audit row in an output.
-fn audit_rows(out: &Output) -> Vec<&store::AuditEntry> {
-    out.changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Audit(e) => Some(e),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn strangers_are_answered_then_silenced_and_audited_in_aggregate() {
     let mut h = harness();
@@ -1024,12 +1013,12 @@ fn strangers_are_answered_then_silenced_and_audited_in_aggregate() {
     for round in 0..100 {
         for (i, s) in strangers.iter_mut().enumerate() {
             let out = h.send(&s.request(&format!("p{round}-{i}"), "ping", serde_json::json!([])));
-            rows += audit_rows(&out).len();
+            rows += audits(&out).len();
             answers += out.publish.len();
             if out.dropped == Some(Dropped::Silenced) {
                 silenced += 1;
             }
-            events += audit_rows(&out).iter().map(|e| e.events).sum::<u32>();
+            events += audits(&out).iter().map(|e| e.events).sum::<u32>();
         }
         let out = h.send(&friend.request(&format!("f{round}"), "ping", serde_json::json!([])));
         assert_eq!(
@@ -1053,7 +1042,7 @@ fn strangers_are_answered_then_silenced_and_audited_in_aggregate() {
     // …and one more per stranger when its minute is over, with the count.
     let later = Millis(now().0 + 61_000);
     let out = h.engine.handle_timeout(later, &mut h.rng);
-    let tallies: Vec<_> = audit_rows(&out)
+    let tallies: Vec<_> = audits(&out)
         .into_iter()
         .filter(|e| e.method == "ping" && e.events > 1)
         .collect();
@@ -1071,7 +1060,7 @@ fn strangers_are_answered_then_silenced_and_audited_in_aggregate() {
     // Nothing is left to write at shutdown.
     let out = h.engine.shutdown(later, &mut h.rng);
     assert!(
-        audit_rows(&out)
+        audits(&out)
             .iter()
             .all(|e| e.client == friend.keys.public_key())
     );
@@ -1134,4 +1123,147 @@ fn the_deferred_connect_list_is_bounded() {
     }
     assert_eq!(deferred, max);
     assert_eq!(refused_at_once, 10);
+}
+
+#[test]
+fn held_requests_are_capped_per_session() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let big_tags: Vec<Vec<String>> = (0..500)
+        .map(|i| vec!["t".to_owned(), format!("{i:0>90}")])
+        .collect();
+    let mut refused = 0;
+    for i in 0..20 {
+        let template =
+            serde_json::json!({"kind": 1, "content": "x".repeat(1000), "tags": big_tags})
+                .to_string();
+        let out = h.send(&c.request(
+            &format!("s{i}"),
+            "sign_event",
+            serde_json::json!([template]),
+        ));
+        if let Some(outgoing) = out.publish.first() {
+            let (_, resp) = c.open(&outgoing.event);
+            assert_eq!(
+                resp,
+                Response::error(
+                    format!("s{i}"),
+                    ErrorCode::RateLimited,
+                    "too many requests waiting for approval"
+                )
+            );
+            refused += 1;
+        }
+    }
+    let max = EngineConfig::default().max_held_per_session;
+    assert_eq!(h.engine.pending().len(), max);
+    assert_eq!(refused, 20 - max);
+    // Summaries are bounded and say what they leave out.
+    let RequestSummary::SignEvent {
+        tags, tags_hidden, ..
+    } = &h.engine.pending()[0].summary
+    else {
+        panic!("not a sign_event summary");
+    };
+    assert_eq!(tags.len(), RequestSummary::MAX_TAGS);
+    assert_eq!(*tags_hidden as usize, 500 - RequestSummary::MAX_TAGS);
+    // Another session still gets its requests held.
+    let mut other = h.connected("read");
+    let template = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
+    let out = h.send(&other.request("o", "sign_event", serde_json::json!([template])));
+    assert!(out.publish.is_empty(), "held, not refused");
+    assert_eq!(h.engine.pending().len(), max + 1);
+}
+
+#[test]
+fn what_is_approved_is_exactly_what_is_signed() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    // No created_at: the bunker's clock fixes it when the request is held.
+    let content = "é".repeat(RequestSummary::MAX_TEXT + 1234);
+    let template =
+        serde_json::json!({"kind": 1, "content": content, "tags": [["t", "a"]]}).to_string();
+    let out = h.send(&c.request("whole", "sign_event", serde_json::json!([template])));
+    assert!(out.publish.is_empty());
+    let approval = h.engine.pending()[0].clone();
+    let RequestSummary::SignEvent {
+        content: shown,
+        content_hidden,
+        ..
+    } = &approval.summary
+    else {
+        panic!("not a sign_event summary");
+    };
+    assert_eq!(shown.chars().count(), RequestSummary::MAX_TEXT);
+    assert_eq!(*content_hidden, 1234, "the summary says how much it hides");
+    let held = approval.event.clone().expect("the complete event is kept");
+    assert_eq!(
+        held.created_at,
+        Timestamp::from_secs(NOW),
+        "fixed when held"
+    );
+    assert_eq!(held.content, content, "complete");
+    let held_id = held.id.expect("its id is computed when held");
+    assert!(
+        out.changes
+            .iter()
+            .any(|ch| matches!(ch, Change::PutApproval(a) if a.event == Some(held.clone()))),
+        "stored with the held request"
+    );
+    // Decided two minutes later: the same event is signed, same id.
+    let later = Millis(now().0 + 120_000);
+    let decision = ApprovalDecision {
+        allow: true,
+        scope: DecisionScope::Once,
+    };
+    let out = h
+        .engine
+        .decide(later, &approval.id, decision, &mut h.rng)
+        .unwrap();
+    let resp = only_reply(&mut c, &out);
+    let Outcome::Result(json) = &resp.outcome else {
+        panic!("{resp:?}");
+    };
+    let signed = Event::from_json(json).unwrap();
+    signed.verify().unwrap();
+    assert_eq!(signed.id, held_id);
+    assert_eq!(signed.created_at, held.created_at);
+    assert_eq!(signed.content, held.content);
+    assert_eq!(signed.tags, held.tags);
+}
+
+#[test]
+fn a_deny_rule_added_while_a_request_waits_wins_over_allow_once() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let template = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
+    h.send(&c.request("w", "sign_event", serde_json::json!([template])));
+    let id = h.engine.pending()[0].id.clone();
+    // The user (dashboard or CLI) denies kind 1 for this app meanwhile.
+    let mut session = h
+        .engine
+        .session(KeyId(1), &c.keys.public_key())
+        .unwrap()
+        .clone();
+    session.set_rule(Rule::permanent(
+        "sign_event:1".parse().unwrap(),
+        RuleEffect::Deny,
+    ));
+    session.revision += 1;
+    let snapshot = Snapshot {
+        tokens: h.tokens.clone(),
+        sessions: vec![session],
+        approvals: vec![],
+    };
+    h.engine.reload(now(), snapshot, &mut h.rng);
+    let decision = ApprovalDecision {
+        allow: true,
+        scope: DecisionScope::Once,
+    };
+    let out = h.engine.decide(now(), &id, decision, &mut h.rng).unwrap();
+    let resp = only_reply(&mut c, &out);
+    assert!(
+        matches!(&resp.outcome, Outcome::Error(e) if e.code == Some(ErrorCode::Unauthorized)),
+        "{resp:?}"
+    );
 }

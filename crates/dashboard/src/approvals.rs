@@ -355,13 +355,16 @@ pub fn card(view: &ApprovalView, csrf: &str, in_list: bool) -> String {
     )
 }
 
-/// What the request asks, readably.
+/// What the request asks, readably: a summary (what it shortens it says),
+/// and for `sign_event` the complete event exactly as it is signed.
 fn details(view: &ApprovalView) -> String {
     match &view.details {
         RequestSummary::SignEvent {
             kind,
             content,
+            content_hidden,
             tags,
+            tags_hidden,
             created_at,
         } => {
             let name = describe::kind_name(*kind).unwrap_or("event");
@@ -371,22 +374,23 @@ fn details(view: &ApprovalView) -> String {
             let content = if content.is_empty() {
                 "<p class=\"muted\">(empty content)</p>".to_owned()
             } else {
-                format!("<pre class=\"content\">{}</pre>", esc(content))
+                format!(
+                    "<pre class=\"content\">{}</pre>{}",
+                    esc(content),
+                    hidden_note(*content_hidden, "more characters of content")
+                )
             };
             let tags = if tags.is_empty() {
                 "<p class=\"muted small\">No tags.</p>".to_owned()
             } else {
                 let rows: String = tags
                     .iter()
-                    .take(50)
                     .map(|tag| {
                         let (name, values) = tag
                             .split_first()
                             .map_or(("", &[][..]), |(n, v)| (n.as_str(), v));
-                        let values: Vec<String> = values
-                            .iter()
-                            .map(|v| esc(&describe::clip(v, 200)).to_string())
-                            .collect();
+                        let values: Vec<String> =
+                            values.iter().map(|v| esc(v).to_string()).collect();
                         format!(
                             "<tr><th><code>{}</code></th><td class=\"mono\">{}</td></tr>",
                             esc(name),
@@ -394,31 +398,32 @@ fn details(view: &ApprovalView) -> String {
                         )
                     })
                     .collect();
-                let more = if tags.len() > 50 {
-                    format!(
-                        "<p class=\"muted small\">…and {} more tags.</p>",
-                        tags.len() - 50
-                    )
-                } else {
-                    String::new()
-                };
-                format!("<table class=\"tags\"><caption>Tags</caption>{rows}</table>{more}")
+                format!(
+                    "<table class=\"tags\"><caption>Tags</caption>{rows}</table>{}",
+                    hidden_note(*tags_hidden, "more tags")
+                )
             };
             let when = created_at
                 .map(|t| format!("<p class=\"muted small\">Dated {}</p>", html::time(t)))
                 .unwrap_or_default();
             format!(
                 "<p class=\"ask\">wants you to <b>sign</b> a <b>{}</b> <span class=\"muted\">(kind {kind})</span></p>{warning}\
-                 <div class=\"event\">{content}{tags}{when}</div>",
-                esc(name)
+                 <div class=\"event\">{content}{tags}{when}</div>{full}",
+                esc(name),
+                full = complete_event(view)
             )
         }
-        RequestSummary::Encrypt { peer, plaintext } => format!(
+        RequestSummary::Encrypt {
+            peer,
+            plaintext,
+            plaintext_hidden,
+        } => format!(
             "<p class=\"ask\">wants you to <b>encrypt</b> a message to <span class=\"mono\">{}</span> <span class=\"muted\">({})</span></p>\
-             <div class=\"event\"><pre class=\"content\">{}</pre></div>",
+             <div class=\"event\"><pre class=\"content\">{}</pre>{}</div>",
             esc(&html::short(&peer.to_hex())),
             esc(&view.method),
-            esc(plaintext)
+            esc(plaintext),
+            hidden_note(*plaintext_hidden, "more characters")
         ),
         RequestSummary::Decrypt {
             peer,
@@ -434,6 +439,35 @@ fn details(view: &ApprovalView) -> String {
             esc(&view.method)
         ),
     }
+}
+
+/// "…and N more" when a summary left something out.
+fn hidden_note(hidden: u64, what: &str) -> String {
+    if hidden == 0 {
+        return String::new();
+    }
+    format!(
+        "<p class=\"muted small hidden-note\">…and {hidden} {what}, shown in the complete event below.</p>"
+    )
+}
+
+/// The complete event that is signed if allowed: every tag, all the content,
+/// the id; open at once when it is small.
+fn complete_event(view: &ApprovalView) -> String {
+    let (Some(event), Some(json)) = (&view.event, &view.event_json) else {
+        return String::new();
+    };
+    let pretty = serde_json::to_string_pretty(event).unwrap_or_else(|_| json.clone());
+    let open = if json.len() <= 4096 { " open" } else { "" };
+    let id = event.id.map(|id| id.to_hex()).unwrap_or_default();
+    format!(
+        "<details class=\"complete-event\"{open}><summary>Complete event: {} bytes, {} tags, id <span class=\"mono\">{}</span></summary>\
+         <pre class=\"content event-json\">{}</pre></details>",
+        json.len(),
+        event.tags.len(),
+        esc(&id),
+        esc(&pretty)
+    )
 }
 
 /// Only ids the engine could have made (32 hex digits) reach the engine or a page.

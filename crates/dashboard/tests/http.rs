@@ -61,9 +61,22 @@ fn held(key_id: KeyId, client: &Keys) -> PendingApproval {
         summary: store::RequestSummary::SignEvent {
             kind: 1,
             content: "<script>alert(1)</script> hello".into(),
+            content_hidden: 0,
             tags: vec![vec!["t".into(), "rampart".into()]],
+            tags_hidden: 0,
             created_at: Some(now),
         },
+        event: Some({
+            let mut event = nip46::nostr::prelude::UnsignedEvent::new(
+                Keys::generate().public_key(),
+                Timestamp::from_secs(now),
+                nip46::nostr::prelude::Kind::TextNote,
+                [nip46::nostr::prelude::Tag::hashtag("rampart")],
+                "<script>alert(1)</script> hello",
+            );
+            event.ensure_id();
+            event
+        }),
         created_at: Timestamp::from_secs(now),
         expires_at: Timestamp::from_secs(now + 60),
         status: ApprovalStatus::Pending,
@@ -370,6 +383,12 @@ async fn the_login_link_works_once_for_a_strict_http_only_cookie() {
         "content is shown, escaped"
     );
     assert!(!page.contains("<script>alert"), "and never as markup");
+    // The complete event that would be signed, with its size and id.
+    assert!(
+        page.contains("Complete event: "),
+        "the event is shown whole"
+    );
+    assert!(page.contains(" bytes, 1 tags, id "), "with its size");
     assert!(page.contains("&lt;b&gt;Evil&lt;/b&gt; App") && page.contains("unverified"));
 
     // Used once: refused the second time, also by POST.

@@ -363,3 +363,63 @@ async fn held_requests_are_refused_when_the_bunker_stops() {
     assert_eq!(code(&r), Some(ErrorCode::Unauthorized));
     c.close().await;
 }
+
+/// What you approve is what is signed, shown whole: a held request's
+/// complete event (`approvals show`) is the event the client gets, and the
+/// one-line listing starts with the content and says what it shortened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_shown_is_the_event_signed() {
+    let bunker = RampartProcess::start(Path::new(BIN), None, &[], &["--grant", "read"]);
+    let mut c = connected(&bunker).await;
+    let content = format!("visible part {}", "hidden ".repeat(500));
+    let tags: Vec<Vec<String>> = (0..40)
+        .map(|i| vec!["t".to_owned(), format!("tag{i}")])
+        .collect();
+    // No created_at: the bunker fixes it when it holds the request.
+    let template = serde_json::json!({"kind": 1, "content": content, "tags": tags}).to_string();
+    send(&mut c, "whole", "sign_event", serde_json::json!([template]));
+    let id = listed(&bunker, 1)[0]["id"].as_str().unwrap().to_string();
+
+    let out = bunker.cli(&["approvals", "list"]);
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let fields: Vec<&str> = line.trim_end().split('\t').collect();
+    assert_eq!(fields[0], id, "the id first: {line}");
+    assert_eq!(fields[2], "E2E App");
+    assert!(
+        fields[3].starts_with("\"visible part hidden"),
+        "content first: {line}"
+    );
+    assert!(fields[3].contains("…(+"), "says what it shortened: {line}");
+    assert!(fields[3].contains("40 tags"), "{line}");
+
+    let out = bunker.cli(&["approvals", "show", &id[..8]]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let event = &shown["event"];
+    assert_eq!(event["content"], content.as_str(), "complete content");
+    assert_eq!(event["tags"].as_array().unwrap().len(), 40, "every tag");
+    let event_id = event["id"].as_str().expect("its id").to_string();
+    let created_at = event["created_at"]
+        .as_u64()
+        .expect("its time, fixed when held");
+
+    // Decided a moment later: the client gets exactly that event.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let out = bunker.cli(&["approvals", "allow", &id[..8]]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = c.response_to("whole", WAIT).await.expect("answered");
+    let signed = signed(&r);
+    signed.verify().unwrap();
+    assert_eq!(signed.id.to_hex(), event_id);
+    assert_eq!(signed.created_at.as_secs(), created_at);
+    assert_eq!(signed.content, content);
+}

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp};
+use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp, UnsignedEvent};
 use nip46::{ClientMetadata, Method, Permission, PermissionSet};
 use rusqlite::types::{FromSql, Value};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
@@ -365,6 +365,15 @@ impl<'r, 's> RowReader<'r, 's> {
             .map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
     }
 
+    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>, StoreError> {
+        let text: Option<String> = self.get(column)?;
+        text.map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
+        })
+        .transpose()
+    }
+
     fn kind(&self, column: &str) -> Result<Option<u16>, StoreError> {
         let kind: Option<i64> = self.get(column)?;
         kind.map(|k| u16::try_from(k).map_err(|_| self.corrupt(column, "event kind out of range")))
@@ -485,6 +494,7 @@ fn read_approval(row: &Row<'_>) -> Result<PendingApproval, StoreError> {
         method: r.parsed::<Method>("method")?,
         kind: r.kind("kind")?,
         summary: r.json::<RequestSummary>("summary")?,
+        event: r.opt_json::<UnsignedEvent>("event")?,
         created_at: r.ts("created_at")?,
         expires_at: r.ts("expires_at")?,
         status: r.json::<ApprovalStatus>("status")?,
@@ -666,11 +676,16 @@ fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError
     let metadata = to_json(&a.metadata, "client metadata")?;
     let status = to_json(&a.status, "an approval status")?;
     let summary = to_json(&a.summary, "a request summary")?;
+    let event = a
+        .event
+        .as_ref()
+        .map(|e| to_json(e, "an unsigned event"))
+        .transpose()?;
     let result = conn
         .prepare_cached(
             "INSERT INTO approvals (id, key_id, client_pubkey, metadata, request_id, method, \
-             kind, summary, created_at, expires_at, status) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             kind, summary, created_at, expires_at, status, event) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -685,6 +700,7 @@ fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError
                 ts(a.created_at),
                 ts(a.expires_at),
                 status,
+                event,
             ])
         });
     match result {
@@ -819,7 +835,7 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached(
                 "SELECT id, key_id, client_pubkey, metadata, request_id, method, kind, summary, \
-                 created_at, expires_at, status FROM approvals \
+                 created_at, expires_at, status, event FROM approvals \
                  ORDER BY created_at DESC, rowid DESC",
             )
             .ctx("listing approvals")?;
@@ -1053,7 +1069,9 @@ mod tests {
             RequestSummary::SignEvent {
                 kind: 1,
                 content: "gm".into(),
+                content_hidden: 0,
                 tags: vec![vec!["t".into(), "x".into()]],
+                tags_hidden: 0,
                 created_at: None,
             }
         );

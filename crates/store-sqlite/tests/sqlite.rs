@@ -426,6 +426,7 @@ fn damaged_approvals_are_reported_as_corrupt() {
             method: nip46::Method::SignEvent,
             kind: Some(1),
             summary: store::RequestSummary::Other,
+            event: None,
             created_at: Timestamp::from_secs(1),
             expires_at: Timestamp::from_secs(2),
             status: store::ApprovalStatus::Pending,

@@ -1,10 +1,12 @@
 //! Pending approvals: requests no rule covers, waiting for the user.
 //!
 //! The record carries what the user needs to decide (app, key, method, a
-//! readable summary of the request). The request itself stays in the running
-//! bunker's memory; an approval outlives neither its expiry nor a restart.
+//! readable summary of the request) and, for `sign_event`, the complete
+//! unsigned event with its id: what the user approves is exactly what is
+//! signed. The rest of the request stays in the running bunker's memory; an
+//! approval outlives neither its expiry nor a restart.
 
-use nip46::nostr::prelude::{PublicKey, Timestamp};
+use nip46::nostr::prelude::{PublicKey, Timestamp, UnsignedEvent};
 use nip46::{ClientMetadata, Method};
 use serde::{Deserialize, Serialize};
 
@@ -74,10 +76,18 @@ pub enum RequestSummary {
     SignEvent {
         /// Its kind.
         kind: u16,
-        /// The content (clipped).
+        /// The content, shortened to [`RequestSummary::MAX_TEXT`] characters.
         content: String,
-        /// The tags.
+        /// Characters of the content not in `content`.
+        #[serde(default)]
+        content_hidden: u64,
+        /// The first [`RequestSummary::MAX_TAGS`] tags, each value shortened
+        /// to [`RequestSummary::MAX_TAG_VALUE`] characters (a value cut
+        /// short ends in `…`).
         tags: Vec<Vec<String>>,
+        /// Tags not in `tags`.
+        #[serde(default)]
+        tags_hidden: u64,
         /// The time the app asked for, if any (unix seconds).
         created_at: Option<u64>,
     },
@@ -85,8 +95,11 @@ pub enum RequestSummary {
     Encrypt {
         /// The third party.
         peer: PublicKey,
-        /// The text to encrypt (clipped).
+        /// The text to encrypt, shortened to [`RequestSummary::MAX_TEXT`] characters.
         plaintext: String,
+        /// Characters of the text not in `plaintext`.
+        #[serde(default)]
+        plaintext_hidden: u64,
     },
     /// Decryption from a third party.
     Decrypt {
@@ -97,6 +110,15 @@ pub enum RequestSummary {
     },
     /// Anything else: the method says it all.
     Other,
+}
+
+impl RequestSummary {
+    /// Characters of content or plaintext a summary keeps.
+    pub const MAX_TEXT: usize = 2000;
+    /// Tags a summary keeps.
+    pub const MAX_TAGS: usize = 32;
+    /// Characters of one tag value a summary keeps.
+    pub const MAX_TAG_VALUE: usize = 200;
 }
 
 /// A request waiting for the user.
@@ -116,8 +138,12 @@ pub struct PendingApproval {
     pub method: Method,
     /// Kind, for `sign_event`.
     pub kind: Option<u16>,
-    /// What the request asks, for the person deciding.
+    /// What the request asks, for the person deciding (bounded in size;
+    /// what it shortens it says).
     pub summary: RequestSummary,
+    /// For `sign_event`: the complete event that is signed if allowed, its
+    /// `created_at` fixed when the request was held and its `id` computed.
+    pub event: Option<UnsignedEvent>,
     /// When asked.
     pub created_at: Timestamp,
     /// When the client gets `unauthorized` if nobody answers.

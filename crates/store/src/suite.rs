@@ -14,7 +14,7 @@
 //! temporary directory next to the store, say). [`run_all`] runs the same
 //! checks in one test.
 
-use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp};
+use nip46::nostr::prelude::{EventId, Kind, PublicKey, RelayUrl, Tag, Timestamp, UnsignedEvent};
 use nip46::{ClientMetadata, Method, Permission, PermissionSet, Preset};
 
 use crate::{
@@ -259,13 +259,29 @@ fn approval(key_id: KeyId, id: &str, created_at: u64, status: ApprovalStatus) ->
         summary: RequestSummary::SignEvent {
             kind: 30_023,
             content: "hello".to_owned(),
+            content_hidden: 0,
             tags: vec![vec!["d".to_owned(), "post".to_owned()]],
+            tags_hidden: 0,
             created_at: Some(created_at),
         },
+        event: Some(unsigned_event(created_at)),
         created_at: t(created_at),
         expires_at: t(created_at + 60),
         status,
     }
+}
+
+/// The event a held `sign_event` would sign, id computed.
+fn unsigned_event(created_at: u64) -> UnsignedEvent {
+    let mut event = UnsignedEvent::new(
+        pk(7),
+        t(created_at),
+        Kind::from(30_023),
+        [Tag::identifier("post")],
+        "hello",
+    );
+    event.ensure_id();
+    event
 }
 
 fn audit_row(key_id: KeyId, client: PublicKey, at: u64, n: u8) -> AuditEntry {

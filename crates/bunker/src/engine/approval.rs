@@ -10,30 +10,49 @@ use store::{
 
 use super::{Call, Ctx, DecideError, Engine, Output, Refusal, Reply};
 use crate::clock::Millis;
-use crate::policy;
+use crate::policy::{self, Verdict};
 use crate::randomness::Randomness;
 
 pub(super) struct Held {
+    /// What the user sees; for `sign_event` it holds the complete event
+    /// that is signed if allowed (`approval.event`).
     pub(super) approval: PendingApproval,
     pub(super) request: Request,
     pub(super) ctx: Ctx,
 }
 
-/// What a held request asks, for a person to read.
+/// What a held request asks, for a person to read: bounded in size, and
+/// saying what it leaves out (the complete event is kept beside it).
 fn summarize(command: &Command) -> RequestSummary {
-    const MAX_TEXT: usize = 2000;
-    let clip = |s: &str| -> String { s.chars().take(MAX_TEXT).collect() };
     match command {
-        Command::SignEvent(t) => RequestSummary::SignEvent {
-            kind: t.kind.as_u16(),
-            content: clip(&t.content),
-            tags: t.tags.iter().map(|tag| tag.as_slice().to_vec()).collect(),
-            created_at: t.created_at.map(|c| c.as_secs()),
-        },
+        Command::SignEvent(t) => {
+            let (content, content_hidden) = clip(&t.content, RequestSummary::MAX_TEXT);
+            let tags: Vec<Vec<String>> = t
+                .tags
+                .iter()
+                .take(RequestSummary::MAX_TAGS)
+                .map(|tag| {
+                    tag.as_slice()
+                        .iter()
+                        .map(|value| clip_marked(value, RequestSummary::MAX_TAG_VALUE))
+                        .collect()
+                })
+                .collect();
+            RequestSummary::SignEvent {
+                kind: t.kind.as_u16(),
+                content,
+                content_hidden,
+                tags_hidden: (t.tags.len() - tags.len()) as u64,
+                tags,
+                created_at: t.created_at.map(|c| c.as_secs()),
+            }
+        }
         Command::Nip04Encrypt { peer, plaintext } | Command::Nip44Encrypt { peer, plaintext } => {
+            let (plaintext, plaintext_hidden) = clip(plaintext, RequestSummary::MAX_TEXT);
             RequestSummary::Encrypt {
                 peer: *peer,
-                plaintext: clip(plaintext),
+                plaintext,
+                plaintext_hidden,
             }
         }
         Command::Nip04Decrypt { peer, ciphertext } | Command::Nip44Decrypt { peer, ciphertext } => {
@@ -43,6 +62,21 @@ fn summarize(command: &Command) -> RequestSummary {
             }
         }
         _ => RequestSummary::Other,
+    }
+}
+
+/// The first `max` characters of `text`, and how many were left out.
+fn clip(text: &str, max: usize) -> (String, u64) {
+    let kept: String = text.chars().take(max).collect();
+    let hidden = text[kept.len()..].chars().count() as u64;
+    (kept, hidden)
+}
+
+/// The first `max` characters of `text`, ending in `…(+N)` when N were cut.
+fn clip_marked(text: &str, max: usize) -> String {
+    match clip(text, max) {
+        (kept, 0) => kept,
+        (kept, hidden) => format!("{kept}…(+{hidden})"),
     }
 }
 
@@ -72,7 +106,26 @@ impl Engine {
             let id = id.clone();
             return self.challenge(now, ctx, &request, &id, rng);
         }
+        let for_session = self
+            .held
+            .values()
+            .filter(|h| h.ctx.key_id == ctx.key_id && h.ctx.client == ctx.client)
+            .count();
+        if for_session >= self.config.max_held_per_session
+            || self.held.len() >= self.config.max_held_total
+        {
+            return self.refuse(now, ctx, Call::of(&request), Refusal::TooManyWaiting, rng);
+        }
         let t = now.timestamp();
+        // The event the user sees is the event signed: its created_at is
+        // fixed now, and its id computed, before anyone looks at it.
+        let event = match &request.command {
+            Command::SignEvent(template) => match self.unsigned_event(ctx, template.clone(), t) {
+                Ok(event) => Some(event),
+                Err(refusal) => return self.refuse(now, ctx, Call::of(&request), refusal, rng),
+            },
+            _ => None,
+        };
         let mut id_bytes = [0u8; 16];
         rng.fill(&mut id_bytes);
         let id = ApprovalId::from_entropy(id_bytes);
@@ -91,6 +144,7 @@ impl Engine {
             method,
             kind: request.command.kind(),
             summary: summarize(&request.command),
+            event,
             created_at: t,
             expires_at: Timestamp::from_secs(t.as_secs() + self.config.approval_timeout_secs),
             status: ApprovalStatus::Pending,
@@ -141,10 +195,11 @@ impl Engine {
         let t = now.timestamp();
         let mut out = Output::default();
         let Held {
-            approval,
+            mut approval,
             request,
             ctx,
         } = held;
+        let event = approval.event.take();
         if let DecisionScope::Always { until } = decision.scope
             && let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client))
         {
@@ -165,20 +220,40 @@ impl Engine {
             id: id.clone(),
             status: ApprovalStatus::Done(decision),
         });
-        let still_active = self
+        // Checked again now: the session may have ended, or a deny rule
+        // been added, while the request waited.
+        let verdict = self
             .sessions
             .get(&(ctx.key_id, ctx.client))
-            .is_some_and(|l| l.session.is_active(t));
-        let answer = if decision.allow && still_active {
-            self.execute_and_answer(now, ctx, request, AuditDecision::Approved, rng)
-        } else {
-            let reason = if decision.allow {
-                "the session ended before approval"
-            } else {
-                "denied by the user"
-            };
-            let call = held_call(&approval, &request);
-            self.refuse(now, ctx, call, Refusal::unauthorized(reason), rng)
+            .filter(|l| l.session.is_active(t))
+            .map(|l| policy::evaluate(&l.session, t, approval.method, approval.kind));
+        let call = held_call(&approval, &request);
+        let answer = match (decision.allow, verdict) {
+            (false, _) => self.refuse(
+                now,
+                ctx,
+                call,
+                Refusal::unauthorized("denied by the user"),
+                rng,
+            ),
+            (true, None) => self.refuse(
+                now,
+                ctx,
+                call,
+                Refusal::unauthorized("the session ended before approval"),
+                rng,
+            ),
+            (true, Some(Verdict::Deny(reason))) => {
+                self.refuse(now, ctx, call, Refusal::unauthorized(reason), rng)
+            }
+            (true, Some(_)) => match event {
+                // Exactly the event the user was shown.
+                Some(event) => {
+                    let signed = self.sign(ctx, event, rng);
+                    self.executed_answer(now, ctx, call, signed, AuditDecision::Approved, rng)
+                }
+                None => self.execute_and_answer(now, ctx, request, AuditDecision::Approved, rng),
+            },
         };
         out.merge(answer);
         Ok(out)

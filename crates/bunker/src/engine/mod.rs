@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use nip46::envelope::{self, Opened};
-use nip46::nostr::prelude::{Event, EventId, Keys, PublicKey, RelayUrl, Timestamp};
+use nip46::nostr::prelude::{Event, EventId, Keys, PublicKey, RelayUrl, Timestamp, UnsignedEvent};
 use nip46::{
-    Command, Conversation, Entropy, EnvelopeError, ErrorCode, Method, Outcome, Request,
-    RequestError, Response, Scheme, relay_list_json, relay_map_json,
+    Command, Conversation, Entropy, EnvelopeError, ErrorCode, EventTemplate, Method, Outcome,
+    Request, RequestError, Response, Scheme, relay_list_json, relay_map_json,
 };
 use serde::{Deserialize, Serialize};
 use store::{
@@ -87,6 +87,11 @@ pub struct EngineConfig {
     pub unknown_secret_grace_ms: u64,
     /// `connect`s waiting for that reload, at most; more are refused at once.
     pub max_deferred_connects: usize,
+    /// Requests of one session waiting for the user, at most; more are
+    /// refused `rate_limited`.
+    pub max_held_per_session: usize,
+    /// Requests of all sessions waiting for the user, at most.
+    pub max_held_total: usize,
     /// What clients without a session may cost (answers, audit rows, memory).
     pub strangers: StrangerLimits,
 }
@@ -105,6 +110,8 @@ impl Default for EngineConfig {
             touch_interval_ms: 1000,
             unknown_secret_grace_ms: 500,
             max_deferred_connects: 64,
+            max_held_per_session: 16,
+            max_held_total: 256,
             strangers: StrangerLimits::default(),
         }
     }
@@ -199,6 +206,9 @@ enum Refusal {
     NoSession,
     /// The session's rate limit is exhausted.
     RateLimited,
+    /// As many of the session's (or everyone's) requests wait for the user
+    /// as may.
+    TooManyWaiting,
     /// A rule, the user, the configuration or the session's state says no.
     Unauthorized(Cow<'static, str>),
 }
@@ -252,6 +262,11 @@ impl<'a> Reply<'a> {
                 AuditDecision::RateLimited,
                 ErrorCode::RateLimited,
                 "too many requests; slow down".into(),
+            ),
+            Refusal::TooManyWaiting => (
+                AuditDecision::RateLimited,
+                ErrorCode::RateLimited,
+                "too many requests waiting for approval".into(),
             ),
             Refusal::Unauthorized(reason) => {
                 (AuditDecision::Denied, ErrorCode::Unauthorized, reason)
@@ -630,25 +645,71 @@ impl Engine {
     ) -> Output {
         let method = request.command.method_name().to_owned();
         let kind = request.command.kind();
-        let (response, signed) = match self.execute(now, ctx, request.command, rng) {
-            Ok(done) => (Response::ok(&request.id, done.result), done.signed_event_id),
-            Err(failed) => (
-                Response::error(&request.id, failed.code, failed.reason),
-                None,
-            ),
+        let result = self.execute(now, ctx, request.command, rng);
+        let call = Call {
+            method: &method,
+            kind,
+            id: &request.id,
         };
-        self.answer(
-            now,
-            ctx,
-            Reply {
-                method: &method,
-                kind,
-                decision,
-                response,
-                signed_event_id: signed,
-            },
-            rng,
-        )
+        self.executed_answer(now, ctx, call, result, decision, rng)
+    }
+
+    /// Answer a call with what running it gave.
+    fn executed_answer(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        call: Call<'_>,
+        result: Result<Executed, Failed>,
+        decision: AuditDecision,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let (response, signed) = match result {
+            Ok(done) => (Response::ok(call.id, done.result), done.signed_event_id),
+            Err(failed) => (Response::error(call.id, failed.code, failed.reason), None),
+        };
+        let reply = Reply {
+            signed_event_id: signed,
+            ..Reply::plain(call, decision, response)
+        };
+        self.answer(now, ctx, reply, rng)
+    }
+
+    /// The event a `sign_event` template asks for, as the user's (`created_at`
+    /// from the template, else `now`), its id computed.
+    fn unsigned_event(
+        &self,
+        ctx: Ctx,
+        template: EventTemplate,
+        now: Timestamp,
+    ) -> Result<UnsignedEvent, Refusal> {
+        let user = self
+            .signers
+            .get(&ctx.signer)
+            .map(|s| s.user_pubkey)
+            .ok_or_else(|| Refusal::unauthorized("key not loaded"))?;
+        let mut event = template
+            .into_unsigned(user, now)
+            .map_err(|e| Refusal::InvalidParams(e.0))?;
+        event.ensure_id();
+        Ok(event)
+    }
+
+    /// Sign `event` with the user's key.
+    fn sign(
+        &self,
+        ctx: Ctx,
+        event: UnsignedEvent,
+        rng: &mut dyn Randomness,
+    ) -> Result<Executed, Failed> {
+        let event = self
+            .backend
+            .sign_event(ctx.key_id, event, &rng.bytes32())
+            .map_err(|e| Failed::new(ErrorCode::InternalError, e.to_string()))?;
+        Ok(Executed {
+            result: event.as_json(),
+            signed_event_id: Some(event.id),
+        })
     }
 
     /// Run an allowed command with the user's key.
@@ -676,13 +737,7 @@ impl Engine {
                 let unsigned = template
                     .into_unsigned(user, now.timestamp())
                     .map_err(|e| Failed::new(ErrorCode::InvalidParams, e.0))?;
-                let event = backend
-                    .sign_event(ctx.key_id, unsigned, &rng.bytes32())
-                    .map_err(|e| Failed::new(ErrorCode::InternalError, e.to_string()))?;
-                return Ok(Executed {
-                    result: event.as_json(),
-                    signed_event_id: Some(event.id),
-                });
+                return self.sign(ctx, unsigned, rng);
             }
             Command::Nip04Encrypt { peer, plaintext } => backend
                 .nip04_encrypt(ctx.key_id, &peer, &plaintext, &rng.bytes32())

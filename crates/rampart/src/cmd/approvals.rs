@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bunker::admin::{self, Answer, ApprovalView};
+use bunker::describe::terminal_safe;
 use nip46::nostr::prelude::Timestamp;
 use store::Store;
 use store_sqlite::SqliteStore;
@@ -23,6 +24,12 @@ pub enum ApprovalsCommand {
         /// Print JSON (one object per line).
         #[arg(long)]
         json: bool,
+    },
+    /// Print one request in full as JSON: for `sign_event`, the complete
+    /// unsigned event that is signed if allowed, with its id.
+    Show {
+        /// The approval id (or a unique prefix).
+        id: String,
     },
     /// Allow a request.
     Allow(Decide),
@@ -48,6 +55,7 @@ pub fn run(command: ApprovalsCommand, config: &Config) -> Result<()> {
     let mut store = SqliteStore::open(&config.database_path())?;
     match command {
         ApprovalsCommand::List { json } => list(&store, json),
+        ApprovalsCommand::Show { id } => show(&store, &id),
         ApprovalsCommand::Allow(d) => decide(&mut store, d, true),
         ApprovalsCommand::Deny(d) => decide(&mut store, d, false),
     }
@@ -66,10 +74,21 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
         } else {
             println!(
                 "{}\t{}\t{}\t{}",
-                view.id, view.key, view.app, view.description
+                view.id,
+                terminal_safe(&view.key),
+                terminal_safe(&view.app),
+                terminal_safe(&view.description)
             );
         }
     }
+    Ok(())
+}
+
+fn show(store: &dyn Store, id: &str) -> Result<()> {
+    let approval = admin::find_pending(store, id, Timestamp::now())?;
+    let view = ApprovalView::new(&approval, &store.keys()?);
+    // JSON escapes every control character: safe on a terminal as it is.
+    println!("{}", serde_json::to_string_pretty(&view)?);
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bunker::admin::AuditView;
+use bunker::describe::terminal_safe;
 use nip46::nostr::prelude::Timestamp;
 use store::{AuditDecision, AuditQuery, Store};
 use store_sqlite::SqliteStore;
@@ -68,10 +69,10 @@ pub fn run(args: Args, config: &Config) -> Result<()> {
                 row.at.as_secs(),
                 key,
                 &row.client.to_hex()[..12],
-                row.method,
+                terminal_safe(&row.method),
                 kind,
                 row.decision.as_str(),
-                row.outcome
+                terminal_safe(&row.outcome)
             );
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bunker::admin::{self, SessionEdit, SessionView};
+use bunker::describe::terminal_safe;
 use nip46::nostr::prelude::Timestamp;
 use store::{RuleEffect, Store};
 use store_sqlite::SqliteStore;
@@ -135,10 +136,10 @@ fn list(store: &dyn Store, all: bool, json: bool) -> Result<()> {
         };
         println!(
             "{}\t{}\t{}\tallowed: {}{denied}\trequests: {}{}",
-            r.key,
+            terminal_safe(&r.key),
             r.client,
-            r.name.as_deref().unwrap_or("(unnamed app)"),
-            r.allowed,
+            terminal_safe(r.name.as_deref().unwrap_or("(unnamed app)")),
+            terminal_safe(&r.allowed),
             r.requests,
             if r.active { "" } else { "\t(revoked)" },
         );

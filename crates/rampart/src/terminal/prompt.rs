@@ -119,8 +119,9 @@ pub fn prompt_line(approval: &PendingApproval, keys: &[StoredKey]) -> String {
         .saturating_sub(Timestamp::now().as_secs());
     format!(
         "? {app}{unverified} · key {key} · {what} · {left} s · [y] once [a] always [n] deny [d] always deny › ",
-        key = key_name(keys, approval.key_id),
-        what = describe::one_line(approval),
+        app = describe::terminal_safe(&app),
+        key = describe::terminal_safe(&key_name(keys, approval.key_id)),
+        what = describe::terminal_safe(&describe::one_line(approval)),
     )
 }
 
@@ -201,9 +202,12 @@ mod tests {
             summary: store::RequestSummary::SignEvent {
                 kind: 1,
                 content: "gm".into(),
+                content_hidden: 0,
                 tags: Vec::new(),
+                tags_hidden: 0,
                 created_at: None,
             },
+            event: None,
             created_at: Timestamp::now(),
             expires_at: Timestamp::from_secs(Timestamp::now().as_secs() + 60),
             status: ApprovalStatus::Pending,
@@ -295,7 +299,7 @@ mod tests {
         let first = log.iter().find(|l| l.starts_with("show ")).unwrap();
         assert!(
             first.contains("Damus (unverified name)")
-                && first.contains("sign_event kind 1 (Short text note): \"gm\""),
+                && first.contains("\"gm\" · sign_event kind 1 (Short text note)"),
             "{first}"
         );
         assert!(!first.contains('\n'), "one line");
