@@ -96,6 +96,7 @@ fn setup() -> Setup {
     engine.reload(
         Millis::now(),
         Snapshot {
+            keys: vec![KeyId(1)],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],

@@ -29,6 +29,9 @@ pub enum KeyError {
 pub trait KeyBackend: Send + Sync {
     /// The user pubkey of a loaded key.
     fn user_pubkey(&self, key: KeyId) -> Option<PublicKey>;
+    /// Drop a key (removed from the store): its secret leaves memory, and
+    /// every later operation with it fails with [`KeyError::UnknownKey`].
+    fn forget(&self, key: KeyId);
     /// Sign an event whose `pubkey` is the user's.
     fn sign_event(
         &self,

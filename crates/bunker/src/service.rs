@@ -97,6 +97,7 @@ impl Default for ServiceConfig {
 /// Read the parts of the store the engine mirrors.
 pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
     Ok(Snapshot {
+        keys: store.keys()?.into_iter().map(|k| k.id).collect(),
         tokens: store.tokens()?,
         sessions: store.sessions()?,
         approvals: store.approvals()?,

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use nip46::nostr::nips::nip19::{FromBech32, ToBech32};
 use nip46::nostr::nips::nip49::{EncryptedSecretKey, KeySecurity};
@@ -184,7 +184,9 @@ struct Unlocked {
 
 /// The unlocked keys, usable through [`KeyBackend`].
 pub struct Vault {
-    keys: HashMap<KeyId, Unlocked>,
+    /// Behind a lock only so that a key removed from the store can be
+    /// dropped ([`KeyBackend::forget`]); reads never wait for each other.
+    keys: RwLock<HashMap<KeyId, Arc<Unlocked>>>,
     conversations: Mutex<HashMap<(KeyId, PublicKey), Conversation>>,
 }
 
@@ -213,16 +215,16 @@ impl Vault {
             }
             keys.insert(
                 s.id,
-                Unlocked {
+                Arc::new(Unlocked {
                     name: s.name.clone(),
                     signer_pubkey: s.signer_pubkey,
                     user,
                     signer: Some(signer),
-                },
+                }),
             );
         }
         Ok(Vault {
-            keys,
+            keys: RwLock::new(keys),
             conversations: Mutex::new(HashMap::new()),
         })
     }
@@ -230,7 +232,7 @@ impl Vault {
     /// The loaded keys, by id.
     pub fn infos(&self) -> Vec<KeyInfo> {
         let mut infos: Vec<KeyInfo> = self
-            .keys
+            .read()
             .iter()
             .map(|(id, k)| KeyInfo {
                 id: *id,
@@ -246,13 +248,22 @@ impl Vault {
     /// Hand the signer (transport) key of `id` to the engine. The vault keeps
     /// no copy it would need: transport keys never serve user operations.
     pub fn take_signer(&mut self, id: KeyId) -> Option<Keys> {
-        self.keys.get_mut(&id)?.signer.take()
+        let keys = self.keys.get_mut().unwrap_or_else(PoisonError::into_inner);
+        // Unshared until the vault is handed to the engine (behind an Arc
+        // itself, after every signer has been taken).
+        Arc::get_mut(keys.get_mut(&id)?)?.signer.take()
     }
 
-    fn user(&self, key: KeyId) -> Result<&Keys, KeyError> {
-        self.keys
+    /// A poisoned lock only means a thread panicked while holding it; the
+    /// map itself is never left half-written (one insert or remove).
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<KeyId, Arc<Unlocked>>> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn user(&self, key: KeyId) -> Result<Arc<Unlocked>, KeyError> {
+        self.read()
             .get(&key)
-            .map(|k| &k.user)
+            .cloned()
             .ok_or(KeyError::UnknownKey(key))
     }
 
@@ -262,7 +273,8 @@ impl Vault {
         peer: &PublicKey,
         f: impl FnOnce(&Keys, &mut Conversation) -> Result<T, nip46::EnvelopeError>,
     ) -> Result<T, KeyError> {
-        let user = self.user(key)?;
+        let unlocked = self.user(key)?;
+        let user = &unlocked.user;
         // A poisoned lock only means another thread panicked mid-operation;
         // the cache holds derived keys that are still valid.
         let mut cache = self.conversations.lock().unwrap_or_else(|p| p.into_inner());
@@ -294,7 +306,18 @@ impl Vault {
 
 impl KeyBackend for Vault {
     fn user_pubkey(&self, key: KeyId) -> Option<PublicKey> {
-        self.keys.get(&key).map(|k| k.user.public_key())
+        self.read().get(&key).map(|k| k.user.public_key())
+    }
+
+    fn forget(&self, key: KeyId) {
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        self.conversations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(k, _), _| *k != key);
     }
 
     fn sign_event(
@@ -303,7 +326,7 @@ impl KeyBackend for Vault {
         unsigned: UnsignedEvent,
         aux: &[u8; 32],
     ) -> Result<Event, KeyError> {
-        Ok(envelope::sign(self.user(key)?, unsigned, aux)?)
+        Ok(envelope::sign(&self.user(key)?.user, unsigned, aux)?)
     }
 
     fn nip04_encrypt(

@@ -164,6 +164,7 @@ fn run(world: &World) -> Vec<String> {
     let mut rng = Counter(0);
     let mut log = Vec::new();
     let snapshot = Snapshot {
+        keys: world.stored.iter().map(|k| k.id).collect(),
         tokens: world.tokens.clone(),
         sessions: Vec::new(),
         approvals: Vec::new(),

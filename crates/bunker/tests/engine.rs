@@ -165,6 +165,7 @@ impl Harness {
         });
         let sessions = self.engine.sessions().cloned().collect();
         let snapshot = Snapshot {
+            keys: vec![KeyId(1)],
             tokens: self.tokens.clone(),
             sessions,
             approvals: vec![],
@@ -319,6 +320,7 @@ fn a_token_minted_after_the_connect_arrived_is_found_on_reload() {
         label: None,
     });
     let snapshot = Snapshot {
+        keys: vec![KeyId(1)],
         tokens: h.tokens.clone(),
         sessions: vec![],
         approvals: vec![],
@@ -905,6 +907,7 @@ fn revocation_from_the_store_takes_effect_on_reload() {
     h.engine.reload(
         now(),
         Snapshot {
+            keys: vec![KeyId(1)],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],
@@ -937,6 +940,7 @@ fn approval_decided_in_the_store_is_applied_on_reload() {
     let out = h.engine.reload(
         now(),
         Snapshot {
+            keys: vec![KeyId(1)],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![approval],
@@ -1251,6 +1255,7 @@ fn a_deny_rule_added_while_a_request_waits_wins_over_allow_once() {
     ));
     session.revision += 1;
     let snapshot = Snapshot {
+        keys: vec![KeyId(1)],
         tokens: h.tokens.clone(),
         sessions: vec![session],
         approvals: vec![],
@@ -1266,4 +1271,64 @@ fn a_deny_rule_added_while_a_request_waits_wins_over_allow_once() {
         matches!(&resp.outcome, Outcome::Error(e) if e.code == Some(ErrorCode::Unauthorized)),
         "{resp:?}"
     );
+}
+
+#[test]
+fn a_key_removed_from_the_store_is_unloaded() {
+    let mut h = harness();
+    let mut c = h.connected("read");
+    let template = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
+    h.send(&c.request("held", "sign_event", serde_json::json!([template])));
+    assert_eq!(h.engine.pending().len(), 1);
+    let snapshot = Snapshot {
+        keys: vec![],
+        tokens: vec![],
+        sessions: vec![],
+        approvals: vec![],
+    };
+    let out = h.engine.reload(now(), snapshot, &mut h.rng);
+    // The held request is refused, so the app is not left waiting…
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(
+        resp,
+        Response::error(
+            "held",
+            ErrorCode::Unauthorized,
+            "the key was removed from the signer"
+        )
+    );
+    assert!(h.engine.pending().is_empty());
+    // …and nothing is answered, let alone signed, with the key afterwards.
+    let out = h.send(&c.request("after", "ping", serde_json::json!([])));
+    assert_eq!(out.dropped, Some(Dropped::NotForUs));
+    assert!(h.engine.signer_pubkeys().is_empty());
+}
+
+#[test]
+fn a_session_deleted_in_the_store_leaves_the_engine_but_an_uncommitted_one_stays() {
+    let mut h = harness();
+    let mut stored = h.connected("read");
+    // The first client's session reaches the store (a snapshot shows it)…
+    let sessions: Vec<_> = h.engine.sessions().cloned().collect();
+    let snapshot = |sessions: Vec<store::Session>, tokens: Vec<ConnectionToken>| Snapshot {
+        keys: vec![KeyId(1)],
+        tokens,
+        sessions,
+        approvals: vec![],
+    };
+    h.engine
+        .reload(now(), snapshot(sessions, h.tokens.clone()), &mut h.rng);
+    // …a second connects, its session not committed yet.
+    let mut fresh = h.connected("read");
+    // The store no longer has either (the first was deleted there).
+    h.engine
+        .reload(now(), snapshot(vec![], h.tokens.clone()), &mut h.rng);
+    let out = h.send(&stored.request("p1", "ping", serde_json::json!([])));
+    let resp = only_reply(&mut stored, &out);
+    assert!(
+        matches!(&resp.outcome, Outcome::Error(e) if e.code == Some(ErrorCode::Unauthorized)),
+        "deleted session: {resp:?}"
+    );
+    let out = h.send(&fresh.request("p2", "ping", serde_json::json!([])));
+    assert_eq!(only_reply(&mut fresh, &out), Response::ok("p2", "pong"));
 }

@@ -143,6 +143,8 @@ pub enum AcceptError {
 
 /// Stored state the engine mirrors (loaded at start and after outside edits).
 pub struct Snapshot {
+    /// Every key still in the store: a loaded key that is not is unloaded.
+    pub keys: Vec<KeyId>,
     /// Every token.
     pub tokens: Vec<ConnectionToken>,
     /// Every session.
@@ -161,6 +163,10 @@ struct LiveSession {
     session: Session,
     bucket: TokenBucket,
     unflushed: u64,
+    /// Seen in the store (in a snapshot): once it is, a snapshot without it
+    /// means it was deleted there. A session the engine just created is not
+    /// yet, and is kept until its commit shows up.
+    stored: bool,
 }
 
 /// Who is asking, through which key, in which scheme.
@@ -625,6 +631,7 @@ impl Engine {
                 session,
                 bucket,
                 unflushed: 0,
+                stored: false,
             },
         );
     }

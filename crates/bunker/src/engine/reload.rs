@@ -1,6 +1,8 @@
 //! Merging what the store holds (edits by the CLI or the dashboard) into the
 //! engine's mirror, and acting on it.
 
+use std::collections::BTreeSet;
+
 use nip46::nostr::prelude::PublicKey;
 use store::{ApprovalStatus, KeyId};
 
@@ -18,6 +20,17 @@ impl Engine {
     /// session not yet in the store is kept.
     pub fn reload(&mut self, now: Millis, snapshot: Snapshot, rng: &mut dyn Randomness) -> Output {
         let mut out = Output::default();
+        // Keys removed from the store are unloaded first, with what hangs on
+        // them: nothing is signed with a removed key after this.
+        let removed: Vec<KeyId> = self
+            .signers
+            .values()
+            .map(|s| s.key_id)
+            .filter(|id| !snapshot.keys.contains(id))
+            .collect();
+        for key_id in removed {
+            out.merge(self.unload_key(now, key_id, rng));
+        }
         let mut tokens = snapshot.tokens;
         for token in &mut tokens {
             if let Some(old) = self
@@ -30,17 +43,35 @@ impl Engine {
             }
         }
         self.tokens = tokens;
+        let in_store: BTreeSet<(KeyId, PublicKey)> = snapshot
+            .sessions
+            .iter()
+            .map(|s| (s.key_id, s.client))
+            .collect();
+        // Deleted in the store (or its key removed): gone here too. Sessions
+        // not stored yet are the engine's own, waiting for their commit.
+        self.sessions
+            .retain(|key, live| !live.stored || in_store.contains(key));
         for stored in snapshot.sessions {
+            if !self.signers.values().any(|s| s.key_id == stored.key_id) {
+                continue;
+            }
             let key = (stored.key_id, stored.client);
             match self.sessions.get_mut(&key) {
-                Some(live) if live.session.revision >= stored.revision => {}
+                Some(live) if live.session.revision >= stored.revision => live.stored = true,
                 Some(live) => {
                     let unflushed = live.unflushed;
                     live.session = stored;
+                    live.stored = true;
                     // Counts not flushed yet are ahead of the store.
                     live.session.request_count += unflushed;
                 }
-                None => self.insert_session(stored, now),
+                None => {
+                    self.insert_session(stored, now);
+                    if let Some(live) = self.sessions.get_mut(&key) {
+                        live.stored = true;
+                    }
+                }
             }
         }
         let pending_replies: Vec<(KeyId, PublicKey)> = self
@@ -60,6 +91,9 @@ impl Engine {
             }
         }
         for d in std::mem::take(&mut self.deferred) {
+            if !self.signers.contains_key(&d.ctx.signer) {
+                continue;
+            }
             out.merge(self.handle_connect(
                 now,
                 d.ctx,
@@ -69,6 +103,43 @@ impl Engine {
                 rng,
             ));
         }
+        out
+    }
+}
+
+impl Engine {
+    /// Stop serving a key: its held requests are refused (the client is
+    /// told, sealed with the signer key while it is still here), then its
+    /// signer, sessions, cached conversations and pending connects go.
+    fn unload_key(&mut self, now: Millis, key_id: KeyId, rng: &mut dyn Randomness) -> Output {
+        let mut out = Output::default();
+        let held: Vec<_> = self
+            .held
+            .keys()
+            .filter(|id| self.held.get(*id).is_some_and(|h| h.ctx.key_id == key_id))
+            .cloned()
+            .collect();
+        for id in held {
+            if let Some(h) = self.held.remove(&id) {
+                out.merge(self.refuse_held(now, id, h, "the key was removed from the signer", rng));
+            }
+        }
+        let signers: Vec<PublicKey> = self
+            .signers
+            .iter()
+            .filter(|(_, s)| s.key_id == key_id)
+            .map(|(pk, _)| *pk)
+            .collect();
+        for signer in &signers {
+            self.signers.remove(signer);
+        }
+        self.conversations
+            .retain(|(signer, _), _| !signers.contains(signer));
+        self.sessions.retain(|(key, _), _| *key != key_id);
+        self.deferred.retain(|d| d.ctx.key_id != key_id);
+        self.tokens.retain(|t| t.key_id != key_id);
+        self.backend.forget(key_id);
+        tracing::info!(key = %key_id, "key removed from the store: unloaded");
         out
     }
 }
