@@ -612,11 +612,19 @@ fn always_allow_is_per_app_per_kind_and_can_expire() {
         only_reply(&mut x, &out).outcome,
         Outcome::Result(_)
     ));
+    // Stored as a rule merged into the stored session (the store moves its
+    // revision on), not as a whole session that could overwrite an edit.
     assert!(
+        out.changes.iter().any(|c| matches!(c,
+        Change::AddRules { client, rules, .. }
+            if *client == x.keys.public_key()
+                && rules == &[Rule {
+                    permission: "sign_event:1".parse().unwrap(),
+                    effect: RuleEffect::Allow,
+                    expires_at: Some(hour),
+                }])),
+        "the remembered rule is stored: {:?}",
         out.changes
-            .iter()
-            .any(|c| matches!(c, Change::PutSession(s) if s.revision > 0)),
-        "the remembered rule is stored with a new revision"
     );
 
     // App X: kind 1 is answered at once, kind 0 is still asked.

@@ -14,6 +14,7 @@
 //! applied in order inside one transaction; `PRAGMA user_version` records
 //! how many ran. A file from a newer Rampart is refused instead of guessed at.
 
+use std::cell::RefCell;
 use std::fmt::Display;
 use std::path::Path;
 use std::str::FromStr;
@@ -56,9 +57,17 @@ const STATEMENT_CACHE: usize = 32;
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    /// What the last listing skipped (see [`SqliteStore::skipped_rows`]).
+    skipped: RefCell<Vec<String>>,
 }
 
 impl SqliteStore {
+    /// The rows the last listing skipped because they could not be read
+    /// back, each described (table, row, column, problem; never a secret).
+    pub fn skipped_rows(&self) -> Vec<String> {
+        self.skipped.borrow().clone()
+    }
+
     /// Open (or create) the database at `path`, creating its directory if
     /// missing, and bring its schema up to date.
     ///
@@ -98,7 +107,10 @@ impl SqliteStore {
             .ctx("enabling foreign keys")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn, MIGRATIONS)?;
-        Ok(SqliteStore { conn })
+        Ok(SqliteStore {
+            conn,
+            skipped: RefCell::new(Vec::new()),
+        })
     }
 
     /// The schema version of the open database (`PRAGMA user_version`).
@@ -404,17 +416,29 @@ impl<'r, 's> RowReader<'r, 's> {
     }
 }
 
-/// Run a query and read every row with `read`.
+/// Run a query and read every row with `read`. A row that cannot be read
+/// back (damaged by hand, say) is skipped and logged, and noted in
+/// `skipped`: one bad row must not hide every other, nor stop the running
+/// bunker's reloads. A failing query is still an error.
 fn collect<T>(
     stmt: &mut rusqlite::Statement<'_>,
     params: impl rusqlite::Params,
     what: &str,
+    skipped: &RefCell<Vec<String>>,
     read: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
+    skipped.borrow_mut().clear();
     let mut rows = stmt.query(params).ctx(what)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().ctx(what)? {
-        out.push(read(row)?);
+        match read(row) {
+            Ok(value) => out.push(value),
+            Err(StoreError::Corrupt(message)) => {
+                tracing::warn!(%message, "{what}: skipped a row that cannot be read");
+                skipped.borrow_mut().push(message);
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
 }
@@ -578,6 +602,20 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
             .ctx("revoking a session")?;
             Ok(())
         }
+        Change::AddRules {
+            key_id,
+            client,
+            rules,
+        } => add_rules(conn, *key_id, client, rules),
+        Change::ClearConnectReply { key_id, client } => {
+            conn.prepare_cached(
+                "UPDATE sessions SET connect_reply = NULL, revision = revision + 1 \
+                 WHERE key_id = ?1 AND client_pubkey = ?2",
+            )
+            .and_then(|mut s| s.execute(params![key_id.0, client.to_hex()]))
+            .ctx("clearing a connect reply")?;
+            Ok(())
+        }
         Change::PutApproval(approval) => put_approval(conn, approval),
         Change::SetApprovalStatus { id, status } => {
             let status = to_json(status, "an approval status")?;
@@ -639,6 +677,44 @@ fn consume_token(
     } else {
         StoreError::NotFound(name)
     })
+}
+
+/// Merge rules into the stored ones, inside the caller's transaction.
+fn add_rules(
+    conn: &Connection,
+    key_id: KeyId,
+    client: &PublicKey,
+    rules: &[Rule],
+) -> Result<(), StoreError> {
+    let client_hex = client.to_hex();
+    let stored = conn
+        .prepare_cached(
+            "SELECT rowid, rules FROM sessions WHERE key_id = ?1 AND client_pubkey = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![key_id.0, client_hex], |row| {
+                let r = RowReader::new(row, "sessions", &["rowid"]);
+                Ok(r.rules("rules"))
+            })
+            .optional()
+        })
+        .ctx("reading a session's rules")?;
+    let Some(stored) = stored else {
+        return Ok(());
+    };
+    let mut session_rules = stored?;
+    for rule in rules {
+        session_rules.retain(|r| r.permission != rule.permission);
+        session_rules.push(rule.clone());
+    }
+    let json = rules_json(&session_rules)?;
+    conn.prepare_cached(
+        "UPDATE sessions SET rules = ?1, revision = revision + 1 \
+         WHERE key_id = ?2 AND client_pubkey = ?3",
+    )
+    .and_then(|mut s| s.execute(params![json, key_id.0, client_hex]))
+    .ctx("adding session rules")?;
+    Ok(())
 }
 
 fn put_session(conn: &Connection, s: &Session) -> Result<(), StoreError> {
@@ -759,7 +835,7 @@ impl Store for SqliteStore {
                  created_at FROM keys ORDER BY id",
             )
             .ctx("listing keys")?;
-        collect(&mut stmt, [], "listing keys", read_key)
+        collect(&mut stmt, [], "listing keys", &self.skipped, read_key)
     }
 
     fn remove_key(&mut self, name: &str) -> Result<(), StoreError> {
@@ -815,7 +891,13 @@ impl Store for SqliteStore {
                  used_by, label FROM tokens ORDER BY id",
             )
             .ctx("listing connection tokens")?;
-        collect(&mut stmt, [], "listing connection tokens", read_token)
+        collect(
+            &mut stmt,
+            [],
+            "listing connection tokens",
+            &self.skipped,
+            read_token,
+        )
     }
 
     fn sessions(&self) -> Result<Vec<Session>, StoreError> {
@@ -827,7 +909,13 @@ impl Store for SqliteStore {
                  connect_reply, revision FROM sessions ORDER BY key_id, client_pubkey",
             )
             .ctx("listing sessions")?;
-        collect(&mut stmt, [], "listing sessions", read_session)
+        collect(
+            &mut stmt,
+            [],
+            "listing sessions",
+            &self.skipped,
+            read_session,
+        )
     }
 
     fn approvals(&self) -> Result<Vec<PendingApproval>, StoreError> {
@@ -839,7 +927,13 @@ impl Store for SqliteStore {
                  ORDER BY created_at DESC, rowid DESC",
             )
             .ctx("listing approvals")?;
-        collect(&mut stmt, [], "listing approvals", read_approval)
+        collect(
+            &mut stmt,
+            [],
+            "listing approvals",
+            &self.skipped,
+            read_approval,
+        )
     }
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -881,6 +975,7 @@ impl Store for SqliteStore {
             &mut stmt,
             rusqlite::params_from_iter(args),
             "querying the audit log",
+            &self.skipped,
             read_audit,
         )
     }
@@ -893,15 +988,21 @@ impl Store for SqliteStore {
                  WHERE at >= ?1 ORDER BY at, seq",
             )
             .ctx("listing audited events")?;
-        collect(&mut stmt, [ts(since)], "listing audited events", |row| {
-            let r = RowReader::new(row, "audit", &["seq"]);
-            let at = r.ts("at")?;
-            Ok(AuditedEvent {
-                event_id: r.event_id("event_id")?,
-                client: r.pubkey("client_pubkey")?,
-                created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
-            })
-        })
+        collect(
+            &mut stmt,
+            [ts(since)],
+            "listing audited events",
+            &self.skipped,
+            |row| {
+                let r = RowReader::new(row, "audit", &["seq"]);
+                let at = r.ts("at")?;
+                Ok(AuditedEvent {
+                    event_id: r.event_id("event_id")?,
+                    client: r.pubkey("client_pubkey")?,
+                    created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
+                })
+            },
+        )
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {

@@ -322,7 +322,8 @@ fn a_token_is_consumed_once_across_connections() {
     assert_eq!(store.sessions().unwrap()[0].client, used_by.unwrap());
 }
 
-/// Damage one column with raw SQL and check the read fails cleanly.
+/// Damage one column with raw SQL and check the listing skips that row
+/// (one bad row must not hide the others) and describes it cleanly.
 fn corrupt_read<T: std::fmt::Debug>(
     damage: &str,
     read: impl Fn(&SqliteStore) -> Result<T, StoreError>,
@@ -347,10 +348,42 @@ fn corrupt_read<T: std::fmt::Debug>(
         ])
         .unwrap();
     raw(&path).execute_batch(damage).unwrap();
-    match read(&store) {
-        Err(StoreError::Corrupt(message)) => message,
-        other => panic!("expected Corrupt after `{damage}`, got {other:?}"),
-    }
+    let listed = read(&store)
+        .unwrap_or_else(|e| panic!("a damaged row failed the whole listing after `{damage}`: {e}"));
+    let skipped = store.skipped_rows();
+    assert_eq!(
+        skipped.len(),
+        1,
+        "one row skipped after `{damage}`; listed {listed:?}"
+    );
+    skipped[0].clone()
+}
+
+#[test]
+fn an_unreadable_row_does_not_hide_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let mut store = SqliteStore::open(&path).unwrap();
+    let key = store.add_key(&new_key("alice", 1)).unwrap();
+    store
+        .apply(&[
+            Change::PutSession(session(key, pk(50))),
+            Change::PutSession(session(key, pk(51))),
+        ])
+        .unwrap();
+    raw(&path)
+        .execute(
+            "UPDATE sessions SET rules = '{not json' WHERE client_pubkey = ?1",
+            [pk(50).to_hex()],
+        )
+        .unwrap();
+    let sessions = store.sessions().unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].client, pk(51));
+    assert_eq!(store.skipped_rows().len(), 1);
+    // The next listing reports only what it skipped itself.
+    store.keys().unwrap();
+    assert!(store.skipped_rows().is_empty());
 }
 
 #[test]
@@ -439,10 +472,12 @@ fn damaged_approvals_are_reported_as_corrupt() {
     ] {
         let conn = raw(&path);
         conn.execute_batch(damage).unwrap();
-        let err = store.approvals().expect_err(damage);
+        // Skipped (and described), not fatal to the listing.
+        assert!(store.approvals().expect(damage).is_empty());
+        let skipped = store.skipped_rows();
         assert!(
-            matches!(err, StoreError::Corrupt(ref m) if m.contains("approvals row (ab)")),
-            "{err}"
+            skipped.len() == 1 && skipped[0].contains("approvals row (ab)"),
+            "{skipped:?}"
         );
         // Put the row back for the next damage.
         conn.execute_batch(

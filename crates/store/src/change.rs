@@ -6,7 +6,7 @@ use nip46::nostr::prelude::{PublicKey, Timestamp};
 use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval};
 use crate::audit::AuditEntry;
 use crate::key::KeyId;
-use crate::session::Session;
+use crate::session::{Rule, Session};
 use crate::token::TokenId;
 
 /// One write of the running bunker. A batch of changes is one transaction.
@@ -30,6 +30,27 @@ pub enum Change {
     /// Insert or replace the session for (key, client), `revision` as given
     /// (the writer increments it). An unknown key is [`StoreError::NotFound`].
     PutSession(Session),
+    /// Add rules to a stored session, each replacing a stored rule for the
+    /// same permission, and add one to its `revision`; every other rule and
+    /// field stays as stored (a dashboard edit the bunker has not seen yet
+    /// is kept, not overwritten). A missing session is not an error.
+    AddRules {
+        /// The key.
+        key_id: KeyId,
+        /// The client.
+        client: PublicKey,
+        /// The rules to set.
+        rules: Vec<Rule>,
+    },
+    /// The `connect` reply of a nostrconnect session was sent: clear its
+    /// `connect_reply` and add one to its `revision`. A missing session is
+    /// not an error.
+    ClearConnectReply {
+        /// The key.
+        key_id: KeyId,
+        /// The client.
+        client: PublicKey,
+    },
     /// Record use of a session: `last_used_at` becomes the later of the
     /// stored value and `at`, `requests` is added to the count; `revision`
     /// stays (usage is not a change of the session). A missing session

@@ -133,6 +133,14 @@ impl Session {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|t| now < t)
     }
 
+    /// Add rules, each replacing any rule for the same permission (what
+    /// [`Change::AddRules`](crate::change::Change::AddRules) does in a store).
+    pub fn set_rules(&mut self, rules: impl IntoIterator<Item = Rule>) {
+        for rule in rules {
+            self.set_rule(rule);
+        }
+    }
+
     /// Add a rule, replacing any rule for the same permission.
     pub fn set_rule(&mut self, rule: Rule) {
         self.rules.retain(|r| r.permission != rule.permission);

@@ -47,6 +47,8 @@ macro_rules! __for_each_store_check {
             consume_unknown_token_is_not_found,
             sessions_round_trip,
             put_session_replaces,
+            add_rules_merge_into_the_stored_session,
+            clear_connect_reply_keeps_the_rest,
             session_for_unknown_key_is_refused,
             touch_session_counts_and_keeps_latest_use,
             revoke_session_keeps_first_time,
@@ -534,6 +536,84 @@ pub fn sessions_round_trip(store: &mut dyn Store) {
 }
 
 /// `PutSession` replaces the session of the same (key, client) and only it.
+/// `AddRules` sets rules in the stored session (replacing those for the same
+/// permission), keeps every other stored rule and field, adds one to the
+/// revision, and ignores a missing session.
+pub fn add_rules_merge_into_the_stored_session(store: &mut dyn Store) {
+    let a = add_key(store, "alice", 1);
+    let mut stored = minimal_session(a, pk(70));
+    stored.set_rule(Rule::permanent(perm("nip44_encrypt"), RuleEffect::Allow));
+    stored.set_rule(Rule::permanent(perm("sign_event:1"), RuleEffect::Allow));
+    stored.revision = 4;
+    apply(store, &[Change::PutSession(stored.clone())]);
+    let rules = vec![
+        Rule::permanent(perm("sign_event:1"), RuleEffect::Deny),
+        Rule::permanent(perm("sign_event:7"), RuleEffect::Allow),
+    ];
+    apply(
+        store,
+        &[
+            Change::AddRules {
+                key_id: a,
+                client: pk(70),
+                rules: rules.clone(),
+            },
+            Change::AddRules {
+                key_id: a,
+                client: pk(99),
+                rules,
+            },
+        ],
+    );
+    let read = session(store, a, pk(70)).expect("still there");
+    let mut expected = stored;
+    expected.set_rules([
+        Rule::permanent(perm("sign_event:1"), RuleEffect::Deny),
+        Rule::permanent(perm("sign_event:7"), RuleEffect::Allow),
+    ]);
+    expected.revision = read.revision;
+    assert_eq!(read, expected, "merged, nothing else changed");
+    assert!(read.revision > 4, "revision moved on: {}", read.revision);
+    assert_eq!(
+        session(store, a, pk(99)),
+        None,
+        "a missing session is not created"
+    );
+}
+
+/// `ClearConnectReply` clears only `connect_reply` (and moves the revision on).
+pub fn clear_connect_reply_keeps_the_rest(store: &mut dyn Store) {
+    let a = add_key(store, "alice", 1);
+    let mut stored = full_session(a, pk(70));
+    stored.connect_reply = Some("the-uri-secret".to_owned());
+    apply(store, &[Change::PutSession(stored.clone())]);
+    let before = session(store, a, pk(70)).expect("stored");
+    apply(
+        store,
+        &[
+            Change::ClearConnectReply {
+                key_id: a,
+                client: pk(70),
+            },
+            Change::ClearConnectReply {
+                key_id: a,
+                client: pk(98),
+            },
+        ],
+    );
+    let read = session(store, a, pk(70)).expect("still there");
+    assert_eq!(read.connect_reply, None);
+    assert!(read.revision > before.revision);
+    assert_eq!(
+        Session {
+            connect_reply: None,
+            revision: read.revision,
+            ..before
+        },
+        read
+    );
+}
+
 pub fn put_session_replaces(store: &mut dyn Store) {
     let a = add_key(store, "alice", 1);
     let b = add_key(store, "bob", 2);

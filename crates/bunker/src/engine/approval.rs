@@ -208,13 +208,19 @@ impl Engine {
             } else {
                 RuleEffect::Deny
             };
-            live.session.set_rule(Rule {
+            let rule = Rule {
                 permission: policy::permission_for(approval.method, approval.kind),
                 effect,
                 expires_at: until,
-            });
+            };
+            live.session.set_rule(rule.clone());
             live.session.revision += 1;
-            out.changes.push(Change::PutSession(live.session.clone()));
+            // Merged in the store: a rule edited there meanwhile stays.
+            out.changes.push(Change::AddRules {
+                key_id: ctx.key_id,
+                client: ctx.client,
+                rules: vec![rule],
+            });
         }
         out.changes.push(Change::SetApprovalStatus {
             id: id.clone(),

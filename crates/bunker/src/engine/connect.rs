@@ -91,12 +91,18 @@ impl Engine {
             (true, Some(TokenMatch::Usable(index))) => {
                 let grant = self.consume_token(index, ctx.client, t, &mut out);
                 if let Some(live) = self.sessions.get_mut(&session_key) {
-                    for p in grant.iter() {
-                        live.session
-                            .set_rule(Rule::permanent(p.clone(), RuleEffect::Allow));
-                    }
+                    let rules: Vec<Rule> = grant
+                        .iter()
+                        .map(|p| Rule::permanent(p.clone(), RuleEffect::Allow))
+                        .collect();
+                    live.session.set_rules(rules.iter().cloned());
                     live.session.revision += 1;
-                    out.changes.push(Change::PutSession(live.session.clone()));
+                    // Merged in the store: an edit made there meanwhile stays.
+                    out.changes.push(Change::AddRules {
+                        key_id: ctx.key_id,
+                        client: ctx.client,
+                        rules,
+                    });
                 }
                 AuditDecision::Allowed
             }
@@ -257,7 +263,10 @@ impl Engine {
             return out;
         };
         live.session.revision += 1;
-        out.changes.push(Change::PutSession(live.session.clone()));
+        out.changes.push(Change::ClearConnectReply {
+            key_id: key.0,
+            client: key.1,
+        });
         let extra_relays = live.session.relays.clone();
         let mut id_bytes = [0u8; 16];
         rng.fill(&mut id_bytes);
