@@ -122,6 +122,13 @@ fn ok<T>(result: Result<T, StoreError>, what: &str) -> T {
     }
 }
 
+fn some<T>(value: Option<T>, what: &str) -> T {
+    match value {
+        Some(value) => value,
+        None => panic!("{what}: missing"),
+    }
+}
+
 fn t(secs: u64) -> Timestamp {
     Timestamp::from_secs(secs)
 }
@@ -565,7 +572,7 @@ pub fn add_rules_merge_into_the_stored_session(store: &mut dyn Store) {
             },
         ],
     );
-    let read = session(store, a, pk(70)).expect("still there");
+    let read = some(session(store, a, pk(70)), "still there");
     let mut expected = stored;
     expected.set_rules([
         Rule::permanent(perm("sign_event:1"), RuleEffect::Deny),
@@ -587,7 +594,7 @@ pub fn clear_connect_reply_keeps_the_rest(store: &mut dyn Store) {
     let mut stored = full_session(a, pk(70));
     stored.connect_reply = Some("the-uri-secret".to_owned());
     apply(store, &[Change::PutSession(stored.clone())]);
-    let before = session(store, a, pk(70)).expect("stored");
+    let before = some(session(store, a, pk(70)), "stored");
     apply(
         store,
         &[
@@ -601,7 +608,7 @@ pub fn clear_connect_reply_keeps_the_rest(store: &mut dyn Store) {
             },
         ],
     );
-    let read = session(store, a, pk(70)).expect("still there");
+    let read = some(session(store, a, pk(70)), "still there");
     assert_eq!(read.connect_reply, None);
     assert!(read.revision > before.revision);
     assert_eq!(
