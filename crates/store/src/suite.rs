@@ -542,7 +542,6 @@ pub fn sessions_round_trip(store: &mut dyn Store) {
     assert_eq!(session(store, key, pk(72)), Some(legacy));
 }
 
-/// `PutSession` replaces the session of the same (key, client) and only it.
 /// `AddRules` sets rules in the stored session (replacing those for the same
 /// permission), keeps every other stored rule and field, adds one to the
 /// revision, and ignores a missing session.
@@ -621,6 +620,7 @@ pub fn clear_connect_reply_keeps_the_rest(store: &mut dyn Store) {
     );
 }
 
+/// `PutSession` replaces the session of the same (key, client) and only it.
 pub fn put_session_replaces(store: &mut dyn Store) {
     let a = add_key(store, "alice", 1);
     let b = add_key(store, "bob", 2);
