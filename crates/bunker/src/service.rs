@@ -25,7 +25,7 @@ use store::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Millis;
-use crate::engine::{AcceptError, DecideError, Engine, Output, Snapshot};
+use crate::engine::{AcceptError, DecideError, Engine, Output, Rollback, Snapshot};
 use crate::randomness::OsRandomness;
 
 /// Most requests handled in one wake-up of the service task before their
@@ -121,12 +121,15 @@ pub async fn run(
     let mut rng = OsRandomness::new();
     let mut store = store;
     let initial = load(&mut engine, &mut *store, &mut rng)?;
-    let (reload_tx, mut reloads) = mpsc::unbounded_channel::<Snapshot>();
+    // What the writer thread reports, in the order it happens: a failed
+    // commit's rollback first, then the store's state read after it.
+    let (news_tx, mut news) = mpsc::unbounded_channel::<StoreNews>();
+    let snapshots = news_tx.clone();
     let writer = StoreWriter::spawn(
         store,
         Box::new(move |store: &mut dyn Store| match snapshot(store) {
             Ok(s) => {
-                let _ = reload_tx.send(s);
+                let _ = snapshots.send(StoreNews::Snapshot(s));
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not reload the store after an outside edit")
@@ -134,9 +137,14 @@ pub async fn run(
         }),
         config.reload_poll,
     );
+    let committer = Committer {
+        writer,
+        pool: pool.clone(),
+        news: news_tx,
+    };
 
     sync_relays(&pool, &engine, Millis::now());
-    submit(&writer, &pool, initial);
+    committer.submit(initial);
     let filter = Filter::new()
         .kind(Kind::NostrConnect)
         .pubkeys(engine.signer_pubkeys())
@@ -172,27 +180,30 @@ pub async fn run(
                 let mut handled = 0;
                 while let Some(event) = next.take() {
                     if let Some(out) = on_pool_event(&mut engine, &mut readiness, &mut rng, event) {
-                        jobs.extend(commit_jobs(&pool, out));
+                        jobs.extend(committer.jobs(out));
                     }
                     handled += 1;
                     if handled < READY_BATCH {
                         next = events.try_recv().ok();
                     }
                 }
-                writer.submit_all(jobs);
+                committer.writer.submit_all(jobs);
             }
-            Some(snapshot) = reloads.recv() => {
+            Some(news) = news.recv() => {
                 let now = Millis::now();
-                let out = engine.reload(now, snapshot, &mut rng);
+                let out = match news {
+                    StoreNews::Snapshot(snapshot) => engine.reload(now, snapshot, &mut rng),
+                    StoreNews::RolledBack(undo) => engine.roll_back(now, undo, &mut rng),
+                };
                 sync_relays(&pool, &engine, now);
-                submit(&writer, &pool, out);
+                committer.submit(out);
             }
             Some(command) = admin.recv() => {
-                handle_admin(&mut engine, &writer, &pool, &mut rng, &mut readiness, command);
+                handle_admin(&mut engine, &committer, &mut rng, &mut readiness, command);
             }
             () = sleep => {
                 let out = engine.handle_timeout(Millis::now(), &mut rng);
-                submit(&writer, &pool, out);
+                committer.submit(out);
             }
         }
     }
@@ -200,7 +211,8 @@ pub async fn run(
     // Answer held requests, flush session counters, then wait for every
     // queued commit and its publishes.
     let out = engine.shutdown(Millis::now(), &mut rng);
-    submit(&writer, &pool, out);
+    committer.submit(out);
+    let writer = committer.writer;
     tokio::task::spawn_blocking(move || writer.shutdown())
         .await
         .ok();
@@ -270,8 +282,7 @@ impl Readiness {
 
 fn handle_admin(
     engine: &mut Engine,
-    writer: &StoreWriter,
-    pool: &RelayPool,
+    committer: &Committer,
     rng: &mut OsRandomness,
     readiness: &mut Readiness,
     command: AdminCommand,
@@ -289,7 +300,7 @@ fn handle_admin(
         } => {
             let result = engine
                 .decide(now, &id, decision, rng)
-                .map(|out| submit(writer, pool, out));
+                .map(|out| committer.submit(out));
             let _ = reply.send(result);
         }
         AdminCommand::AcceptNostrConnect {
@@ -301,8 +312,8 @@ fn handle_admin(
             let result = engine
                 .accept_nostrconnect(now, key_id, &uri, &grant, rng)
                 .map(|out| {
-                    sync_relays(pool, engine, now);
-                    submit(writer, pool, out);
+                    sync_relays(&committer.pool, engine, now);
+                    committer.submit(out);
                 });
             let _ = reply.send(result);
         }
@@ -319,11 +330,6 @@ async fn drain(pool: &RelayPool, limit: Duration) {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Commit the step's changes, then publish its events.
-fn submit(writer: &StoreWriter, pool: &RelayPool, out: Output) {
-    writer.submit_all(commit_jobs(pool, out));
 }
 
 /// Hand an event from a relay to the engine and return its step, or note
@@ -348,41 +354,69 @@ fn on_pool_event(
     None
 }
 
-/// The writer jobs for one step: its changes, committed before its events
-/// are published; and, when the engine wants fresh store state, an empty
-/// job that wakes the writer (it checks for outside edits after every batch
-/// and reloads if there are any).
-fn commit_jobs(pool: &RelayPool, out: Output) -> Vec<CommitJob> {
-    let mut jobs = Vec::new();
-    if out.wants_reload {
+/// What the writer thread tells the service loop.
+enum StoreNews {
+    /// The store's state (after an outside edit, or after a failed commit).
+    Snapshot(Snapshot),
+    /// A commit failed: what the engine must forget.
+    RolledBack(Rollback),
+}
+
+/// Hands each engine step to the writer: its changes committed first, then
+/// its events published; a failed commit's rollback reported back.
+struct Committer {
+    writer: StoreWriter,
+    pool: RelayPool,
+    news: mpsc::UnboundedSender<StoreNews>,
+}
+
+impl Committer {
+    /// Commit a step's changes, then publish its events.
+    fn submit(&self, out: Output) {
+        self.writer.submit_all(self.jobs(out));
+    }
+
+    /// The writer jobs for one step: its changes, committed before its
+    /// events are published; and, when the engine wants fresh store state,
+    /// an empty job that wakes the writer (it checks for outside edits after
+    /// every batch and reloads if there are any).
+    fn jobs(&self, out: Output) -> Vec<CommitJob> {
+        let mut jobs = Vec::new();
+        if out.wants_reload {
+            jobs.push(CommitJob {
+                changes: Vec::new(),
+                on_commit: Box::new(|_| {}),
+            });
+        }
+        if out.is_empty() {
+            return jobs;
+        }
+        let pool = self.pool.clone();
+        let news = self.news.clone();
+        let undo = Rollback::of(&out.changes);
+        let publish = out.publish;
         jobs.push(CommitJob {
-            changes: Vec::new(),
-            on_commit: Box::new(|_| {}),
+            changes: out.changes,
+            on_commit: Box::new(move |result| {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "store commit failed; responses withheld");
+                    if let Some(undo) = undo {
+                        let _ = news.send(StoreNews::RolledBack(undo));
+                    }
+                    return;
+                }
+                for outgoing in publish {
+                    for relay in &outgoing.extra_relays {
+                        let _ = pool.add_relay(relay.as_str());
+                    }
+                    if let Err(e) = pool.publish(&outgoing.event) {
+                        tracing::warn!(error = %e, "could not queue a response");
+                    }
+                }
+            }),
         });
+        jobs
     }
-    if out.is_empty() {
-        return jobs;
-    }
-    let pool = pool.clone();
-    let publish = out.publish;
-    jobs.push(CommitJob {
-        changes: out.changes,
-        on_commit: Box::new(move |result| {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "store commit failed; responses withheld");
-                return;
-            }
-            for outgoing in publish {
-                for relay in &outgoing.extra_relays {
-                    let _ = pool.add_relay(relay.as_str());
-                }
-                if let Err(e) = pool.publish(&outgoing.event) {
-                    tracing::warn!(error = %e, "could not queue a response");
-                }
-            }
-        }),
-    });
-    jobs
 }
 
 fn sync_relays(pool: &RelayPool, engine: &Engine, now: Millis) {

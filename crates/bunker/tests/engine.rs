@@ -1340,3 +1340,38 @@ fn a_session_deleted_in_the_store_leaves_the_engine_but_an_uncommitted_one_stays
     let out = h.send(&fresh.request("p2", "ping", serde_json::json!([])));
     assert_eq!(only_reply(&mut fresh, &out), Response::ok("p2", "pong"));
 }
+
+#[test]
+fn a_session_whose_commit_failed_is_rolled_back() {
+    let mut h = harness();
+    h.mint("raced", Preset::Write.permissions(), None);
+    let mut c = Client::new(h.signer);
+    let out = h.send(&c.request(
+        "c",
+        "connect",
+        serde_json::json!([h.signer.to_hex(), "raced"]),
+    ));
+    assert_eq!(only_reply(&mut c, &out), Response::ok("c", "ack"));
+    // Another process consumed the token first: this commit fails.
+    let undo = bunker::engine::Rollback::of(&out.changes).expect("something to undo");
+    let out = h.engine.roll_back(now(), undo, &mut h.rng);
+    assert!(out.wants_reload);
+    // The store's state, read after the failure: the token used by another.
+    let mut tokens = h.tokens.clone();
+    tokens[0].used_at = Some(Timestamp::from_secs(NOW));
+    tokens[0].used_by = Some(Keys::generate().public_key());
+    let snapshot = Snapshot {
+        keys: vec![KeyId(1)],
+        tokens,
+        sessions: vec![],
+        approvals: vec![],
+    };
+    h.engine.reload(now(), snapshot, &mut h.rng);
+    let out = h.send(&c.request("p", "ping", serde_json::json!([])));
+    let resp = only_reply(&mut c, &out);
+    assert!(
+        matches!(&resp.outcome, Outcome::Error(e) if e.code == Some(ErrorCode::Unauthorized)),
+        "the session that did not commit does not serve: {resp:?}"
+    );
+    assert!(h.engine.session(KeyId(1), &c.keys.public_key()).is_none());
+}

@@ -375,3 +375,28 @@ fn jobs_without_changes_are_reported_too() {
     assert!(result.is_ok());
     writer.shutdown();
 }
+
+#[test]
+fn a_failed_job_is_followed_by_a_reread_of_the_store() {
+    let f = fixture();
+    let (changed, notices) = mpsc::channel();
+    let writer = StoreWriter::spawn(
+        Box::new(open(&f.path)),
+        Box::new(move |store: &mut dyn Store| {
+            let used = store.tokens().unwrap()[0].used_by;
+            let _ = changed.send(used);
+        }),
+        POLL,
+    );
+    let (done, results) = mpsc::channel();
+    // Commits that succeed are not followed by a re-read…
+    writer.submit(job(vec![consume(f.token, 1)], 1, &done));
+    results.recv_timeout(WAIT).unwrap().1.unwrap();
+    assert!(notices.recv_timeout(POLL * 5).is_err());
+    // …one that fails is, after its callback: the caller learns what the
+    // store holds (here: the token used by the first consumer, not us).
+    writer.submit(job(vec![consume(f.token, 2)], 2, &done));
+    assert!(results.recv_timeout(WAIT).unwrap().1.is_err());
+    assert_eq!(notices.recv_timeout(WAIT).unwrap(), Some(pk(1)));
+    writer.shutdown();
+}

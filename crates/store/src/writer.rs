@@ -94,7 +94,10 @@ impl StoreWriter {
     ///
     /// `on_external_change` runs on that thread, with the store, whenever
     /// [`Store::external_version`] changed (another process committed);
-    /// it is checked after every batch and every `poll` while idle.
+    /// it is checked after every batch and every `poll` while idle. It also
+    /// runs after every batch in which a job failed (after those jobs'
+    /// callbacks), so the caller can bring what it expected back in line
+    /// with what the store holds.
     pub fn spawn(
         store: Box<dyn Store>,
         on_external_change: ExternalChange,
@@ -185,7 +188,7 @@ fn run(
         let mut batch = match receiver.recv_timeout(poll) {
             Ok(jobs) => jobs,
             Err(RecvTimeoutError::Timeout) => {
-                watcher.check(&mut *store, &mut on_external_change);
+                watcher.check(&mut *store, &mut on_external_change, false);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -196,15 +199,19 @@ fn run(
             };
             batch.extend(jobs);
         }
-        commit(&mut *store, batch);
-        watcher.check(&mut *store, &mut on_external_change);
+        let failed = commit(&mut *store, batch);
+        // After a failure the caller's view may be ahead of the store (what
+        // it expected to be written was not): it gets the store's state, so
+        // it can roll back, as if another process had written.
+        watcher.check(&mut *store, &mut on_external_change, failed);
     }
     tracing::debug!("store writer stopped");
 }
 
 /// Commit a batch in one transaction; if that fails because of one job's
-/// data, commit the jobs one by one so only the bad ones fail.
-fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) {
+/// data, commit the jobs one by one so only the bad ones fail. Returns
+/// whether any job failed.
+fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) -> bool {
     let mut changes = Vec::new();
     let mut callbacks: Vec<Pending> = Vec::with_capacity(batch.len());
     for job in batch {
@@ -218,19 +225,19 @@ fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) {
             for (_, on_commit) in callbacks {
                 notify(on_commit, Ok(()));
             }
-            return;
+            return false;
         }
         Err(err) => err,
     };
     if !is_job_specific(&err) {
         tracing::error!(jobs = callbacks.len(), error = %err, "store write failed");
         fail_all(callbacks, Arc::new(err));
-        return;
+        return true;
     }
     if callbacks.len() == 1 {
         tracing::debug!(error = %err, "store write refused");
         fail_all(callbacks, Arc::new(err));
-        return;
+        return true;
     }
 
     tracing::debug!(jobs = callbacks.len(), error = %err, "batch refused; committing its jobs one by one");
@@ -249,10 +256,11 @@ fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) {
                 let err = Arc::new(err);
                 notify(on_commit, Err(Arc::clone(&err)));
                 fail_all(callbacks.collect(), err);
-                return;
+                return true;
             }
         }
     }
+    true
 }
 
 /// Whether an error is about the job's data (so its batch-mates may still
@@ -307,7 +315,13 @@ impl Watcher {
         Watcher { last }
     }
 
-    fn check(&mut self, store: &mut dyn Store, on_external_change: &mut ExternalChange) {
+    /// Report a change of the external version, or (`force`) report anyway.
+    fn check(
+        &mut self,
+        store: &mut dyn Store,
+        on_external_change: &mut ExternalChange,
+        force: bool,
+    ) {
         let version = match store.external_version() {
             Ok(version) => version,
             Err(e) => {
@@ -317,10 +331,10 @@ impl Watcher {
         };
         let changed = self.last.is_some_and(|last| last != version);
         self.last = Some(version);
-        if !changed {
+        if !changed && !force {
             return;
         }
-        tracing::debug!("the store was changed by another process");
+        tracing::debug!(force, "the store is read again");
         if catch_unwind(AssertUnwindSafe(|| on_external_change(store))).is_err() {
             tracing::error!("the external-change callback panicked");
         }

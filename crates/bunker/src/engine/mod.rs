@@ -47,6 +47,7 @@ use approval::Held;
 pub use connect::nostrconnect_session;
 use connect::{ConnectAttempt, DeferredConnect};
 pub use output::{Dropped, Outgoing, Output};
+pub use reload::Rollback;
 
 /// What happens to a request no rule covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

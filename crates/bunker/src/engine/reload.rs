@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use nip46::nostr::prelude::PublicKey;
-use store::{ApprovalStatus, KeyId};
+use store::{ApprovalId, ApprovalStatus, Change, KeyId, TokenId};
 
 use super::{ConnectAttempt, Engine, Output, Snapshot};
 use crate::clock::Millis;
@@ -140,6 +140,76 @@ impl Engine {
         self.tokens.retain(|t| t.key_id != key_id);
         self.backend.forget(key_id);
         tracing::info!(key = %key_id, "key removed from the store: unloaded");
+        out
+    }
+}
+
+/// What the engine believed written when a commit failed: undone by
+/// [`Engine::roll_back`], then replaced by the store's state on the re-read
+/// that follows every failed commit.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    sessions: Vec<(KeyId, PublicKey)>,
+    tokens: Vec<TokenId>,
+    approvals: Vec<ApprovalId>,
+}
+
+impl Rollback {
+    /// What to undo if `changes` do not commit; `None` when nothing would be.
+    pub fn of(changes: &[Change]) -> Option<Self> {
+        let mut undo = Rollback::default();
+        for change in changes {
+            match change {
+                Change::PutSession(s) => undo.sessions.push((s.key_id, s.client)),
+                Change::AddRules { key_id, client, .. }
+                | Change::ClearConnectReply { key_id, client }
+                | Change::RevokeSession { key_id, client, .. } => {
+                    undo.sessions.push((*key_id, *client));
+                }
+                // The session it opened (or added a grant to) is in the
+                // same changes, as a PutSession or AddRules.
+                Change::ConsumeToken { id, .. } => undo.tokens.push(*id),
+                Change::PutApproval(a) => undo.approvals.push(a.id.clone()),
+                Change::Audit(_)
+                | Change::TouchSession { .. }
+                | Change::SetApprovalStatus { .. } => {}
+            }
+        }
+        let nothing =
+            undo.sessions.is_empty() && undo.tokens.is_empty() && undo.approvals.is_empty();
+        (!nothing).then_some(undo)
+    }
+}
+
+impl Engine {
+    /// A commit failed: forget what it would have written (sessions it
+    /// created or changed, tokens it consumed, requests it held), so that
+    /// the re-read of the store that follows puts the store's state back.
+    /// A session whose single-use token did not commit stops serving.
+    pub fn roll_back(&mut self, now: Millis, undo: Rollback, rng: &mut dyn Randomness) -> Output {
+        let mut out = Output::default();
+        self.sessions.retain(|key, _| !undo.sessions.contains(key));
+        for token in self
+            .tokens
+            .iter_mut()
+            .filter(|t| undo.tokens.contains(&t.id))
+        {
+            token.used_at = None;
+            token.used_by = None;
+        }
+        for id in undo.approvals {
+            if let Some(held) = self.held.remove(&id) {
+                out.merge(self.refuse_held(
+                    now,
+                    id,
+                    held,
+                    "the signer could not record the request",
+                    rng,
+                ));
+            }
+        }
+        tracing::warn!("a store commit failed: the engine's view was rolled back to the store's");
+        out.wants_reload = true;
         out
     }
 }
