@@ -45,22 +45,24 @@ struct Entry {
 
 /// Login tokens and sessions.
 pub struct Auth {
-    /// The token printed at start, until it is used.
-    start_token: Mutex<Option<[u8; 32]>>,
+    /// The token printed at start, until it is used or expires.
+    start_token: Mutex<Option<([u8; 32], Instant)>>,
     sessions: Mutex<Vec<Entry>>,
     ttl: Duration,
     drop_file: Option<PathBuf>,
 }
 
 impl Auth {
-    /// Fresh login state with sessions lasting `ttl`; returns the start token.
+    /// Fresh login state with sessions lasting `ttl`; returns the start
+    /// token, which works once within `start_ttl`.
     pub fn new(
         ttl: Duration,
+        start_ttl: Duration,
         drop_file: Option<PathBuf>,
     ) -> Result<(Self, LoginToken), DashboardError> {
         let token = LoginToken::generate()?;
         let auth = Auth {
-            start_token: Mutex::new(Some(token.digest())),
+            start_token: Mutex::new(Some((token.digest(), Instant::now() + start_ttl))),
             sessions: Mutex::new(Vec::new()),
             ttl,
             drop_file,
@@ -78,7 +80,10 @@ impl Auth {
         let candidate_digest = digest(candidate.trim());
         {
             let mut start = self.start_token.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(expected) = *start
+            if start.is_some_and(|(_, expires)| expires <= Instant::now()) {
+                *start = None;
+            }
+            if let Some((expected, _)) = *start
                 && ct_eq(&expected, &candidate_digest)
             {
                 *start = None;
@@ -151,7 +156,8 @@ mod tests {
 
     #[test]
     fn the_start_token_works_once() {
-        let (auth, token) = Auth::new(Duration::from_secs(60), None).unwrap();
+        let (auth, token) =
+            Auth::new(Duration::from_secs(60), Duration::from_secs(60), None).unwrap();
         assert_eq!(token.expose().len(), 64);
         assert!(!auth.redeem("wrong"));
         assert!(!auth.redeem(""));
@@ -160,8 +166,17 @@ mod tests {
     }
 
     #[test]
+    fn the_start_token_expires() {
+        let (auth, token) =
+            Auth::new(Duration::from_secs(60), Duration::from_millis(30), None).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!auth.redeem(token.expose()), "expired unused");
+    }
+
+    #[test]
     fn sessions_are_found_by_cookie_and_expire() {
-        let (auth, _) = Auth::new(Duration::from_millis(50), None).unwrap();
+        let (auth, _) =
+            Auth::new(Duration::from_millis(50), Duration::from_secs(60), None).unwrap();
         let cookie = auth.open_session().unwrap();
         let session = auth.session(&cookie).unwrap();
         assert!(session.csrf_matches(session.csrf()));
@@ -170,7 +185,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert!(auth.session(&cookie).is_none(), "expired");
 
-        let (auth, _) = Auth::new(Duration::from_secs(60), None).unwrap();
+        let (auth, _) = Auth::new(Duration::from_secs(60), Duration::from_secs(60), None).unwrap();
         let cookie = auth.open_session().unwrap();
         auth.close_session(&cookie);
         assert!(auth.session(&cookie).is_none(), "logged out");

@@ -35,6 +35,8 @@ pub struct DashboardConfig {
     pub allowed_origins: Vec<String>,
     /// A file of extra one-time login tokens (`rampart dashboard login`).
     pub login_drop: Option<PathBuf>,
+    /// How long the login link printed at start works (once).
+    pub start_link_ttl: Duration,
     /// Seconds a held request waits (shown to the user).
     pub approval_timeout_secs: u64,
 }
@@ -47,6 +49,7 @@ impl Default for DashboardConfig {
             default_grant: nip46::Preset::Write.permissions(),
             allowed_origins: Vec::new(),
             login_drop: None,
+            start_link_ttl: Duration::from_secs(15 * 60),
             approval_timeout_secs: 60,
         }
     }
@@ -73,7 +76,11 @@ impl Dashboard {
         store: Box<dyn Store>,
         admin: AdminSender,
     ) -> Result<(Self, LoginToken), DashboardError> {
-        let (auth, token) = Auth::new(config.session_ttl, config.login_drop.clone())?;
+        let (auth, token) = Auth::new(
+            config.session_ttl,
+            config.start_link_ttl,
+            config.login_drop.clone(),
+        )?;
         let inner = Inner {
             config,
             admin,

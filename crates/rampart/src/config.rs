@@ -26,6 +26,9 @@ pub struct Config {
     pub embedded_relay: SocketAddr,
     /// Grant of the tokens `rampart run` prints at start.
     pub default_grant: String,
+    /// Minutes the `bunker://` tokens and the dashboard login link that
+    /// `rampart run` prints at start work (each once).
+    pub start_links_minutes: u64,
     /// Request policy.
     pub policy: PolicyConfig,
     /// Key encryption.
@@ -56,6 +59,11 @@ pub struct PolicyConfig {
     pub rate_burst: u32,
     /// Per-session sustained requests per second.
     pub rate_per_second: f64,
+    /// Requests of one app waiting for the user, at most (more are refused
+    /// `rate_limited`).
+    pub held_per_session: usize,
+    /// Requests of all apps waiting for the user, at most.
+    pub held_total: usize,
 }
 
 /// `[dashboard]`: the web dashboard `rampart run` serves.
@@ -99,6 +107,7 @@ impl Default for Config {
             relays: Vec::new(),
             embedded_relay: SocketAddr::from(([127, 0, 0, 1], 7447)),
             default_grant: "write".into(),
+            start_links_minutes: 15,
             policy: PolicyConfig::default(),
             vault: VaultConfig::default(),
             dashboard: DashboardConfig::default(),
@@ -119,6 +128,8 @@ impl Default for PolicyConfig {
             future_window_secs: engine.future_window_secs,
             rate_burst: rate.burst,
             rate_per_second: rate.per_second,
+            held_per_session: engine.max_held_per_session,
+            held_total: engine.max_held_total,
         }
     }
 }
@@ -243,6 +254,11 @@ impl Config {
                 .parse()
                 .context("RAMPART_RATE_PER_SECOND must be a number")?;
         }
+        if let Some(v) = get("RAMPART_START_LINKS_MINUTES") {
+            self.start_links_minutes = v
+                .parse()
+                .context("RAMPART_START_LINKS_MINUTES must be a number")?;
+        }
         if let Some(v) = get("RAMPART_VAULT_LOG_N") {
             self.vault.log_n = v.parse().context("RAMPART_VAULT_LOG_N must be a number")?;
         }
@@ -289,8 +305,17 @@ impl Config {
             unlisted: self.policy.unlisted,
             approval_timeout_secs: self.policy.approval_timeout_secs,
             auth_url_base,
+            max_held_per_session: self.policy.held_per_session.max(1),
+            max_held_total: self.policy.held_total.max(1),
             ..EngineConfig::default()
         })
+    }
+}
+
+impl Config {
+    /// How long the links `rampart run` prints at start work.
+    pub fn start_links_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.start_links_minutes.max(1).saturating_mul(60))
     }
 }
 

@@ -571,6 +571,15 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
     match change {
         Change::Audit(entry) => insert_audit(conn, entry),
         Change::ConsumeToken { id, client, at } => consume_token(conn, *id, client, *at),
+        Change::RevokeToken { id, at } => {
+            conn.prepare_cached(
+                "UPDATE tokens SET expires_at = min(coalesce(expires_at, ?1), ?1) \
+                 WHERE id = ?2 AND used_at IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![ts(*at), id.0]))
+            .ctx("revoking a token")?;
+            Ok(())
+        }
         Change::PutSession(session) => put_session(conn, session),
         Change::TouchSession {
             key_id,

@@ -27,6 +27,14 @@ pub enum Change {
         /// When.
         at: Timestamp,
     },
+    /// An unused token stops working at `at` (its expiry becomes the earlier
+    /// of its own and `at`); a used one, or a missing one, is left as is.
+    RevokeToken {
+        /// The token.
+        id: TokenId,
+        /// From when it no longer works.
+        at: Timestamp,
+    },
     /// Insert or replace the session for (key, client), `revision` as given
     /// (the writer increments it). An unknown key is [`StoreError::NotFound`].
     PutSession(Session),

@@ -45,6 +45,7 @@ macro_rules! __for_each_store_check {
             token_secrets_are_unique,
             token_is_single_use,
             consume_unknown_token_is_not_found,
+            revoke_token_stops_only_unused_ones,
             sessions_round_trip,
             put_session_replaces,
             add_rules_merge_into_the_stored_session,
@@ -540,6 +541,57 @@ pub fn sessions_round_trip(store: &mut dyn Store) {
     assert_eq!(session(store, key, pk(70)), Some(rich));
     assert_eq!(session(store, key, pk(71)), Some(minimal));
     assert_eq!(session(store, key, pk(72)), Some(legacy));
+}
+
+/// `RevokeToken` makes an unused token expire (never later than it would
+/// have) and leaves used ones and missing ones alone.
+pub fn revoke_token_stops_only_unused_ones(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let unused = ok(store.add_token(&new_token(key, 1)), "add_token");
+    let used = ok(store.add_token(&new_token(key, 2)), "add_token");
+    apply(
+        store,
+        &[Change::ConsumeToken {
+            id: used,
+            client: pk(70),
+            at: t(150),
+        }],
+    );
+    let before_used = token(store, used);
+    apply(
+        store,
+        &[
+            Change::RevokeToken {
+                id: unused,
+                at: t(200),
+            },
+            Change::RevokeToken {
+                id: used,
+                at: t(200),
+            },
+            Change::RevokeToken {
+                id: TokenId(9_999),
+                at: t(200),
+            },
+        ],
+    );
+    let revoked = token(store, unused);
+    assert_eq!(revoked.expires_at, Some(t(200)));
+    assert!(!revoked.is_usable(t(200)) && revoked.is_usable(t(199)));
+    let after_used = token(store, used);
+    assert!(
+        after_used.expires_at == before_used.expires_at && after_used.used_by == Some(pk(70)),
+        "a used token is history"
+    );
+    // Revoking never extends a token's life.
+    apply(
+        store,
+        &[Change::RevokeToken {
+            id: unused,
+            at: t(300),
+        }],
+    );
+    assert_eq!(token(store, unused).expires_at, Some(t(200)));
 }
 
 /// `AddRules` sets rules in the stored session (replacing those for the same

@@ -172,7 +172,8 @@ impl Rollback {
                 Change::PutApproval(a) => undo.approvals.push(a.id.clone()),
                 Change::Audit(_)
                 | Change::TouchSession { .. }
-                | Change::SetApprovalStatus { .. } => {}
+                | Change::SetApprovalStatus { .. }
+                | Change::RevokeToken { .. } => {}
             }
         }
         let nothing =

@@ -30,7 +30,7 @@ use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
 use nip46::{BunkerUri, PermissionSet};
 use relay::pool::{PoolConfig, PoolEvent, RelayPool};
 use relay::server::{self, ServerConfig};
-use store::{Store, StoredKey};
+use store::{Change, Store, StoredKey};
 use store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -104,8 +104,8 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
 
     // Printed once the bunker listens: a client that connects at once must
     // not find nobody subscribed (relays do not keep kind-24133 events).
-    let uris = mint_start_tokens(&mut store, &keys, &grant, &relays)?;
-    let announce_task = tokio::spawn(announce(admin_tx.clone(), uris));
+    let start = start_tokens(&mut store, &keys, &grant, &relays, config.start_links_ttl())?;
+    let announce_task = tokio::spawn(announce(admin_tx.clone(), start));
     drop(admin_tx);
 
     let result = service::run(
@@ -158,25 +158,63 @@ impl Interfaces {
     }
 }
 
-/// One fresh single-use token per key, to print at start.
-fn mint_start_tokens(
+/// The label of the tokens `rampart run` prints at start.
+const START_LABEL: &str = "rampart run";
+
+/// Keys for which `run` prints a token each at start; with more, a summary.
+const PRINTED_KEYS: usize = 5;
+
+/// What `run` prints once it listens.
+enum StartTokens {
+    /// One fresh token per key.
+    Each(Vec<BunkerUri>),
+    /// Too many keys for a line each: how many, and how to get a token.
+    Summary(usize),
+}
+
+/// Revoke the unused tokens earlier runs printed (only their hashes are
+/// kept, so they cannot be printed again and nobody should be holding one
+/// they could not see), then mint one fresh token per key, expiring after
+/// `ttl` — or none, with more than a handful of keys.
+fn start_tokens(
     store: &mut SqliteStore,
     keys: &[StoredKey],
     grant: &PermissionSet,
     relays: &[RelayUrl],
-) -> Result<Vec<BunkerUri>> {
-    keys.iter()
+    ttl: Duration,
+) -> Result<StartTokens> {
+    let now = Timestamp::now();
+    let revoke: Vec<Change> = store
+        .tokens()?
+        .into_iter()
+        .filter(|t| t.label.as_deref() == Some(START_LABEL) && t.is_usable(now))
+        .map(|t| Change::RevokeToken { id: t.id, at: now })
+        .collect();
+    if !revoke.is_empty() {
+        store.apply(&revoke)?;
+        tracing::info!(
+            tokens = revoke.len(),
+            "revoked the unused tokens earlier runs printed"
+        );
+    }
+    if keys.len() > PRINTED_KEYS {
+        return Ok(StartTokens::Summary(keys.len()));
+    }
+    let expires = Timestamp::from_secs(now.as_secs().saturating_add(ttl.as_secs()));
+    let uris = keys
+        .iter()
         .map(|key| {
             token::mint(
                 store,
                 key,
                 grant.clone(),
-                None,
-                Some("rampart run".into()),
+                Some(expires),
+                Some(START_LABEL.into()),
                 relays.to_vec(),
             )
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok(StartTokens::Each(uris))
 }
 
 /// Open the store, create a first key on a fresh one, and unlock every key
@@ -281,7 +319,7 @@ fn start_dashboard(
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let settings = DashboardConfig {
-        session_ttl: Duration::from_secs(config.dashboard.session_hours.max(1) * 3600),
+        session_ttl: Duration::from_secs(config.dashboard.session_hours.clamp(1, 24 * 365) * 3600),
         relays: relays.to_vec(),
         default_grant: config.default_grant()?,
         allowed_origins: auth_url_base
@@ -289,6 +327,7 @@ fn start_dashboard(
             .map(|b| b.as_str().to_owned())
             .collect(),
         login_drop: Some(config.data_dir.join(login_drop::FILE_NAME)),
+        start_link_ttl: config.start_links_ttl(),
         approval_timeout_secs: config.policy.approval_timeout_secs,
     };
     let own_store = SqliteStore::open(&config.database_path())?;
@@ -326,7 +365,7 @@ async fn bind_dashboard(config: &Config) -> Result<Option<TcpListener>> {
 
 /// Print the `bunker://` lines (and QR codes, in a terminal) once the
 /// service has a live subscription, or after a while without one.
-async fn announce(admin: AdminSender, uris: Vec<BunkerUri>) {
+async fn announce(admin: AdminSender, start: StartTokens) {
     let (reply, serving) = oneshot::channel();
     if admin
         .send(AdminCommand::WhenServing { reply })
@@ -338,6 +377,16 @@ async fn announce(admin: AdminSender, uris: Vec<BunkerUri>) {
     {
         tracing::warn!("no relay has confirmed the subscription yet; apps may have to retry");
     }
+    let uris = match start {
+        StartTokens::Each(uris) => uris,
+        StartTokens::Summary(keys) => {
+            eprintln!(
+                "serving {keys} keys; for a single-use bunker:// token run \
+                 `rampart uri --key NAME` (or mint one on the dashboard)"
+            );
+            return;
+        }
+    };
     for uri in uris {
         println!("{uri}");
         if std::io::stdout().is_terminal() {
@@ -403,4 +452,108 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nip46::nostr::prelude::PublicKey;
+    use store::NewKey;
+
+    fn store_with_keys(n: u8) -> (tempfile::TempDir, SqliteStore, Vec<StoredKey>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("rampart.sqlite")).unwrap();
+        for i in 0..n {
+            store
+                .add_key(&NewKey {
+                    name: format!("k{i}"),
+                    user_pubkey: PublicKey::from_byte_array([i + 1; 32]),
+                    signer_pubkey: PublicKey::from_byte_array([i + 101; 32]),
+                    user_ncryptsec: "ncryptsec1u".into(),
+                    signer_ncryptsec: "ncryptsec1s".into(),
+                    created_at: Timestamp::from_secs(1),
+                })
+                .unwrap();
+        }
+        let keys = store.keys().unwrap();
+        (dir, store, keys)
+    }
+
+    fn relays() -> Vec<RelayUrl> {
+        vec![RelayUrl::parse("ws://127.0.0.1:7447").unwrap()]
+    }
+
+    #[test]
+    fn start_tokens_expire_and_replace_the_last_runs_unused_ones() {
+        let (_dir, mut store, keys) = store_with_keys(2);
+        let grant: PermissionSet = "write".parse().unwrap();
+        let ttl = Duration::from_secs(15 * 60);
+        let StartTokens::Each(first) =
+            start_tokens(&mut store, &keys, &grant, &relays(), ttl).unwrap()
+        else {
+            panic!("a token per key");
+        };
+        assert_eq!(first.len(), 2);
+        let now = Timestamp::now().as_secs();
+        for t in store.tokens().unwrap() {
+            let expires = t.expires_at.expect("start tokens expire").as_secs();
+            assert!(
+                (now + 890..=now + 910).contains(&expires),
+                "{expires} vs {now}"
+            );
+        }
+        // The next start revokes those (still unused) and mints fresh ones.
+        let StartTokens::Each(second) =
+            start_tokens(&mut store, &keys, &grant, &relays(), ttl).unwrap()
+        else {
+            panic!("a token per key");
+        };
+        assert_eq!(second.len(), 2);
+        let now = Timestamp::now();
+        let usable: Vec<_> = store
+            .tokens()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.is_usable(now))
+            .collect();
+        assert_eq!(usable.len(), 2, "only this run's tokens work");
+        // A token minted by hand is never revoked by a start.
+        token::mint(
+            &mut store,
+            &keys[0],
+            grant.clone(),
+            None,
+            Some("by hand".into()),
+            relays(),
+        )
+        .unwrap();
+        start_tokens(&mut store, &keys, &grant, &relays(), ttl).unwrap();
+        let now = Timestamp::now();
+        assert!(
+            store
+                .tokens()
+                .unwrap()
+                .iter()
+                .any(|t| t.label.as_deref() == Some("by hand") && t.is_usable(now))
+        );
+    }
+
+    #[test]
+    fn many_keys_get_a_summary_instead_of_a_token_each() {
+        let (_dir, mut store, keys) = store_with_keys(6);
+        let grant: PermissionSet = "write".parse().unwrap();
+        let start = start_tokens(
+            &mut store,
+            &keys,
+            &grant,
+            &relays(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(matches!(start, StartTokens::Summary(6)));
+        assert!(
+            store.tokens().unwrap().is_empty(),
+            "nothing minted that nobody sees"
+        );
+    }
 }
