@@ -60,7 +60,8 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["uris", "mint"])]
     spawn: bool,
     /// Connect with this bunker:// URI (repeatable; client i uses the
-    /// (i mod n)-th: one per client for single-use secrets, or one for all).
+    /// (i mod n)-th: one per client for single-use secrets, or one for all);
+    /// `-` reads them from stdin, one per line.
     #[arg(long = "uri", value_name = "URI", conflicts_with = "mint")]
     uris: Vec<String>,
     /// Mint one single-use token per client in the store of --data-dir,
@@ -196,6 +197,17 @@ pub fn run(args: Args, env: &Environment) -> Result<()> {
         setup.uris = mint(&mut store, &args, args.clients, relays)?;
     } else if args.uris.is_empty() {
         bail!("say which signer to load: --spawn, --uri bunker://… or --mint (see --help)");
+    } else if args.uris.iter().any(|u| u == "-") {
+        // `--uri -`: the URIs (they carry secrets) one per line on stdin.
+        setup.uris = std::io::stdin()
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if setup.uris.is_empty() {
+            bail!("--uri - reads the URIs from stdin, one per line, but stdin was empty");
+        }
     } else {
         setup.uris = args.uris.clone();
     }

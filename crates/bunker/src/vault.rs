@@ -61,6 +61,12 @@ pub enum VaultError {
     /// Encryption failed.
     #[error("could not encrypt the key: {0}")]
     Encrypt(#[source] nip46::nostr::error::Error),
+    /// A key encrypted at this scrypt cost could never be opened again
+    /// (opening refuses costs above the limit); lower `[vault] log_n`.
+    #[error(
+        "scrypt log_n {0} is above {MAX_LOG_N}: the key could never be opened; lower [vault] log_n"
+    )]
+    CostTooHigh(u8),
 }
 
 /// Why a stored `ncryptsec` cannot be opened at all (before the passphrase).
@@ -106,6 +112,9 @@ fn encrypt(
     log_n: u8,
     security: KeySecurity,
 ) -> Result<String, VaultError> {
+    if log_n > MAX_LOG_N {
+        return Err(VaultError::CostTooHigh(log_n));
+    }
     EncryptedSecretKey::new(secret, passphrase.expose(), log_n, security)
         .and_then(|e| e.to_bech32())
         .map_err(VaultError::Encrypt)
@@ -376,6 +385,26 @@ impl KeyBackend for Vault {
 mod tests {
     use super::*;
     use nip46::nostr::nips::{nip04, nip44};
+
+    #[test]
+    fn a_cost_that_could_never_be_opened_is_refused() {
+        let pass = Passphrase::new("p");
+        let user = Keys::generate();
+        let err = seal_key(
+            "k",
+            user.secret_key(),
+            KeySecurity::Medium,
+            &pass,
+            MAX_LOG_N + 1,
+            Timestamp::from_secs(1),
+        )
+        .err()
+        .expect("refused");
+        assert!(
+            matches!(err, VaultError::CostTooHigh(n) if n == MAX_LOG_N + 1),
+            "{err}"
+        );
+    }
 
     const LOG_N: u8 = 8;
 

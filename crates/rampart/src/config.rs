@@ -1,7 +1,6 @@
 //! Configuration, layered in one place: defaults → file → `RAMPART_*`
 //! environment → command-line flags, each layer overriding the one before.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +11,8 @@ use bunker::rate_limit::RateLimit;
 use nip46::PermissionSet;
 use nip46::nostr::prelude::RelayUrl;
 use serde::{Deserialize, Serialize};
+
+use crate::env::Env;
 
 /// Everything `rampart` can be configured with (the passphrase excepted: it
 /// comes from a prompt or `RAMPART_PASSPHRASE`, never from a file or flag).
@@ -165,7 +166,7 @@ pub struct Overrides {
 
 impl Config {
     /// Build the configuration from every layer.
-    pub fn load(overrides: &Overrides, env: &HashMap<String, String>) -> Result<Config> {
+    pub fn load(overrides: &Overrides, env: &Env) -> Result<Config> {
         let mut config = Config::default();
         // The data dir decides where the default config file is, so resolve it first.
         let data_dir = overrides
@@ -191,7 +192,30 @@ impl Config {
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Refuse values that would break something later, saying which.
+    fn validate(&self) -> Result<()> {
+        let max_log_n = bunker::vault::MAX_LOG_N;
+        if !(1..=max_log_n).contains(&self.vault.log_n) {
+            bail!(
+                "[vault] log_n must be 1 to {max_log_n} (a key encrypted above {max_log_n} could never be opened)"
+            );
+        }
+        let day = 24 * 3600;
+        if self.policy.past_window_secs > day || self.policy.future_window_secs > day {
+            bail!("[policy] past_window_secs and future_window_secs must be at most {day}");
+        }
+        if self.policy.approval_timeout_secs == 0 || self.policy.approval_timeout_secs > day {
+            bail!("[policy] approval_timeout_secs must be 1 to {day}");
+        }
+        let rate = self.policy.rate_per_second;
+        if !rate.is_finite() || rate < 0.0 {
+            bail!("[policy] rate_per_second must be a number of at least 0");
+        }
+        Ok(())
     }
 
     fn from_file(path: &Path) -> Result<Config> {
@@ -200,7 +224,7 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
-    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<()> {
+    fn apply_env(&mut self, env: &Env) -> Result<()> {
         let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
         if let Some(v) = get("RAMPART_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -218,7 +242,7 @@ impl Config {
                 .context("RAMPART_EMBEDDED_RELAY must be HOST:PORT")?;
         }
         if let Some(v) = get("RAMPART_DEFAULT_GRANT") {
-            self.default_grant = v.clone();
+            self.default_grant = v.to_string();
         }
         if let Some(v) = get("RAMPART_UNLISTED") {
             self.policy.unlisted = match v.as_str() {
@@ -239,7 +263,7 @@ impl Config {
                 .context("RAMPART_DASHBOARD_LISTEN must be HOST:PORT")?;
         }
         if let Some(v) = get("RAMPART_AUTH_URL_BASE") {
-            self.policy.auth_url_base = v.clone();
+            self.policy.auth_url_base = v.to_string();
         }
         if let Some(v) = get("RAMPART_APPROVAL_TIMEOUT_SECS") {
             self.policy.approval_timeout_secs = v
@@ -442,10 +466,10 @@ session_hours = {session_hours}
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    fn env(pairs: &[(&str, &str)]) -> Env {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), zeroize::Zeroizing::new(v.to_string())))
             .collect()
     }
 
@@ -571,5 +595,25 @@ mod tests {
         };
         assert!(c.engine(vec![], None).is_ok());
         assert!(parse_grant("everything").is_err());
+    }
+
+    #[test]
+    fn values_that_would_break_later_are_refused() {
+        let o = Overrides::default();
+        for (k, v) in [
+            ("RAMPART_VAULT_LOG_N", "21"),
+            ("RAMPART_VAULT_LOG_N", "0"),
+            ("RAMPART_APPROVAL_TIMEOUT_SECS", "0"),
+            ("RAMPART_RATE_PER_SECOND", "NaN"),
+            ("RAMPART_RATE_PER_SECOND", "-1"),
+        ] {
+            let e = env(&[(k, v), ("RAMPART_DATA_DIR", "/nonexistent-rampart")]);
+            assert!(Config::load(&o, &e).is_err(), "{k}={v} accepted");
+        }
+        let e = env(&[
+            ("RAMPART_VAULT_LOG_N", "20"),
+            ("RAMPART_DATA_DIR", "/nonexistent-rampart"),
+        ]);
+        assert_eq!(Config::load(&o, &e).unwrap().vault.log_n, 20);
     }
 }

@@ -1,13 +1,13 @@
 //! The `rampart` command line: the bunker daemon, its admin commands, the
 //! embedded relay, and tools.
 
+mod arg;
 mod cmd;
 mod config;
+mod env;
 mod passphrase;
 mod runtime;
 mod terminal;
-
-use std::collections::HashMap;
 
 use clap::{Parser, Subcommand};
 
@@ -77,13 +77,12 @@ fn main() -> anyhow::Result<()> {
         // Log lines and the approval prompt share stderr (see terminal::console).
         .with_writer(terminal::console::Console)
         .init();
-    let env: HashMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("RAMPART_"))
-        .collect();
+    let env = env::from_process();
     let config = || Config::load(&cli.overrides, &env);
     match cli.command {
         Command::Run(args) => {
-            runtime::single_threaded()?.block_on(cmd::run::run(args, config()?, &env))
+            let config = config()?;
+            runtime::single_threaded()?.block_on(cmd::run::run(args, config, env))
         }
         Command::Key(c) => cmd::key::run(c, &config()?, &env),
         Command::Uri(args) => cmd::token::run(args, &config()?),

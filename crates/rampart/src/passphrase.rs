@@ -1,14 +1,15 @@
 //! Reading the vault passphrase: from `RAMPART_PASSPHRASE` for unattended
 //! runs, else from a hidden terminal prompt. Never from argv or a file.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 
 use anyhow::{Result, bail};
+
+use crate::env::Env;
 use bunker::vault::Passphrase;
 
 /// Get the passphrase; `confirm` asks twice (when creating the vault).
-pub fn read(env: &HashMap<String, String>, confirm: bool) -> Result<Passphrase> {
+pub fn read(env: &Env, confirm: bool) -> Result<Passphrase> {
     if let Some(p) = env.get("RAMPART_PASSPHRASE").filter(|p| !p.is_empty()) {
         return Ok(Passphrase::new(p.as_str()));
     }

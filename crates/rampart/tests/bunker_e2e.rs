@@ -382,3 +382,43 @@ on_both_relays!(
     permissions_secrets_logout_revoke,
     rate_limit_and_nostrconnect
 );
+
+/// URIs carry secrets: every command that takes one reads it from stdin
+/// when given `-`, so it need not be on the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uris_can_come_from_stdin_instead_of_argv() {
+    let bunker = bunker(&Relay::Embedded, &[], &[]);
+    let out = bunker.cli_with_stdin(&["inspect", "-"], &format!("{}\n", bunker.uri()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["type"], "bunker");
+    assert_eq!(report["has_secret"], true);
+
+    let app = Keys::generate();
+    let uri = format!(
+        "nostrconnect://{}?relay=ws%3A%2F%2F127.0.0.1%3A1&secret=s3cr3t&name=Stdin%20App",
+        app.public_key().to_hex()
+    );
+    let out = bunker.cli_with_stdin(&["connect", "-", "--grant", "read"], &uri);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bunker.cli(&["sessions", "list", "--json"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("Stdin App") && listed.contains(&app.public_key().to_hex()),
+        "{listed}"
+    );
+
+    let out = bunker.cli_with_stdin(&["inspect", "-"], "");
+    assert!(
+        !out.status.success(),
+        "empty stdin is an error, not an empty value"
+    );
+}

@@ -121,8 +121,9 @@ impl RequestSummary {
     pub const MAX_TAG_VALUE: usize = 200;
 }
 
-/// A request waiting for the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request waiting for the user. Its `Debug` leaves out what the request
+/// carries (content, plaintext): it says what it is, not what it says.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PendingApproval {
     /// Random id.
     pub id: ApprovalId,
@@ -150,4 +151,21 @@ pub struct PendingApproval {
     pub expires_at: Timestamp,
     /// Status.
     pub status: ApprovalStatus,
+}
+
+impl std::fmt::Debug for PendingApproval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingApproval")
+            .field("id", &self.id)
+            .field("key_id", &self.key_id)
+            .field("client", &self.client)
+            .field("request_id", &self.request_id)
+            .field("method", &self.method)
+            .field("kind", &self.kind)
+            .field("event_id", &self.event.as_ref().and_then(|e| e.id))
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }

@@ -17,8 +17,8 @@ impl std::fmt::Display for KeyId {
 /// A user key as stored: public parts in clear, secrets as NIP-49 `ncryptsec`.
 ///
 /// Each user key has its own signer (transport) key, so the user's pubkey never
-/// authors kind-24133 traffic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// authors kind-24133 traffic. Its `Debug` leaves the secrets out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredKey {
     /// Store id.
     pub id: KeyId,
@@ -36,8 +36,8 @@ pub struct StoredKey {
     pub created_at: Timestamp,
 }
 
-/// A key to be stored.
-#[derive(Debug, Clone)]
+/// A key to be stored. Its `Debug` leaves the secrets out.
+#[derive(Clone)]
 pub struct NewKey {
     /// Unique human name.
     pub name: String,
@@ -65,5 +65,27 @@ impl NewKey {
             signer_ncryptsec: self.signer_ncryptsec,
             created_at: self.created_at,
         }
+    }
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("user_pubkey", &self.user_pubkey)
+            .field("signer_pubkey", &self.signer_pubkey)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("name", &self.name)
+            .field("user_pubkey", &self.user_pubkey)
+            .field("signer_pubkey", &self.signer_pubkey)
+            .finish_non_exhaustive()
     }
 }

@@ -30,3 +30,65 @@ pub use key::{KeyId, NewKey, StoredKey};
 pub use session::{Rule, RuleEffect, Session, SessionOrigin};
 pub use token::{ConnectionToken, NewToken, SecretHash, TokenId};
 pub use writer::{CommitJob, StoreWriter};
+
+#[cfg(test)]
+mod tests {
+    use nip46::nostr::prelude::{PublicKey, Timestamp};
+    use nip46::{Method, PermissionSet};
+
+    use super::*;
+
+    #[test]
+    fn debug_output_leaves_secrets_and_plaintext_out() {
+        let pk = PublicKey::from_byte_array([2; 32]);
+        let t = Timestamp::from_secs(1);
+        let key = NewKey {
+            name: "alice".into(),
+            user_pubkey: pk,
+            signer_pubkey: pk,
+            user_ncryptsec: "ncryptsec1-user-secret".into(),
+            signer_ncryptsec: "ncryptsec1-signer-secret".into(),
+            created_at: t,
+        };
+        let stored = key.clone().stored(KeyId(1));
+        let mut session = Session::new(
+            KeyId(1),
+            pk,
+            &PermissionSet::empty(),
+            SessionOrigin::NostrConnect,
+            t,
+        );
+        session.connect_reply = Some("uri-secret".into());
+        let approval = PendingApproval {
+            id: ApprovalId("a".into()),
+            key_id: KeyId(1),
+            client: pk,
+            metadata: Default::default(),
+            request_id: "r".into(),
+            method: Method::Nip44Encrypt,
+            kind: None,
+            summary: RequestSummary::Encrypt {
+                peer: pk,
+                plaintext: "the private message".into(),
+                plaintext_hidden: 0,
+            },
+            event: None,
+            created_at: t,
+            expires_at: t,
+            status: ApprovalStatus::Pending,
+        };
+        let shown = format!("{key:?} {stored:?} {session:?} {approval:?}");
+        for secret in [
+            "ncryptsec1-user-secret",
+            "ncryptsec1-signer-secret",
+            "uri-secret",
+            "the private message",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("alice") && shown.contains("nip44_encrypt")
+                || shown.contains("Nip44Encrypt")
+        );
+    }
+}

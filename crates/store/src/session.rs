@@ -63,8 +63,9 @@ impl SessionOrigin {
     }
 }
 
-/// A session between a client app and a user key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A session between a client app and a user key. Its `Debug` leaves the
+/// pending `connect` secret out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     /// The user key the app acts for.
     pub key_id: KeyId,
@@ -145,5 +146,29 @@ impl Session {
     pub fn set_rule(&mut self, rule: Rule) {
         self.rules.retain(|r| r.permission != rule.permission);
         self.rules.push(rule);
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("key_id", &self.key_id)
+            .field("client", &self.client)
+            .field("rules", &self.rules)
+            .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("request_count", &self.request_count)
+            .field("metadata", &self.metadata)
+            .field("requested_perms", &self.requested_perms)
+            .field("origin", &self.origin)
+            .field("relays", &self.relays)
+            .field("revoked_at", &self.revoked_at)
+            .field(
+                "connect_reply",
+                &self.connect_reply.as_ref().map(|_| "<secret>"),
+            )
+            .field("revision", &self.revision)
+            .finish()
     }
 }

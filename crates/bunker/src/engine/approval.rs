@@ -146,7 +146,10 @@ impl Engine {
             summary: summarize(&request.command),
             event,
             created_at: t,
-            expires_at: Timestamp::from_secs(t.as_secs() + self.config.approval_timeout_secs),
+            expires_at: Timestamp::from_secs(
+                t.as_secs()
+                    .saturating_add(self.config.approval_timeout_secs),
+            ),
             status: ApprovalStatus::Pending,
         };
         let mut out = Output::default();

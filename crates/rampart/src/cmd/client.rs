@@ -74,7 +74,8 @@ pub enum ClientCommand {
 /// `rampart client connect`
 #[derive(clap::Args)]
 pub struct ConnectArgs {
-    /// bunker://… token or name@domain.
+    /// bunker://… token or name@domain; `-` reads it from stdin
+    /// (recommended: a token carries a secret).
     token: Option<String>,
     /// With no token: a relay to listen on for the signer (repeatable).
     #[arg(long = "relay", value_name = "URL")]
@@ -237,7 +238,11 @@ async fn connect(
         options = options.perms(perms);
     }
     let client = match args.token {
-        Some(token) => Client::connect(&token, options).await?,
+        Some(token) => {
+            let token =
+                crate::arg::or_stdin(&token).map_err(|e| Failure::usage(format!("{e:#}")))?;
+            Client::connect(&token, options).await?
+        }
         None => {
             if args.relays.is_empty() {
                 return Err(Failure::usage(

@@ -16,7 +16,8 @@ use crate::config::{Config, parse_grant};
 /// `rampart connect`
 #[derive(clap::Args)]
 pub struct Args {
-    /// The `nostrconnect://…` URI the app shows.
+    /// The `nostrconnect://…` URI the app shows, or `-` to read it from
+    /// stdin (recommended: it carries the app's secret).
     uri: String,
     /// Key name (default: the first key).
     #[arg(long)]
@@ -28,7 +29,7 @@ pub struct Args {
 
 /// Record the session.
 pub fn run(args: Args, config: &Config) -> Result<()> {
-    let uri: NostrConnectUri = args.uri.parse()?;
+    let uri: NostrConnectUri = crate::arg::or_stdin(&args.uri)?.parse()?;
     let mut store = SqliteStore::open(&config.database_path())?;
     let key = admin::pick_key(&store, args.key.as_deref())?;
     let grant = match &args.grant {

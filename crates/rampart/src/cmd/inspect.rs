@@ -8,13 +8,15 @@ use serde_json::json;
 /// Arguments of `rampart inspect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A `bunker://…` or `nostrconnect://…` URI, or a permission list such as `write,nip44_encrypt`.
+    /// A `bunker://…` or `nostrconnect://…` URI, or a permission list such
+    /// as `write,nip44_encrypt`; `-` reads it from stdin.
     input: String,
 }
 
 /// Print what the input is, as JSON on stdout.
 pub fn run(args: Args) -> Result<()> {
-    let input = args.input.trim();
+    let input = crate::arg::or_stdin(&args.input)?;
+    let input = input.trim();
     let report = if input.starts_with("bunker://") {
         let uri: BunkerUri = input.parse().context("invalid bunker:// URI")?;
         json!({

@@ -4,7 +4,6 @@
 //! `ncryptsec`. Every key in a vault shares one passphrase, checked against
 //! an existing key before a new one is added.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 
 use anyhow::{Context, Result, bail};
@@ -15,7 +14,10 @@ use nip46::nostr::prelude::{Keys, SecretKey, Timestamp};
 use store::{Store, StoredKey};
 use store_sqlite::SqliteStore;
 
+use zeroize::Zeroizing;
+
 use crate::config::Config;
+use crate::env::Env;
 use crate::passphrase;
 
 /// `rampart key …`
@@ -52,7 +54,7 @@ pub enum KeyCommand {
 }
 
 /// Run a key command.
-pub fn run(command: KeyCommand, config: &Config, env: &HashMap<String, String>) -> Result<()> {
+pub fn run(command: KeyCommand, config: &Config, env: &Env) -> Result<()> {
     let mut store = SqliteStore::open(&config.database_path())?;
     match command {
         KeyCommand::Generate { name } => {
@@ -73,7 +75,9 @@ pub fn run(command: KeyCommand, config: &Config, env: &HashMap<String, String>) 
                 SecretInput::Plain(sk) => (sk, KeySecurity::Weak),
                 SecretInput::Encrypted(enc) => {
                     let pass = import_passphrase(env)?;
-                    (vault::open_import(&enc, &pass)?, KeySecurity::Medium)
+                    // NIP-49's key-security byte says how the key was
+                    // handled before it was encrypted: kept as it was.
+                    (vault::open_import(&enc, &pass)?, enc.key_security())
                 }
             };
             let added = add(&mut store, config, env, &name, &secret, security)?;
@@ -97,7 +101,7 @@ pub fn run(command: KeyCommand, config: &Config, env: &HashMap<String, String>) 
 pub fn add(
     store: &mut SqliteStore,
     config: &Config,
-    env: &HashMap<String, String>,
+    env: &Env,
     name: &str,
     secret: &SecretKey,
     security: KeySecurity,
@@ -175,19 +179,19 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn read_secret_input() -> Result<String> {
+fn read_secret_input() -> Result<Zeroizing<String>> {
     if std::io::stdin().is_terminal() {
-        return Ok(rpassword::prompt_password(
+        return Ok(Zeroizing::new(rpassword::prompt_password(
             "Secret key (nsec, hex or ncryptsec): ",
-        )?);
+        )?));
     }
-    let mut text = String::new();
+    let mut text = Zeroizing::new(String::new());
     std::io::stdin().read_to_string(&mut text)?;
     Ok(text)
 }
 
 /// An imported ncryptsec may use another passphrase than the vault.
-fn import_passphrase(env: &HashMap<String, String>) -> Result<Passphrase> {
+fn import_passphrase(env: &Env) -> Result<Passphrase> {
     if let Some(p) = env
         .get("RAMPART_IMPORT_PASSPHRASE")
         .filter(|p| !p.is_empty())

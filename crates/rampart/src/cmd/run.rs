@@ -12,7 +12,6 @@
 //! per request), or from another shell (`rampart approvals`). All three reach
 //! the engine through the admin channel or the store.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cmd::token;
 use crate::config::{Config, parse_grant};
+use crate::env::Env;
 use crate::passphrase;
 use crate::terminal::{console::Terminal, prompt};
 
@@ -55,7 +55,7 @@ pub struct Args {
 }
 
 /// Serve until a signal arrives.
-pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) -> Result<()> {
+pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
     if !args.relays.is_empty() {
         config.relays = args.relays;
     }
@@ -72,7 +72,8 @@ pub async fn run(args: Args, mut config: Config, env: &HashMap<String, String>) 
         .transpose()?;
     let auth_url_base = config.auth_url_base(dashboard_addr)?;
 
-    let (mut store, keys, vault) = open_store_and_unlock(&config, env).await?;
+    let (mut store, keys, vault) = open_store_and_unlock(&config, &env).await?;
+    crate::env::forget_secrets(&mut env);
     let (embedded, relays) = start_relays(&config).await?;
     let (engine, pool, events) =
         build_engine_and_pool(&config, &keys, vault, &relays, dashboard_addr)?;
@@ -221,7 +222,7 @@ fn start_tokens(
 /// (NIP-49's scrypt runs on the blocking pool).
 async fn open_store_and_unlock(
     config: &Config,
-    env: &HashMap<String, String>,
+    env: &Env,
 ) -> Result<(SqliteStore, Vec<StoredKey>, Vault)> {
     let mut store = SqliteStore::open(&config.database_path()).with_context(|| {
         format!(
