@@ -398,8 +398,7 @@ mod tests {
             MAX_LOG_N + 1,
             Timestamp::from_secs(1),
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert!(
             matches!(err, VaultError::CostTooHigh(n) if n == MAX_LOG_N + 1),
             "{err}"
