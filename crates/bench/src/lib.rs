@@ -243,7 +243,7 @@ fn run_idle(args: &Args, exe: &std::path::Path, sessions: usize) -> Result<()> {
     let relay_url = match &args.relay {
         Some(url) => url.clone(),
         None => {
-            let (child, url) = children::spawn_relay(exe, logs.path())?;
+            let (child, url) = children::spawn_relay(exe, logs.path(), &[])?;
             relay_child = Some(child);
             url
         }
@@ -261,20 +261,20 @@ fn run_idle(args: &Args, exe: &std::path::Path, sessions: usize) -> Result<()> {
 /// Start the relay (unless given) and the bunker; mint a token per client.
 fn spawn(args: &Args, exe: &std::path::Path, setup: &mut Setup) -> Result<()> {
     let temp = tempfile::tempdir().context("no temporary directory")?;
+    // Tokens are in the store before the bunker starts, so it knows them
+    // from the first request on.
+    let data_dir: PathBuf = temp.path().join("data");
+    let passphrase = format!("bench-{}", Keys::generate().public_key().to_hex());
+    let (mut store, key) = data_dir::create(&data_dir, &passphrase)?;
     let relay_url = match &args.relay {
         Some(url) => url.clone(),
         None => {
-            let (relay, url) = children::spawn_relay(exe, temp.path())?;
+            let (relay, url) = children::spawn_relay(exe, temp.path(), &[key.signer_pubkey])?;
             setup.relay_pid = Some(relay.pid());
             setup.children.push(relay);
             url
         }
     };
-    // Tokens are in the store before the bunker starts, so it knows them
-    // from the first request on.
-    let data_dir: PathBuf = temp.path().join("data");
-    let passphrase = format!("bench-{}", Keys::generate().public_key().to_hex());
-    let (mut store, _) = data_dir::create(&data_dir, &passphrase)?;
     let relays = vec![RelayUrl::parse(&relay_url)?];
     setup.uris = mint(&mut store, args, args.clients, relays)?;
     drop(store);

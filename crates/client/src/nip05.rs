@@ -155,6 +155,16 @@ impl Nip05Address {
         Ok(url)
     }
 
+    /// Read the signer's pubkey and relays from the bytes of a `nostr.json`
+    /// document fetched from `url` (named in errors).
+    pub fn read_body(&self, body: &[u8], url: &str) -> Result<BunkerUri, Nip05Error> {
+        let document: Value = serde_json::from_slice(body).map_err(|e| Nip05Error::Document {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.read_document(&document)
+    }
+
     /// Read the signer's pubkey and relays from a `nostr.json` document.
     pub fn read_document(&self, document: &Value) -> Result<BunkerUri, Nip05Error> {
         let (name, domain) = (self.name.clone(), self.domain.clone());
@@ -236,11 +246,7 @@ pub async fn resolve(address: &Nip05Address, timeout: Duration) -> Result<Bunker
     let body = tokio::time::timeout(timeout, fetch)
         .await
         .map_err(|_| http(format!("no answer within {timeout:?}")))??;
-    let document: Value = serde_json::from_slice(&body).map_err(|e| Nip05Error::Document {
-        url: shown.clone(),
-        reason: e.to_string(),
-    })?;
-    address.read_document(&document)
+    address.read_body(&body, &shown)
 }
 
 /// The HTTP client: rustls with the ring provider and Mozilla's roots (the

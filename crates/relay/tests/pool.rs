@@ -31,7 +31,7 @@ fn nostr_connect_to(keys: &Keys) -> Filter {
 #[tokio::test]
 async fn publishes_and_receives_through_the_embedded_relay() {
     init_tracing();
-    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let relay = server::spawn(ServerConfig::any_kind()).await.unwrap();
     let alice = Keys::generate();
 
     let (subscriber, mut notifications) = RelayPool::new(test_config());
@@ -99,8 +99,8 @@ async fn publishes_and_receives_through_the_embedded_relay() {
 #[tokio::test]
 async fn deduplicates_events_across_two_relays() {
     init_tracing();
-    let first = server::spawn(ServerConfig::default()).await.unwrap();
-    let second = server::spawn(ServerConfig::default()).await.unwrap();
+    let first = server::spawn(ServerConfig::any_kind()).await.unwrap();
+    let second = server::spawn(ServerConfig::any_kind()).await.unwrap();
     let alice = Keys::generate();
 
     let (subscriber, mut notifications) = RelayPool::new(test_config());
@@ -149,7 +149,7 @@ async fn deduplicates_events_across_two_relays() {
 #[tokio::test]
 async fn reconnects_resubscribes_and_flushes_events_queued_while_down() {
     init_tracing();
-    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let relay = server::spawn(ServerConfig::any_kind()).await.unwrap();
     let addr = relay.local_addr();
     let url = relay.url();
     let alice = Keys::generate();
@@ -171,7 +171,7 @@ async fn reconnects_resubscribes_and_flushes_events_queued_while_down() {
     assert_eq!((report.queued, report.waiting_for_reconnect), (1, 1));
     assert_eq!(pool.status()[0].queued, 1);
 
-    let relay = server::spawn_on(addr, ServerConfig::default())
+    let relay = server::spawn_on(addr, ServerConfig::any_kind())
         .await
         .unwrap();
     wait_for(&mut notifications, "the reconnect", |n| {
@@ -236,7 +236,7 @@ async fn authenticates_with_nip42_and_resends_what_was_refused() {
     init_tracing();
     let config = ServerConfig {
         require_auth: true,
-        ..ServerConfig::default()
+        ..ServerConfig::any_kind()
     };
     let relay = server::spawn(config).await.unwrap();
     let keys = Keys::generate();
@@ -396,7 +396,7 @@ async fn bad_frames_are_dropped_without_ending_the_connection_task() {
 #[tokio::test]
 async fn dropping_the_pool_stops_its_tasks() {
     init_tracing();
-    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let relay = server::spawn(ServerConfig::any_kind()).await.unwrap();
     let (pool, mut notifications) = RelayPool::new(test_config());
     pool.add_relay(&relay.url()).unwrap();
     wait_for(&mut notifications, "connect", |n| {

@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{RawClient, event, init_tracing};
 use nostr::prelude::{
     ClientAuthentication, Event, EventBuilder, FinalizeEvent, Keys, Kind, RelayUrl, Tag, Timestamp,
@@ -18,7 +20,7 @@ use serde_json::json;
 #[tokio::test]
 async fn answers_ok_to_an_ephemeral_24133_event_and_forwards_it_unstored() {
     init_tracing();
-    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let relay = server::spawn(ServerConfig::any_kind()).await.unwrap();
     let keys = Keys::generate();
     let mut listener = RawClient::connect(&relay.url()).await;
     assert!(
@@ -52,7 +54,7 @@ async fn answers_ok_to_an_ephemeral_24133_event_and_forwards_it_unstored() {
 #[tokio::test]
 async fn refuses_bad_signatures_and_ids_and_detects_duplicates() {
     init_tracing();
-    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let relay = server::spawn(ServerConfig::any_kind()).await.unwrap();
     let keys = Keys::generate();
     let mut client = RawClient::connect(&relay.url()).await;
 
@@ -107,7 +109,7 @@ async fn bad_frames_get_a_notice_or_closed_and_the_connection_survives() {
     init_tracing();
     let config = ServerConfig {
         max_message_size: 1024,
-        ..ServerConfig::default()
+        ..ServerConfig::any_kind()
     };
     let relay = server::spawn(config).await.unwrap();
     let mut client = RawClient::connect(&relay.url()).await;
@@ -143,7 +145,7 @@ async fn bad_frames_get_a_notice_or_closed_and_the_connection_survives() {
 #[tokio::test]
 async fn filters_select_stored_events() {
     init_tracing();
-    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let relay = server::spawn(ServerConfig::any_kind()).await.unwrap();
     let alice = Keys::generate();
     let bob = Keys::generate();
     let mut client = RawClient::connect(&relay.url()).await;
@@ -244,7 +246,7 @@ async fn require_auth_refuses_until_a_valid_auth_event() {
     init_tracing();
     let config = ServerConfig {
         require_auth: true,
-        ..ServerConfig::default()
+        ..ServerConfig::any_kind()
     };
     let relay = server::spawn(config).await.unwrap();
     let keys = Keys::generate();
@@ -297,7 +299,7 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
     init_tracing();
     let config = ServerConfig {
         max_connections: 1,
-        ..ServerConfig::default()
+        ..ServerConfig::any_kind()
     };
     let relay = server::spawn(config).await.unwrap();
     let mut first = RawClient::connect(&relay.url()).await;
@@ -317,7 +319,7 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
 async fn live_events_reach_matching_subscriptions_only() {
     init_tracing();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let relay = server::spawn_dedicated(addr, ServerConfig::default())
+    let relay = server::spawn_dedicated(addr, ServerConfig::any_kind())
         .await
         .unwrap();
     let (signer, app, other) = (Keys::generate(), Keys::generate(), Keys::generate());
@@ -383,4 +385,160 @@ async fn live_events_reach_matching_subscriptions_only() {
         (Some("marker"), &json!(marker.id.to_hex()))
     );
     relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn by_default_it_serves_nip46_only() {
+    init_tracing();
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let keys = Keys::generate();
+    let mut client = RawClient::connect(&relay.url()).await;
+    let (accepted, message) = client.publish(&event(&keys, 1, "a note", vec![])).await;
+    assert!(!accepted && message.starts_with("blocked: "), "{message}");
+    let (accepted, _) = client
+        .publish(&event(&keys, 24133, "ciphertext", vec![]))
+        .await;
+    assert!(accepted, "NIP-46 traffic goes through");
+    let k = |v: &str| Tag::parse(["k", v]).unwrap();
+    let d = |v: &str| Tag::identifier(v);
+    let other = event(&keys, 31990, "{}", vec![k("1"), d("x")]);
+    let (accepted, message) = client.publish(&other).await;
+    assert!(!accepted && message.starts_with("blocked: "), "{message}");
+    let old = EventBuilder::new(Kind::from(31990), "{\"v\":1}")
+        .tags([k("24133"), d("signer")])
+        .custom_created_at(Timestamp::from_secs(Timestamp::now().as_secs() - 10))
+        .finalize(&keys)
+        .unwrap();
+    let new = event(&keys, 31990, "{\"v\":2}", vec![k("24133"), d("signer")]);
+    assert!(client.publish(&old).await.0);
+    assert!(client.publish(&new).await.0);
+    // Stored, one per author and d tag; the request was forwarded, not kept.
+    let stored = client.query("s", vec![json!({})]).await;
+    assert_eq!(stored, vec![new.id.to_hex()]);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_connection_is_rate_limited_but_a_trusted_signer_is_not() {
+    init_tracing();
+    let signer = Keys::generate();
+    let config = ServerConfig {
+        events_per_second: 50,
+        trusted_authors: vec![signer.public_key()],
+        ..ServerConfig::default()
+    };
+    let relay = server::spawn(config).await.unwrap();
+    // A stranger (it ignores the AUTH challenge).
+    let stranger = Keys::generate();
+    let mut client = RawClient::connect(&relay.url()).await;
+    assert_eq!(client.recv().await[0], "AUTH");
+    let mut refused = 0;
+    for i in 0..120 {
+        let (accepted, message) = client
+            .publish(&event(&stranger, 24133, &format!("{i}"), vec![]))
+            .await;
+        if !accepted {
+            assert!(message.starts_with("rate-limited: "), "{message}");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 50, "{refused} refused");
+    // The signer authenticates as itself and is never limited.
+    let mut bunker = RawClient::connect(&relay.url()).await;
+    let challenge = bunker.recv().await[1].as_str().unwrap().to_owned();
+    let url = RelayUrl::parse(&relay.url()).unwrap();
+    let auth = ClientAuthentication::new(challenge, url)
+        .finalize(&signer)
+        .unwrap();
+    bunker.send(json!(["AUTH", auth])).await;
+    assert_eq!(bunker.recv().await[2], true);
+    for i in 0..120 {
+        let (accepted, message) = bunker
+            .publish(&event(&signer, 24133, &format!("{i}"), vec![]))
+            .await;
+        assert!(accepted, "{message}");
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_connections_without_subscriptions_are_closed() {
+    init_tracing();
+    let config = ServerConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let relay = server::spawn(config).await.unwrap();
+    let mut idle = RawClient::connect(&relay.url()).await;
+    let mut subscribed = RawClient::connect(&relay.url()).await;
+    assert!(
+        subscribed
+            .query("s", vec![json!({"kinds": [24133]})])
+            .await
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(idle.is_closed().await, "the idle connection was closed");
+    // The subscriber still gets live events.
+    let keys = Keys::generate();
+    let mut sender = RawClient::connect(&relay.url()).await;
+    let request = event(&keys, 24133, "x", vec![]);
+    assert!(sender.publish(&request).await.0);
+    let got = subscribed.recv().await;
+    assert_eq!(got[0], "EVENT");
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_origin_allow_list_refuses_other_origins_when_set() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    init_tracing();
+    let config = ServerConfig {
+        allowed_origins: Some(vec!["https://app.example".to_owned()]),
+        ..ServerConfig::default()
+    };
+    let relay = server::spawn(config).await.unwrap();
+    let with_origin = |origin: &str| {
+        let mut request = relay.url().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        request
+    };
+    assert!(
+        tokio_tungstenite::connect_async(with_origin("https://evil.example"))
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio_tungstenite::connect_async(with_origin("https://app.example"))
+            .await
+            .is_ok()
+    );
+    // Not a browser (no Origin): allowed.
+    assert!(tokio_tungstenite::connect_async(relay.url()).await.is_ok());
+    relay.shutdown().await;
+}
+
+#[test]
+fn the_connection_cap_stays_below_the_open_files_limit() {
+    let cap = server::connection_cap(usize::MAX);
+    // Read back what the process's limits are now (soft raised to hard).
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_owned();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "the soft limit was raised: {line}");
+    if let Ok(soft) = soft.parse::<usize>() {
+        assert!(cap < soft, "cap {cap} below {soft}");
+    }
+    assert_eq!(
+        server::connection_cap(10),
+        10,
+        "a smaller configured cap stays"
+    );
 }

@@ -1,9 +1,11 @@
-//! `rampart relay`: run the embedded NIP-01 relay on its own.
+//! `rampart relay`: run the embedded relay on its own (NIP-46 only unless
+//! `--any-kind`).
 
 use std::net::SocketAddr;
 
 use anyhow::Result;
-use relay::server::{self, ServerConfig};
+use nip46::nostr::prelude::PublicKey;
+use relay::server::{self, KindPolicy, ServerConfig};
 
 /// `rampart relay`
 #[derive(clap::Args)]
@@ -14,12 +16,25 @@ pub struct Args {
     /// Require NIP-42 authentication.
     #[arg(long)]
     require_auth: bool,
+    /// A signer this relay serves (hex pubkey, repeatable): once it
+    /// authenticates (NIP-42) its connection is never rate-limited.
+    #[arg(long = "trust", value_name = "PUBKEY")]
+    trusted: Vec<PublicKey>,
+    /// Take every kind, not only NIP-46 traffic and signer announcements.
+    #[arg(long)]
+    any_kind: bool,
 }
 
 /// Serve until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> Result<()> {
     let config = ServerConfig {
         require_auth: args.require_auth,
+        trusted_authors: args.trusted,
+        kinds: if args.any_kind {
+            KindPolicy::Any
+        } else {
+            KindPolicy::Nip46
+        },
         ..ServerConfig::default()
     };
     eprintln!("relay listening on ws://{}", args.listen);

@@ -74,7 +74,7 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
 
     let (mut store, keys, vault) = open_store_and_unlock(&config, &env).await?;
     crate::env::forget_secrets(&mut env);
-    let (embedded, relays) = start_relays(&config).await?;
+    let (embedded, relays) = start_relays(&config, &keys).await?;
     let (engine, pool, events) =
         build_engine_and_pool(&config, &keys, vault, &relays, dashboard_addr)?;
 
@@ -255,12 +255,20 @@ async fn open_store_and_unlock(
 }
 
 /// The relays to serve on: the configured ones, or the embedded relay
-/// started here on its own thread.
-async fn start_relays(config: &Config) -> Result<(Option<server::RelayHandle>, Vec<RelayUrl>)> {
+/// started here on its own thread, trusting our signer keys (their answers
+/// are never rate-limited there).
+async fn start_relays(
+    config: &Config,
+    keys: &[StoredKey],
+) -> Result<(Option<server::RelayHandle>, Vec<RelayUrl>)> {
     if !config.relays.is_empty() {
         return Ok((None, config.relay_urls()?));
     }
-    let handle = server::spawn_dedicated(config.embedded_relay, ServerConfig::default())
+    let relay_config = ServerConfig {
+        trusted_authors: keys.iter().map(|k| k.signer_pubkey).collect(),
+        ..ServerConfig::default()
+    };
+    let handle = server::spawn_dedicated(config.embedded_relay, relay_config)
         .await
         .with_context(|| {
             format!(

@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+use nostr::prelude::PublicKey;
+
+use super::kinds::KindPolicy;
+
 /// Settings for the embedded relay ([`serve`](super::serve)).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -36,6 +40,28 @@ pub struct ServerConfig {
     /// Live events buffered per connection; a client slower than that misses
     /// events and is told so with a `NOTICE`.
     pub broadcast_capacity: usize,
+    /// Bytes of live events buffered per connection, at most (the same rule:
+    /// past it, a slow client misses events).
+    pub max_queued_bytes: usize,
+    /// Bytes of stored events (their JSON), at most; the oldest go first.
+    pub max_stored_bytes: usize,
+    /// Which kinds are accepted (NIP-46 only by default).
+    pub kinds: KindPolicy,
+    /// Events one connection may publish per second (and at once); more are
+    /// refused `rate-limited:`. Sized for one busy client.
+    pub events_per_second: u32,
+    /// Connections authenticated (NIP-42) as one of these keys are never
+    /// rate-limited: the signers this relay serves, which publish every
+    /// answer. An `AUTH` challenge is sent on connect when any are set.
+    pub trusted_authors: Vec<PublicKey>,
+    /// A connection with no subscription that sends nothing for this long is
+    /// closed.
+    pub idle_timeout: Duration,
+    /// When set, websocket handshakes whose `Origin` header is not in the
+    /// list are refused (connections without one, i.e. not from a browser,
+    /// are not). Off by default: web apps served from other origins
+    /// legitimately talk to a local bunker's relay.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +77,23 @@ impl Default for ServerConfig {
             relay_url: None,
             io_timeout: Duration::from_secs(10),
             broadcast_capacity: 4096,
+            max_queued_bytes: 4 * 1024 * 1024,
+            max_stored_bytes: 16 * 1024 * 1024,
+            kinds: KindPolicy::Nip46,
+            events_per_second: 1000,
+            trusted_authors: Vec::new(),
+            idle_timeout: Duration::from_secs(120),
+            allowed_origins: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults, for a general relay that takes every kind.
+    pub fn any_kind() -> Self {
+        ServerConfig {
+            kinds: KindPolicy::Any,
+            ..ServerConfig::default()
         }
     }
 }

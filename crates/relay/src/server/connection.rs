@@ -17,8 +17,10 @@ use nostr::prelude::{
 };
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, trace, warn};
 
@@ -52,6 +54,9 @@ struct Client {
     authenticated: Option<PublicKey>,
     /// The key this connection last published as, parsed.
     author: AuthorKey,
+    /// Events it may still publish now (refilled at `events_per_second`).
+    allowance: f64,
+    allowance_at: Instant,
 }
 
 /// Why the connection ends.
@@ -79,7 +84,16 @@ pub(crate) async fn run(
     _permit: OwnedSemaphorePermit,
 ) {
     let ws_config = websocket::config(relay.config.max_message_size);
-    let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config));
+    let origins = relay.config.allowed_origins.clone();
+    // The Err type is tungstenite's handshake response, as its callback
+    // signature requires (and only built to refuse a handshake).
+    #[allow(clippy::result_large_err)]
+    let check_origin = move |request: &Request, response: Response| match &origins {
+        Some(allowed) => check_origin(request, response, allowed),
+        None => Ok(response),
+    };
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_origin, Some(ws_config));
     let mut ws = match timeout(relay.config.io_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => {
@@ -91,11 +105,15 @@ pub(crate) async fn run(
             return;
         }
     };
-    let mut feed = relay.router().register(relay.config.broadcast_capacity);
+    let mut feed = relay.router().register(
+        relay.config.broadcast_capacity,
+        relay.config.max_queued_bytes,
+    );
     let _registered = Registered {
         relay: relay.clone(),
         id: feed.id,
     };
+    let burst = f64::from(relay.config.events_per_second.max(1));
     let mut client = Client {
         relay,
         feed: feed.id,
@@ -104,9 +122,13 @@ pub(crate) async fn run(
         challenge: None,
         authenticated: None,
         author: AuthorKey::default(),
+        allowance: burst,
+        allowance_at: Instant::now(),
     };
     debug!(%peer, "client connected");
-    if client.relay.config.require_auth {
+    // The challenge also lets the signers this relay serves prove who they
+    // are, so that their answers are never rate-limited.
+    if client.relay.config.require_auth || !client.relay.config.trusted_authors.is_empty() {
         let challenge = auth::new_challenge();
         let frame = to_frame(&RelayMessage::auth(challenge.as_str()));
         client.challenge = Some(challenge);
@@ -114,19 +136,31 @@ pub(crate) async fn run(
             return;
         }
     }
+    let idle_timeout = client.relay.config.idle_timeout;
+    let mut last_heard = Instant::now();
     loop {
+        // Only a connection with nothing subscribed can be idle: a
+        // subscriber may wait for events as long as it likes.
+        let idle = client.subscriptions.is_empty();
         let result = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
+            () = tokio::time::sleep_until(last_heard + idle_timeout), if idle => {
+                debug!(%peer, "idle connection without subscriptions closed");
+                break;
+            }
             message = ws.next() => match message {
-                Some(Ok(message)) => client.on_message(&mut ws, message).await,
+                Some(Ok(message)) => {
+                    last_heard = Instant::now();
+                    client.on_message(&mut ws, message).await
+                }
                 Some(Err(error)) => {
                     debug!(%peer, %error, "connection failed");
                     return;
                 }
                 None => break,
             },
-            event = feed.events.recv() => match event {
+            event = feed.recv() => match event {
                 Some(stored) => {
                     let missed = feed.missed.swap(0, Ordering::Relaxed);
                     if missed > 0 {
@@ -147,6 +181,29 @@ pub(crate) async fn run(
     }
     let _ = timeout(client.relay.config.io_timeout, ws.close(None)).await;
     debug!(%peer, "client disconnected");
+}
+
+/// Refuse a browser's handshake from an origin not in `allowed` (403).
+/// A request without `Origin` (not from a browser) passes.
+// The Err type is the refusal tungstenite's handshake callback returns.
+#[allow(clippy::result_large_err)]
+fn check_origin(
+    request: &Request,
+    response: Response,
+    allowed: &[String],
+) -> Result<Response, ErrorResponse> {
+    let Some(origin) = request.headers().get("origin") else {
+        return Ok(response);
+    };
+    let permitted = origin
+        .to_str()
+        .is_ok_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)));
+    if permitted {
+        return Ok(response);
+    }
+    let mut refusal = ErrorResponse::new(Some("origin not allowed".to_owned()));
+    *refusal.status_mut() = StatusCode::FORBIDDEN;
+    Err(refusal)
 }
 
 /// Serializes a relay message. Relay messages built here always serialize.
@@ -280,6 +337,13 @@ impl Client {
             );
             return self.send(ws, frame).await;
         }
+        if let Some(reason) = config.kinds.refusal(&event) {
+            return self.send(ws, ok(&event, false, reason)).await;
+        }
+        if !self.take_allowance() {
+            let frame = ok(&event, false, "rate-limited: too many events, slow down");
+            return self.send(ws, frame).await;
+        }
         if !event.verify_id() {
             let frame = ok(
                 &event,
@@ -402,6 +466,28 @@ impl Client {
             }
             Err(reason) => self.send(ws, ok(event, false, reason)).await,
         }
+    }
+
+    /// One event's worth of this connection's rate limit; the signers this
+    /// relay serves (authenticated) are never limited.
+    fn take_allowance(&mut self) -> bool {
+        let config = &self.relay.config;
+        if self
+            .authenticated
+            .is_some_and(|pk| config.trusted_authors.contains(&pk))
+        {
+            return true;
+        }
+        let rate = f64::from(config.events_per_second.max(1));
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.allowance_at).as_secs_f64();
+        self.allowance = (self.allowance + elapsed * rate).min(rate);
+        self.allowance_at = now;
+        if self.allowance < 1.0 {
+            return false;
+        }
+        self.allowance -= 1.0;
+        true
     }
 
     /// Tell the router what this connection's subscriptions (and `extra`

@@ -22,6 +22,7 @@ mod auth;
 mod config;
 mod connection;
 mod error;
+mod kinds;
 mod router;
 mod signature;
 mod store;
@@ -39,6 +40,7 @@ use tracing::{debug, error, info, warn};
 
 pub use config::ServerConfig;
 pub use error::ServerError;
+pub use kinds::KindPolicy;
 
 use crate::seen::SeenSet;
 use router::Router;
@@ -62,7 +64,10 @@ pub(crate) struct Relay {
 impl Relay {
     fn new(config: ServerConfig) -> Self {
         Self {
-            store: Mutex::new(Store::new(config.max_stored_events)),
+            store: Mutex::new(Store::new(
+                config.max_stored_events,
+                config.max_stored_bytes,
+            )),
             ephemeral: Mutex::new(SeenSet::new(EPHEMERAL_MEMORY)),
             router: Mutex::new(Router::default()),
             config,
@@ -97,7 +102,7 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let limit = Arc::new(Semaphore::new(connection_cap(config.max_connections)));
     let relay = Arc::new(Relay::new(config));
     let (stop, stop_rx) = watch::channel(());
     let mut connections = JoinSet::new();
@@ -137,6 +142,35 @@ pub async fn serve(
         connections.shutdown().await;
     }
     debug!("relay stopped");
+}
+
+/// Descriptors kept free for everything else the process opens (the store,
+/// the relay pool's sockets, logs).
+const RESERVED_FILES: u64 = 128;
+
+/// The connection cap, kept below the open-files limit: the soft limit is
+/// first raised to the hard one, so that a crowd of connections meets the
+/// cap (and is closed politely) before the process runs out of descriptors.
+pub fn connection_cap(configured: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            debug!(%error, "could not raise the open-files limit");
+        }
+    }
+    let soft = getrlimit(Resource::Nofile).current;
+    let fits = soft.map_or(usize::MAX, |soft| {
+        usize::try_from(soft.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX)
+    });
+    if fits < configured {
+        warn!(
+            configured,
+            fits, "the open-files limit lowers the relay's connection cap"
+        );
+    }
+    configured.min(fits).max(1)
 }
 
 /// Binds a listener for the relay, with an error that says what to do.

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use nostr::prelude::{Filter, PublicKey, SingleLetterTag};
 use tokio::sync::mpsc;
@@ -62,6 +62,9 @@ impl Interest {
 struct Listener {
     sender: mpsc::Sender<Arc<Stored>>,
     missed: Arc<AtomicU64>,
+    /// Bytes of events queued for it and not yet taken.
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
     interest: Interest,
 }
 
@@ -74,6 +77,16 @@ pub(crate) struct Feed {
     pub(crate) events: mpsc::Receiver<Arc<Stored>>,
     /// Events dropped because the connection did not keep up.
     pub(crate) missed: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Feed {
+    /// The next live event (`None` once the router forgot the connection).
+    pub(crate) async fn recv(&mut self) -> Option<Arc<Stored>> {
+        let stored = self.events.recv().await?;
+        self.queued.fetch_sub(stored.json.len(), Ordering::Relaxed);
+        Some(stored)
+    }
 }
 
 /// Every connection's interest, indexed.
@@ -106,10 +119,11 @@ fn index<K: std::hash::Hash + Eq + Clone>(
 
 impl Router {
     /// A new connection, interested in nothing yet; its feed buffers up to
-    /// `capacity` events.
-    pub(crate) fn register(&mut self, capacity: usize) -> Feed {
+    /// `capacity` events and `max_bytes` bytes of them.
+    pub(crate) fn register(&mut self, capacity: usize, max_bytes: usize) -> Feed {
         let (sender, events) = mpsc::channel(capacity.max(1));
         let missed = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(AtomicUsize::new(0));
         let id = self.next_id;
         self.next_id += 1;
         self.listeners.insert(
@@ -117,10 +131,17 @@ impl Router {
             Listener {
                 sender,
                 missed: missed.clone(),
+                queued: queued.clone(),
+                max_bytes,
                 interest: Interest::default(),
             },
         );
-        Feed { id, events, missed }
+        Feed {
+            id,
+            events,
+            missed,
+            queued,
+        }
     }
 
     fn unindex(&mut self, id: ConnectionId, interest: &Interest) {
@@ -178,7 +199,15 @@ impl Router {
             let Some(listener) = self.listeners.get(&id) else {
                 continue;
             };
+            let size = stored.json.len();
+            let queued = listener.queued.load(Ordering::Relaxed);
+            if queued.saturating_add(size) > listener.max_bytes {
+                listener.missed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            listener.queued.fetch_add(size, Ordering::Relaxed);
             if listener.sender.try_send(stored.clone()).is_err() {
+                listener.queued.fetch_sub(size, Ordering::Relaxed);
                 listener.missed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -211,11 +240,11 @@ mod tests {
     fn events_reach_only_connections_that_may_want_them() {
         let (signer, app, other) = (Keys::generate(), Keys::generate(), Keys::generate());
         let mut router = Router::default();
-        let mut bunker = router.register(8);
-        let mut client = router.register(8);
-        let mut by_author = router.register(8);
-        let mut firehose = router.register(8);
-        let mut idle = router.register(8);
+        let mut bunker = router.register(8, usize::MAX);
+        let mut client = router.register(8, usize::MAX);
+        let mut by_author = router.register(8, usize::MAX);
+        let mut firehose = router.register(8, usize::MAX);
+        let mut idle = router.register(8, usize::MAX);
         let for_signer = Filter::new()
             .kind(Kind::NostrConnect)
             .pubkey(signer.public_key());
@@ -257,11 +286,33 @@ mod tests {
     fn a_full_feed_counts_what_it_missed() {
         let keys = Keys::generate();
         let mut router = Router::default();
-        let feed = router.register(1);
+        let feed = router.register(1, usize::MAX);
         router.set_interest(feed.id, Interest::of([&Filter::new()]));
         for _ in 0..3 {
             router.route(&stored(&keys, &[]));
         }
         assert_eq!(feed.missed.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_feed_holds_a_bounded_number_of_bytes() {
+        let keys = Keys::generate();
+        let one = stored(&keys, &[]).json.len();
+        let mut router = Router::default();
+        let mut feed = router.register(1000, one * 2);
+        router.set_interest(feed.id, Interest::of([&Filter::new()]));
+        for _ in 0..5 {
+            router.route(&stored(&keys, &[]));
+        }
+        assert_eq!(feed.missed.load(Ordering::Relaxed), 3);
+        assert_eq!(feed.queued.load(Ordering::Relaxed), one * 2);
+        // Taking an event frees its bytes.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(feed.recv()).unwrap();
+        assert_eq!(feed.queued.load(Ordering::Relaxed), one);
+        router.route(&stored(&keys, &[]));
+        assert_eq!(feed.queued.load(Ordering::Relaxed), one * 2);
     }
 }

@@ -37,6 +37,9 @@ pub(crate) struct Store {
     newest_first: BTreeSet<Order>,
     latest: HashMap<(PublicKey, Kind, String), EventId>,
     capacity: usize,
+    /// Bytes of JSON stored, and the most there may be.
+    bytes: usize,
+    max_bytes: usize,
 }
 
 fn order(event: &Event) -> Order {
@@ -57,13 +60,22 @@ fn replace_key(event: &Event) -> Option<(PublicKey, Kind, String)> {
 }
 
 impl Store {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A store of at most `capacity` events and `max_bytes` bytes of JSON.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             by_id: HashMap::new(),
             newest_first: BTreeSet::new(),
             latest: HashMap::new(),
             capacity: capacity.max(1),
+            bytes: 0,
+            max_bytes: max_bytes.max(1),
         }
+    }
+
+    /// Bytes of JSON stored.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Stores an event (already verified), evicting the oldest when full.
@@ -87,8 +99,9 @@ impl Store {
             self.latest.insert(key, event.id);
         }
         self.newest_first.insert(order(event));
+        self.bytes += stored.json.len();
         self.by_id.insert(event.id, stored);
-        while self.by_id.len() > self.capacity {
+        while self.by_id.len() > self.capacity || self.bytes > self.max_bytes {
             let Some((_, oldest)) = self.newest_first.last().copied() else {
                 break;
             };
@@ -101,6 +114,7 @@ impl Store {
         let Some(stored) = self.by_id.remove(id) else {
             return;
         };
+        self.bytes -= stored.json.len();
         self.newest_first.remove(&order(&stored.event));
         if let Some(key) = replace_key(&stored.event)
             && self.latest.get(&key) == Some(id)
@@ -174,7 +188,7 @@ mod tests {
     #[test]
     fn keeps_newest_replaceable_and_evicts_oldest() {
         let keys = Keys::generate();
-        let mut store = Store::new(3);
+        let mut store = Store::new(3, usize::MAX);
         let old = stored(&keys, 0, 10, vec![]);
         let new = stored(&keys, 0, 20, vec![]);
         assert_eq!(store.insert(new.clone()), Insert::Stored);
@@ -190,10 +204,27 @@ mod tests {
     }
 
     #[test]
+    fn bounded_in_bytes_too() {
+        let keys = Keys::generate();
+        let one = stored(&keys, 1, 1, vec![]).json.len();
+        let mut store = Store::new(1000, one * 3 + 8);
+        for at in 1..=10 {
+            store.insert(stored(&keys, 1, at, vec![]));
+            assert!(store.bytes() <= one * 3 + 8, "{} bytes", store.bytes());
+        }
+        let times: Vec<u64> = store
+            .query(&[Filter::new()], 100)
+            .iter()
+            .map(|s| s.event.created_at.as_secs())
+            .collect();
+        assert_eq!(times, vec![10, 9, 8], "the newest kept");
+    }
+
+    #[test]
     fn queries_honour_filters_and_limits() {
         let keys = Keys::generate();
         let other = Keys::generate();
-        let mut store = Store::new(100);
+        let mut store = Store::new(100, usize::MAX);
         for at in 1..=5 {
             store.insert(stored(
                 &keys,

@@ -147,6 +147,21 @@ impl RawClient {
         .await
     }
 
+    /// Whether the relay closed the connection (waits for it at most
+    /// [`WAIT`]; anything else received is skipped).
+    pub async fn is_closed(&mut self) -> bool {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return true,
+                    Some(Ok(_)) => continue,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Sends an event and returns the relay's `OK` as `(accepted, message)`.
     pub async fn publish(&mut self, event: &Event) -> (bool, String) {
         self.send(serde_json::json!(["EVENT", event])).await;

@@ -1,0 +1,9 @@
+//! A decrypted request, as the engine reads it (`Request::parse`).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = nip46::Request::parse(text);
+    }
+});
