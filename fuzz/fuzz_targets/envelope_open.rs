@@ -13,7 +13,7 @@ use bunker::{Millis, Randomness};
 use libfuzzer_sys::fuzz_target;
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{
-    Event, EventBuilder, JsonUtil, Keys, Kind, PublicKey, SecretKey, Tag, Timestamp,
+    Event, EventBuilder, FinalizeEvent, Keys, Kind, PublicKey, SecretKey, Tag, Timestamp,
 };
 use nip46::Preset;
 use store::{KeyId, Session, SessionOrigin};
@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
         let event = EventBuilder::new(Kind::NostrConnect, text)
             .tag(Tag::public_key(f.signer))
             .custom_created_at(Timestamp::from_secs(NOW))
-            .sign_with_keys(&f.client)
+            .finalize(&f.client)
             .expect("sign");
         let _ = f.engine.handle_event(now, &event, &mut f.rng);
     }

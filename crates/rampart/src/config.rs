@@ -36,6 +36,33 @@ pub struct Config {
     pub vault: VaultConfig,
     /// The web dashboard.
     pub dashboard: DashboardConfig,
+    /// The embedded relay (when `relays` is empty).
+    pub relay: EmbeddedRelayConfig,
+}
+
+/// `[relay]`: the embedded relay `rampart run` starts when no relay is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedRelayConfig {
+    /// Events one connection may publish per second (the bunker's own
+    /// connection is never limited).
+    pub events_per_second: u32,
+    /// Take every kind, not only NIP-46 traffic and signer announcements.
+    pub any_kind: bool,
+    /// When not empty, browsers may only connect from these origins. Empty
+    /// by default: web apps on other origins use a local bunker legitimately.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for EmbeddedRelayConfig {
+    fn default() -> Self {
+        let defaults = relay::server::ServerConfig::default();
+        EmbeddedRelayConfig {
+            events_per_second: defaults.events_per_second,
+            any_kind: false,
+            allowed_origins: Vec::new(),
+        }
+    }
 }
 
 /// `[policy]`: how requests are decided.
@@ -112,6 +139,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             vault: VaultConfig::default(),
             dashboard: DashboardConfig::default(),
+            relay: EmbeddedRelayConfig::default(),
         }
     }
 }
@@ -278,6 +306,11 @@ impl Config {
                 .parse()
                 .context("RAMPART_RATE_PER_SECOND must be a number")?;
         }
+        if let Some(v) = get("RAMPART_RELAY_EVENTS_PER_SECOND") {
+            self.relay.events_per_second = v
+                .parse()
+                .context("RAMPART_RELAY_EVENTS_PER_SECOND must be a number")?;
+        }
         if let Some(v) = get("RAMPART_START_LINKS_MINUTES") {
             self.start_links_minutes = v
                 .parse()
@@ -417,6 +450,10 @@ embedded_relay = "{embedded}"
 
 # Grant of the bunker:// tokens `rampart run` prints (preset or permission list).
 default_grant = "{grant}"
+# Minutes those tokens and the dashboard login link printed at start work
+# (each once; env RAMPART_START_LINKS_MINUTES). Each start revokes the
+# unused ones earlier starts printed.
+start_links_minutes = {start_links}
 
 [policy]
 # Requests no rule covers: "ask" (hold for the user) or "deny".
@@ -433,6 +470,9 @@ past_window_secs = {past}
 future_window_secs = {future}
 rate_burst = {burst}
 rate_per_second = {rate}
+# Requests waiting for you, at most per app and in all (more: rate_limited).
+held_per_session = {held_per_session}
+held_total = {held_total}
 
 [vault]
 # NIP-49 scrypt cost for newly encrypted keys (16 = 64 MiB, ~0.1-0.2 s).
@@ -447,6 +487,17 @@ listen = "{dashboard}"
 # Plain HTTP: a non-loopback `listen` is refused unless this is true (put TLS in front).
 allow_remote = false
 session_hours = {session_hours}
+
+[relay]
+# The embedded relay (used when `relays` is empty). It serves NIP-46 only
+# (kind 24133, and kind 31990 signer announcements) unless any_kind is true.
+any_kind = false
+# Events one connection may publish per second (env RAMPART_RELAY_EVENTS_PER_SECOND);
+# the bunker's own connection is never limited.
+events_per_second = {relay_rate}
+# Browsers may connect only from these origins when set. Empty by default:
+# web apps served from other origins legitimately use a local bunker.
+allowed_origins = []
 "#,
         data_dir = defaults.data_dir.display(),
         embedded = defaults.embedded_relay,
@@ -459,6 +510,10 @@ session_hours = {session_hours}
         log_n = defaults.vault.log_n,
         dashboard = defaults.dashboard.listen,
         session_hours = defaults.dashboard.session_hours,
+        start_links = defaults.start_links_minutes,
+        held_per_session = defaults.policy.held_per_session,
+        held_total = defaults.policy.held_total,
+        relay_rate = defaults.relay.events_per_second,
     )
 }
 

@@ -28,7 +28,7 @@ use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
 use nip46::{BunkerUri, PermissionSet};
 use relay::pool::{PoolConfig, PoolEvent, RelayPool};
-use relay::server::{self, ServerConfig};
+use relay::server::{self, KindPolicy, ServerConfig};
 use store::{Change, Store, StoredKey};
 use store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -264,8 +264,17 @@ async fn start_relays(
     if !config.relays.is_empty() {
         return Ok((None, config.relay_urls()?));
     }
+    let settings = &config.relay;
     let relay_config = ServerConfig {
         trusted_authors: keys.iter().map(|k| k.signer_pubkey).collect(),
+        events_per_second: settings.events_per_second.max(1),
+        kinds: if settings.any_kind {
+            KindPolicy::Any
+        } else {
+            KindPolicy::Nip46
+        },
+        allowed_origins: (!settings.allowed_origins.is_empty())
+            .then(|| settings.allowed_origins.clone()),
         ..ServerConfig::default()
     };
     let handle = server::spawn_dedicated(config.embedded_relay, relay_config)
