@@ -18,10 +18,15 @@ for target in "${targets[@]}"; do
   if [ "$seconds" -gt 0 ]; then args+=(-max_total_time="$seconds"); fi
   # shellcheck disable=SC2206
   extra=(${FUZZ_ARGS:-})
-  cargo +nightly fuzz run --release "$target" "corpus/$target" -- "${args[@]}" "${extra[@]}" 2>&1 \
-    | grep -E "stat::number_of_executed_units|Done [0-9]+ runs|ERROR|panicked|SUMMARY" || true
-  if [ -d "artifacts/$target" ] && [ -n "$(ls -A "artifacts/$target" 2>/dev/null)" ]; then
-    echo "fuzz target $target crashed: see fuzz/artifacts/$target" >&2
+  log="$(mktemp)"
+  status=0
+  cargo +nightly fuzz run --release "$target" "corpus/$target" -- \
+    "${args[@]}" -print_final_stats=1 "${extra[@]}" >"$log" 2>&1 || status=$?
+  grep -E "stat::number_of_executed_units|Done [0-9]+ runs|ERROR|panicked|SUMMARY|^error" "$log" || true
+  if [ "$status" -ne 0 ]; then
+    tail -n 40 "$log" >&2
+    echo "fuzz target $target failed (exit $status): see fuzz/artifacts/$target" >&2
     exit 1
   fi
+  rm -f "$log"
 done
