@@ -191,6 +191,9 @@ pub struct RampartProcess {
     pub uris: Vec<String>,
     /// The relay it serves on.
     pub relay_url: String,
+    /// Whether its embedded relay's port is settled (moved once already, or
+    /// started on): restarts never move it, clients know it.
+    relay_settled: bool,
 }
 
 impl RampartProcess {
@@ -242,6 +245,7 @@ impl RampartProcess {
             env,
             uris: Vec::new(),
             relay_url,
+            relay_settled: false,
         };
         process.spawn(args);
         process
@@ -275,11 +279,39 @@ impl RampartProcess {
                 break;
             }
         }
+        if self.uris.is_empty() && self.lost_port_race() {
+            // Another test took the free port we picked before the bunker
+            // bound it: pick another and start again (first starts only).
+            let port = free_port();
+            self.relay_url = format!("ws://127.0.0.1:{port}");
+            for (k, v) in &mut self.env {
+                if k == "RAMPART_EMBEDDED_RELAY" {
+                    *v = format!("127.0.0.1:{port}");
+                }
+            }
+            self.relay_settled = true;
+            return self.spawn(args);
+        }
         assert!(
             !self.uris.is_empty(),
             "rampart printed no bunker:// line; see {}",
             self.log_path().display()
         );
+        self.relay_settled = true;
+    }
+
+    /// Whether the bunker just exited because its embedded relay's port was
+    /// taken, on a first start whose port the kit chose (once).
+    fn lost_port_race(&mut self) -> bool {
+        if self.relay_settled || !self.env.iter().any(|(k, _)| k == "RAMPART_EMBEDDED_RELAY") {
+            return false;
+        }
+        let exited = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        exited && log.contains("could not start the embedded relay")
     }
 
     /// The first `bunker://` URI printed.
