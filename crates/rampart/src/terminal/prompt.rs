@@ -348,4 +348,23 @@ mod tests {
             "nothing was decided here"
         );
     }
+
+    #[test]
+    fn the_prompt_line_shows_peer_text_escaped() {
+        let mut hostile = held("h");
+        hostile.metadata.name = Some("Evil\u{202e}ppA".into());
+        hostile.summary = store::RequestSummary::SignEvent {
+            kind: 1,
+            content: "\u{1b}[2Jgone".into(),
+            content_hidden: 0,
+            tags: Vec::new(),
+            tags_hidden: 0,
+            created_at: None,
+        };
+        let line = prompt_line(&hostile, &[]);
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{202e}'),
+            "{line:?}"
+        );
+    }
 }
