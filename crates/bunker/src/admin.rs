@@ -266,13 +266,15 @@ pub fn edit_session(
     edit: SessionEdit,
     now: Timestamp,
 ) -> Result<Session, AdminError> {
-    let mut session = session(store, key_id, client)?;
-    if !session.is_active(now) {
+    let mut current = session(store, key_id, client)?;
+    if !current.is_active(now) {
         return Err(AdminError::NotFound(
             "that session has ended; it cannot be edited".into(),
         ));
     }
-    match edit {
+    // Written as a merge, not the whole session: a rule the running
+    // bunker stores meanwhile ("always allow") is kept.
+    let change = match edit {
         SessionEdit::SetRule(rule) => {
             if matches!(rule.permission, Permission::Scoped { .. }) {
                 return Err(AdminError::Invalid(format!(
@@ -280,21 +282,30 @@ pub fn edit_session(
                     rule.permission
                 )));
             }
-            session.set_rule(rule);
+            Change::AddRules {
+                key_id,
+                client: *client,
+                rules: vec![rule],
+            }
         }
         SessionEdit::RemoveRule(permission) => {
-            let before = session.rules.len();
-            session.rules.retain(|r| r.permission != permission);
-            if session.rules.len() == before {
+            let before = current.rules.len();
+            current.rules.retain(|r| r.permission != permission);
+            if current.rules.len() == before {
                 return Err(AdminError::NotFound(format!(
                     "the session has no rule for `{permission}`"
                 )));
             }
+            Change::RemoveRules {
+                key_id,
+                client: *client,
+                permissions: vec![permission],
+            }
         }
-    }
-    session.revision += 1;
-    store.apply(&[Change::PutSession(session.clone())])?;
-    Ok(session)
+    };
+    store.apply(&[change])?;
+    // What the store holds now (with whatever else was merged in).
+    session(store, key_id, client)
 }
 
 /// The key named, or the first one.

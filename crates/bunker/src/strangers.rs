@@ -11,6 +11,9 @@
 //!   on a key is audited at once, the rest of its window (a minute) are
 //!   counted and written as one row with that count when the window closes.
 //!   So a sender costs at most two rows a minute per key, never one per event.
+//!   Keys are free, so first refusals have a budget of their own too
+//!   (`rows`): past it, a new sender is counted into its key's shared
+//!   "many strangers" tally (one row a window, naming the last of them).
 //! - **Memory** is bounded: at most `max_senders` senders and as many open
 //!   tallies are tracked; past that, idle senders are forgotten and open
 //!   tallies are written out early.
@@ -37,6 +40,9 @@ pub struct StrangerLimits {
     pub max_senders: usize,
     /// How long refusals of one sender on one key are counted together.
     pub tally_secs: u64,
+    /// Rows written at once for first refusals, over all senders (past it,
+    /// new senders are counted per key instead).
+    pub rows: RateLimit,
 }
 
 impl Default for StrangerLimits {
@@ -52,9 +58,17 @@ impl Default for StrangerLimits {
             },
             max_senders: 10_000,
             tally_secs: 60,
+            rows: RateLimit {
+                burst: 100,
+                per_second: 1.0,
+            },
         }
     }
 }
+
+/// The tally key of a key's strangers past the row budget (no real sender:
+/// all-zero bytes are not a valid x-only public key).
+const MANY_STRANGERS: PublicKey = PublicKey::from_byte_array([0; 32]);
 
 /// What to do with one refusal of a stranger.
 #[derive(Debug)]
@@ -84,6 +98,7 @@ pub struct Strangers {
     limits: StrangerLimits,
     senders: HashMap<PublicKey, TokenBucket>,
     total: TokenBucket,
+    rows: TokenBucket,
     tallies: BTreeMap<(KeyId, PublicKey), Tally>,
     /// Open tallies by closing time (windows have one length, so this is
     /// in order); entries of tallies written out early are skipped.
@@ -97,6 +112,7 @@ impl Strangers {
             limits,
             senders: HashMap::new(),
             total: TokenBucket::new(&limits.total, now),
+            rows: TokenBucket::new(&limits.rows, now),
             tallies: BTreeMap::new(),
             closing: VecDeque::new(),
         }
@@ -115,7 +131,11 @@ impl Strangers {
     pub fn refuse(&mut self, now: Millis, entry: AuditEntry) -> StrangerVerdict {
         let answer =
             self.take_answer(now, entry.client) && self.total.try_take(&self.limits.total, now);
-        let key = (entry.key_id, entry.client);
+        let mut key = (entry.key_id, entry.client);
+        if !self.tallies.contains_key(&key) && !self.rows.try_take(&self.limits.rows, now) {
+            // Over the row budget: counted with the key's other strangers.
+            key = (entry.key_id, MANY_STRANGERS);
+        }
         if let Some(tally) = self.tallies.get_mut(&key) {
             tally.count = tally.count.saturating_add(1);
             tally.last = Some(entry);
@@ -141,6 +161,18 @@ impl Strangers {
             },
         );
         self.closing.push_back((closes, key));
+        if key.1 == MANY_STRANGERS {
+            // The shared tally writes its row when it closes, like the rest.
+            if let Some(tally) = self.tallies.get_mut(&key) {
+                tally.count = 1;
+                tally.last = Some(entry);
+            }
+            return StrangerVerdict {
+                answer,
+                audit: None,
+                flushed,
+            };
+        }
         StrangerVerdict {
             answer,
             audit: Some(entry),
@@ -255,6 +287,34 @@ mod tests {
         // Each sender's first refusal is its row; windows that counted
         // nothing more write nothing when flushed.
         assert_eq!(rows, 100);
+    }
+
+    #[test]
+    fn fresh_keys_past_the_row_budget_share_one_row_per_key() {
+        let now = Millis(1_000);
+        let limits = StrangerLimits {
+            rows: RateLimit {
+                burst: 10,
+                per_second: 0.0,
+            },
+            ..StrangerLimits::default()
+        };
+        let mut s = Strangers::new(limits, now);
+        let mut at_once = 0;
+        for n in 1..=200u8 {
+            if s.refuse(now, entry(1, n)).audit.is_some() {
+                at_once += 1;
+            }
+        }
+        assert_eq!(at_once, 10, "the row budget");
+        let rows = s.due(Millis(61_000));
+        let shared: Vec<_> = rows
+            .iter()
+            .filter(|r| r.client == PublicKey::from_byte_array([200; 32]))
+            .collect();
+        assert_eq!(shared.len(), 1, "one shared row, naming the last sender: {rows:?}");
+        assert_eq!(shared[0].events, 190);
+        assert!(rows.len() <= 1, "{} rows closing for 200 fresh keys", rows.len());
     }
 
     #[test]

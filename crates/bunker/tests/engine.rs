@@ -1375,3 +1375,22 @@ fn a_session_whose_commit_failed_is_rolled_back() {
     );
     assert!(h.engine.session(KeyId(1), &c.keys.public_key()).is_none());
 }
+
+#[test]
+fn many_keys_flooding_cannot_make_a_sessions_request_stale() {
+    let mut h = harness_with(EngineConfig {
+        replay_capacity: 8,
+        stranger_replay_capacity: 8,
+        ..config()
+    });
+    let mut friend = h.connected("read");
+    // Signed junk from 100 fresh keys, dated as far ahead as allowed: far
+    // more senders than either id set holds.
+    for i in 0..100 {
+        let mut s = Client::new(h.signer);
+        let json = serde_json::json!({"id": format!("j{i}"), "method": "ping", "params": []}).to_string();
+        h.send(&s.event(&json, Scheme::Nip44, NOW + 299));
+    }
+    let out = h.send(&friend.request("fresh", "ping", serde_json::json!([])));
+    assert_eq!(only_reply(&mut friend, &out), Response::ok("fresh", "pong"));
+}

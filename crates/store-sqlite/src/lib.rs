@@ -615,7 +615,19 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
             key_id,
             client,
             rules,
-        } => add_rules(conn, *key_id, client, rules),
+        } => edit_rules(conn, *key_id, client, |stored| {
+            for rule in rules {
+                stored.retain(|r| r.permission != rule.permission);
+                stored.push(rule.clone());
+            }
+        }),
+        Change::RemoveRules {
+            key_id,
+            client,
+            permissions,
+        } => edit_rules(conn, *key_id, client, |stored| {
+            stored.retain(|r| !permissions.contains(&r.permission));
+        }),
         Change::ClearConnectReply { key_id, client } => {
             conn.prepare_cached(
                 "UPDATE sessions SET connect_reply = NULL, revision = revision + 1 \
@@ -688,12 +700,13 @@ fn consume_token(
     })
 }
 
-/// Merge rules into the stored ones, inside the caller's transaction.
-fn add_rules(
+/// Change a stored session's rules in place (inside the caller's
+/// transaction), moving its revision on; a missing session is left alone.
+fn edit_rules(
     conn: &Connection,
     key_id: KeyId,
     client: &PublicKey,
-    rules: &[Rule],
+    edit: impl FnOnce(&mut Vec<Rule>),
 ) -> Result<(), StoreError> {
     let client_hex = client.to_hex();
     let stored = conn
@@ -712,10 +725,7 @@ fn add_rules(
         return Ok(());
     };
     let mut session_rules = stored?;
-    for rule in rules {
-        session_rules.retain(|r| r.permission != rule.permission);
-        session_rules.push(rule.clone());
-    }
+    edit(&mut session_rules);
     let json = rules_json(&session_rules)?;
     conn.prepare_cached(
         "UPDATE sessions SET rules = ?1, revision = revision + 1 \

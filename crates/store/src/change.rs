@@ -50,6 +50,17 @@ pub enum Change {
         /// The rules to set.
         rules: Vec<Rule>,
     },
+    /// Remove the stored session's rules for these permissions (the app is
+    /// asked again) and add one to its `revision`; every other rule and field
+    /// stays as stored. A missing session is not an error.
+    RemoveRules {
+        /// The key.
+        key_id: KeyId,
+        /// The client.
+        client: PublicKey,
+        /// Whose rules go.
+        permissions: Vec<nip46::Permission>,
+    },
     /// The `connect` reply of a nostrconnect session was sent: clear its
     /// `connect_reply` and add one to its `revision`. A missing session is
     /// not an error.

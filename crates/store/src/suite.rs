@@ -596,7 +596,7 @@ pub fn revoke_token_stops_only_unused_ones(store: &mut dyn Store) {
 
 /// `AddRules` sets rules in the stored session (replacing those for the same
 /// permission), keeps every other stored rule and field, adds one to the
-/// revision, and ignores a missing session.
+/// revision, and ignores a missing session; `RemoveRules` takes rules out.
 pub fn add_rules_merge_into_the_stored_session(store: &mut dyn Store) {
     let a = add_key(store, "alice", 1);
     let mut stored = minimal_session(a, pk(70));
@@ -637,6 +637,21 @@ pub fn add_rules_merge_into_the_stored_session(store: &mut dyn Store) {
         None,
         "a missing session is not created"
     );
+    // `RemoveRules` takes rules out the same way, leaving the rest.
+    apply(
+        store,
+        &[Change::RemoveRules {
+            key_id: a,
+            client: pk(70),
+            permissions: vec![perm("sign_event:7"), perm("nip04_decrypt")],
+        }],
+    );
+    let removed = some(session(store, a, pk(70)), "still there");
+    let mut expected = expected;
+    expected.rules.retain(|r| r.permission != perm("sign_event:7"));
+    expected.revision = removed.revision;
+    assert_eq!(removed, expected);
+    assert!(removed.revision > read.revision);
 }
 
 /// `ClearConnectReply` clears only `connect_reply` (and moves the revision on).

@@ -263,9 +263,15 @@ impl Engine {
             return out;
         };
         live.session.revision += 1;
-        out.changes.push(Change::ClearConnectReply {
-            key_id: key.0,
-            client: key.1,
+        // A session accepted here (not yet stored) is stored whole; one the
+        // CLI or dashboard stored only has its reply cleared there.
+        out.changes.push(if live.stored {
+            Change::ClearConnectReply {
+                key_id: key.0,
+                client: key.1,
+            }
+        } else {
+            Change::PutSession(live.session.clone())
         });
         let extra_relays = live.session.relays.clone();
         let mut id_bytes = [0u8; 16];

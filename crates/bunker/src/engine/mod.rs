@@ -68,8 +68,10 @@ pub struct EngineConfig {
     pub past_window_secs: u64,
     /// Requests created more than this far ahead are dropped.
     pub future_window_secs: u64,
-    /// Request ids remembered for replay protection.
+    /// Request ids remembered for replay protection (clients with a session).
     pub replay_capacity: usize,
+    /// Request ids of clients without a session remembered, apart.
+    pub stranger_replay_capacity: usize,
     /// Per-session rate limit.
     pub rate_limit: RateLimit,
     /// Requests no rule covers.
@@ -104,6 +106,7 @@ impl Default for EngineConfig {
             past_window_secs: 600,
             future_window_secs: 300,
             replay_capacity: 1_000_000,
+            stranger_replay_capacity: 100_000,
             rate_limit: RateLimit::default(),
             unlisted: UnlistedPolicy::Ask,
             approval_timeout_secs: 60,
@@ -328,6 +331,7 @@ pub struct Engine {
     sessions: BTreeMap<(KeyId, PublicKey), LiveSession>,
     tokens: Vec<ConnectionToken>,
     replay: ReplayGuard,
+    stranger_replay: ReplayGuard,
     held: BTreeMap<ApprovalId, Held>,
     deferred: Vec<DeferredConnect>,
     strangers: Strangers,
@@ -350,6 +354,11 @@ impl Engine {
             config.future_window_secs,
             config.replay_capacity,
         );
+        let stranger_replay = ReplayGuard::new(
+            config.past_window_secs,
+            config.future_window_secs,
+            config.stranger_replay_capacity,
+        );
         let signers = transport
             .into_iter()
             .filter_map(|t| {
@@ -370,6 +379,7 @@ impl Engine {
             sessions: BTreeMap::new(),
             tokens: Vec::new(),
             replay,
+            stranger_replay,
             held: BTreeMap::new(),
             deferred: Vec::new(),
             strangers,
@@ -417,8 +427,12 @@ impl Engine {
     /// Remember request ids processed before a restart.
     pub fn seed_replay(&mut self, now: Millis, events: impl IntoIterator<Item = AuditedEvent>) {
         let t = now.timestamp();
+        // Whether the sender had a session is not known here: both sets
+        // remember it (a stranger's id set is bounded on its own).
         for e in events {
             self.replay
+                .remember(t, &e.client, e.created_at, &e.event_id);
+            self.stranger_replay
                 .remember(t, &e.client, e.created_at, &e.event_id);
         }
     }
@@ -461,22 +475,26 @@ impl Engine {
         if let Err(e) = envelope::precheck(event, &signer) {
             return Output::dropped(Dropped::Envelope(e));
         }
-        let t = now.timestamp();
-        match self
-            .replay
-            .check(t, &event.pubkey, event.created_at, &event.id)
-        {
-            ReplayVerdict::Fresh => {}
-            ReplayVerdict::Replayed => return Output::dropped(Dropped::Replayed),
-            ReplayVerdict::Stale => return Output::dropped(Dropped::Stale),
-            ReplayVerdict::Future => return Output::dropped(Dropped::Future),
-        }
         let Some(key_id) = self.signers.get(&signer).map(|s| s.key_id) else {
             return Output::dropped(Dropped::NotForUs);
         };
         let stranger = !self.has_session(key_id, &event.pubkey, now);
         if stranger && self.strangers.silenced(&event.pubkey, now) {
             return Output::dropped(Dropped::Silenced);
+        }
+        let t = now.timestamp();
+        // Strangers' ids are remembered apart: however many keys flood, they
+        // can only crowd each other out, never raise a session's floor.
+        let replay = if stranger {
+            &mut self.stranger_replay
+        } else {
+            &mut self.replay
+        };
+        match replay.check(t, &event.pubkey, event.created_at, &event.id) {
+            ReplayVerdict::Fresh => {}
+            ReplayVerdict::Replayed => return Output::dropped(Dropped::Replayed),
+            ReplayVerdict::Stale => return Output::dropped(Dropped::Stale),
+            ReplayVerdict::Future => return Output::dropped(Dropped::Future),
         }
         // A known client's key is parsed once, in its cached conversation;
         // an unknown one's is checked from scratch, before anything is
@@ -488,10 +506,12 @@ impl Engine {
         if verified.is_err() {
             return Output::dropped(Dropped::BadSignature);
         }
-        if !self
-            .replay
-            .remember(t, &event.pubkey, event.created_at, &event.id)
-        {
+        let replay = if stranger {
+            &mut self.stranger_replay
+        } else {
+            &mut self.replay
+        };
+        if !replay.remember(t, &event.pubkey, event.created_at, &event.id) {
             return Output::dropped(Dropped::Replayed);
         }
         let (scheme, text) = match self.decrypt(&signer, event) {

@@ -58,7 +58,10 @@ impl Engine {
             }
             let key = (stored.key_id, stored.client);
             match self.sessions.get_mut(&key) {
-                Some(live) if live.session.revision >= stored.revision => live.stored = true,
+                // The store is authoritative on a tie: the same revision
+                // there may hold an outside edit (a revoke) made while ours
+                // was not committed yet; ours merges into the store anyway.
+                Some(live) if live.session.revision > stored.revision => live.stored = true,
                 Some(live) => {
                     let unflushed = live.unflushed;
                     live.session = stored;
@@ -162,6 +165,7 @@ impl Rollback {
             match change {
                 Change::PutSession(s) => undo.sessions.push((s.key_id, s.client)),
                 Change::AddRules { key_id, client, .. }
+                | Change::RemoveRules { key_id, client, .. }
                 | Change::ClearConnectReply { key_id, client }
                 | Change::RevokeSession { key_id, client, .. } => {
                     undo.sessions.push((*key_id, *client));
