@@ -567,6 +567,9 @@ pub struct AuditView {
     pub outcome: String,
     /// The id of the event signed, if any.
     pub signed_event_id: Option<String>,
+    /// How many request events the row stands for (more than 1 for refused
+    /// strangers counted together).
+    pub events: u32,
 }
 
 impl AuditView {
@@ -588,6 +591,7 @@ impl AuditView {
             decision: row.decision.as_str(),
             outcome: row.outcome.clone(),
             signed_event_id: row.signed_event_id.map(|e| e.to_hex()),
+            events: row.events,
         }
     }
 }

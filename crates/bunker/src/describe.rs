@@ -170,6 +170,27 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// JSON text made safe for a terminal and still the same JSON: characters
+/// `serde_json` leaves as they are but a terminal acts on (DEL, C1 controls,
+/// bidi controls) become `\uXXXX` escapes (every other control character is
+/// escaped by JSON already).
+pub fn json_terminal_safe(json: &str) -> Cow<'_, str> {
+    if !json.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if c.is_control() || is_bidi_control(c) {
+            // Outside strings JSON has no such characters, and inside them
+            // the escape means the same character.
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Text from a peer, safe to print on a terminal: control characters
 /// (escape sequences, carriage returns, …) and bidi controls are shown
 /// escaped (`\u{1b}`), everything else as is.
@@ -300,6 +321,17 @@ mod tests {
         assert_eq!(clip("a\u{1b}[31mb", 10), "a [31mb");
         assert_eq!(clip_counted("abc", 60, 1234), "abc…(+1234)");
         assert_eq!(terminal_safe("plain"), "plain");
+        let json = serde_json::json!({"name": "a\u{7f}b\u{85}c\u{202e}d\u{1b}"}).to_string();
+        let safe = json_terminal_safe(&json);
+        assert!(
+            !safe.chars().any(|c| c.is_control() || is_bidi_control(c)),
+            "{safe:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(
+            back["name"], "a\u{7f}b\u{85}c\u{202e}d\u{1b}",
+            "the same JSON"
+        );
         assert_eq!(
             terminal_safe("a\u{1b}[2Jb\rc\u{202e}d"),
             "a\\u{1b}[2Jb\\u{d}c\\u{202e}d"

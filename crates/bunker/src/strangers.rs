@@ -312,9 +312,17 @@ mod tests {
             .iter()
             .filter(|r| r.client == PublicKey::from_byte_array([200; 32]))
             .collect();
-        assert_eq!(shared.len(), 1, "one shared row, naming the last sender: {rows:?}");
+        assert_eq!(
+            shared.len(),
+            1,
+            "one shared row, naming the last sender: {rows:?}"
+        );
         assert_eq!(shared[0].events, 190);
-        assert!(rows.len() <= 1, "{} rows closing for 200 fresh keys", rows.len());
+        assert!(
+            rows.len() <= 1,
+            "{} rows closing for 200 fresh keys",
+            rows.len()
+        );
     }
 
     #[test]

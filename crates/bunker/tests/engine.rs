@@ -1388,7 +1388,8 @@ fn many_keys_flooding_cannot_make_a_sessions_request_stale() {
     // more senders than either id set holds.
     for i in 0..100 {
         let mut s = Client::new(h.signer);
-        let json = serde_json::json!({"id": format!("j{i}"), "method": "ping", "params": []}).to_string();
+        let json =
+            serde_json::json!({"id": format!("j{i}"), "method": "ping", "params": []}).to_string();
         h.send(&s.event(&json, Scheme::Nip44, NOW + 299));
     }
     let out = h.send(&friend.request("fresh", "ping", serde_json::json!([])));

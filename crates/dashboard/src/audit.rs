@@ -174,7 +174,7 @@ pub async fn audit_page(
             .unwrap_or_default();
         table.push_str(&format!(
             "<tr><td title=\"{ago}\">{at}</td><td>{key}</td><td><a href=\"/audit?client={client}\" title=\"{client}\">{app}</a></td>\
-             <td><code>{method}</code>{kind}</td><td><span class=\"badge {decision}\">{decision}</span></td><td>{outcome} {signed}</td>\
+             <td><code>{method}</code>{kind}</td><td><span class=\"badge {decision}\">{decision}</span></td><td>{outcome}{events} {signed}</td>\
              <td class=\"mono small\">{request}</td></tr>",
             ago = esc(&html::ago(now, r.at)),
             at = html::time(r.at),
@@ -187,6 +187,11 @@ pub async fn audit_page(
             method = esc(&r.method),
             decision = r.decision,
             outcome = esc(&r.outcome),
+            events = if r.events == 1 {
+                String::new()
+            } else {
+                format!(" <span class=\"muted\">×{}</span>", r.events)
+            },
             request = esc(&describe::clip(&r.request_id, 24)),
         ));
     }

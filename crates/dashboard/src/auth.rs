@@ -62,7 +62,13 @@ impl Auth {
     ) -> Result<(Self, LoginToken), DashboardError> {
         let token = LoginToken::generate()?;
         let auth = Auth {
-            start_token: Mutex::new(Some((token.digest(), Instant::now() + start_ttl))),
+            // A TTL too large for the clock means "until used".
+            start_token: Mutex::new(Some((
+                token.digest(),
+                Instant::now()
+                    .checked_add(start_ttl)
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600)),
+            ))),
             sessions: Mutex::new(Vec::new()),
             ttl,
             drop_file,

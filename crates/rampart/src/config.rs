@@ -239,6 +239,10 @@ impl Config {
         if self.policy.approval_timeout_secs == 0 || self.policy.approval_timeout_secs > day {
             bail!("[policy] approval_timeout_secs must be 1 to {day}");
         }
+        let week = 7 * 24 * 60;
+        if self.start_links_minutes == 0 || self.start_links_minutes > week {
+            bail!("start_links_minutes must be 1 to {week}");
+        }
         let rate = self.policy.rate_per_second;
         if !rate.is_finite() || rate < 0.0 {
             bail!("[policy] rate_per_second must be a number of at least 0");
@@ -661,6 +665,8 @@ mod tests {
             ("RAMPART_APPROVAL_TIMEOUT_SECS", "0"),
             ("RAMPART_RATE_PER_SECOND", "NaN"),
             ("RAMPART_RATE_PER_SECOND", "-1"),
+            ("RAMPART_START_LINKS_MINUTES", "99999999999"),
+            ("RAMPART_START_LINKS_MINUTES", "0"),
         ] {
             let e = env(&[(k, v), ("RAMPART_DATA_DIR", "/nonexistent-rampart")]);
             assert!(Config::load(&o, &e).is_err(), "{k}={v} accepted");

@@ -454,6 +454,42 @@ async fn hostile_inputs_are_refused_or_dropped_and_the_bunker_serves_on() {
     eprintln!("relay RSS growth after 150 × 400 KB notes: {grown} KiB");
     assert!(grown < 64 * 1024, "grew {grown} KiB");
     cat.friend_served().await;
+    cat.case(
+        "relay: 150 signer announcements of 400 KB from fresh keys (stored, bounded in bytes)",
+    );
+    let before = rss_kib(pid);
+    for i in 0..150 {
+        let author = Keys::generate();
+        let announcement =
+            EventBuilder::new(Kind::from(31990), format!("{i}{}", "a".repeat(400 * 1024)))
+                .tags([
+                    Tag::parse(["k", "24133"]).unwrap(),
+                    Tag::identifier("signer"),
+                ])
+                .finalize(&author)
+                .unwrap();
+        let (ok, msg) = big.publish(&announcement).await;
+        assert!(ok, "announcements are kept: {msg}");
+    }
+    let grown = rss_kib(pid).saturating_sub(before);
+    eprintln!("relay RSS growth after 150 × 400 KB stored announcements: {grown} KiB");
+    assert!(
+        grown < 64 * 1024,
+        "the store is bounded in bytes: grew {grown} KiB"
+    );
+    // What is kept fits the byte bound (16 MiB): the newest ~40.
+    big.send(Message::text(r#"["REQ","all",{"kinds":[31990]}]"#))
+        .await;
+    let mut kept = 0;
+    loop {
+        let v = big.recv().await;
+        if v[0] == "EOSE" {
+            break;
+        }
+        kept += 1;
+    }
+    assert!((1..150).contains(&kept), "{kept} kept of 150");
+    cat.friend_served().await;
 
     // ---- Events that reach the bunker --------------------------------
     let mut c = cat.connected("full").await;
@@ -914,20 +950,26 @@ async fn hostile_inputs_are_refused_or_dropped_and_the_bunker_serves_on() {
             ),
         );
     }
-    let mut refused = 0;
+    let (mut refused, mut waiting) = (0, 0);
     while let Some((_, r)) = reader.next_response(Duration::from_millis(1500)).await {
         if code(&r) == Some(ErrorCode::RateLimited) {
             refused += 1;
+            if message(&r) == "too many requests waiting for approval" {
+                waiting += 1;
+            }
         }
     }
     let held = cat.rows().approvals;
     let grown = rss_kib(pid).saturating_sub(before);
     eprintln!("held {held}, refused {refused}, RSS growth {grown} KiB");
-    assert!(refused > 0, "refused beyond the cap");
+    assert!(
+        waiting > 0,
+        "refused for the cap ({refused} refused in all)"
+    );
     let pending = String::from_utf8_lossy(&cat.bunker.cli(&["approvals", "list", "--json"]).stdout)
         .lines()
         .count();
-    assert!(pending <= 16, "at most 16 held for one app: {pending}");
+    assert_eq!(pending, 16, "16 held for one app");
     assert!(grown < 64 * 1024, "RSS grew {grown} KiB");
     cat.friend_served().await;
     cat.case("session: the same held request re-sent");
@@ -973,6 +1015,10 @@ async fn hostile_inputs_are_refused_or_dropped_and_the_bunker_serves_on() {
     assert!(
         !listed.contains('\u{1b}') && !listed.contains('\r'),
         "{listed:?}"
+    );
+    assert!(
+        listed.contains("overwrite"),
+        "the request is listed: {listed:?}"
     );
     cat.case("session: logout, then a request");
     let mut leaver = cat.connected("read").await;
@@ -1059,6 +1105,7 @@ async fn hostile_inputs_are_refused_or_dropped_and_the_bunker_serves_on() {
     for _ in 0..50 {
         flooders.push(cat.stranger().await);
     }
+    let flooder_keys: Vec<PublicKey> = flooders.iter().map(|f| f.keys.public_key()).collect();
     for round in 0..100 {
         for (i, f) in flooders.iter_mut().enumerate() {
             send(f, (&format!("x{round}-{i}"), "ping", serde_json::json!([])));
@@ -1099,6 +1146,37 @@ async fn hostile_inputs_are_refused_or_dropped_and_the_bunker_serves_on() {
             .await
             .is_none(),
         "nothing answered for a removed key"
+    );
+
+    let log = strip_ansi(&std::fs::read_to_string(cat.bunker.log_path()).unwrap());
+    assert!(
+        log.contains("key removed from the store: unloaded"),
+        "unloaded, not crashed"
+    );
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the bunker is still running"
+    );
+
+    // Stopping writes the counted rows of windows still open: only now is
+    // the whole cost of the stranger flood in the audit log.
+    assert!(cat.bunker.stop(), "a graceful stop");
+    let store = SqliteStore::open(&cat.bunker.data_dir().join("rampart.sqlite")).unwrap();
+    let flood_rows: Vec<_> = store
+        .audit(&AuditQuery::default())
+        .unwrap()
+        .into_iter()
+        .filter(|r| flooder_keys.contains(&r.client))
+        .collect();
+    let counted: u32 = flood_rows.iter().map(|r| r.events).sum();
+    eprintln!(
+        "50 × 100 stranger requests: {} audit rows standing for {counted} refused events",
+        flood_rows.len()
+    );
+    assert!(flood_rows.len() <= 100, "{} rows", flood_rows.len());
+    assert!(
+        counted >= 50,
+        "every stranger's refusals are counted: {counted}"
     );
 
     eprintln!("{} hostile cases", cat.names.len());

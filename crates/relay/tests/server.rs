@@ -443,6 +443,18 @@ async fn one_connection_is_rate_limited_but_a_trusted_signer_is_not() {
         }
     }
     assert!(refused >= 50, "{refused} refused");
+    // Other frames count too (CLOSE has no answer, so the NOTICEs show it).
+    let mut chatty = RawClient::connect(&relay.url()).await;
+    assert_eq!(chatty.recv().await[0], "AUTH");
+    for _ in 0..200 {
+        chatty.send(json!(["CLOSE", "nothing"])).await;
+    }
+    let notice = chatty.recv().await;
+    assert_eq!(notice[0], "NOTICE");
+    assert!(
+        notice[1].as_str().unwrap().starts_with("rate-limited: "),
+        "{notice}"
+    );
     // The signer authenticates as itself and is never limited.
     let mut bunker = RawClient::connect(&relay.url()).await;
     let challenge = bunker.recv().await[1].as_str().unwrap().to_owned();

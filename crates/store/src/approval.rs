@@ -119,6 +119,8 @@ impl RequestSummary {
     pub const MAX_TAGS: usize = 32;
     /// Characters of one tag value a summary keeps.
     pub const MAX_TAG_VALUE: usize = 200;
+    /// Values of one tag a summary keeps (then one `…(+N values)`).
+    pub const MAX_TAG_VALUES: usize = 8;
 }
 
 /// A request waiting for the user. Its `Debug` leaves out what the request

@@ -647,8 +647,9 @@ pub fn add_rules_merge_into_the_stored_session(store: &mut dyn Store) {
         }],
     );
     let removed = some(session(store, a, pk(70)), "still there");
-    let mut expected = expected;
-    expected.rules.retain(|r| r.permission != perm("sign_event:7"));
+    expected
+        .rules
+        .retain(|r| r.permission != perm("sign_event:7"));
     expected.revision = removed.revision;
     assert_eq!(removed, expected);
     assert!(removed.revision > read.revision);

@@ -32,10 +32,16 @@ fn summarize(command: &Command) -> RequestSummary {
                 .iter()
                 .take(RequestSummary::MAX_TAGS)
                 .map(|tag| {
-                    tag.as_slice()
+                    let values = tag.as_slice();
+                    let mut kept: Vec<String> = values
                         .iter()
+                        .take(RequestSummary::MAX_TAG_VALUES)
                         .map(|value| clip_marked(value, RequestSummary::MAX_TAG_VALUE))
-                        .collect()
+                        .collect();
+                    if values.len() > kept.len() {
+                        kept.push(format!("…(+{} values)", values.len() - kept.len()));
+                    }
+                    kept
                 })
                 .collect();
             RequestSummary::SignEvent {

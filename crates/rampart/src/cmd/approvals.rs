@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bunker::admin::{self, Answer, ApprovalView};
-use bunker::describe::terminal_safe;
+use bunker::describe::{json_terminal_safe, terminal_safe};
 use nip46::nostr::prelude::Timestamp;
 use store::Store;
 use store_sqlite::SqliteStore;
@@ -70,7 +70,7 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
     for approval in &pending {
         let view = ApprovalView::new(approval, &keys);
         if json {
-            println!("{}", serde_json::to_string(&view)?);
+            println!("{}", json_terminal_safe(&serde_json::to_string(&view)?));
         } else {
             println!(
                 "{}\t{}\t{}\t{}",
@@ -87,8 +87,8 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
 fn show(store: &dyn Store, id: &str) -> Result<()> {
     let approval = admin::find_pending(store, id, Timestamp::now())?;
     let view = ApprovalView::new(&approval, &store.keys()?);
-    // JSON escapes every control character: safe on a terminal as it is.
-    println!("{}", serde_json::to_string_pretty(&view)?);
+    let json = serde_json::to_string_pretty(&view)?;
+    println!("{}", json_terminal_safe(&json));
     Ok(())
 }
 

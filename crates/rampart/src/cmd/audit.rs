@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bunker::admin::AuditView;
-use bunker::describe::terminal_safe;
+use bunker::describe::{json_terminal_safe, terminal_safe};
 use nip46::nostr::prelude::Timestamp;
 use store::{AuditDecision, AuditQuery, Store};
 use store_sqlite::SqliteStore;
@@ -58,16 +58,20 @@ pub fn run(args: Args, config: &Config) -> Result<()> {
             .find(|k| k.id == row.key_id)
             .map_or("?", |k| k.name.as_str());
         if args.json {
-            println!(
-                "{}",
-                serde_json::to_string(&AuditView::new(&row, &keys, &sessions))?
-            );
+            let json = serde_json::to_string(&AuditView::new(&row, &keys, &sessions))?;
+            println!("{}", json_terminal_safe(&json));
         } else {
             let kind = row.kind.map(|k| format!(":{k}")).unwrap_or_default();
+            // A row standing for several refused events says how many.
+            let events = if row.events == 1 {
+                String::new()
+            } else {
+                format!("\t×{}", row.events)
+            };
             println!(
-                "{}\t{}\t{}…\t{}{}\t{}\t{}",
+                "{}\t{}\t{}…\t{}{}\t{}\t{}{events}",
                 row.at.as_secs(),
-                key,
+                terminal_safe(key),
                 &row.client.to_hex()[..12],
                 terminal_safe(&row.method),
                 kind,

@@ -37,7 +37,8 @@ pub fn run(args: Args, config: &Config) -> Result<()> {
         None => config.default_grant()?,
     };
     admin::accept_nostrconnect(&mut store, key.id, &uri, &grant, Timestamp::now())?;
-    let app = uri.name.as_deref().unwrap_or("the app");
+    let app =
+        bunker::describe::terminal_safe(uri.name.as_deref().unwrap_or("the app")).into_owned();
     eprintln!(
         "session for {app} ({}) saved with grant `{grant}`; the running bunker sends the connect response",
         uri.client.to_hex()

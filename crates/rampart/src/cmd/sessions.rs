@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bunker::admin::{self, SessionEdit, SessionView};
-use bunker::describe::terminal_safe;
+use bunker::describe::{json_terminal_safe, terminal_safe};
 use nip46::nostr::prelude::Timestamp;
 use store::{RuleEffect, Store};
 use store_sqlite::SqliteStore;
@@ -122,7 +122,7 @@ fn list(store: &dyn Store, all: bool, json: bool) -> Result<()> {
         .map(|s| SessionView::new(s, &keys, now))
         .collect();
     if json {
-        println!("{}", serde_json::to_string(&rows)?);
+        println!("{}", json_terminal_safe(&serde_json::to_string(&rows)?));
         return Ok(());
     }
     if rows.is_empty() {

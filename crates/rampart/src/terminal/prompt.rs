@@ -117,8 +117,20 @@ pub fn prompt_line(approval: &PendingApproval, keys: &[StoredKey]) -> String {
         .expires_at
         .as_secs()
         .saturating_sub(Timestamp::now().as_secs());
+    // The line is a summary: it says where the complete event is.
+    let whole = approval
+        .event
+        .as_ref()
+        .map(|e| {
+            format!(
+                " · complete event {} bytes: rampart approvals show {}",
+                e.as_json().len(),
+                short(&approval.id).trim_start_matches("request ")
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "? {app}{unverified} · key {key} · {what} · {left} s · [y] once [a] always [n] deny [d] always deny › ",
+        "? {app}{unverified} · key {key} · {what}{whole} · {left} s · [y] once [a] always [n] deny [d] always deny › ",
         app = describe::terminal_safe(&app),
         key = describe::terminal_safe(&key_name(keys, approval.key_id)),
         what = describe::terminal_safe(&describe::one_line(approval)),

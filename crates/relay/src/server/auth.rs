@@ -25,9 +25,6 @@ pub(crate) fn check(
     if event.kind != Kind::Authentication {
         return Err("invalid: AUTH event must be kind 22242");
     }
-    if event.verify().is_err() {
-        return Err("invalid: bad AUTH event id or signature");
-    }
     if event.created_at.as_secs().abs_diff(now.as_secs()) > MAX_CLOCK_SKEW_SECS {
         return Err("invalid: AUTH event created_at is too far from now");
     }
@@ -38,8 +35,13 @@ pub(crate) fn check(
             .find(|tag| tag.kind() == name)
             .and_then(|tag| tag.content())
     };
+    // The cheap checks first: a signature is only verified for an event
+    // that answers this connection's challenge.
     if tag("challenge") != Some(challenge) {
         return Err("invalid: AUTH challenge does not match");
+    }
+    if event.verify().is_err() {
+        return Err("invalid: bad AUTH event id or signature");
     }
     let Some(relay) = tag("relay") else {
         return Err("invalid: AUTH event has no relay tag");

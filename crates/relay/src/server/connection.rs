@@ -264,7 +264,16 @@ impl Client {
             let notice = format!("error: message of {} bytes exceeds {max}", text.len());
             return self.notice(ws, notice).await;
         }
-        let message = match ClientMessage::from_json(text.as_bytes()) {
+        let message = ClientMessage::from_json(text.as_bytes());
+        // Every frame counts against the connection's rate: an EVENT is
+        // refused `OK false rate-limited:` (in `on_event`), anything else
+        // with a NOTICE here.
+        if !matches!(message, Ok(ClientMessage::Event(_))) && !self.take_allowance() {
+            return self
+                .notice(ws, "rate-limited: too many messages, slow down".to_owned())
+                .await;
+        }
+        let message = match message {
             Ok(message) => message,
             Err(error) => return self.on_unparsable(ws, &text, &error.to_string()).await,
         };
@@ -344,6 +353,7 @@ impl Client {
             let frame = ok(&event, false, "rate-limited: too many events, slow down");
             return self.send(ws, frame).await;
         }
+
         if !event.verify_id() {
             let frame = ok(
                 &event,
