@@ -1,9 +1,10 @@
-//! Kind-24133 events as the bunker receives them, through the engine's own
-//! `handle_event` (routing, envelope checks, replay window, signature,
-//! decryption with the cached conversation, request parsing, dispatch):
-//! the input as a whole event, and as the content of a well-signed event
-//! from a connected client (so undecryptable and hostile ciphertexts reach
-//! the decryption and everything after it).
+//! Kind-24133 events as the bunker receives them: the input as a whole event
+//! through the engine's own `handle_event` (routing, envelope checks, replay
+//! window, signature, decryption, request parsing, dispatch); and the input
+//! as the content of an event from a connected client, through the steps
+//! the engine takes once the signature holds — `Conversation::decrypt` with
+//! the cached conversation key, then `Request::parse` — without signing an
+//! event per input (the signature path is the first half's).
 #![no_main]
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -12,10 +13,8 @@ use bunker::vault::{self, Passphrase, Vault};
 use bunker::{Millis, Randomness};
 use libfuzzer_sys::fuzz_target;
 use nip46::nostr::nips::nip49::KeySecurity;
-use nip46::nostr::prelude::{
-    Event, EventBuilder, FinalizeEvent, Keys, Kind, PublicKey, SecretKey, Tag, Timestamp,
-};
-use nip46::Preset;
+use nip46::nostr::prelude::{Event, Keys, SecretKey, Timestamp};
+use nip46::{Conversation, Preset};
 use store::{KeyId, Session, SessionOrigin};
 
 const NOW: u64 = 1_700_000_000;
@@ -35,8 +34,10 @@ impl Randomness for Counter {
 struct Fixture {
     engine: Engine,
     rng: Counter,
-    signer: PublicKey,
-    client: Keys,
+    /// The signer key and its conversation with the connected client, as
+    /// the engine caches it.
+    signer_keys: Keys,
+    conversation: Conversation,
 }
 
 fn keys(byte: u8) -> Keys {
@@ -53,7 +54,7 @@ fn fixture() -> &'static Mutex<Fixture> {
             .stored(KeyId(1));
         let mut vault = Vault::unlock(std::slice::from_ref(&stored), &pass).expect("unlock");
         let signer = vault.take_signer(KeyId(1)).expect("signer");
-        let signer_pk = signer.public_key();
+        let signer_keys = signer.clone();
         let config = EngineConfig {
             replay_capacity: 10_000,
             ..EngineConfig::default()
@@ -79,11 +80,12 @@ fn fixture() -> &'static Mutex<Fixture> {
             approvals: vec![],
         };
         engine.reload(Millis(NOW * 1000), snapshot, &mut rng);
+        let conversation = Conversation::new(&signer_keys, client.public_key()).expect("conversation");
         Mutex::new(Fixture {
             engine,
             rng,
-            signer: signer_pk,
-            client,
+            signer_keys,
+            conversation,
         })
     })
 }
@@ -96,11 +98,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = f.engine.handle_event(now, &event, &mut f.rng);
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let event = EventBuilder::new(Kind::NostrConnect, text)
-            .tag(Tag::public_key(f.signer))
-            .custom_created_at(Timestamp::from_secs(NOW))
-            .finalize(&f.client)
-            .expect("sign");
-        let _ = f.engine.handle_event(now, &event, &mut f.rng);
+        if let Ok((_scheme, body)) = f.conversation.decrypt(&f.signer_keys, text) {
+            let _ = nip46::Request::parse(&body);
+        }
     }
 });
