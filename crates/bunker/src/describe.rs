@@ -175,12 +175,15 @@ fn is_bidi_control(c: char) -> bool {
 /// bidi controls) become `\uXXXX` escapes (every other control character is
 /// escaped by JSON already).
 pub fn json_terminal_safe(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+    // C0 controls are escaped by JSON inside strings; outside them they are
+    // layout (a pretty-printed document's newlines) and stay.
+    let acts = |c: char| (c.is_control() && u32::from(c) >= 0x7f) || is_bidi_control(c);
+    if !json.chars().any(acts) {
         return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 8);
     for c in json.chars() {
-        if c.is_control() || is_bidi_control(c) {
+        if acts(c) {
             // Outside strings JSON has no such characters, and inside them
             // the escape means the same character.
             out.push_str(&format!("\\u{:04x}", u32::from(c)));
