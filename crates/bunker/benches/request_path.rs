@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bunker::Millis;
-use bunker::Randomness;
 use bunker::engine::{Engine, EngineConfig, Snapshot, TransportKey};
+use bunker::randomness::Counter;
 use bunker::rate_limit::RateLimit;
 use bunker::vault::{self, Passphrase, Vault};
 use criterion::Criterion;
@@ -33,17 +33,6 @@ use nip46::nostr::prelude::{
 };
 use nip46::{Conversation, Preset, Scheme};
 use store::{KeyId, Session, SessionOrigin};
-
-struct Counter(u64);
-
-impl Randomness for Counter {
-    fn fill(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            self.0 += 1;
-            chunk.copy_from_slice(&self.0.to_le_bytes()[..chunk.len()]);
-        }
-    }
-}
 
 struct Setup {
     engine: Engine,

@@ -63,3 +63,19 @@ impl Randomness for OsRandomness {
         }
     }
 }
+
+/// Deterministic "randomness": a counter, so no two draws repeat and two
+/// runs draw the same bytes. For tests, benches and fuzzing only — never for
+/// signing anything real.
+#[derive(Debug, Default)]
+pub struct Counter(pub u64);
+
+impl Randomness for Counter {
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            self.0 += 1;
+            let b = self.0.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+    }
+}

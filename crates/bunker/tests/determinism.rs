@@ -9,27 +9,15 @@
 
 use std::sync::Arc;
 
+use bunker::Millis;
 use bunker::engine::{Engine, EngineConfig, Output, Snapshot, TransportKey};
+use bunker::randomness::Counter;
 use bunker::vault::{self, Passphrase, Vault};
-use bunker::{Millis, Randomness};
 use nip46::envelope::{self, Entropy};
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{Event, Keys, RelayUrl, SecretKey, Timestamp};
 use nip46::{Conversation, PermissionSet, Scheme};
 use store::{ConnectionToken, KeyId, SecretHash, StoredKey, TokenId};
-
-/// Deterministic randomness: a counter.
-struct Counter(u64);
-
-impl Randomness for Counter {
-    fn fill(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            self.0 += 1;
-            let b = self.0.to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
-        }
-    }
-}
 
 const NOW: u64 = 1_700_000_000;
 const KEYS: usize = 3;

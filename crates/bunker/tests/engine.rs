@@ -8,13 +8,14 @@
 
 use std::sync::Arc;
 
+use bunker::Millis;
 use bunker::auth_url::AuthUrlBase;
 use bunker::engine::{
     Dropped, Engine, EngineConfig, Output, Snapshot, TransportKey, UnlistedPolicy,
 };
+use bunker::randomness::Counter;
 use bunker::rate_limit::RateLimit;
 use bunker::vault::{self, Passphrase, Vault};
-use bunker::{Millis, Randomness};
 use nip46::envelope::{self, Entropy};
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{
@@ -28,19 +29,6 @@ use store::{
     ApprovalDecision, ApprovalStatus, AuditDecision, Change, ConnectionToken, DecisionScope, KeyId,
     RequestSummary, Rule, RuleEffect, SecretHash, TokenId,
 };
-
-/// Deterministic randomness: a counter, so no two draws repeat.
-struct Counter(u64);
-
-impl Randomness for Counter {
-    fn fill(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            self.0 += 1;
-            let b = self.0.to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
-        }
-    }
-}
 
 const NOW: u64 = 1_700_000_000;
 
