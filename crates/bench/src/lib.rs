@@ -40,6 +40,7 @@ use bunker::{OsRandomness, admin};
 use client::Client;
 use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
 use nip46::{BunkerUri, PermissionSet};
+use store::Store;
 use store_sqlite::SqliteStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -155,8 +156,11 @@ pub struct Environment {
     pub database: PathBuf,
     /// The relays a token names when `--relay` is not given (asked only
     /// for `--mint`, so a config the bench does not need cannot fail it).
-    pub advertised_relays: Box<dyn Fn() -> Result<Vec<RelayUrl>>>,
+    pub advertised_relays: Box<RelaysOf>,
 }
+
+/// Where the relays a minted token names come from, given the store.
+pub type RelaysOf = dyn Fn(&dyn Store) -> Result<Vec<RelayUrl>>;
 
 /// `--relay` is checked when the flags are parsed, kept as text.
 fn relay_url(text: &str) -> Result<String, nip46::nostr::error::Error> {
@@ -192,7 +196,7 @@ pub fn run(args: Args, env: &Environment) -> Result<()> {
             .with_context(|| format!("cannot open the store in {}", env.data_dir.display()))?;
         let relays = match &args.relay {
             Some(relay) => vec![RelayUrl::parse(relay)?],
-            None => (env.advertised_relays)()?,
+            None => (env.advertised_relays)(&store)?,
         };
         setup.uris = mint(&mut store, &args, args.clients, relays)?;
     } else if args.uris.is_empty() {

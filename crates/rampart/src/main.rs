@@ -107,7 +107,9 @@ fn main() -> anyhow::Result<()> {
             let env = bench::Environment {
                 database: config.database_path(),
                 data_dir: config.data_dir.clone(),
-                advertised_relays: Box::new(move || cmd::token::advertised_relays(&config)),
+                advertised_relays: Box::new(move |store| {
+                    cmd::token::advertised_relays(&config, store)
+                }),
             };
             bench::run(args, &env)
         }

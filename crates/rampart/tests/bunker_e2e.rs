@@ -422,3 +422,52 @@ async fn uris_can_come_from_stdin_instead_of_argv() {
         "empty stdin is an error, not an empty value"
     );
 }
+
+/// `rampart run --relay X` records X in the store; `rampart uri` without
+/// `--relay` (and with a configured embedded relay that is not running)
+/// names X, and the token it prints connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uri_names_the_relays_the_bunker_serves_on() {
+    let relay = relay::server::spawn(relay::server::ServerConfig::default())
+        .await
+        .unwrap();
+    let served = relay.url();
+    let bunker = bunker(&Relay::Embedded, &[], &["--relay", &served]);
+    let printed: nip46::BunkerUri = bunker.uri().parse().unwrap();
+    assert_eq!(
+        printed.relays[0].as_str().trim_end_matches('/'),
+        served.trim_end_matches('/')
+    );
+
+    // The CLI's environment still names the embedded relay the kit chose
+    // (not running): the record wins over it.
+    let out = bunker.cli(&["uri", "--grant", "read"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uri = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let parsed: nip46::BunkerUri = uri.parse().unwrap();
+    let relays: Vec<String> = parsed.relays.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        relays
+            .iter()
+            .map(|r| r.trim_end_matches('/'))
+            .collect::<Vec<_>>(),
+        vec![served.trim_end_matches('/')],
+        "{uri}"
+    );
+    let secret = parsed.secret.as_ref().unwrap().expose().to_string();
+    let mut client = RawClient::new(&uri).await;
+    let r = client
+        .call(
+            "c",
+            "connect",
+            serde_json::json!([parsed.signer.to_hex(), secret]),
+        )
+        .await;
+    assert_eq!(result(&r), "ack");
+    client.close().await;
+    relay.shutdown().await;
+}

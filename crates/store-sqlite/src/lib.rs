@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use store::{
     ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, AuditedEvent, Change,
     ConnectionToken, KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule, RuleEffect,
-    SecretHash, Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
+    SecretHash, ServedRelays, Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_audit_rowid.sql"),
     include_str!("migrations/0003_tagged_summaries.sql"),
     include_str!("migrations/0004_hardening.sql"),
+    include_str!("migrations/0005_served_relays.sql"),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -637,6 +638,17 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
             .ctx("clearing a connect reply")?;
             Ok(())
         }
+        Change::RecordServedRelays(served) => {
+            let relays = relays_json(&served.relays)?;
+            conn.prepare_cached(
+                "INSERT INTO served_relays (id, relays, recorded_at) VALUES (1, ?1, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET relays = excluded.relays, \
+                 recorded_at = excluded.recorded_at",
+            )
+            .and_then(|mut s| s.execute(params![relays, ts(served.recorded_at)]))
+            .ctx("recording the served relays")?;
+            Ok(())
+        }
         Change::PutApproval(approval) => put_approval(conn, approval),
         Change::SetApprovalStatus { id, status } => {
             let status = to_json(status, "an approval status")?;
@@ -1022,6 +1034,27 @@ impl Store for SqliteStore {
                 })
             },
         )
+    }
+
+    fn served_relays(&self) -> Result<Option<ServedRelays>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, relays, recorded_at FROM served_relays WHERE id = 1")
+            .ctx("reading the served relays")?;
+        let rows = collect(
+            &mut stmt,
+            [],
+            "reading the served relays",
+            &self.skipped,
+            |row| {
+                let r = RowReader::new(row, "served_relays", &["id"]);
+                Ok(ServedRelays {
+                    relays: r.relays("relays")?,
+                    recorded_at: r.ts("recorded_at")?,
+                })
+            },
+        )?;
+        Ok(rows.into_iter().next())
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {

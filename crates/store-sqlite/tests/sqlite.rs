@@ -174,7 +174,17 @@ fn fresh_database_is_at_the_latest_schema_and_reopening_keeps_it() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(tables, ["approvals", "audit", "keys", "sessions", "tokens"]);
+    assert_eq!(
+        tables,
+        [
+            "approvals",
+            "audit",
+            "keys",
+            "served_relays",
+            "sessions",
+            "tokens"
+        ]
+    );
 }
 
 #[test]

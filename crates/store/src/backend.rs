@@ -8,6 +8,7 @@ use crate::audit::{AuditEntry, AuditQuery, AuditedEvent};
 use crate::change::Change;
 use crate::error::StoreError;
 use crate::key::{KeyId, NewKey, StoredKey};
+use crate::relays::ServedRelays;
 use crate::session::Session;
 use crate::token::{ConnectionToken, NewToken, TokenId};
 
@@ -36,6 +37,10 @@ pub trait Store: Send {
     /// Request events audited at or after `since`, oldest first (to refuse
     /// replays across a restart).
     fn audited_events(&self, since: Timestamp) -> Result<Vec<AuditedEvent>, StoreError>;
+
+    /// The relays the bunker last recorded serving on
+    /// ([`Change::RecordServedRelays`]), if it ever did.
+    fn served_relays(&self) -> Result<Option<ServedRelays>, StoreError>;
 
     /// Apply a batch of changes in one transaction: all or nothing.
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;

@@ -6,6 +6,7 @@ use nip46::nostr::prelude::{PublicKey, Timestamp};
 use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval};
 use crate::audit::AuditEntry;
 use crate::key::KeyId;
+use crate::relays::ServedRelays;
 use crate::session::{Rule, Session};
 use crate::token::TokenId;
 
@@ -106,4 +107,6 @@ pub enum Change {
         /// Its new status.
         status: ApprovalStatus,
     },
+    /// Record the relays the bunker serves on, replacing the earlier record.
+    RecordServedRelays(ServedRelays),
 }

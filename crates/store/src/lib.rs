@@ -1,5 +1,5 @@
 //! What Rampart keeps: user keys (encrypted), connection tokens, sessions and
-//! their rules, pending approvals and the audit log, behind one [`Store`] trait.
+//! their rules, pending approvals, the audit log and the relays it serves on, behind one [`Store`] trait.
 //!
 //! This crate is the model only: types, the [`Change`]s the running bunker
 //! writes, the [`Store`] trait and the group-commit [`writer`] (which works on
@@ -13,6 +13,7 @@ pub mod backend;
 pub mod change;
 pub mod error;
 pub mod key;
+pub mod relays;
 pub mod session;
 #[cfg(feature = "testing")]
 pub mod suite;
@@ -27,6 +28,7 @@ pub use backend::Store;
 pub use change::Change;
 pub use error::StoreError;
 pub use key::{KeyId, NewKey, StoredKey};
+pub use relays::ServedRelays;
 pub use session::{Rule, RuleEffect, Session, SessionOrigin};
 pub use token::{ConnectionToken, NewToken, SecretHash, TokenId};
 pub use writer::{CommitJob, StoreWriter};

@@ -20,8 +20,8 @@ use nip46::{ClientMetadata, Method, Permission, PermissionSet, Preset};
 use crate::{
     ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery,
     AuditedEvent, Change, ConnectionToken, DecisionScope, KeyId, NewKey, NewToken, PendingApproval,
-    RequestSummary, Rule, RuleEffect, SecretHash, Session, SessionOrigin, Store, StoreError,
-    TokenId,
+    RequestSummary, Rule, RuleEffect, SecretHash, ServedRelays, Session, SessionOrigin, Store,
+    StoreError, TokenId,
 };
 
 /// One check of the suite: gets a fresh, empty store, panics on failure.
@@ -63,6 +63,7 @@ macro_rules! __for_each_store_check {
             apply_is_all_or_nothing,
             empty_apply_is_a_no_op,
             external_version_is_stable_alone,
+            served_relays_are_replaced,
         }
     };
 }
@@ -1168,4 +1169,26 @@ pub fn external_version_is_stable_alone(store: &mut dyn Store) {
     let key = add_key(store, "alice", 1);
     apply(store, &[Change::Audit(audit_row(key, pk(1), 1, 1))]);
     assert_eq!(ok(store.external_version(), "external_version"), first);
+}
+
+/// The served relays start unrecorded; each record replaces the last, order kept.
+pub fn served_relays_are_replaced(store: &mut dyn Store) {
+    assert_eq!(store.served_relays().unwrap(), None);
+    let relay = |u: &str| RelayUrl::parse(u).unwrap();
+    let first = ServedRelays {
+        relays: vec![relay("wss://b.example"), relay("wss://a.example")],
+        recorded_at: Timestamp::from_secs(1_700_000_000),
+    };
+    store
+        .apply(&[Change::RecordServedRelays(first.clone())])
+        .unwrap();
+    assert_eq!(store.served_relays().unwrap(), Some(first));
+    let second = ServedRelays {
+        relays: vec![relay("ws://127.0.0.1:9999")],
+        recorded_at: Timestamp::from_secs(1_700_000_100),
+    };
+    store
+        .apply(&[Change::RecordServedRelays(second.clone())])
+        .unwrap();
+    assert_eq!(store.served_relays().unwrap(), Some(second));
 }

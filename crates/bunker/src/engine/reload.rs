@@ -177,7 +177,8 @@ impl Rollback {
                 Change::Audit(_)
                 | Change::TouchSession { .. }
                 | Change::SetApprovalStatus { .. }
-                | Change::RevokeToken { .. } => {}
+                | Change::RevokeToken { .. }
+                | Change::RecordServedRelays(_) => {}
             }
         }
         let nothing =

@@ -75,6 +75,7 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
     let (mut store, keys, vault) = open_store_and_unlock(&config, &env).await?;
     crate::env::forget_secrets(&mut env);
     let (embedded, relays) = start_relays(&config, &keys).await?;
+    token::record_served_relays(&mut store, &relays)?;
     let (engine, pool, events) =
         build_engine_and_pool(&config, &keys, vault, &relays, dashboard_addr)?;
 

@@ -11,7 +11,7 @@ use bunker::OsRandomness;
 use bunker::admin;
 use nip46::nostr::prelude::{RelayUrl, Timestamp};
 use nip46::{BunkerUri, PermissionSet};
-use store::{Store, StoredKey};
+use store::{Change, ServedRelays, Store, StoredKey};
 use store_sqlite::SqliteStore;
 
 use crate::config::{Config, parse_grant};
@@ -28,7 +28,8 @@ pub struct Args {
     /// How long the secret stays usable (e.g. 10m, 24h, 7d). Default: no expiry.
     #[arg(long, value_parser = humantime::parse_duration)]
     expires: Option<Duration>,
-    /// Relays to put in the token (default: the configured relays, or the embedded relay).
+    /// Relays to put in the token (default: those the bunker serves on, as it
+    /// recorded them at its last start; else the configured relays or the embedded relay).
     #[arg(long = "relay")]
     relays: Vec<String>,
     /// A label to recognise the token by.
@@ -45,7 +46,7 @@ pub fn run(args: Args, config: &Config) -> Result<()> {
         None => config.default_grant()?,
     };
     let relays = if args.relays.is_empty() {
-        advertised_relays(config)?
+        advertised_relays(config, &store)?
     } else {
         parse_relays(&args.relays)?
     };
@@ -78,8 +79,21 @@ pub fn mint(
     Ok(uri)
 }
 
-/// The relays a token should name: configured ones, or the embedded relay.
-pub fn advertised_relays(config: &Config) -> Result<Vec<RelayUrl>> {
+/// The relays a token should name: those the bunker last recorded serving
+/// on (it records them at every start, so a token minted here names the
+/// relays of the bunker that is running, wherever it was started), else the
+/// configured ones, else the embedded relay.
+pub fn advertised_relays(config: &Config, store: &dyn Store) -> Result<Vec<RelayUrl>> {
+    if let Some(served) = store.served_relays()?
+        && !served.relays.is_empty()
+    {
+        return Ok(served.relays);
+    }
+    configured_relays(config)
+}
+
+/// The relays the configuration names, or the embedded relay.
+pub fn configured_relays(config: &Config) -> Result<Vec<RelayUrl>> {
     let relays = config.relay_urls()?;
     if !relays.is_empty() {
         return Ok(relays);
@@ -88,6 +102,15 @@ pub fn advertised_relays(config: &Config) -> Result<Vec<RelayUrl>> {
         "ws://{}",
         config.embedded_relay
     ))?])
+}
+
+/// Record where the bunker serves, for the tokens other processes mint.
+pub fn record_served_relays(store: &mut dyn Store, relays: &[RelayUrl]) -> Result<()> {
+    store.apply(&[Change::RecordServedRelays(ServedRelays {
+        relays: relays.to_vec(),
+        recorded_at: Timestamp::now(),
+    })])?;
+    Ok(())
 }
 
 /// Parse `--relay` flags.
