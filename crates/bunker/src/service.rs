@@ -437,6 +437,11 @@ fn log_pool_event(event: &PoolEvent) {
         PoolEvent::Closed { relay, message, .. } => {
             tracing::warn!(%relay, %message, "subscription closed by relay")
         }
+        PoolEvent::Rejected {
+            relay,
+            event_id,
+            message,
+        } => tracing::warn!(%relay, %event_id, %message, "relay refused an answer"),
         PoolEvent::AuthRejected { relay, message } => {
             tracing::warn!(%relay, %message, "relay refused our AUTH")
         }

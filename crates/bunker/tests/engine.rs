@@ -22,8 +22,8 @@ use nip46::nostr::prelude::{
     Event, Keys, Kind, PublicKey, RelayUrl, Tag, Timestamp, UnsignedEvent,
 };
 use nip46::{
-    ConnectSecret, Conversation, ErrorCode, NostrConnectUri, Outcome, PermissionSet, Preset,
-    Response, Scheme,
+    ConnectSecret, Conversation, EnvelopeError, ErrorCode, NostrConnectUri, Outcome, PermissionSet,
+    Preset, Response, Scheme,
 };
 use store::{
     ApprovalDecision, ApprovalStatus, AuditDecision, Change, ConnectionToken, DecisionScope, KeyId,
@@ -823,10 +823,13 @@ fn bad_input_is_dropped_or_answered_and_serving_continues() {
     // Not JSON inside → dropped.
     let ev = c.event("not json", Scheme::Nip44, NOW);
     assert!(matches!(h.send(&ev).dropped, Some(Dropped::Malformed(_))));
-    // Oversized → dropped before any crypto.
+    // Past the hard bound → dropped before any crypto.
     let mut big = c.request("b", "ping", serde_json::json!([]));
-    big.content = "A".repeat(200_000);
-    assert!(matches!(h.send(&big).dropped, Some(Dropped::Envelope(_))));
+    big.content = "A".repeat(nip46::Limits::default().hard_request_content() + 1);
+    assert!(matches!(
+        h.send(&big).dropped,
+        Some(Dropped::Envelope(EnvelopeError::TooLarge { .. }))
+    ));
     // Bad signature → dropped.
     let mut forged = c.request("f", "ping", serde_json::json!([]));
     forged.content.push('A');
@@ -1382,4 +1385,48 @@ fn many_keys_flooding_cannot_make_a_sessions_request_stale() {
     }
     let out = h.send(&friend.request("fresh", "ping", serde_json::json!([])));
     assert_eq!(only_reply(&mut friend, &out), Response::ok("fresh", "pong"));
+}
+
+/// Over the request limit: a client with a session is told the limit
+/// (`invalid_params` with its id); a stranger's is dropped unopened.
+#[test]
+fn oversized_requests_are_answered_with_the_limit_for_sessions_only() {
+    let limits = nip46::Limits::new(20_000);
+    let mut h = harness_with(EngineConfig { limits, ..config() });
+    let mut c = h.connected("full");
+    let peer = Keys::generate().public_key().to_hex();
+    let out = h.send(&c.request(
+        "fits",
+        "nip44_encrypt",
+        serde_json::json!([peer, "a".repeat(19_000)]),
+    ));
+    assert!(matches!(
+        only_reply(&mut c, &out).outcome,
+        Outcome::Result(_)
+    ));
+
+    let big = c.request(
+        "big",
+        "nip44_encrypt",
+        serde_json::json!([peer, "a".repeat(25_000)]),
+    );
+    assert!(big.content.len() > limits.max_request_content());
+    let resp = only_reply(&mut c, &h.send(&big));
+    assert_eq!(resp.id, "big");
+    assert_eq!(error_code(&resp), Some(ErrorCode::InvalidParams));
+    let Outcome::Error(e) = &resp.outcome else {
+        panic!()
+    };
+    assert!(e.message.contains("limit of 20000 bytes"), "{e:?}");
+
+    let mut stranger = Client::new(h.signer);
+    let big = stranger.request(
+        "big",
+        "nip44_encrypt",
+        serde_json::json!([peer, "a".repeat(25_000)]),
+    );
+    assert!(matches!(
+        h.send(&big).dropped,
+        Some(Dropped::Envelope(EnvelopeError::TooLarge { .. }))
+    ));
 }

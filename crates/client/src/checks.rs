@@ -9,7 +9,7 @@
 
 use nip46::envelope;
 use nip46::nostr::prelude::{Event, Keys, PublicKey, RelayUrl, UnsignedEvent};
-use nip46::{ConnectSecret, Conversation, MAX_URI_RELAYS, Response, parse_relay_list};
+use nip46::{ConnectSecret, Conversation, Limits, MAX_URI_RELAYS, Response, parse_relay_list};
 
 /// Open an incoming event as a response from the conversation's peer:
 /// cheapest checks first (kind, size, `p` tag, author), then the signature,
@@ -19,8 +19,11 @@ pub(crate) fn open(
     keys: &Keys,
     conversation: &mut Conversation,
     event: &Event,
+    limits: &Limits,
 ) -> Result<Response, String> {
-    let (_, text) = envelope::open_text(keys, conversation, event).map_err(|e| e.to_string())?;
+    let (_, text) =
+        envelope::open_text_limited(keys, conversation, event, limits.max_response_content())
+            .map_err(|e| e.to_string())?;
     Response::parse(&text).map_err(|e| e.to_string())
 }
 
@@ -144,22 +147,22 @@ mod tests {
 
         let good = sealed(&signer, client.public_key(), &text);
         assert_eq!(
-            open(&client, &mut conversation, &good).unwrap(),
+            open(&client, &mut conversation, &good, &Limits::default()).unwrap(),
             Response::ok("1", "pong")
         );
 
         // Another author, even one that encrypts to us properly.
         let forged = sealed(&stranger, client.public_key(), &text);
-        assert!(open(&client, &mut conversation, &forged).is_err());
+        assert!(open(&client, &mut conversation, &forged, &Limits::default()).is_err());
 
         // Addressed to someone else.
         let elsewhere = sealed(&signer, stranger.public_key(), &text);
-        assert!(open(&client, &mut conversation, &elsewhere).is_err());
+        assert!(open(&client, &mut conversation, &elsewhere, &Limits::default()).is_err());
 
         // Tampered after signing.
         let mut tampered = good.clone();
         tampered.content.push('A');
-        assert!(open(&client, &mut conversation, &tampered).is_err());
+        assert!(open(&client, &mut conversation, &tampered, &Limits::default()).is_err());
 
         // Authentic, but not a response.
         let request = sealed(
@@ -167,7 +170,7 @@ mod tests {
             client.public_key(),
             r#"{"id":"1","method":"ping"}"#,
         );
-        assert!(open(&client, &mut conversation, &request).is_err());
+        assert!(open(&client, &mut conversation, &request, &Limits::default()).is_err());
     }
 
     #[test]

@@ -86,6 +86,32 @@ pub enum Error {
     /// a text too large to encrypt).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The request is larger than this client's limit
+    /// ([`ClientOptions::limits`](crate::ClientOptions::limits)); nothing was sent.
+    #[error(
+        "`{method}` request of {size} bytes exceeds this client's limit of {limit} bytes; raise ClientOptions::limits if the signer and relays take more"
+    )]
+    TooLarge {
+        /// The method asked.
+        method: Method,
+        /// The request's size (JSON, before encryption).
+        size: usize,
+        /// The client's limit.
+        limit: usize,
+    },
+    /// Every relay refused the request event (`OK false`), e.g. because it
+    /// is larger than the relay takes; nothing reached the signer.
+    #[error(
+        "`{method}` was refused by every relay: {relay} said \"{message}\"; use relays that take it (or a smaller request)"
+    )]
+    RelayRefused {
+        /// The method asked.
+        method: Method,
+        /// The last relay that refused.
+        relay: String,
+        /// Its reason.
+        message: String,
+    },
     /// A connection token could not be read.
     #[error("invalid connection token: {0}")]
     Uri(#[from] UriError),

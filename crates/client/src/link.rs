@@ -13,13 +13,13 @@
 //! junk addressed to us costs little. The pool does not verify them a second
 //! time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use nip46::envelope::{self, Entropy};
 use nip46::nostr::prelude::{
-    Event, Filter, Keys, Kind, PublicKey, RelayUrl, SubscriptionId, Timestamp,
+    Event, EventId, Filter, Keys, Kind, PublicKey, RelayUrl, SubscriptionId, Timestamp,
 };
 use nip46::{Command, Conversation, Outcome, Request, Scheme};
 use relay::{PoolConfig, PoolEvent, RelayPool};
@@ -57,6 +57,34 @@ struct State {
     closed: Option<String>,
     /// Relays that have connected at least once: their next `Connected` is a reconnect.
     seen: HashSet<RelayUrl>,
+    /// Request events published, by event id: their request id and how many
+    /// relays refused them (when all do, the request fails at once).
+    sent: HashMap<EventId, Sent>,
+}
+
+/// A published request event.
+struct Sent {
+    request_id: String,
+    refusals: usize,
+}
+
+impl State {
+    /// Remember a published request event (forgetting those of requests no
+    /// longer pending once the map outgrows them).
+    fn note_sent(&mut self, event: &Event, request_id: &str) {
+        if self.sent.len() > 2 * self.tracker.len() + 16 {
+            let tracker = &self.tracker;
+            self.sent
+                .retain(|_, s| tracker.request(&s.request_id).is_some());
+        }
+        self.sent.insert(
+            event.id,
+            Sent {
+                request_id: request_id.to_owned(),
+                refusals: 0,
+            },
+        );
+    }
 }
 
 /// A pool listening for responses, before the link exists.
@@ -106,6 +134,10 @@ pub(crate) fn listen(
     let config = PoolConfig {
         // Checked here after the cheap checks; once is enough.
         verify_events: false,
+        max_message_size: options
+            .pool
+            .max_message_size
+            .max(options.limits.max_relay_message()),
         ..options.pool.clone()
     };
     let (pool, events) = RelayPool::new(config);
@@ -188,6 +220,7 @@ impl Link {
                 relays,
                 closed: None,
                 seen,
+                sent: HashMap::new(),
             }),
             wake: wake.clone(),
             stop,
@@ -233,6 +266,14 @@ impl Link {
             command,
         }
         .to_json();
+        let limit = self.options.limits.max_message;
+        if request.len() > limit {
+            return Err(Error::TooLarge {
+                method,
+                size: request.len(),
+                limit,
+            });
+        }
         let (tx, rx) = oneshot::channel();
         let event = {
             let mut guard = self.state();
@@ -261,7 +302,10 @@ impl Link {
                         )
                     });
                     match sealed {
-                        Some(Ok(event)) => Some(event),
+                        Some(Ok(event)) => {
+                            st.note_sent(&event, &id);
+                            Some(event)
+                        }
                         Some(Err(e)) => {
                             st.tracker.cancel(&id);
                             return Err(Error::InvalidRequest(e.to_string()));
@@ -307,7 +351,10 @@ impl Link {
             Timestamp::now(),
             &entropy,
         ) {
-            Ok(event) => Some(event),
+            Ok(event) => {
+                st.note_sent(&event, id);
+                Some(event)
+            }
             Err(e) => {
                 warn!(error = %e, "cannot re-send a request");
                 None
@@ -387,7 +434,40 @@ impl Link {
             PoolEvent::AuthRejected { relay, message } => {
                 warn!(%relay, %message, "relay refused our AUTH");
             }
+            PoolEvent::Rejected {
+                relay,
+                event_id,
+                message,
+            } => self.on_rejected(&relay, &event_id, message),
             other => trace!(?other, "pool event"),
+        }
+    }
+
+    /// A relay refused a request event: when every relay has, nothing will
+    /// reach the signer, so the request fails now, saying why.
+    fn on_rejected(&self, relay: &RelayUrl, event_id: &EventId, message: String) {
+        warn!(%relay, %event_id, %message, "relay refused a request");
+        let failed = {
+            let mut guard = self.state();
+            let st = &mut *guard;
+            let relays = st.relays.len().max(1);
+            let Some(sent) = st.sent.get_mut(event_id) else {
+                return;
+            };
+            sent.refusals += 1;
+            if sent.refusals < relays {
+                return;
+            }
+            let request_id = sent.request_id.clone();
+            st.sent.remove(event_id);
+            st.tracker.fail(&request_id)
+        };
+        if let Some((waiter, method)) = failed {
+            let _ = waiter.send(Err(Error::RelayRefused {
+                method,
+                relay: relay.to_string(),
+                message,
+            }));
         }
     }
 
@@ -441,7 +521,12 @@ impl Link {
         let (resolution, resend) = {
             let mut guard = self.state();
             let st = &mut *guard;
-            let response = match checks::open(&self.keys, &mut st.conversation, event) {
+            let response = match checks::open(
+                &self.keys,
+                &mut st.conversation,
+                event,
+                &self.options.limits,
+            ) {
                 Ok(response) => response,
                 Err(reason) => {
                     trace!(event = %event.id, %reason, "ignored an event");

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nip46::{ClientMetadata, Method, PermissionSet};
+use nip46::{ClientMetadata, Limits, Method, PermissionSet};
 use relay::PoolConfig;
 use url::Url;
 
@@ -60,8 +60,12 @@ pub struct ClientOptions {
     pub on_auth_url: Option<AuthUrlHandler>,
     /// Bound on NIP-05 lookups (connect, TLS, response).
     pub http_timeout: Duration,
-    /// The relay pool's settings (backoff, limits, NIP-42 keys).
+    /// The relay pool's settings (backoff, limits, NIP-42 keys). Its frame
+    /// limit is raised to what [`limits`](Self::limits) needs.
     pub pool: PoolConfig,
+    /// How large a request may be (1 MiB of JSON by default) and, derived
+    /// from it, the answers accepted.
+    pub limits: Limits,
 }
 
 impl Default for ClientOptions {
@@ -77,6 +81,7 @@ impl Default for ClientOptions {
             on_auth_url: None,
             http_timeout: Duration::from_secs(10),
             pool: PoolConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -97,6 +102,7 @@ impl fmt::Debug for ClientOptions {
             )
             .field("http_timeout", &self.http_timeout)
             .field("pool", &self.pool)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -160,6 +166,13 @@ impl ClientOptions {
     #[must_use]
     pub fn on_auth_url(mut self, handler: impl Fn(&AuthChallenge) + Send + Sync + 'static) -> Self {
         self.on_auth_url = Some(Arc::new(handler));
+        self
+    }
+
+    /// Sets the size limits (the largest request, and the answers it implies).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 

@@ -243,6 +243,20 @@ impl<W> Tracker<W> {
         }
     }
 
+    /// End a caller's request now (it cannot be answered): its waiter, to
+    /// tell it why. `None` for probes and requests no longer pending.
+    pub(crate) fn fail(&mut self, id: &str) -> Option<(W, Method)> {
+        if !matches!(self.entries.get(id)?.purpose, Purpose::Caller(_)) {
+            return None;
+        }
+        let entry = self.entries.remove(id)?;
+        self.deadlines.remove(&entry.due);
+        match entry.purpose {
+            Purpose::Caller(waiter) => Some((waiter, entry.method)),
+            Purpose::Probe => None,
+        }
+    }
+
     /// The next deadline, to arm the timer with.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.keys().next().map(|(at, _)| *at)

@@ -19,15 +19,12 @@ use nostr::prelude::{Event, EventId, Keys, Kind, PublicKey, Tag, Tags, Timestamp
 use secp256k1::{All, Secp256k1, XOnlyPublicKey};
 use zeroize::Zeroizing;
 
+use crate::limits::Limits;
 use crate::request::{Request, RequestError};
 use crate::response::{Response, ResponseError};
 
 /// The NIP-46 event kind.
 pub const KIND: u16 = 24133;
-
-/// Largest event content accepted, in bytes. Anything larger is dropped
-/// before any cryptography. A full 64 KiB request encrypts to about 88 KiB.
-pub const MAX_CONTENT_LEN: usize = 128 * 1024;
 
 static SECP: LazyLock<Secp256k1<All>> = LazyLock::new(Secp256k1::new);
 
@@ -77,9 +74,14 @@ pub enum EnvelopeError {
     /// The event does not `p`-tag us.
     #[error("event is not addressed to this key (no matching p tag)")]
     NotForUs,
-    /// Content larger than [`MAX_CONTENT_LEN`].
-    #[error("content of {0} bytes exceeds the {MAX_CONTENT_LEN}-byte limit")]
-    TooLarge(usize),
+    /// Content larger than the limit (see [`crate::limits`]).
+    #[error("content of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// The content's length.
+        size: usize,
+        /// The limit it exceeds.
+        limit: usize,
+    },
     /// Id or signature do not verify.
     #[error("event id or signature is invalid")]
     BadSignature,
@@ -275,13 +277,26 @@ pub fn sign(keys: &Keys, unsigned: UnsignedEvent, aux: &[u8; 32]) -> Result<Even
     ))
 }
 
-/// Cheap checks before any cryptography: kind, size, `p` tag.
+/// Cheap checks before any cryptography: kind, size (at most the content of
+/// an answer under the default [`Limits`]), `p` tag.
 pub fn precheck(event: &Event, recipient: &PublicKey) -> Result<(), EnvelopeError> {
+    precheck_limited(event, recipient, Limits::default().max_response_content())
+}
+
+/// [`precheck`] with content of at most `max_content` bytes.
+pub fn precheck_limited(
+    event: &Event,
+    recipient: &PublicKey,
+    max_content: usize,
+) -> Result<(), EnvelopeError> {
     if event.kind.as_u16() != KIND {
         return Err(EnvelopeError::WrongKind(event.kind.as_u16()));
     }
-    if event.content.len() > MAX_CONTENT_LEN {
-        return Err(EnvelopeError::TooLarge(event.content.len()));
+    if event.content.len() > max_content {
+        return Err(EnvelopeError::TooLarge {
+            size: event.content.len(),
+            limit: max_content,
+        });
     }
     if !event.tags.public_keys().any(|pk| pk == *recipient) {
         return Err(EnvelopeError::NotForUs);
@@ -337,13 +352,29 @@ pub enum OpenError {
     Response(#[from] ResponseError),
 }
 
-/// Every check and the decryption, for callers with no policy in between.
+/// Every check and the decryption, for callers with no policy in between
+/// (content up to the default [`Limits`]' answers).
 pub fn open_text(
     local: &Keys,
     conversation: &mut Conversation,
     event: &Event,
 ) -> Result<(Scheme, String), EnvelopeError> {
-    precheck(event, &local.public_key())?;
+    open_text_limited(
+        local,
+        conversation,
+        event,
+        Limits::default().max_response_content(),
+    )
+}
+
+/// [`open_text`] with content of at most `max_content` bytes.
+pub fn open_text_limited(
+    local: &Keys,
+    conversation: &mut Conversation,
+    event: &Event,
+    max_content: usize,
+) -> Result<(Scheme, String), EnvelopeError> {
+    precheck_limited(event, &local.public_key(), max_content)?;
     conversation.verify(event)?;
     conversation.decrypt(local, &event.content)
 }
@@ -509,10 +540,10 @@ mod tests {
 
         // Oversized.
         let mut big = event.clone();
-        big.content = "A".repeat(MAX_CONTENT_LEN + 1);
+        big.content = "A".repeat(Limits::default().max_response_content() + 1);
         assert!(matches!(
             precheck(&big, &signer.public_key()),
-            Err(EnvelopeError::TooLarge(_))
+            Err(EnvelopeError::TooLarge { .. })
         ));
 
         // Garbage content, properly signed.

@@ -15,6 +15,7 @@
 //! [`ErrorCode`].
 
 pub mod envelope;
+pub mod limits;
 mod method;
 mod permission;
 mod request;
@@ -23,11 +24,12 @@ mod secret;
 mod uri;
 
 pub use envelope::{Conversation, Entropy, EnvelopeError, Scheme};
+pub use limits::Limits;
 pub use method::{Method, UnknownMethod};
 pub use permission::{Permission, PermissionError, PermissionSet, Preset};
 pub use request::{
-    ClientMetadata, Command, ConnectParams, EventTemplate, MAX_ID_LEN, MAX_PARAMS_LEN, ParamsError,
-    Request, RequestError,
+    ClientMetadata, Command, ConnectParams, EventTemplate, MAX_ID_LEN, ParamsError, Request,
+    RequestError,
 };
 pub use response::{
     ErrorCode, Outcome, Response, ResponseError, RpcError, parse_relay_list, relay_list_json,

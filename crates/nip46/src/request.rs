@@ -11,14 +11,11 @@ use nostr::prelude::{Kind, PublicKey, Tag, Tags, Timestamp, UnsignedEvent};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::limits::Limits;
 use crate::method::{Method, truncate_for_display};
 use crate::permission::PermissionSet;
 use crate::secret::ConnectSecret;
 
-/// Upper bound on the total size of a request's parameters, in bytes.
-///
-/// Larger requests are answered `invalid_params` before any key is used.
-pub const MAX_PARAMS_LEN: usize = 64 * 1024;
 /// Upper bound on a request id: ids are echoed back and stored for replay checks.
 pub const MAX_ID_LEN: usize = 128;
 /// Longest client metadata field kept (`name`, `url`, `image`), in bytes.
@@ -331,33 +328,67 @@ struct WireRequest {
     params: Vec<Value>,
 }
 
+/// A request id: a string, or a number some clients send.
+fn request_id(id: Value) -> Result<String, RequestError> {
+    let id = match id {
+        Value::String(s) => s,
+        Value::Number(n) => n.to_string(),
+        _ => return Err(RequestError::Malformed("id is not a string".into())),
+    };
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(RequestError::Malformed(format!(
+            "id must be 1 to {MAX_ID_LEN} bytes"
+        )));
+    }
+    Ok(id)
+}
+
+/// Only what answering needs: a request over the size limit is read this
+/// far (its params skipped, not kept) to answer `invalid_params` with its id.
+#[derive(Deserialize)]
+struct WireHeader {
+    id: Value,
+    method: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    params: serde::de::IgnoredAny,
+}
+
 impl Request {
-    /// Parse decrypted request text.
+    /// Parse decrypted request text, at most [`DEFAULT_MAX_MESSAGE`] bytes.
+    ///
+    /// [`DEFAULT_MAX_MESSAGE`]: crate::limits::DEFAULT_MAX_MESSAGE
     pub fn parse(json: &str) -> Result<Request, RequestError> {
+        Self::parse_limited(json, &Limits::default())
+    }
+
+    /// Parse decrypted request text. Text over `limits.max_message` bytes is
+    /// answered `invalid_params` with the limit (when its id is readable)
+    /// before any parameter is looked at.
+    pub fn parse_limited(json: &str, limits: &Limits) -> Result<Request, RequestError> {
+        if json.len() > limits.max_message {
+            let header: WireHeader =
+                serde_json::from_str(json).map_err(|e| RequestError::Malformed(e.to_string()))?;
+            let id = request_id(header.id)?;
+            return Err(RequestError::InvalidParams {
+                id,
+                method: truncate_for_display(&header.method),
+                reason: ParamsError::new(format!(
+                    "request of {} bytes exceeds this signer's limit of {} bytes",
+                    json.len(),
+                    limits.max_message
+                )),
+            });
+        }
         let wire: WireRequest =
             serde_json::from_str(json).map_err(|e| RequestError::Malformed(e.to_string()))?;
-        let id = match wire.id {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            _ => return Err(RequestError::Malformed("id is not a string".into())),
-        };
-        if id.is_empty() || id.len() > MAX_ID_LEN {
-            return Err(RequestError::Malformed(format!(
-                "id must be 1 to {MAX_ID_LEN} bytes"
-            )));
-        }
+        let id = request_id(wire.id)?;
         let invalid = |reason: ParamsError| RequestError::InvalidParams {
             id: id.clone(),
             method: truncate_for_display(&wire.method),
             reason,
         };
         let params: Vec<String> = wire.params.into_iter().map(stringify).collect();
-        let total: usize = params.iter().map(String::len).sum();
-        if total > MAX_PARAMS_LEN {
-            return Err(invalid(ParamsError::new(format!(
-                "params exceed {MAX_PARAMS_LEN} bytes"
-            ))));
-        }
         let command = Command::parse(&wire.method, params).map_err(invalid)?;
         Ok(Request { id, command })
     }
@@ -691,13 +722,30 @@ mod tests {
     }
 
     #[test]
-    fn oversized_params_are_invalid() {
-        let big = "a".repeat(MAX_PARAMS_LEN + 1);
-        let json = format!(r#"{{"id":"1","method":"nip44_encrypt","params":["{PK}","{big}"]}}"#);
+    fn oversized_requests_are_invalid_params_naming_the_limit() {
+        let limits = Limits::new(20_000);
+        let fits = "a".repeat(19_000);
+        let json = format!(r#"{{"id":"1","method":"nip44_encrypt","params":["{PK}","{fits}"]}}"#);
+        assert!(Request::parse_limited(&json, &limits).is_ok());
+        let big = "a".repeat(20_001);
+        let json = format!(r#"{{"id":"7","method":"nip44_encrypt","params":["{PK}","{big}"]}}"#);
+        match Request::parse_limited(&json, &limits) {
+            Err(RequestError::InvalidParams { id, method, reason }) => {
+                assert_eq!((id.as_str(), method.as_str()), ("7", "nip44_encrypt"));
+                assert!(reason.0.contains("limit of 20000 bytes"), "{}", reason.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Past the limit the id must still be readable to answer.
+        let json = format!(r#"{{"method":"ping","params":["{big}"]}}"#);
         assert!(matches!(
-            Request::parse(&json),
-            Err(RequestError::InvalidParams { .. })
+            Request::parse_limited(&json, &limits),
+            Err(RequestError::Malformed(_))
         ));
+        // A 300 KB request is within the default.
+        let big = "a".repeat(300_000);
+        let json = format!(r#"{{"id":"1","method":"nip44_encrypt","params":["{PK}","{big}"]}}"#);
+        assert!(Request::parse(&json).is_ok());
     }
 
     #[test]

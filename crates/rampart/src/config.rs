@@ -38,6 +38,11 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// The embedded relay (when `relays` is empty).
     pub relay: EmbeddedRelayConfig,
+    /// The largest request taken, in bytes of JSON before encryption (1 MiB:
+    /// a 512 KiB event fits). Larger ones are answered `invalid_params` with
+    /// this limit; the embedded relay and the relay pool take frames sized
+    /// for it and for the answers it implies.
+    pub max_message_bytes: usize,
 }
 
 /// `[relay]`: the embedded relay `rampart run` starts when no relay is set.
@@ -140,6 +145,7 @@ impl Default for Config {
             vault: VaultConfig::default(),
             dashboard: DashboardConfig::default(),
             relay: EmbeddedRelayConfig::default(),
+            max_message_bytes: nip46::limits::DEFAULT_MAX_MESSAGE,
         }
     }
 }
@@ -243,6 +249,10 @@ impl Config {
         if self.start_links_minutes == 0 || self.start_links_minutes > week {
             bail!("start_links_minutes must be 1 to {week}");
         }
+        let (min, max) = (nip46::limits::MIN_MAX_MESSAGE, 64 * 1024 * 1024);
+        if !(min..=max).contains(&self.max_message_bytes) {
+            bail!("max_message_bytes must be {min} to {max}");
+        }
         let rate = self.policy.rate_per_second;
         if !rate.is_finite() || rate < 0.0 {
             bail!("[policy] rate_per_second must be a number of at least 0");
@@ -310,6 +320,11 @@ impl Config {
                 .parse()
                 .context("RAMPART_RATE_PER_SECOND must be a number")?;
         }
+        if let Some(v) = get("RAMPART_MAX_MESSAGE_BYTES") {
+            self.max_message_bytes = v
+                .parse()
+                .context("RAMPART_MAX_MESSAGE_BYTES must be a number")?;
+        }
         if let Some(v) = get("RAMPART_RELAY_EVENTS_PER_SECOND") {
             self.relay.events_per_second = v
                 .parse()
@@ -368,12 +383,18 @@ impl Config {
             auth_url_base,
             max_held_per_session: self.policy.held_per_session.max(1),
             max_held_total: self.policy.held_total.max(1),
+            limits: self.limits(),
             ..EngineConfig::default()
         })
     }
 }
 
 impl Config {
+    /// The size bounds of requests and of everything derived from them.
+    pub fn limits(&self) -> nip46::Limits {
+        nip46::Limits::new(self.max_message_bytes)
+    }
+
     /// How long the links `rampart run` prints at start work.
     pub fn start_links_ttl(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.start_links_minutes.max(1).saturating_mul(60))
@@ -459,6 +480,12 @@ default_grant = "{grant}"
 # unused ones earlier starts printed.
 start_links_minutes = {start_links}
 
+# The largest request taken, in bytes of JSON before encryption (env
+# RAMPART_MAX_MESSAGE_BYTES). Larger ones are answered invalid_params with the
+# limit. The embedded relay's frame limit follows; relays you serve on must take
+# the events too (a 1 MiB request is ~1.4 MiB of NIP-44 content).
+max_message_bytes = {max_message}
+
 [policy]
 # Requests no rule covers: "ask" (hold for the user) or "deny".
 unlisted = "ask"
@@ -515,6 +542,7 @@ allowed_origins = []
         dashboard = defaults.dashboard.listen,
         session_hours = defaults.dashboard.session_hours,
         start_links = defaults.start_links_minutes,
+        max_message = defaults.max_message_bytes,
         held_per_session = defaults.policy.held_per_session,
         held_total = defaults.policy.held_total,
         relay_rate = defaults.relay.events_per_second,
@@ -537,6 +565,7 @@ mod tests {
         let parsed: Config = toml::from_str(&example()).unwrap();
         assert_eq!(parsed.default_grant, "write");
         assert_eq!(parsed.policy.approval_timeout_secs, 60);
+        assert_eq!(parsed.max_message_bytes, 1024 * 1024);
     }
 
     #[test]

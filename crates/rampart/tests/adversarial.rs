@@ -332,13 +332,23 @@ async fn hostile_inputs_are_refused_or_dropped_and_the_bunker_serves_on() {
     ws.send(Message::binary(vec![0u8; 16])).await;
     assert_eq!(ws.recv().await[0], "NOTICE");
     cat.case("relay: an oversized text frame");
+    // Past the frame limit (≈ 2.8 MiB, sized for 1 MiB requests).
     ws.send(Message::text(format!(
         "[\"NOTICE\",\"{}\"]",
-        "x".repeat(600 * 1024)
+        "x".repeat(3 * 1024 * 1024)
     )))
     .await;
     assert_eq!(ws.recv().await[0], "NOTICE");
     let stranger_keys = Keys::generate();
+    cat.case("relay: an oversized EVENT");
+    let huge = EventBuilder::new(Kind::NostrConnect, "x".repeat(3 * 1024 * 1024))
+        .finalize(&stranger_keys)
+        .unwrap();
+    let (ok, msg) = ws.publish(&huge).await;
+    assert!(
+        !ok && msg.starts_with("invalid: ") && msg.contains("exceeds this relay's limit"),
+        "{msg}"
+    );
     cat.case("relay: a kind other than NIP-46 (a note)");
     let note = EventBuilder::new(Kind::TextNote, "spam")
         .finalize(&stranger_keys)
@@ -630,7 +640,10 @@ async fn hostile_inputs_are_refused_or_dropped_and_the_bunker_serves_on() {
     assert_eq!(cat.rows(), before, "a replay changes nothing");
     cat.friend_served().await;
     cat.case("bunker: content over the size limit");
-    let huge = raw(&ck, signer, &"A".repeat(200 * 1024));
+    // Past what the bunker opens even for a session (twice the content of
+    // a 1 MiB request), within what the relay carries.
+    let over = nip46::Limits::default().hard_request_content() + 1;
+    let huge = raw(&ck, signer, &"A".repeat(over));
     c.publish(&huge);
     assert!(
         cat.drop_reason(&huge)
@@ -671,18 +684,18 @@ async fn hostile_inputs_are_refused_or_dropped_and_the_bunker_serves_on() {
         "not a request"
     );
     cat.friend_served().await;
-    cat.case("bunker: params over 64 KiB");
+    cat.case("bunker: a request over the size limit (1 MiB)");
     let ev = c.request(
         "big",
         "nip44_encrypt",
-        serde_json::json!([signer.to_hex(), "x".repeat(70 * 1024)]),
+        serde_json::json!([signer.to_hex(), "x".repeat(1100 * 1024)]),
     );
     cat.refused(
         &mut c,
         &ev,
         "big",
         ErrorCode::InvalidParams,
-        "params exceed",
+        "request of 1126",
     )
     .await;
     cat.case("bunker: sign_event without a template");

@@ -93,7 +93,17 @@ impl NostrRsRelay {
         Self::start_with(true)
     }
 
+    /// Start one taking events and websocket messages of up to `bytes`
+    /// (its defaults are 128 KB).
+    pub fn start_with_size_limit(bytes: usize) -> Option<Self> {
+        Self::start_configured(false, Some(bytes))
+    }
+
     fn start_with(auth: bool) -> Option<Self> {
+        Self::start_configured(auth, None)
+    }
+
+    fn start_configured(auth: bool, size_limit: Option<usize>) -> Option<Self> {
         let Some(binary) = find_binary("NOSTR_RS_RELAY", "nostr-rs-relay") else {
             assert!(
                 !ci(),
@@ -108,9 +118,16 @@ impl NostrRsRelay {
             "[info]\nrelay_url = \"ws://127.0.0.1:{port}/\"\nname = \"rampart test relay\"\n\n\
              [database]\ndata_directory = \"{dir}\"\n\n\
              [network]\naddress = \"127.0.0.1\"\nport = {port}\n\n\
-             [limits]\nmessages_per_sec = 0\n\n\
+             [limits]\nmessages_per_sec = 0\n{sizes}\n\
              [authorization]\nnip42_auth = {auth}\nnip42_dms = {auth}\n",
-            dir = dir.path().display()
+            dir = dir.path().display(),
+            sizes = size_limit
+                .map(|b| {
+                    format!(
+                        "max_event_bytes = {b}\nmax_ws_message_bytes = {b}\nmax_ws_frame_bytes = {b}\n"
+                    )
+                })
+                .unwrap_or_default(),
         );
         std::fs::write(dir.path().join("config.toml"), config)
             .expect("write nostr-rs-relay config");

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use nip46::envelope::{self, Opened};
 use nip46::nostr::prelude::{Event, EventId, Keys, PublicKey, RelayUrl, Timestamp, UnsignedEvent};
 use nip46::{
-    Command, Conversation, Entropy, EnvelopeError, ErrorCode, EventTemplate, Method, Outcome,
-    Request, RequestError, Response, Scheme, relay_list_json, relay_map_json,
+    Command, Conversation, Entropy, EnvelopeError, ErrorCode, EventTemplate, Limits, Method,
+    Outcome, Request, RequestError, Response, Scheme, relay_list_json, relay_map_json,
 };
 use serde::{Deserialize, Serialize};
 use store::{
@@ -97,6 +97,8 @@ pub struct EngineConfig {
     pub max_held_total: usize,
     /// What clients without a session may cost (answers, audit rows, memory).
     pub strangers: StrangerLimits,
+    /// How large a request may be (see [`nip46::limits`]).
+    pub limits: Limits,
 }
 
 impl Default for EngineConfig {
@@ -117,6 +119,7 @@ impl Default for EngineConfig {
             max_held_per_session: 16,
             max_held_total: 256,
             strangers: StrangerLimits::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -472,13 +475,24 @@ impl Engine {
         else {
             return Output::dropped(Dropped::NotForUs);
         };
-        if let Err(e) = envelope::precheck(event, &signer) {
+        // Content up to twice the limit is opened for a client with a
+        // session, so it learns the limit (`invalid_params`) instead of
+        // hearing nothing; strangers get only the limit itself.
+        let max_content = self.config.limits.max_request_content();
+        let hard_limit = self.config.limits.hard_request_content();
+        if let Err(e) = envelope::precheck_limited(event, &signer, hard_limit) {
             return Output::dropped(Dropped::Envelope(e));
         }
         let Some(key_id) = self.signers.get(&signer).map(|s| s.key_id) else {
             return Output::dropped(Dropped::NotForUs);
         };
         let stranger = !self.has_session(key_id, &event.pubkey, now);
+        if stranger && event.content.len() > max_content {
+            return Output::dropped(Dropped::Envelope(EnvelopeError::TooLarge {
+                size: event.content.len(),
+                limit: max_content,
+            }));
+        }
         if stranger && self.strangers.silenced(&event.pubkey, now) {
             return Output::dropped(Dropped::Silenced);
         }
@@ -526,7 +540,7 @@ impl Engine {
             created_at: event.created_at,
             scheme,
         };
-        match Request::parse(&text) {
+        match Request::parse_limited(&text, &self.config.limits) {
             Ok(request) => self.dispatch(now, ctx, request, rng),
             Err(e @ RequestError::Malformed(_)) => Output::dropped(Dropped::Malformed(e)),
             Err(RequestError::InvalidParams { id, method, reason }) => {

@@ -266,6 +266,7 @@ async fn start_relays(
         return Ok((None, config.relay_urls()?));
     }
     let settings = &config.relay;
+    let defaults = ServerConfig::default();
     let relay_config = ServerConfig {
         trusted_authors: keys.iter().map(|k| k.signer_pubkey).collect(),
         events_per_second: settings.events_per_second.max(1),
@@ -276,7 +277,13 @@ async fn start_relays(
         },
         allowed_origins: (!settings.allowed_origins.is_empty())
             .then(|| settings.allowed_origins.clone()),
-        ..ServerConfig::default()
+        // Frames sized for the bunker's own bound, so what the relay
+        // carries and what the bunker takes agree.
+        max_message_size: config.limits().max_relay_message(),
+        max_queued_bytes: defaults
+            .max_queued_bytes
+            .max(2 * config.limits().max_relay_message()),
+        ..defaults
     };
     let handle = server::spawn_dedicated(config.embedded_relay, relay_config)
         .await
@@ -318,6 +325,9 @@ fn build_engine_and_pool(
         // The engine verifies after its cheap checks; verifying twice costs ~20 µs a request.
         verify_events: false,
         auth_keys,
+        max_message_size: PoolConfig::default()
+            .max_message_size
+            .max(config.limits().max_relay_message()),
         ..PoolConfig::default()
     };
     let (pool, events) = RelayPool::new(pool_config);

@@ -60,7 +60,7 @@ impl Default for PoolConfig {
             io_timeout: Duration::from_secs(10),
             ok_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(30),
-            max_message_size: 1024 * 1024,
+            max_message_size: 4 * 1024 * 1024,
             queue_capacity: 1024,
             dedup_capacity: 16 * 1024,
             notification_capacity: 4096,

@@ -587,6 +587,12 @@ impl Connection {
         } else {
             bump(&self.state.counters.rejected);
             debug!(relay = %self.target.url, %event_id, %message, "event rejected");
+            let event = PoolEvent::Rejected {
+                relay: self.target.url.clone(),
+                event_id,
+                message: message.into_owned(),
+            };
+            return self.notify_or_stop(event).await;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use nostr::prelude::{Event, RelayUrl, SubscriptionId};
+use nostr::prelude::{Event, EventId, RelayUrl, SubscriptionId};
 
 /// A notification from the pool.
 #[derive(Debug, Clone)]
@@ -38,6 +38,17 @@ pub enum PoolEvent {
         relay: Arc<RelayUrl>,
         /// The subscription it ended.
         subscription_id: SubscriptionId,
+        /// The relay's reason, machine-readable prefix included.
+        message: String,
+    },
+    /// The relay refused an event the pool published (`OK false`), for a
+    /// reason other than `auth-required:` while the pool can authenticate
+    /// (that one is retried after `AUTH`).
+    Rejected {
+        /// The relay.
+        relay: Arc<RelayUrl>,
+        /// The refused event.
+        event_id: EventId,
         /// The relay's reason, machine-readable prefix included.
         message: String,
     },

@@ -15,9 +15,11 @@ pub struct ServerConfig {
     /// Concurrent websocket connections; further TCP connections are closed
     /// at once.
     pub max_connections: usize,
-    /// Largest client message, in bytes. A larger message (up to four times
-    /// this) is answered with a `NOTICE` and dropped; anything bigger closes
-    /// the connection.
+    /// Largest client message, in bytes. A larger `EVENT` (up to four times
+    /// this) is refused with `OK false "invalid: …"` naming the limit, other
+    /// messages with a `NOTICE`; anything bigger closes the connection. The
+    /// default (3 MiB) carries any NIP-46 message under `nip46`'s default
+    /// limits (1 MiB requests, their answers up to ≈ 2 MiB of content).
     pub max_message_size: usize,
     /// Non-ephemeral events kept in memory; the oldest (by `created_at`) are
     /// forgotten first.
@@ -68,7 +70,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_connections: 1024,
-            max_message_size: 512 * 1024,
+            max_message_size: 3 * 1024 * 1024,
             max_stored_events: 100_000,
             max_subscriptions: 64,
             max_filters: 16,

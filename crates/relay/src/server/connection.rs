@@ -261,8 +261,7 @@ impl Client {
         };
         let max = self.relay.config.max_message_size;
         if text.len() > max {
-            let notice = format!("error: message of {} bytes exceeds {max}", text.len());
-            return self.notice(ws, notice).await;
+            return self.on_oversized(ws, &text, max).await;
         }
         let message = ClientMessage::from_json(text.as_bytes());
         // Every frame counts against the connection's rate: an EVENT is
@@ -305,6 +304,36 @@ impl Client {
                 self.notice(ws, "unsupported: negentropy is not supported".to_owned())
                     .await
             }
+        }
+    }
+
+    /// Answers a message over the size limit: `OK false` naming the limit
+    /// when it is an `EVENT` whose id can be read (so the client learns why
+    /// nobody answers), a `NOTICE` otherwise. Only the id is read: the rest
+    /// of the event is skipped, not parsed into values.
+    async fn on_oversized(&self, ws: &mut Ws, text: &str, max: usize) -> Result<(), Closed> {
+        #[derive(serde::Deserialize)]
+        struct EventId {
+            id: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct EventFrame<'a>(#[serde(borrow)] &'a str, EventId);
+
+        debug!(peer = %self.peer, len = text.len(), "oversized message");
+        let reason = format!(
+            "invalid: message of {} bytes exceeds this relay's limit of {max} bytes",
+            text.len()
+        );
+        let id = serde_json::from_str::<EventFrame<'_>>(text)
+            .ok()
+            .filter(|frame| frame.0 == "EVENT")
+            .and_then(|frame| frame.1.id.parse().ok());
+        match id {
+            Some(id) => {
+                self.send(ws, to_frame(&RelayMessage::ok(id, false, reason)))
+                    .await
+            }
+            None => self.notice(ws, reason).await,
         }
     }
 
