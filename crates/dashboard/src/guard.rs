@@ -166,7 +166,13 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         ("cross-origin-opener-policy", "same-origin"),
         ("cross-origin-resource-policy", "same-origin"),
     ];
+    // A public, cross-origin document (nostr.json) sets its own resource
+    // policy; everything else stays same-origin.
+    let public = headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN);
     for (name, value) in fixed {
+        if public && name == "cross-origin-resource-policy" {
+            continue;
+        }
         headers.insert(name, HeaderValue::from_static(value));
     }
     response

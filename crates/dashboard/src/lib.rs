@@ -3,7 +3,9 @@
 //! The user decides here: pending requests (allow once, always allow, deny,
 //! always deny), connections (grants, use, revoke, edit), pairing (mint a
 //! `bunker://` token with its QR code, accept a `nostrconnect://` URI) and
-//! the audit log. `/approve/<id>` is the target of `auth_url` challenges.
+//! the audit log. `/approve/<id>` is the target of `auth_url` challenges;
+//! `/.well-known/nostr.json` is the public NIP-05 document of the signer
+//! announcement, and `/pair?uri=` the announcement's `nostrconnect_url`.
 //!
 //! Pages are rendered on the server (no build step); a little vanilla JS adds
 //! countdowns and live refresh. Every action exists twice, as an HTML form
@@ -25,6 +27,7 @@ pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod connections;
+pub mod discovery;
 pub mod error;
 pub mod guard;
 pub mod html;
@@ -103,6 +106,7 @@ pub fn router(dashboard: Dashboard, local: SocketAddr) -> Router {
         ));
     let public = Router::new()
         .route("/login", get(login::login_link).post(login::login_form))
+        .route("/.well-known/nostr.json", get(discovery::nostr_json))
         .route("/static/app.css", get(assets::css))
         .route("/static/app.js", get(assets::js))
         .route_layer(axum::middleware::from_fn_with_state(

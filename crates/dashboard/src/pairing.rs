@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Form, State};
+use axum::extract::{Form, RawQuery, State};
 use axum::response::Html;
 use bunker::OsRandomness;
 use bunker::admin::{self, SessionView};
@@ -128,12 +128,49 @@ pub async fn accept(app: &App, input: &AcceptInput) -> Result<SessionView, Dashb
 }
 
 /// `GET /pair`.
+///
+/// `?uri=<nostrconnect://…>` fills in the link to accept: the page is the
+/// `nostrconnect_url` of the signer announcement, where clients send users
+/// with their `nostrconnect://` string in place of `<nostrconnect>`.
 pub async fn pair_page(
     State(app): State<App>,
     Extension(session): Extension<AdminSession>,
+    RawQuery(query): RawQuery,
 ) -> PageResult<Html<String>> {
     let keys = keys(&app).await?;
-    Ok(page(&app, &keys, session.csrf(), ""))
+    let prefill = query.as_deref().and_then(nostrconnect_param);
+    Ok(page(
+        &app,
+        &keys,
+        session.csrf(),
+        "",
+        prefill.as_deref().unwrap_or(""),
+    ))
+}
+
+/// The `nostrconnect://` string of a `uri=` query. Clients put it in raw
+/// (its own `&relay=…&secret=…` then look like more parameters) or
+/// percent-encoded; both are taken: everything after `uri=` is the link,
+/// decoded once if it is encoded.
+pub fn nostrconnect_param(query: &str) -> Option<String> {
+    let raw = query.strip_prefix("uri=")?;
+    let decoded = if raw
+        .get(..15)
+        .is_some_and(|p| p.eq_ignore_ascii_case("nostrconnect%3A"))
+    {
+        percent_decode(raw)?
+    } else {
+        raw.to_owned()
+    };
+    decoded.starts_with("nostrconnect://").then_some(decoded)
+}
+
+/// `%XX` decoding (and `+` as a space, as forms send it).
+fn percent_decode(text: &str) -> Option<String> {
+    let decoded: String = url::form_urlencoded::parse(format!("v={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())?;
+    Some(decoded)
 }
 
 /// `POST /pair/token`.
@@ -166,7 +203,7 @@ pub async fn mint_form(
         }
         Err(e) => html::notice("error", &e.to_string()),
     };
-    Ok(page(&app, &keys, session.csrf(), &result))
+    Ok(page(&app, &keys, session.csrf(), &result, ""))
 }
 
 /// `POST /pair/nostrconnect`.
@@ -191,7 +228,7 @@ pub async fn nostrconnect_form(
         ),
         Err(e) => html::notice("error", &e.to_string()),
     };
-    Ok(page(&app, &keys, session.csrf(), &result))
+    Ok(page(&app, &keys, session.csrf(), &result, ""))
 }
 
 /// `POST /api/tokens` with `{"key", "grant", "expires", "label"}` (all optional).
@@ -213,7 +250,7 @@ async fn keys(app: &App) -> Result<Vec<StoredKey>, DashboardError> {
         .await
 }
 
-fn page(app: &App, keys: &[StoredKey], csrf: &str, result: &str) -> Html<String> {
+fn page(app: &App, keys: &[StoredKey], csrf: &str, result: &str, prefill: &str) -> Html<String> {
     let key_options: Vec<(&str, &str)> = keys
         .iter()
         .map(|k| (k.name.as_str(), k.name.as_str()))
@@ -264,7 +301,7 @@ fn page(app: &App, keys: &[StoredKey], csrf: &str, result: &str) -> Html<String>
          <section class=\"card\"><h2>Accept the app's nostrconnect:// link</h2>\
          <p class=\"muted\">For apps that show a link or QR code to give to your signer.</p>\
          <form method=\"post\" action=\"/pair/nostrconnect\" class=\"stack\">{csrf}\
-         <label>nostrconnect:// link <textarea name=\"uri\" rows=\"4\" required placeholder=\"nostrconnect://…\"></textarea></label>\
+         <label>nostrconnect:// link <textarea name=\"uri\" rows=\"4\" required placeholder=\"nostrconnect://…\">{prefill}</textarea></label>\
          {key_select}<label>The app may <select name=\"grant\">{nc_options}</select></label>\
          <button class=\"btn primary\">Accept</button></form>\
          <p class=\"muted small\">The link's name and picture are the app's own claims.</p></section></div>",
@@ -272,6 +309,7 @@ fn page(app: &App, keys: &[StoredKey], csrf: &str, result: &str) -> Html<String>
         grant_options = html::options(&grants, preset),
         expiry_options = html::options(&expiries, "1h"),
         nc_options = html::options(&nc_grants, "requested"),
+        prefill = esc(prefill),
     );
     html::page("Connect an app", Section::Pair, csrf, &body)
 }

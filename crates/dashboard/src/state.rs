@@ -39,6 +39,9 @@ pub struct DashboardConfig {
     pub start_link_ttl: Duration,
     /// Seconds a held request waits (shown to the user).
     pub approval_timeout_secs: u64,
+    /// What `/.well-known/nostr.json` serves (NIP-05 for the signer
+    /// announcement); `None`: not found.
+    pub discovery: Option<nip46::discovery::Nip05Document>,
 }
 
 impl Default for DashboardConfig {
@@ -51,6 +54,7 @@ impl Default for DashboardConfig {
             login_drop: None,
             start_link_ttl: Duration::from_secs(15 * 60),
             approval_timeout_secs: 60,
+            discovery: None,
         }
     }
 }

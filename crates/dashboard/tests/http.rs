@@ -124,6 +124,14 @@ fn fake_engine(
 }
 
 async fn start() -> Server {
+    start_with(DashboardConfig {
+        relays: vec![RelayUrl::parse("ws://127.0.0.1:7447").unwrap()],
+        ..DashboardConfig::default()
+    })
+    .await
+}
+
+async fn start_with(config: DashboardConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rampart.sqlite");
     let mut store = SqliteStore::open(&path).unwrap();
@@ -154,10 +162,6 @@ async fn start() -> Server {
     let (admin, rx) = mpsc::channel(8);
     let decisions = Decisions::default();
     fake_engine(rx, held(key_id, &app_client), decisions.clone());
-    let config = DashboardConfig {
-        relays: vec![RelayUrl::parse("ws://127.0.0.1:7447").unwrap()],
-        ..DashboardConfig::default()
-    };
     let (dash, token) =
         Dashboard::new(config, Box::new(SqliteStore::open(&path).unwrap()), admin).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -723,6 +727,27 @@ async fn the_api_covers_every_action() {
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
 
+    // The announcement's nostrconnect_url: the pairing page with the link
+    // filled in, whether the client percent-encoded it or not.
+    let app = Keys::generate().public_key().to_hex();
+    let link = format!("nostrconnect://{app}?relay=wss%3A%2F%2Fr.example&secret=s1&name=Prefilled");
+    let encoded: String = url::form_urlencoded::byte_serialize(link.as_bytes()).collect();
+    for query in [link.clone(), encoded] {
+        let r = s
+            .client
+            .get(s.url(&format!("/pair?uri={query}")))
+            .header("cookie", &login.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let page = r.text().await.unwrap();
+        let shown = format!(
+            "nostrconnect://{app}?relay=wss%3A%2F%2Fr.example&amp;secret=s1&amp;name=Prefilled</textarea>"
+        );
+        assert!(page.contains(&shown), "{query}");
+    }
+
     // Log out: the cookie stops working.
     let (status, _) = s
         .post_form(
@@ -771,4 +796,46 @@ async fn logins_from_the_drop_file_work_once() {
         s.client.get(&link).send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn nostr_json_is_public_cross_origin_and_names_the_announcer() {
+    let s = start().await;
+    // This server publishes no announcement: not found, still without login.
+    let r = s
+        .client
+        .get(s.url("/.well-known/nostr.json?name=_"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    let announcer = Keys::generate().public_key();
+    let document = nip46::discovery::Nip05Document {
+        announcer,
+        relays: vec![RelayUrl::parse("ws://127.0.0.1:7447").unwrap()],
+        nostrconnect_url: None,
+        names: Default::default(),
+    };
+    let s = start_with(DashboardConfig {
+        discovery: Some(document),
+        ..DashboardConfig::default()
+    })
+    .await;
+    let r = s
+        .client
+        .get(s.url("/.well-known/nostr.json?name=_"))
+        .header("origin", "https://some-web-client.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "no login, no redirect");
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(r.headers()["cross-origin-resource-policy"], "cross-origin");
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["names"]["_"], announcer.to_hex());
+    assert_eq!(body["nip46"]["relays"][0], "ws://127.0.0.1:7447");
+    // Every other page keeps its same-origin policy.
+    let r = s.client.get(s.url("/login")).send().await.unwrap();
+    assert_eq!(r.headers()["cross-origin-resource-policy"], "same-origin");
 }

@@ -14,6 +14,7 @@
 //! Error replies use the format `"<code>: <reason>"` with the codes of
 //! [`ErrorCode`].
 
+pub mod discovery;
 pub mod envelope;
 pub mod limits;
 mod method;

@@ -38,6 +38,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// The embedded relay (when `relays` is empty).
     pub relay: EmbeddedRelayConfig,
+    /// How the bunker announces itself (NIP-89 and NIP-05).
+    pub discovery: DiscoveryConfig,
     /// The largest request taken, in bytes of JSON before encryption (1 MiB:
     /// a 512 KiB event fits). Larger ones are answered `invalid_params` with
     /// this limit; the embedded relay and the relay pool take frames sized
@@ -67,6 +69,80 @@ impl Default for EmbeddedRelayConfig {
             any_kind: false,
             allowed_origins: Vec::new(),
         }
+    }
+}
+
+/// `[discovery]`: the NIP-89 announcement and the NIP-05 document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Publish a `kind:31990` announcement on the relays served, at start.
+    pub announce: bool,
+    /// The name clients that list signers show.
+    pub name: String,
+    /// The dashboard's public address (`https://signer.example`, behind a
+    /// TLS proxy). When set, the announcement carries `nostrconnect_url`
+    /// (its pairing page) and `nip05` = `_@<host>`. Empty: neither (a
+    /// loopback address would help no one else).
+    pub public_url: String,
+    /// Key names published in `/.well-known/nostr.json` (each as its signer
+    /// pubkey, what a NIP-05 login connects to).
+    pub names: Vec<String>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            announce: true,
+            name: "Rampart".into(),
+            public_url: String::new(),
+            names: Vec::new(),
+        }
+    }
+}
+
+impl DiscoveryConfig {
+    /// The public address, checked: `https://host[:port]`, or `http://` on
+    /// loopback; no path, query or fragment.
+    pub fn public_url(&self) -> Result<Option<url::Url>> {
+        let raw = self.public_url.trim().trim_end_matches('/');
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let url = url::Url::parse(raw)
+            .with_context(|| format!("[discovery] public_url `{raw}` is not a URL"))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => bail!("[discovery] public_url `{raw}` has no host"),
+        };
+        let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+        if !scheme_ok || url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            bail!(
+                "[discovery] public_url must be https://host[:port] (http only on loopback), without a path"
+            );
+        }
+        Ok(Some(url))
+    }
+
+    /// The `nostrconnect_url` template: the pairing page, which takes the
+    /// `nostrconnect://` string as its `uri` parameter.
+    pub fn nostrconnect_url(&self) -> Result<Option<String>> {
+        Ok(self.public_url()?.map(|url| {
+            format!(
+                "{}/pair?uri={}",
+                url.as_str().trim_end_matches('/'),
+                nip46::discovery::NOSTRCONNECT_PLACEHOLDER
+            )
+        }))
+    }
+
+    /// `_@<host>` of the public address.
+    pub fn nip05(&self) -> Result<Option<String>> {
+        Ok(self
+            .public_url()?
+            .and_then(|url| url.host_str().map(|h| format!("_@{h}"))))
     }
 }
 
@@ -145,6 +221,7 @@ impl Default for Config {
             vault: VaultConfig::default(),
             dashboard: DashboardConfig::default(),
             relay: EmbeddedRelayConfig::default(),
+            discovery: DiscoveryConfig::default(),
             max_message_bytes: nip46::limits::DEFAULT_MAX_MESSAGE,
         }
     }
@@ -249,6 +326,7 @@ impl Config {
         if self.start_links_minutes == 0 || self.start_links_minutes > week {
             bail!("start_links_minutes must be 1 to {week}");
         }
+        self.discovery.public_url()?;
         let (min, max) = (nip46::limits::MIN_MAX_MESSAGE, 64 * 1024 * 1024);
         if !(min..=max).contains(&self.max_message_bytes) {
             bail!("max_message_bytes must be {min} to {max}");
@@ -319,6 +397,12 @@ impl Config {
             self.policy.rate_per_second = v
                 .parse()
                 .context("RAMPART_RATE_PER_SECOND must be a number")?;
+        }
+        if let Some(v) = get("RAMPART_ANNOUNCE") {
+            self.discovery.announce = parse_switch("RAMPART_ANNOUNCE", v)?;
+        }
+        if let Some(v) = get("RAMPART_PUBLIC_URL") {
+            self.discovery.public_url = v.to_string();
         }
         if let Some(v) = get("RAMPART_MAX_MESSAGE_BYTES") {
             self.max_message_bytes = v
@@ -529,6 +613,20 @@ events_per_second = {relay_rate}
 # Browsers may connect only from these origins when set. Empty by default:
 # web apps served from other origins legitimately use a local bunker.
 allowed_origins = []
+
+[discovery]
+# At start, publish a NIP-89 kind:31990 announcement (k = 24133) on the relays
+# served, authored by the signer key of the oldest user key; the dashboard serves
+# /.well-known/nostr.json with that pubkey as names._ (NIP-05, NIP-46 appendix).
+# Env RAMPART_ANNOUNCE.
+announce = true
+name = "Rampart"
+# The dashboard's public https:// address (behind a TLS proxy; env
+# RAMPART_PUBLIC_URL). When set, the announcement names its pairing page
+# (nostrconnect_url) and _@<host> (nip05).
+public_url = ""
+# Key names also published in nostr.json (each as its signer pubkey).
+names = []
 "#,
         data_dir = defaults.data_dir.display(),
         embedded = defaults.embedded_relay,

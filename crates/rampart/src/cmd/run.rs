@@ -25,7 +25,11 @@ use bunker::vault::Vault;
 use dashboard::{Dashboard, DashboardConfig, login_drop};
 use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
-use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
+use std::collections::BTreeMap;
+
+use nip46::discovery::{Nip05Document, SignerAnnouncement};
+use nip46::envelope;
+use nip46::nostr::prelude::{Event, Keys, PublicKey, RelayUrl, Timestamp};
 use nip46::{BunkerUri, PermissionSet};
 use relay::pool::{PoolConfig, PoolEvent, RelayPool};
 use relay::server::{self, KindPolicy, ServerConfig};
@@ -76,24 +80,28 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
     crate::env::forget_secrets(&mut env);
     let (embedded, relays) = start_relays(&config, &keys).await?;
     token::record_served_relays(&mut store, &relays)?;
-    let (engine, pool, events) =
-        build_engine_and_pool(&config, &keys, vault, &relays, dashboard_addr)?;
+    let Serving {
+        engine,
+        pool,
+        events,
+        announcer,
+    } = build_engine_and_pool(&config, &keys, vault, &relays, dashboard_addr)?;
 
     // In-process interfaces decide through the admin channel; they stop
     // when the service has answered every held request and stopped.
     let (admin_tx, admin_rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dashboard_task = match (dashboard_listener, dashboard_addr) {
-        (Some(listener), Some(addr)) => Some(start_dashboard(
+    let dashboard_task = match dashboard_listener {
+        Some(listener) => Some(start_dashboard(
             &config,
             listener,
-            addr,
             auth_url_base.as_ref(),
             &relays,
+            discovery_document(&config, &keys, &relays, announcer)?,
             admin_tx.clone(),
             stop_rx.clone(),
         )?),
-        _ => None,
+        None => None,
     };
     let prompt_task = if !args.no_prompt && interactive() {
         Some(tokio::spawn(terminal_prompt(
@@ -298,14 +306,24 @@ async fn start_relays(
     Ok((Some(handle), vec![url]))
 }
 
-/// The engine over the unlocked keys, and the relay pool it is served through.
+/// The engine, the relay pool it is served through, and who announced it.
+struct Serving {
+    engine: Engine,
+    pool: RelayPool,
+    events: mpsc::Receiver<PoolEvent>,
+    /// The author of the `kind:31990` announcement, when one was published.
+    announcer: Option<PublicKey>,
+}
+
+/// The engine over the unlocked keys, and the relay pool it is served
+/// through, with the signer announcement queued on it.
 fn build_engine_and_pool(
     config: &Config,
     keys: &[StoredKey],
     mut vault: Vault,
     relays: &[RelayUrl],
     dashboard_addr: Option<SocketAddr>,
-) -> Result<(Engine, RelayPool, mpsc::Receiver<PoolEvent>)> {
+) -> Result<Serving> {
     let transport: Vec<TransportKey> = keys
         .iter()
         .filter_map(|k| {
@@ -316,6 +334,12 @@ fn build_engine_and_pool(
         })
         .collect();
     let auth_keys = transport.first().map(|t| t.signer.clone());
+    let announcement = match transport.first() {
+        Some(first) if config.discovery.announce => {
+            Some(signer_announcement(config, relays, &first.signer)?)
+        }
+        _ => None,
+    };
     let engine = Engine::new(
         config.engine(relays.to_vec(), dashboard_addr)?,
         Arc::new(vault),
@@ -334,19 +358,84 @@ fn build_engine_and_pool(
     for relay in relays {
         pool.add_relay(relay.as_str())?;
     }
-    Ok((engine, pool, events))
+    // Queued until each relay connects; a relay that refuses it only
+    // costs discovery (logged by the service).
+    if let Some(event) = &announcement
+        && let Err(e) = pool.publish(event)
+    {
+        tracing::warn!(error = %e, "could not queue the signer announcement");
+    }
+    Ok(Serving {
+        engine,
+        pool,
+        events,
+        announcer: announcement.map(|e| e.pubkey),
+    })
+}
+
+/// The NIP-89 `kind:31990` announcement (NIP-46 appendix), signed by
+/// `signer`: the signer key of the oldest user key. Why that key: clients
+/// verify one author per signer against `nostr.json`'s `names._`, the
+/// announcement is not tied to any one user's sessions (every key's
+/// `bunker://` names its own signer key), and it needs no further secret
+/// in the vault. Removing that key moves the announcement to the next one
+/// at the next start.
+fn signer_announcement(config: &Config, relays: &[RelayUrl], signer: &Keys) -> Result<Event> {
+    let announcement = SignerAnnouncement {
+        relays: relays.to_vec(),
+        nostrconnect_url: config.discovery.nostrconnect_url()?,
+        name: config.discovery.name.clone(),
+        nip05: config.discovery.nip05()?,
+    };
+    let unsigned = announcement.unsigned_event(signer.public_key(), Timestamp::now());
+    let aux = bunker::Randomness::bytes32(&mut bunker::OsRandomness::new());
+    let event = envelope::sign(signer, unsigned, &aux)?;
+    tracing::info!(
+        author = %signer.public_key(),
+        relays = relays.len(),
+        "publishing the signer announcement (kind 31990)"
+    );
+    Ok(event)
+}
+
+/// What `/.well-known/nostr.json` serves: `None` without an announcement
+/// (nothing to verify against).
+fn discovery_document(
+    config: &Config,
+    keys: &[StoredKey],
+    relays: &[RelayUrl],
+    announcer: Option<PublicKey>,
+) -> Result<Option<Nip05Document>> {
+    let Some(announcer) = announcer else {
+        return Ok(None);
+    };
+    let mut names = BTreeMap::new();
+    for name in &config.discovery.names {
+        let key = keys
+            .iter()
+            .find(|k| &k.name == name)
+            .with_context(|| format!("[discovery] names lists `{name}`, which is not a key"))?;
+        names.insert(name.to_ascii_lowercase(), key.signer_pubkey);
+    }
+    Ok(Some(Nip05Document {
+        announcer,
+        relays: relays.to_vec(),
+        nostrconnect_url: config.discovery.nostrconnect_url()?,
+        names,
+    }))
 }
 
 /// Serve the dashboard until `stop` turns true; prints its login link.
 fn start_dashboard(
     config: &Config,
     listener: TcpListener,
-    addr: SocketAddr,
     auth_url_base: Option<&AuthUrlBase>,
     relays: &[RelayUrl],
+    discovery: Option<Nip05Document>,
     admin: AdminSender,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
+    let addr = listener.local_addr()?;
     let settings = DashboardConfig {
         session_ttl: Duration::from_secs(config.dashboard.session_hours.clamp(1, 24 * 365) * 3600),
         relays: relays.to_vec(),
@@ -354,7 +443,14 @@ fn start_dashboard(
         allowed_origins: auth_url_base
             .iter()
             .map(|b| b.as_str().to_owned())
+            .chain(
+                config
+                    .discovery
+                    .public_url()?
+                    .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            )
             .collect(),
+        discovery,
         login_drop: Some(config.data_dir.join(login_drop::FILE_NAME)),
         start_link_ttl: config.start_links_ttl(),
         approval_timeout_secs: config.policy.approval_timeout_secs,
