@@ -56,6 +56,8 @@ enum Command {
     Client(cmd::client::Args),
     /// Load-test a NIP-46 signer (or measure idle sessions' memory).
     Bench(bench::Args),
+    /// Run the NIP-46 conformance suite against a signer (any, by its bunker:// URIs).
+    Conformance(cmd::conformance::Args),
 }
 
 #[derive(Subcommand)]
@@ -102,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Client(args) => cmd::client::run(args, &config()?),
+        Command::Conformance(args) => cmd::conformance::run(args),
         Command::Bench(args) => {
             let config = config()?;
             let env = bench::Environment {
@@ -120,7 +123,7 @@ fn main() -> anyhow::Result<()> {
 /// only errors are logged unless RUST_LOG says otherwise.
 fn default_log_level(command: &Command) -> &'static str {
     match command {
-        Command::Client(_) | Command::Bench(_) => "error",
+        Command::Client(_) | Command::Bench(_) | Command::Conformance(_) => "error",
         _ => "info",
     }
 }

@@ -7,8 +7,12 @@
 //! Nothing here is a mock: every helper starts or talks to the real thing.
 
 pub mod app;
+pub mod peers;
 pub mod process;
 pub mod raw_client;
+pub mod scripted_signer;
 
 pub use process::{NostrRsRelay, RampartProcess, ci, free_port, skipped, wait_for_port};
+pub use peers::Peer;
 pub use raw_client::RawClient;
+pub use scripted_signer::{Faults, ScriptedSigner};

@@ -3,6 +3,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod client;
+pub mod conformance;
 pub mod connect;
 pub mod dashboard;
 pub mod inspect;
