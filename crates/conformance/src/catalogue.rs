@@ -215,7 +215,10 @@ mod tests {
     fn quoted_sentences_are_in_the_spec() {
         // The spec sits beside the repository (`../shared/specs`); a
         // checkout without it has nothing to compare against.
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/specs/nip-46.md");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/specs/nip-46.md"
+        );
         let Ok(spec) = std::fs::read_to_string(path) else {
             eprintln!("SKIPPED: {path} not found");
             return;

@@ -137,11 +137,10 @@ impl Probe {
                 .pubkey(keys.public_key())
                 .since(since),
         ];
-        pool.subscribe(filters)
-            .map_err(|e| ProbeError::Relay {
-                relay: "pool".into(),
-                reason: e.to_string(),
-            })?;
+        pool.subscribe(filters).map_err(|e| ProbeError::Relay {
+            relay: "pool".into(),
+            reason: e.to_string(),
+        })?;
         let deadline = tokio::time::Instant::now() + SUBSCRIBE_WITHIN;
         let mut live = 0;
         while live < relays.len() {
@@ -152,8 +151,8 @@ impl Probe {
                 _ => return Err(ProbeError::NotSubscribed(SUBSCRIBE_WITHIN)),
             }
         }
-        let conversation = Conversation::new(&keys, signer)
-            .map_err(|e| ProbeError::SignerKey(e.to_string()))?;
+        let conversation =
+            Conversation::new(&keys, signer).map_err(|e| ProbeError::SignerKey(e.to_string()))?;
         Ok(Probe {
             keys,
             signer,

@@ -63,8 +63,12 @@ const LATENCY_SAMPLES: usize = 20;
 /// Requests sent at once for the concurrency check.
 const IN_FLIGHT: usize = 10;
 
+/// `connect` params from the signer pubkey and a secret.
+type ConnectParams = fn(&str, &str) -> serde_json::Value;
+
 /// Client metadata sent in `connect` (the 4th param).
-const METADATA: &str = r#"{"name":"Rampart conformance suite","url":"https://conformance.invalid"}"#;
+const METADATA: &str =
+    r#"{"name":"Rampart conformance suite","url":"https://conformance.invalid"}"#;
 
 /// Run every check against the signer of `config.uris`; `progress` hears
 /// each result as it is decided.
@@ -294,7 +298,13 @@ impl Run<'_> {
         if served.is_empty() {
             self.pass(id, seen.join("; "));
         } else {
-            self.fail(id, format!("a client that never connected was served: {}", served.join("; ")));
+            self.fail(
+                id,
+                format!(
+                    "a client that never connected was served: {}",
+                    served.join("; ")
+                ),
+            );
         }
     }
 
@@ -332,7 +342,10 @@ impl Run<'_> {
                 if result == "ack" {
                     self.pass("connect.ack", evidence);
                 } else if secret.as_deref() == Some(result.as_str()) {
-                    self.fail("connect.ack", format!("echoed the secret instead of \"ack\": {evidence}"));
+                    self.fail(
+                        "connect.ack",
+                        format!("echoed the secret instead of \"ack\": {evidence}"),
+                    );
                 } else {
                     self.fail("connect.ack", evidence);
                 }
@@ -390,7 +403,9 @@ impl Run<'_> {
 
         let (sent, answer) = self.call(probe, "get_public_key", json!([]), t).await?;
         let ev = evidence(&sent, answer.as_ref(), t);
-        match result_of(answer.as_ref()).and_then(|r| PublicKey::from_hex(r).ok().filter(|_| r.len() == 64)) {
+        match result_of(answer.as_ref())
+            .and_then(|r| PublicKey::from_hex(r).ok().filter(|_| r.len() == 64))
+        {
             Some(user) => {
                 session.user = Some(user);
                 self.pass("get_public_key", ev);
@@ -406,7 +421,10 @@ impl Run<'_> {
             ("sign_event.without_created_at", false, false),
         ] {
             if with_pubkey && user.is_none() {
-                self.skip(id, "get_public_key gave no user pubkey to put in the template");
+                self.skip(
+                    id,
+                    "get_public_key gave no user pubkey to put in the template",
+                );
                 continue;
             }
             let now = Timestamp::now();
@@ -426,8 +444,16 @@ impl Run<'_> {
         let peer = third.public_key().to_hex();
         match user {
             None => {
-                for id in ["nip44_encrypt", "nip44_decrypt", "nip04_encrypt", "nip04_decrypt"] {
-                    self.skip(id, "no user pubkey (get_public_key failed) to check the ciphertext with");
+                for id in [
+                    "nip44_encrypt",
+                    "nip44_decrypt",
+                    "nip04_encrypt",
+                    "nip04_decrypt",
+                ] {
+                    self.skip(
+                        id,
+                        "no user pubkey (get_public_key failed) to check the ciphertext with",
+                    );
                 }
             }
             Some(user) => {
@@ -442,9 +468,15 @@ impl Run<'_> {
 
                 let ct = nip44::encrypt(third.secret_key(), &user, plaintext, nip44::Version::V2)
                     .unwrap_or_default();
-                let (sent, answer) = self.call(probe, "nip44_decrypt", json!([peer, ct]), t).await?;
+                let (sent, answer) = self
+                    .call(probe, "nip44_decrypt", json!([peer, ct]), t)
+                    .await?;
                 let ev = evidence(&sent, answer.as_ref(), t);
-                self.judge("nip44_decrypt", result_of(answer.as_ref()) == Some(plaintext), ev);
+                self.judge(
+                    "nip44_decrypt",
+                    result_of(answer.as_ref()) == Some(plaintext),
+                    ev,
+                );
 
                 let (sent, answer) = self
                     .call(probe, "nip04_encrypt", json!([peer, plaintext]), t)
@@ -455,9 +487,15 @@ impl Run<'_> {
                 self.judge("nip04_encrypt", opened.as_deref() == Some(plaintext), ev);
 
                 let ct = nip04::encrypt(third.secret_key(), &user, plaintext).unwrap_or_default();
-                let (sent, answer) = self.call(probe, "nip04_decrypt", json!([peer, ct]), t).await?;
+                let (sent, answer) = self
+                    .call(probe, "nip04_decrypt", json!([peer, ct]), t)
+                    .await?;
                 let ev = evidence(&sent, answer.as_ref(), t);
-                self.judge("nip04_decrypt", result_of(answer.as_ref()) == Some(plaintext), ev);
+                self.judge(
+                    "nip04_decrypt",
+                    result_of(answer.as_ref()) == Some(plaintext),
+                    ev,
+                );
             }
         }
 
@@ -470,7 +508,10 @@ impl Run<'_> {
         let pong = result_of(answer.as_ref()) == Some("pong");
         match (pong, in_kind) {
             (true, true) => self.pass("transport.nip04_request", ev),
-            (true, false) => self.fail("transport.nip04_request", format!("answered in NIP-44, not NIP-04; {ev}")),
+            (true, false) => self.fail(
+                "transport.nip04_request",
+                format!("answered in NIP-44, not NIP-04; {ev}"),
+            ),
             _ => self.fail("transport.nip04_request", ev),
         }
 
@@ -480,7 +521,9 @@ impl Run<'_> {
         let ev = evidence(&sent, answer.as_ref(), t);
         self.judge("method.unknown", is_error(answer.as_ref()), ev);
 
-        let (sent, answer) = self.call(probe, "sign_event", json!(["{not json"]), t).await?;
+        let (sent, answer) = self
+            .call(probe, "sign_event", json!(["{not json"]), t)
+            .await?;
         let ev = evidence(&sent, answer.as_ref(), t);
         self.judge("params.malformed", is_error(answer.as_ref()), ev);
 
@@ -513,7 +556,13 @@ impl Run<'_> {
         let sent = probe.request(&id, "ping", json!([]))?;
         let first = probe.answer(&sent, self.timeout).await;
         if first.is_none() {
-            self.fail("replay.once", format!("the original was not answered within {}", secs(self.timeout)));
+            self.fail(
+                "replay.once",
+                format!(
+                    "the original was not answered within {}",
+                    secs(self.timeout)
+                ),
+            );
             return Ok(());
         }
         // The same event, byte for byte (a relay may refuse the copy as a
@@ -523,17 +572,28 @@ impl Run<'_> {
         probe.settle(wait).await;
         let again = probe.answers(&sent, Duration::ZERO).await;
         if again.is_empty() {
-            self.pass("replay.once", format!("event {} re-sent; answered once", short(&sent.event)));
+            self.pass(
+                "replay.once",
+                format!("event {} re-sent; answered once", short(&sent.event)),
+            );
         } else {
             self.fail(
                 "replay.once",
-                format!("event {} re-sent; answered {} times", short(&sent.event), 1 + again.len()),
+                format!(
+                    "event {} re-sent; answered {} times",
+                    short(&sent.event),
+                    1 + again.len()
+                ),
             );
         }
         Ok(())
     }
 
-    async fn in_flight(&mut self, probe: &mut Probe, user: Option<PublicKey>) -> Result<(), ProbeError> {
+    async fn in_flight(
+        &mut self,
+        probe: &mut Probe,
+        user: Option<PublicKey>,
+    ) -> Result<(), ProbeError> {
         let mut sent = Vec::new();
         for i in 0..IN_FLIGHT {
             let method = if i % 2 == 0 { "ping" } else { "get_public_key" };
@@ -554,11 +614,21 @@ impl Run<'_> {
                 _ => false,
             };
             if !ok {
-                wrong.push(format!("{} ({method}): {}", s.id, answer.as_ref().map_or("no answer".into(), outcome_text)));
+                wrong.push(format!(
+                    "{} ({method}): {}",
+                    s.id,
+                    answer.as_ref().map_or("no answer".into(), outcome_text)
+                ));
             }
         }
         if wrong.is_empty() {
-            self.pass("concurrency.in_flight", format!("{IN_FLIGHT} sent at once, each answered by id; slowest {} ms", slowest.as_millis()));
+            self.pass(
+                "concurrency.in_flight",
+                format!(
+                    "{IN_FLIGHT} sent at once, each answered by id; slowest {} ms",
+                    slowest.as_millis()
+                ),
+            );
         } else {
             self.fail("concurrency.in_flight", wrong.join("; "));
         }
@@ -568,7 +638,9 @@ impl Run<'_> {
     async fn latency(&mut self, session: &mut Session) -> Result<Option<Latency>, ProbeError> {
         let mut times = Vec::new();
         for _ in 0..LATENCY_SAMPLES {
-            let (sent, answer) = self.call(&mut session.probe, "ping", json!([]), self.timeout).await?;
+            let (sent, answer) = self
+                .call(&mut session.probe, "ping", json!([]), self.timeout)
+                .await?;
             if let Some(a) = answer.filter(|a| matches!(a.response.outcome, Outcome::Result(_))) {
                 let _ = sent;
                 times.push(a.elapsed.as_secs_f64() * 1000.0);
@@ -591,21 +663,35 @@ impl Run<'_> {
 
     async fn fresh_connects(&mut self, uris: &[BunkerUri]) {
         let signer = self.signer.to_hex();
-        let variants: [(&'static str, fn(&str, &str) -> serde_json::Value); 4] = [
+        let variants: [(&'static str, ConnectParams); 4] = [
             ("connect.empty_first_param", |_, s| json!(["", s])),
-            ("connect.requested_perms", |pk, s| json!([pk, s, "sign_event:1,nip44_encrypt"])),
-            ("connect.client_metadata", |pk, s| json!([pk, s, "sign_event:1", METADATA])),
-            ("connect.metadata_empty_perms", |pk, s| json!([pk, s, "", METADATA])),
+            ("connect.requested_perms", |pk, s| {
+                json!([pk, s, "sign_event:1,nip44_encrypt"])
+            }),
+            ("connect.client_metadata", |pk, s| {
+                json!([pk, s, "sign_event:1", METADATA])
+            }),
+            ("connect.metadata_empty_perms", |pk, s| {
+                json!([pk, s, "", METADATA])
+            }),
         ];
         let reusable = uris[0].secret.is_none();
         for (i, (id, params)) in variants.into_iter().enumerate() {
             // Tokens without a secret can be used again; single-use ones not.
-            let uri = if reusable { uris.first() } else { uris.get(i + 1) };
+            let uri = if reusable {
+                uris.first()
+            } else {
+                uris.get(i + 1)
+            };
             let Some(uri) = uri else {
                 self.skip(id, format!("needs a fresh single-use secret: pass {} more --uri (tokens of this signer)", 5 - uris.len()));
                 continue;
             };
-            let secret = uri.secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
+            let secret = uri
+                .secret
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default();
             self.one_connect(id, params(&signer, &secret)).await;
         }
         self.spent_secret(&uris[0]).await;
@@ -630,7 +716,10 @@ impl Run<'_> {
     async fn spent_secret(&mut self, uri: &BunkerUri) {
         let id = "connect.spent_secret";
         if self.results.get("connect.secret").map(|r| r.0) != Some(Verdict::Pass) {
-            return self.skip(id, "the first connect failed, so its secret was never spent");
+            return self.skip(
+                id,
+                "the first connect failed, so its secret was never spent",
+            );
         }
         let Some(secret) = uri.secret.as_ref().map(|s| s.expose().to_owned()) else {
             return self.skip(id, "the first token has no secret");
@@ -642,12 +731,22 @@ impl Run<'_> {
         let t = self.timeout;
         let outcome = async {
             let (sent, answer) = self
-                .call(&mut probe, "connect", json!([self.signer.to_hex(), secret]), t)
+                .call(
+                    &mut probe,
+                    "connect",
+                    json!([self.signer.to_hex(), secret]),
+                    t,
+                )
                 .await?;
             let connected = result_of(answer.as_ref()).is_some();
             let ev = evidence(&sent, answer.as_ref(), t);
             let (sent2, answer2) = self
-                .call(&mut probe, "sign_event", json!([template(true, None).to_string()]), t)
+                .call(
+                    &mut probe,
+                    "sign_event",
+                    json!([template(true, None).to_string()]),
+                    t,
+                )
                 .await?;
             let signed = result_of(answer2.as_ref()).is_some();
             let ev2 = evidence(&sent2, answer2.as_ref(), t);
@@ -656,7 +755,10 @@ impl Run<'_> {
         .await;
         match outcome {
             Ok((false, false, ev)) => self.pass(id, ev),
-            Ok((_, _, ev)) => self.fail(id, format!("a second client got in with the spent secret: {ev}")),
+            Ok((_, _, ev)) => self.fail(
+                id,
+                format!("a second client got in with the spent secret: {ev}"),
+            ),
             Err(e) => self.fail(id, e.to_string()),
         }
         self.keep(probe).await;
@@ -684,7 +786,10 @@ impl Run<'_> {
         };
         self.judge("logout.ack", ack, ev);
         if !ack {
-            return self.skip("logout.then_refused", "logout was not acknowledged, so the session may stand");
+            return self.skip(
+                "logout.then_refused",
+                "logout was not acknowledged, so the session may stand",
+            );
         }
         // "reply with ack before removing the session": give the removal
         // a moment after the ack.
@@ -693,7 +798,11 @@ impl Run<'_> {
         match self.call(probe, "sign_event", json!([asked]), t).await {
             Ok((sent, answer)) => {
                 let ev = evidence(&sent, answer.as_ref(), t);
-                self.judge("logout.then_refused", result_of(answer.as_ref()).is_none(), ev);
+                self.judge(
+                    "logout.then_refused",
+                    result_of(answer.as_ref()).is_none(),
+                    ev,
+                );
             }
             Err(e) => self.fail("logout.then_refused", e.to_string()),
         }
@@ -712,27 +821,58 @@ impl Run<'_> {
             }
             return;
         }
-        let foreign = addressed.iter().filter(|r| r.event.pubkey != self.signer).count();
+        let foreign = addressed
+            .iter()
+            .filter(|r| r.event.pubkey != self.signer)
+            .count();
         let unsigned = answers.iter().filter(|r| !r.signature_ok).count();
         let total = answers.len();
         if foreign == 0 && unsigned == 0 {
-            self.pass("transport.author", format!("{total} answers, each by {} and validly signed", short_pk(&self.signer)));
+            self.pass(
+                "transport.author",
+                format!(
+                    "{total} answers, each by {} and validly signed",
+                    short_pk(&self.signer)
+                ),
+            );
         } else {
             self.fail("transport.author", format!("of {total} answers {unsigned} carry an invalid id or signature; {foreign} events addressed to the suite came from another key"));
         }
         let untagged = answers.iter().filter(|r| !r.tags_us).count();
         if untagged == 0 {
-            self.pass("transport.p_tag", format!("{total} answers, each p-tagging its client"));
+            self.pass(
+                "transport.p_tag",
+                format!("{total} answers, each p-tagging its client"),
+            );
         } else {
-            self.fail("transport.p_tag", format!("{untagged} of {total} answers do not p-tag the client they answer"));
+            self.fail(
+                "transport.p_tag",
+                format!("{untagged} of {total} answers do not p-tag the client they answer"),
+            );
         }
-        let in_nip04 = self.nip44_answers.iter().filter(|(_, s)| *s != Scheme::Nip44).count();
+        let in_nip04 = self
+            .nip44_answers
+            .iter()
+            .filter(|(_, s)| *s != Scheme::Nip44)
+            .count();
         if self.nip44_answers.is_empty() {
             self.skip("transport.nip44", "no NIP-44 request was answered");
         } else if in_nip04 == 0 {
-            self.pass("transport.nip44", format!("{} answers to NIP-44 requests, all NIP-44", self.nip44_answers.len()));
+            self.pass(
+                "transport.nip44",
+                format!(
+                    "{} answers to NIP-44 requests, all NIP-44",
+                    self.nip44_answers.len()
+                ),
+            );
         } else {
-            self.fail("transport.nip44", format!("{in_nip04} of {} answers to NIP-44 requests came in NIP-04", self.nip44_answers.len()));
+            self.fail(
+                "transport.nip44",
+                format!(
+                    "{in_nip04} of {} answers to NIP-44 requests came in NIP-04",
+                    self.nip44_answers.len()
+                ),
+            );
         }
     }
 }
@@ -766,11 +906,16 @@ fn check_signed(
 ) -> Result<(), String> {
     let result = result.ok_or("no signed event came back")?;
     let event = Event::from_json(result).map_err(|e| format!("the result is not an event: {e}"))?;
-    event.verify().map_err(|_| "the signed event does not verify".to_owned())?;
+    event
+        .verify()
+        .map_err(|_| "the signed event does not verify".to_owned())?;
     if let Some(user) = user
         && event.pubkey != user
     {
-        return Err(format!("signed by {} instead of the user key", short_pk(&event.pubkey)));
+        return Err(format!(
+            "signed by {} instead of the user key",
+            short_pk(&event.pubkey)
+        ));
     }
     if u64::from(event.kind.as_u16()) != asked["kind"].as_u64().unwrap_or(u64::MAX) {
         return Err("the kind differs from the template's".into());
@@ -779,7 +924,8 @@ fn check_signed(
         return Err("the content differs from the template's".into());
     }
     let tags: Vec<Vec<String>> = event.tags.iter().map(|t| t.as_slice().to_vec()).collect();
-    let asked_tags: Vec<Vec<String>> = serde_json::from_value(asked["tags"].clone()).unwrap_or_default();
+    let asked_tags: Vec<Vec<String>> =
+        serde_json::from_value(asked["tags"].clone()).unwrap_or_default();
     if tags != asked_tags {
         return Err("the tags differ from the template's".into());
     }
@@ -809,7 +955,11 @@ fn is_error(answer: Option<&Answer>) -> bool {
 fn evidence(sent: &Sent, answer: Option<&Answer>, timeout: Duration) -> String {
     let asked = clip(&sent.text, 110);
     match answer {
-        Some(a) => format!("sent {asked}; got {} in {} ms", outcome_text(a), a.elapsed.as_millis()),
+        Some(a) => format!(
+            "sent {asked}; got {} in {} ms",
+            outcome_text(a),
+            a.elapsed.as_millis()
+        ),
         None => format!("sent {asked}; no answer within {}", secs(timeout)),
     }
 }

@@ -68,8 +68,15 @@ async fn each_fault_fails_exactly_its_checks() {
         "{}",
         report.to_table()
     );
-    assert!(report.with(Verdict::Skip).is_empty(), "{}", report.to_table());
-    assert!(!report.conforms(), "method.unknown and transport.p_tag are MUSTs");
+    assert!(
+        report.with(Verdict::Skip).is_empty(),
+        "{}",
+        report.to_table()
+    );
+    assert!(
+        !report.conforms(),
+        "method.unknown and transport.p_tag are MUSTs"
+    );
     let detail = &report.result("connect.ack").unwrap().detail;
     assert!(detail.contains("echoed the secret"), "{detail}");
     signer.stop();
@@ -113,16 +120,24 @@ async fn one_token_skips_the_checks_that_need_fresh_secrets_saying_why() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signer_that_is_not_there_fails_connect_and_lists_every_check() {
     let relay = server::spawn(ServerConfig::default()).await.unwrap();
-    let nobody = nip46::nostr::prelude::Keys::generate().public_key().to_hex();
+    let nobody = nip46::nostr::prelude::Keys::generate()
+        .public_key()
+        .to_hex();
     let uri = format!(
         "bunker://{nobody}?relay={}&secret=s",
         relay.url().replace(':', "%3A").replace('/', "%2F")
     );
     let report = suite(&[uri]).await;
     assert_eq!(report.checks.len(), conformance::CHECKS.len());
-    assert_eq!(report.result("connect.secret").unwrap().result, Verdict::Fail);
     assert_eq!(
-        report.result("session.strangers_get_nothing").unwrap().result,
+        report.result("connect.secret").unwrap().result,
+        Verdict::Fail
+    );
+    assert_eq!(
+        report
+            .result("session.strangers_get_nothing")
+            .unwrap()
+            .result,
         Verdict::Pass,
         "silence is a refusal"
     );

@@ -27,7 +27,11 @@ enum Relay {
 
 impl Relay {
     async fn embedded() -> Relay {
-        Relay::Embedded(relay::server::spawn(relay::ServerConfig::default()).await.unwrap())
+        Relay::Embedded(
+            relay::server::spawn(relay::ServerConfig::default())
+                .await
+                .unwrap(),
+        )
     }
 
     fn nostr_rs() -> Option<Relay> {
@@ -99,7 +103,12 @@ fn cli(uris: &[String]) -> (bool, serde_json::Value) {
 }
 
 async fn rampart_passes_everything(relay: Relay) {
-    let bunker = RampartProcess::start(Path::new(BIN), Some(&relay.url()), &[], &["--grant", "full"]);
+    let bunker = RampartProcess::start(
+        Path::new(BIN),
+        Some(&relay.url()),
+        &[],
+        &["--grant", "full"],
+    );
     let uris = rampart_tokens(&bunker);
     let (conforms, report) = cli(&uris);
     save("rampart", relay.name(), &report);

@@ -12,7 +12,7 @@ pub mod process;
 pub mod raw_client;
 pub mod scripted_signer;
 
-pub use process::{NostrRsRelay, RampartProcess, ci, free_port, skipped, wait_for_port};
 pub use peers::Peer;
+pub use process::{NostrRsRelay, RampartProcess, ci, free_port, skipped, wait_for_port};
 pub use raw_client::RawClient;
 pub use scripted_signer::{Faults, ScriptedSigner};

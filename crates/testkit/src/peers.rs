@@ -53,7 +53,9 @@ pub fn workspace_binary(name: &str) -> Option<PathBuf> {
         "{} is not built; `cargo test --workspace` builds it",
         path.display()
     );
-    skipped(&format!("{name} is not built (cargo build -p rampart-{name})"));
+    skipped(&format!(
+        "{name} is not built (cargo build -p rampart-{name})"
+    ));
     None
 }
 

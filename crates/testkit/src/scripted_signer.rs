@@ -16,7 +16,9 @@ use nip46::nostr::prelude::{
     Event, EventId, Filter, Keys, Kind, PublicKey, RelayUrl, Signature, Tags, Timestamp,
     UnsignedEvent,
 };
-use nip46::{BunkerUri, Command, ConnectSecret, Conversation, ErrorCode, Request, Response, Scheme};
+use nip46::{
+    BunkerUri, Command, ConnectSecret, Conversation, ErrorCode, Request, Response, Scheme,
+};
 use relay::{PoolConfig, PoolEvent, RelayPool};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -50,7 +52,9 @@ impl ScriptedSigner {
     pub async fn start(relay: &str, tokens: usize, faults: Faults) -> Self {
         let signer = Keys::generate();
         let user = Keys::generate();
-        let secrets: Vec<String> = (0..tokens).map(|i| format!("scripted-secret-{i}")).collect();
+        let secrets: Vec<String> = (0..tokens)
+            .map(|i| format!("scripted-secret-{i}"))
+            .collect();
         let relay_url = RelayUrl::parse(relay).expect("relay url");
         let uris = secrets
             .iter()

@@ -39,8 +39,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut progress = |c: &CheckResult| {
         eprintln!("{:<32} {:<7} {}", c.id, c.level.as_str(), c.result.as_str());
     };
-    let report = crate::runtime::multi_threaded()?
-        .block_on(conformance::run(config, &mut progress))?;
+    let report =
+        crate::runtime::multi_threaded()?.block_on(conformance::run(config, &mut progress))?;
     if args.json {
         println!("{}", report.to_json());
     } else {
