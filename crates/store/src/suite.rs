@@ -1173,22 +1173,23 @@ pub fn external_version_is_stable_alone(store: &mut dyn Store) {
 
 /// The served relays start unrecorded; each record replaces the last, order kept.
 pub fn served_relays_are_replaced(store: &mut dyn Store) {
-    assert_eq!(store.served_relays().unwrap(), None);
-    let relay = |u: &str| RelayUrl::parse(u).unwrap();
+    assert_eq!(ok(store.served_relays(), "served relays"), None);
     let first = ServedRelays {
         relays: vec![relay("wss://b.example"), relay("wss://a.example")],
         recorded_at: Timestamp::from_secs(1_700_000_000),
     };
-    store
-        .apply(&[Change::RecordServedRelays(first.clone())])
-        .unwrap();
-    assert_eq!(store.served_relays().unwrap(), Some(first));
+    ok(
+        store.apply(&[Change::RecordServedRelays(first.clone())]),
+        "recording relays",
+    );
+    assert_eq!(ok(store.served_relays(), "served relays"), Some(first));
     let second = ServedRelays {
         relays: vec![relay("ws://127.0.0.1:9999")],
         recorded_at: Timestamp::from_secs(1_700_000_100),
     };
-    store
-        .apply(&[Change::RecordServedRelays(second.clone())])
-        .unwrap();
-    assert_eq!(store.served_relays().unwrap(), Some(second));
+    ok(
+        store.apply(&[Change::RecordServedRelays(second.clone())]),
+        "recording relays again",
+    );
+    assert_eq!(ok(store.served_relays(), "served relays"), Some(second));
 }
