@@ -1430,3 +1430,69 @@ fn oversized_requests_are_answered_with_the_limit_for_sessions_only() {
         Some(Dropped::Envelope(EnvelopeError::TooLarge { .. }))
     ));
 }
+
+/// An answer that would be over the limit clients take (JSON escaping can
+/// grow a result sixfold) is replaced by an error naming the limit, never
+/// sent for the client to drop unread.
+#[test]
+fn an_answer_over_the_limit_becomes_an_error_saying_so() {
+    let limits = nip46::Limits::new(20_000);
+    let mut h = harness_with(EngineConfig { limits, ..config() });
+    let mut c = h.connected("full");
+    let third = Keys::generate();
+    // Control characters are escaped as \u00XX: 12 KB become 72 KB of JSON.
+    let plaintext = "\u{1}".repeat(12_000);
+    let ciphertext = nip46::nostr::nips::nip44::encrypt(
+        third.secret_key(),
+        &h.user,
+        &plaintext,
+        nip46::nostr::nips::nip44::Version::V2,
+    )
+    .unwrap();
+    let peer = third.public_key().to_hex();
+    let out = h.send(&c.request("d", "nip44_decrypt", serde_json::json!([peer, ciphertext])));
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(error_code(&resp), Some(ErrorCode::InvalidParams));
+    let Outcome::Error(e) = &resp.outcome else {
+        panic!()
+    };
+    assert!(e.message.contains("exceeds this signer's limit"), "{e:?}");
+
+    // A plain answer of the same length is sent as is.
+    let plaintext = "a".repeat(12_000);
+    let ciphertext = nip46::nostr::nips::nip44::encrypt(
+        third.secret_key(),
+        &h.user,
+        &plaintext,
+        nip46::nostr::nips::nip44::Version::V2,
+    )
+    .unwrap();
+    let out = h.send(&c.request("e", "nip44_decrypt", serde_json::json!([peer, ciphertext])));
+    assert_eq!(only_reply(&mut c, &out).outcome, Outcome::Result(plaintext));
+}
+
+/// Requests may be large: what waits for the user is bounded in bytes too.
+#[test]
+fn held_requests_are_capped_in_bytes() {
+    let mut h = harness_with(EngineConfig {
+        max_held_bytes: 200_000,
+        ..config()
+    });
+    let mut c = h.connected("read");
+    let template = |i: usize| {
+        serde_json::json!({"kind": 1, "content": format!("{i}{}", "x".repeat(60_000)), "tags": []})
+            .to_string()
+    };
+    // Each keeps about 120 KB: the first is held, the second would pass the bound.
+    let out = h.send(&c.request("a", "sign_event", serde_json::json!([template(1)])));
+    assert!(out.publish.is_empty(), "held, not answered");
+    let out = h.send(&c.request("b", "sign_event", serde_json::json!([template(2)])));
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(error_code(&resp), Some(ErrorCode::RateLimited));
+    assert_eq!(h.engine.pending().len(), 1);
+    // A small one still fits.
+    let small = serde_json::json!({"kind": 1, "content": "hi", "tags": []}).to_string();
+    let out = h.send(&c.request("c", "sign_event", serde_json::json!([small])));
+    assert!(out.publish.is_empty());
+    assert_eq!(h.engine.pending().len(), 2);
+}

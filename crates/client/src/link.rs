@@ -65,7 +65,8 @@ struct State {
 /// A published request event.
 struct Sent {
     request_id: String,
-    refusals: usize,
+    /// The relays that refused it.
+    refused_by: HashSet<RelayUrl>,
 }
 
 impl State {
@@ -81,7 +82,7 @@ impl State {
             event.id,
             Sent {
                 request_id: request_id.to_owned(),
-                refusals: 0,
+                refused_by: HashSet::new(),
             },
         );
     }
@@ -446,6 +447,12 @@ impl Link {
     /// A relay refused a request event: when every relay has, nothing will
     /// reach the signer, so the request fails now, saying why.
     fn on_rejected(&self, relay: &RelayUrl, event_id: &EventId, message: String) {
+        // A copy the relay already has (a re-send after a reconnect) was
+        // delivered the first time.
+        if message.starts_with("duplicate") {
+            debug!(%relay, %event_id, "relay already had a request");
+            return;
+        }
         warn!(%relay, %event_id, %message, "relay refused a request");
         let failed = {
             let mut guard = self.state();
@@ -454,8 +461,8 @@ impl Link {
             let Some(sent) = st.sent.get_mut(event_id) else {
                 return;
             };
-            sent.refusals += 1;
-            if sent.refusals < relays {
+            sent.refused_by.insert(relay.clone());
+            if sent.refused_by.len() < relays {
                 return;
             }
             let request_id = sent.request_id.clone();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nip46::envelope::{self, Entropy};
 use nip46::limits::Limits;
-use nip46::nostr::prelude::{Event, Filter, Keys, Kind, PublicKey, RelayUrl, Timestamp};
+use nip46::nostr::prelude::{Event, EventId, Filter, Keys, Kind, PublicKey, RelayUrl, Timestamp};
 use nip46::{Conversation, Outcome, Response, Scheme};
 use relay::{PoolConfig, PoolEvent, RelayPool};
 use tokio::sync::mpsc;
@@ -96,6 +96,8 @@ pub struct Probe {
     pub received: Vec<Received>,
     /// Received but not yet claimed by a wait.
     unclaimed: VecDeque<usize>,
+    /// Events of ours a relay refused (`OK false`), with its reason.
+    pub refused: Vec<(EventId, String)>,
     counter: u64,
 }
 
@@ -161,6 +163,7 @@ impl Probe {
             events,
             received: Vec::new(),
             unclaimed: VecDeque::new(),
+            refused: Vec::new(),
             counter: 0,
         })
     }
@@ -246,8 +249,15 @@ impl Probe {
     }
 
     fn take(&mut self, event: PoolEvent) {
-        let PoolEvent::Event { event, .. } = event else {
-            return;
+        let event = match event {
+            PoolEvent::Event { event, .. } => event,
+            PoolEvent::Rejected {
+                event_id, message, ..
+            } => {
+                self.refused.push((event_id, message));
+                return;
+            }
+            _ => return,
         };
         let me = self.keys.public_key();
         let tags_us = event.tags.public_keys().any(|pk| pk == me);

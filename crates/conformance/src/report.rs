@@ -136,10 +136,21 @@ impl Report {
             ));
         }
         out.push('\n');
-        out.push_str(if self.conforms() {
-            "every MUST passed\n"
+        let musts = |v| {
+            self.checks
+                .iter()
+                .filter(|c| c.level == Level::Must && c.result == v)
+                .count()
+        };
+        let (failed, not_run) = (musts(Verdict::Fail), musts(Verdict::Skip));
+        out.push_str(&if failed > 0 {
+            format!("{failed} MUST failed: the signer does not conform\n")
+        } else if not_run > 0 {
+            format!(
+                "no MUST failed, but {not_run} could not run (see why above): conformance not shown\n"
+            )
         } else {
-            "a MUST failed: the signer does not conform\n"
+            "every MUST passed\n".to_owned()
         });
         out
     }

@@ -125,10 +125,18 @@ pub fn login_needed(req: &Request) -> Response {
         }
         return response;
     }
+    // Back to the same page after login, query included (the pairing
+    // page's `uri=` is the link to accept), minus the reload marker.
+    let kept = query
+        .strip_suffix("&retry=1")
+        .or_else(|| query.strip_suffix("retry=1"))
+        .unwrap_or(query);
     let next = if path.starts_with("/api/") {
         "/".to_owned()
-    } else {
+    } else if kept.is_empty() {
         path.to_owned()
+    } else {
+        format!("{path}?{kept}")
     };
     let what = if path.starts_with("/approve/") {
         "An app asked you to approve a request here. Only you can: log in to the Rampart \

@@ -154,6 +154,8 @@ pub async fn pair_page(
 /// decoded once if it is encoded.
 pub fn nostrconnect_param(query: &str) -> Option<String> {
     let raw = query.strip_prefix("uri=")?;
+    // The marker the login page's reload appends (see `login::login_needed`).
+    let raw = raw.strip_suffix("&retry=1").unwrap_or(raw);
     let decoded = if raw
         .get(..15)
         .is_some_and(|p| p.eq_ignore_ascii_case("nostrconnect%3A"))

@@ -839,3 +839,22 @@ async fn nostr_json_is_public_cross_origin_and_names_the_announcer() {
     let r = s.client.get(s.url("/login")).send().await.unwrap();
     assert_eq!(r.headers()["cross-origin-resource-policy"], "same-origin");
 }
+
+/// A user sent to `/pair?uri=…` (the announcement's `nostrconnect_url`)
+/// before logging in comes back to the same link after logging in.
+#[tokio::test]
+async fn the_pairing_link_survives_the_login() {
+    let s = start().await;
+    let link = "nostrconnect://abc?relay=wss%3A%2F%2Fr.example&secret=s1";
+    let r = s
+        .client
+        .get(s.url(&format!("/pair?uri={link}&retry=1")))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let page = r.text().await.unwrap();
+    let next = format!("name=\"next\" value=\"/pair?uri={}\"", link.replace('&', "&amp;"));
+    assert!(page.contains(&next), "{page}");
+}

@@ -18,6 +18,12 @@ use crate::secret::ConnectSecret;
 
 /// Upper bound on a request id: ids are echoed back and stored for replay checks.
 pub const MAX_ID_LEN: usize = 128;
+/// Longest `connect` secret taken (secrets are short random strings).
+pub const MAX_CONNECT_SECRET_LEN: usize = 512;
+/// Longest `connect` requested-permissions list taken.
+pub const MAX_CONNECT_PERMS_LEN: usize = 8 * 1024;
+/// Longest `connect` client metadata taken (JSON).
+pub const MAX_CONNECT_METADATA_LEN: usize = 16 * 1024;
 /// Longest client metadata field kept (`name`, `url`, `image`), in bytes.
 pub const MAX_METADATA_FIELD_LEN: usize = 2048;
 
@@ -565,16 +571,22 @@ impl ConnectParams {
             }
             Some(s) => Some(parse_hex_pubkey(s)?),
         };
-        let secret = params
-            .next()
+        // Each field bounded on its own: a `connect` comes from a client
+        // without a session yet, and may wait for a reload (secret kept).
+        let bounded = |p: Option<String>, max: usize, what: &str| match p {
+            Some(p) if p.len() > max => Err(ParamsError::new(format!(
+                "connect: {what} of {} bytes exceeds {max}",
+                p.len()
+            ))),
+            p => Ok(p),
+        };
+        let secret = bounded(params.next(), MAX_CONNECT_SECRET_LEN, "the secret")?
             .filter(|s| !s.is_empty())
             .map(ConnectSecret::new);
-        let requested_perms = params
-            .next()
+        let requested_perms = bounded(params.next(), MAX_CONNECT_PERMS_LEN, "requested perms")?
             .map(|p| PermissionSet::parse_lenient(&p).0)
             .unwrap_or_default();
-        let metadata = params
-            .next()
+        let metadata = bounded(params.next(), MAX_CONNECT_METADATA_LEN, "client metadata")?
             .and_then(|m| ClientMetadata::parse_lenient(&m));
         Ok(ConnectParams {
             target,
@@ -745,6 +757,19 @@ mod tests {
         // A 300 KB request is within the default.
         let big = "a".repeat(300_000);
         let json = format!(r#"{{"id":"1","method":"nip44_encrypt","params":["{PK}","{big}"]}}"#);
+        assert!(Request::parse(&json).is_ok());
+    }
+
+    #[test]
+    fn connect_fields_are_bounded() {
+        let long = "s".repeat(MAX_CONNECT_SECRET_LEN + 1);
+        let json = format!(r#"{{"id":"1","method":"connect","params":["","{long}"]}}"#);
+        assert!(matches!(
+            Request::parse(&json),
+            Err(RequestError::InvalidParams { .. })
+        ));
+        let ok = "s".repeat(MAX_CONNECT_SECRET_LEN);
+        let json = format!(r#"{{"id":"1","method":"connect","params":["","{ok}"]}}"#);
         assert!(Request::parse(&json).is_ok());
     }
 

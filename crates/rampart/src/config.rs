@@ -327,7 +327,21 @@ impl Config {
             bail!("start_links_minutes must be 1 to {week}");
         }
         self.discovery.public_url()?;
-        let (min, max) = (nip46::limits::MIN_MAX_MESSAGE, 64 * 1024 * 1024);
+        for name in &self.discovery.names {
+            let local_part = !name.is_empty()
+                && name != "_"
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+            if !local_part {
+                bail!(
+                    "[discovery] names: `{name}` is not a NIP-05 name (a-z, 0-9, '.', '_', '-'; `_` is the announcer's)"
+                );
+            }
+        }
+        // 8 MiB: relay frames of ~23 MiB each (an answer is NIP-44 of the
+        // encryption of the request), the most a connection should buffer.
+        let (min, max) = (nip46::limits::MIN_MAX_MESSAGE, 8 * 1024 * 1024);
         if !(min..=max).contains(&self.max_message_bytes) {
             bail!("max_message_bytes must be {min} to {max}");
         }

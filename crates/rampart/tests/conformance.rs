@@ -117,6 +117,13 @@ async fn rampart_passes_everything(relay: Relay) {
         .unwrap()
         .iter()
         .filter(|c| c["result"] != "pass")
+        // A relay that refuses the copy as a duplicate keeps the replay
+        // from the signer (the engine's own replay set is unit-tested).
+        .filter(|c| {
+            !(c["id"] == "replay.once"
+                && c["result"] == "skip"
+                && c["detail"].as_str().unwrap().contains("as a duplicate"))
+        })
         .map(|c| c.to_string())
         .collect();
     assert!(not_passed.is_empty(), "{not_passed:#?}");

@@ -178,7 +178,7 @@ async fn announcing_can_be_turned_off() {
     assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
     let signer = bunker.uri().parse::<BunkerUri>().unwrap().signer;
     // Give a (wrongly) queued announcement time to land before looking.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         announcements(&bunker.relay_url, signer, false)
             .await

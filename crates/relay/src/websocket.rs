@@ -1,8 +1,9 @@
 //! The websocket settings both ends of the wire use (pool and embedded relay).
 //!
-//! Frames up to four times the configured message size are accepted by the
-//! websocket layer, so that an oversized message can be dropped with a
-//! notice instead of losing the connection.
+//! Frames up to a quarter over the configured message size (and at least
+//! 64 KiB over) are accepted by the websocket layer, so that an oversized
+//! message can be refused with a reason instead of losing the connection;
+//! the slack stays small because every connection may buffer one frame.
 //!
 //! The read buffer is small on purpose: tungstenite zero-fills the free part
 //! of its read buffer (up to `read_buffer_size`) before every `read` call,
@@ -19,7 +20,8 @@ const READ_BUFFER_SIZE: usize = 8 * 1024;
 /// The configuration for a connection whose messages may be up to
 /// `max_message_size` bytes (see the module comment for the slack).
 pub(crate) fn config(max_message_size: usize) -> WebSocketConfig {
-    let hard_limit = max_message_size.saturating_mul(4);
+    let slack = (max_message_size / 4).max(64 * 1024);
+    let hard_limit = max_message_size.saturating_add(slack);
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(hard_limit))

@@ -38,6 +38,12 @@ pub struct Faults {
     pub echoes_secret: bool,
     /// NIP-04 requests are answered in NIP-44.
     pub answers_nip04_in_nip44: bool,
+    /// Clients that never connected are served.
+    pub serves_strangers: bool,
+    /// `logout` is acknowledged but the session stays.
+    pub keeps_session_after_logout: bool,
+    /// A `connect` whose first param is empty is refused.
+    pub refuses_empty_first_param: bool,
 }
 
 /// A running scripted signer.
@@ -197,6 +203,13 @@ impl State {
         let user = &self.user;
         Some(match request.command {
             Command::Connect(params) => {
+                if self.faults.refuses_empty_first_param && params.target.is_none() {
+                    return Some(Response::error(
+                        id,
+                        ErrorCode::InvalidParams,
+                        "the first param must be the signer pubkey",
+                    ));
+                }
                 let Some(secret) = params.secret.map(|s| s.expose().to_owned()) else {
                     return refuse(id);
                 };
@@ -214,7 +227,9 @@ impl State {
                 };
                 Response::ok(id, result)
             }
-            _ if !self.sessions.contains(&client) => return refuse(id),
+            _ if !self.sessions.contains(&client) && !self.faults.serves_strangers => {
+                return refuse(id);
+            }
             Command::GetPublicKey => Response::ok(id, user.public_key().to_hex()),
             Command::Ping => Response::ok(id, "pong"),
             Command::SignEvent(template) => {
@@ -264,7 +279,9 @@ impl State {
                 Response::ok(id, serde_json::json!([self.relay.as_str()]).to_string())
             }
             Command::Logout => {
-                self.sessions.remove(&client);
+                if !self.faults.keeps_session_after_logout {
+                    self.sessions.remove(&client);
+                }
                 Response::ok(id, "ack")
             }
             Command::Unknown { method } => {

@@ -21,6 +21,34 @@ pub(super) struct Held {
     pub(super) ctx: Ctx,
 }
 
+/// About how many bytes a held request keeps in memory: its payload twice
+/// (the request, and the approval's copy of the event or text).
+fn payload_bytes(command: &Command) -> usize {
+    let payload = match command {
+        Command::SignEvent(t) => {
+            t.content.len()
+                + t.tags
+                    .iter()
+                    .map(|tag| tag.as_slice().iter().map(String::len).sum::<usize>())
+                    .sum::<usize>()
+        }
+        Command::Nip04Encrypt {
+            plaintext: text, ..
+        }
+        | Command::Nip44Encrypt {
+            plaintext: text, ..
+        }
+        | Command::Nip04Decrypt {
+            ciphertext: text, ..
+        }
+        | Command::Nip44Decrypt {
+            ciphertext: text, ..
+        } => text.len(),
+        _ => 0,
+    };
+    payload.saturating_mul(2).saturating_add(1024)
+}
+
 /// What a held request asks, for a person to read: bounded in size, and
 /// saying what it leaves out (the complete event is kept beside it).
 fn summarize(command: &Command) -> RequestSummary {
@@ -117,8 +145,15 @@ impl Engine {
             .values()
             .filter(|h| h.ctx.key_id == ctx.key_id && h.ctx.client == ctx.client)
             .count();
+        let held_bytes: usize = self
+            .held
+            .values()
+            .map(|h| payload_bytes(&h.request.command))
+            .sum();
         if for_session >= self.config.max_held_per_session
             || self.held.len() >= self.config.max_held_total
+            || held_bytes.saturating_add(payload_bytes(&request.command))
+                > self.config.max_held_bytes
         {
             return self.refuse(now, ctx, Call::of(&request), Refusal::TooManyWaiting, rng);
         }

@@ -95,11 +95,18 @@ pub struct EngineConfig {
     pub max_held_per_session: usize,
     /// Requests of all sessions waiting for the user, at most.
     pub max_held_total: usize,
+    /// Bytes of requests waiting for the user, at most (requests may be up to
+    /// `limits.max_message` each): more are refused `rate_limited`.
+    pub max_held_bytes: usize,
     /// What clients without a session may cost (answers, audit rows, memory).
     pub strangers: StrangerLimits,
     /// How large a request may be (see [`nip46::limits`]).
     pub limits: Limits,
 }
+
+/// The largest content opened for a client without a session: a `connect`
+/// with every field at its bound fits (`nip46`'s `MAX_CONNECT_*`).
+pub const STRANGER_MAX_CONTENT: usize = 64 * 1024;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -118,6 +125,7 @@ impl Default for EngineConfig {
             max_deferred_connects: 64,
             max_held_per_session: 16,
             max_held_total: 256,
+            max_held_bytes: 64 * 1024 * 1024,
             strangers: StrangerLimits::default(),
             limits: Limits::default(),
         }
@@ -487,10 +495,13 @@ impl Engine {
             return Output::dropped(Dropped::NotForUs);
         };
         let stranger = !self.has_session(key_id, &event.pubkey, now);
-        if stranger && event.content.len() > max_content {
+        // A stranger can only `connect` (or be refused): a small bound keeps
+        // what it costs to hash, verify and decrypt small too.
+        let stranger_limit = STRANGER_MAX_CONTENT.min(max_content);
+        if stranger && event.content.len() > stranger_limit {
             return Output::dropped(Dropped::Envelope(EnvelopeError::TooLarge {
                 size: event.content.len(),
-                limit: max_content,
+                limit: stranger_limit,
             }));
         }
         if stranger && self.strangers.silenced(&event.pubkey, now) {
@@ -885,6 +896,8 @@ impl Engine {
         rng: &mut dyn Randomness,
         out: &mut Output,
     ) {
+        let too_large = self.oversized_answer(response);
+        let response = too_large.as_ref().unwrap_or(response);
         match self.seal(now, ctx.signer, ctx.client, ctx.scheme, response, rng) {
             Ok(event) => {
                 let extra_relays = self
@@ -899,6 +912,28 @@ impl Engine {
             }
             Err(e) => tracing::warn!(error = %e, "could not seal a response"),
         }
+    }
+
+    /// An answer over the limit clients take ([`Limits::max_response`]) would
+    /// be dropped by them unread: it is replaced by an error saying so. JSON
+    /// escaping grows a result at most sixfold, so only results that could
+    /// be over are serialized to be measured (never on the usual path).
+    fn oversized_answer(&self, response: &Response) -> Option<Response> {
+        let Outcome::Result(result) = &response.outcome else {
+            return None;
+        };
+        let limit = self.config.limits.max_response();
+        if result.len().saturating_mul(6).saturating_add(1024) <= limit {
+            return None;
+        }
+        let size = response.to_json().len();
+        (size > limit).then(|| {
+            Response::error(
+                response.id.clone(),
+                ErrorCode::InvalidParams,
+                format!("the answer of {size} bytes exceeds this signer's limit of {limit} bytes; ask for less"),
+            )
+        })
     }
 
     /// Refuse a stranger (no session on this key; or a `connect` whose

@@ -31,7 +31,10 @@ pub struct Args {
 
 /// Run the suite; the process exits 1 when a MUST fails.
 pub fn run(args: Args) -> Result<()> {
-    let uris = read_uris(&args.uris)?;
+    let uris = match read_uris(&args.uris) {
+        Ok(uris) => uris,
+        Err(e) => usage(&e),
+    };
     let config = SuiteConfig {
         uris,
         timeout: args.timeout,
@@ -40,7 +43,10 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("{:<32} {:<7} {}", c.id, c.level.as_str(), c.result.as_str());
     };
     let report =
-        crate::runtime::multi_threaded()?.block_on(conformance::run(config, &mut progress))?;
+        match crate::runtime::multi_threaded()?.block_on(conformance::run(config, &mut progress)) {
+            Ok(report) => report,
+            Err(e) => usage(&e.into()),
+        };
     if args.json {
         println!("{}", report.to_json());
     } else {
@@ -50,6 +56,12 @@ pub fn run(args: Args) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Bad arguments: one line on stderr, exit status 2 (1 means a MUST failed).
+fn usage(e: &anyhow::Error) -> ! {
+    eprintln!("rampart conformance: {e:#}");
+    std::process::exit(2);
 }
 
 /// The tokens: given directly, or (`-`) one per line of stdin.

@@ -411,10 +411,12 @@ fn discovery_document(
     };
     let mut names = BTreeMap::new();
     for name in &config.discovery.names {
-        let key = keys
-            .iter()
-            .find(|k| &k.name == name)
-            .with_context(|| format!("[discovery] names lists `{name}`, which is not a key"))?;
+        // A key removed since the config was written is not a reason to
+        // refuse to start.
+        let Some(key) = keys.iter().find(|k| &k.name == name) else {
+            tracing::warn!(%name, "[discovery] names lists a key that does not exist; not published");
+            continue;
+        };
         names.insert(name.to_ascii_lowercase(), key.signer_pubkey);
     }
     Ok(Some(Nip05Document {

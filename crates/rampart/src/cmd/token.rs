@@ -87,6 +87,12 @@ pub fn advertised_relays(config: &Config, store: &dyn Store) -> Result<Vec<Relay
     if let Some(served) = store.served_relays()?
         && !served.relays.is_empty()
     {
+        let configured = config.relay_urls()?;
+        if !configured.is_empty() && configured != served.relays {
+            eprintln!(
+                "note: the token names the relays the bunker served on at its last start, not the configured ones (restart `rampart run` to use those, or pass --relay)"
+            );
+        }
         return Ok(served.relays);
     }
     configured_relays(config)

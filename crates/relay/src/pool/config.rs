@@ -31,7 +31,7 @@ pub struct PoolConfig {
     /// long is considered gone and the connection is re-established.
     pub ping_interval: Duration,
     /// Largest text frame accepted from a relay, in bytes. Larger frames up to
-    /// four times this size are read and dropped; anything bigger resets the
+    /// a quarter more are read and dropped; anything bigger resets the
     /// connection (which is then re-established).
     pub max_message_size: usize,
     /// Events queued per relay while it is disconnected or slow. When the

@@ -15,9 +15,10 @@ pub struct ServerConfig {
     /// Concurrent websocket connections; further TCP connections are closed
     /// at once.
     pub max_connections: usize,
-    /// Largest client message, in bytes. A larger `EVENT` (up to four times
-    /// this) is refused with `OK false "invalid: …"` naming the limit, other
-    /// messages with a `NOTICE`; anything bigger closes the connection. The
+    /// Largest client message, in bytes. A larger `EVENT` (up to a quarter
+    /// more, at least 64 KiB more) is refused with `OK false "invalid: …"`
+    /// naming the limit, other messages with a `NOTICE`; anything bigger
+    /// closes the connection. The
     /// default (3 MiB) carries any NIP-46 message under `nip46`'s default
     /// limits (1 MiB requests, their answers up to ≈ 2 MiB of content).
     pub max_message_size: usize,

@@ -261,6 +261,13 @@ impl Client {
         };
         let max = self.relay.config.max_message_size;
         if text.len() > max {
+            // Counted like any frame: reading the id of a large frame is
+            // work a flood must not get for free.
+            if !self.take_allowance() {
+                return self
+                    .notice(ws, "rate-limited: too many messages, slow down".to_owned())
+                    .await;
+            }
             return self.on_oversized(ws, &text, max).await;
         }
         let message = ClientMessage::from_json(text.as_bytes());
@@ -313,11 +320,11 @@ impl Client {
     /// of the event is skipped, not parsed into values.
     async fn on_oversized(&self, ws: &mut Ws, text: &str, max: usize) -> Result<(), Closed> {
         #[derive(serde::Deserialize)]
-        struct EventId {
+        struct IdOnly {
             id: String,
         }
         #[derive(serde::Deserialize)]
-        struct EventFrame<'a>(#[serde(borrow)] &'a str, EventId);
+        struct EventFrame<'a>(#[serde(borrow)] &'a str, IdOnly);
 
         debug!(peer = %self.peer, len = text.len(), "oversized message");
         let reason = format!(
