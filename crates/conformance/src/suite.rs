@@ -587,7 +587,7 @@ impl Run<'_> {
         } else if again.is_empty() {
             self.pass(
                 "replay.once",
-                format!("event {} re-sent; answered once", short(&sent.event)),
+                format!("event {} re-sent; answered once (a relay that already has an event may not forward the copy: then the relay kept it from the signer)", short(&sent.event)),
             );
         } else {
             self.fail(

@@ -855,6 +855,9 @@ async fn the_pairing_link_survives_the_login() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let page = r.text().await.unwrap();
-    let next = format!("name=\"next\" value=\"/pair?uri={}\"", link.replace('&', "&amp;"));
+    let next = format!(
+        "name=\"next\" value=\"/pair?uri={}\"",
+        link.replace('&', "&amp;")
+    );
     assert!(page.contains(&next), "{page}");
 }
