@@ -21,16 +21,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp, UnsignedEvent};
-use nip46::{ClientMetadata, Method, Permission, PermissionSet};
+use nip46::{ClientMetadata, Method, PermissionSet};
 use rusqlite::types::{FromSql, Value};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use store::{
     ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, AuditedEvent, Change,
-    ConnectionToken, KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule, RuleEffect,
-    SecretHash, ServedRelays, Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
+    ConnectionToken, KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule, SecretHash,
+    ServedRelays, Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
@@ -255,35 +254,7 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A rule as stored in `sessions.rules`.
-#[derive(Serialize, Deserialize)]
-struct StoredRule {
-    permission: String,
-    effect: RuleEffect,
-    expires_at: Option<u64>,
-}
-
-fn rules_json(rules: &[Rule]) -> Result<String, StoreError> {
-    let stored: Vec<StoredRule> = rules
-        .iter()
-        .map(|r| StoredRule {
-            permission: r.permission.to_string(),
-            effect: r.effect,
-            expires_at: r.expires_at.map(|t| t.as_secs()),
-        })
-        .collect();
-    to_json(&stored, "session rules")
-}
-
-fn to_json<T: Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Database(format!("cannot encode {what} as JSON: {e}")))
-}
-
-fn relays_json(relays: &[RelayUrl]) -> Result<String, StoreError> {
-    let urls: Vec<&str> = relays.iter().map(RelayUrl::as_str).collect();
-    to_json(&urls, "relay URLs")
-}
+use store::codec::{relays_to_json as relays_json, rules_to_json as rules_json, to_json};
 
 /// Reads one row, turning every bad value into [`StoreError::Corrupt`] that
 /// names the table, the row and the column (never the value: some are
@@ -394,26 +365,13 @@ impl<'r, 's> RowReader<'r, 's> {
     }
 
     fn rules(&self, column: &str) -> Result<Vec<Rule>, StoreError> {
-        let stored: Vec<StoredRule> = self.json(column)?;
-        stored
-            .into_iter()
-            .map(|r| {
-                let permission: Permission =
-                    r.permission.parse().map_err(|e| self.corrupt(column, e))?;
-                Ok(Rule {
-                    permission,
-                    effect: r.effect,
-                    expires_at: r.expires_at.map(Timestamp::from_secs),
-                })
-            })
-            .collect()
+        let text: String = self.get(column)?;
+        store::codec::rules_from_json(&text).map_err(|e| self.corrupt(column, e))
     }
 
     fn relays(&self, column: &str) -> Result<Vec<RelayUrl>, StoreError> {
-        let urls: Vec<String> = self.json(column)?;
-        urls.iter()
-            .map(|u| RelayUrl::parse(u).map_err(|e| self.corrupt(column, e)))
-            .collect()
+        let text: String = self.get(column)?;
+        store::codec::relays_from_json(&text).map_err(|e| self.corrupt(column, e))
     }
 }
 
@@ -478,9 +436,7 @@ fn read_token(row: &Row<'_>) -> Result<ConnectionToken, StoreError> {
 
 fn read_origin(r: &RowReader<'_, '_>) -> Result<SessionOrigin, StoreError> {
     let origin: String = r.get("origin")?;
-    [SessionOrigin::Bunker, SessionOrigin::NostrConnect]
-        .into_iter()
-        .find(|o| o.as_str() == origin)
+    store::codec::origin_from_str(&origin)
         .ok_or_else(|| r.corrupt("origin", "neither bunker nor nostrconnect"))
 }
 

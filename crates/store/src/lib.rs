@@ -11,6 +11,7 @@ pub mod approval;
 pub mod audit;
 pub mod backend;
 pub mod change;
+pub mod codec;
 pub mod error;
 pub mod key;
 pub mod relays;
