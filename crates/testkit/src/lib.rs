@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod peers;
+pub mod postgres;
 pub mod process;
 pub mod raw_client;
 pub mod scripted_signer;

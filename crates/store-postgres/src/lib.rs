@@ -1,0 +1,943 @@
+//! The PostgreSQL backend of the [`Store`] trait: one database shared by any
+//! number of Rampart processes (replicas, the CLI, dashboards), held to the
+//! same shared suite as the SQLite backend.
+//!
+//! Driver: `postgres` (rust-postgres, the synchronous face of
+//! `tokio-postgres`): well kept, no ORM, and synchronous like the trait,
+//! which is used from one thread at a time (the bunker's writer thread,
+//! a CLI command). It must not be called from inside an async task: the
+//! client runs its own small runtime.
+//!
+//! The schema is built by numbered migrations (`migrations/NNNN_*.sql`),
+//! applied in order inside one transaction under an advisory lock, so
+//! replicas starting together migrate once; `rampart_schema` records how
+//! many ran, and a database from a newer Rampart is refused.
+//!
+//! Other processes' writes are noticed through `store_version`, a counter
+//! every write transaction moves on (the role SQLite's `data_version` plays).
+
+use std::cell::RefCell;
+use std::fmt::Display;
+use std::str::FromStr;
+
+use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp, UnsignedEvent};
+use nip46::{ClientMetadata, Method, PermissionSet};
+use postgres::error::SqlState;
+use postgres::types::{FromSql, ToSql};
+use postgres::{Client, GenericClient, NoTls, Row};
+use serde::de::DeserializeOwned;
+
+use store::codec::{relays_to_json, rules_to_json, to_json};
+use store::{
+    ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, AuditedEvent, Change,
+    ConnectionToken, KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule, SecretHash,
+    ServedRelays, Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
+};
+
+/// The migrations, in order. Never edit a released one: add a new file.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// The newest schema version this binary knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The advisory lock migrations hold (any fixed number of our own).
+const MIGRATION_LOCK: i64 = 0x0072_616d_7061_7274; // "rampart"
+
+/// A [`Store`] in one PostgreSQL database.
+pub struct PostgresStore {
+    client: RefCell<Client>,
+    /// What the last listing skipped (see [`PostgresStore::skipped_rows`]).
+    skipped: RefCell<Vec<String>>,
+    /// `store_version` as this store last saw it.
+    seen: i64,
+    /// What [`Store::external_version`] reports.
+    external: u64,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://…`) and bring the schema up to date.
+    /// Fails with [`StoreError::SchemaTooNew`] for a database a newer
+    /// Rampart wrote. The error never includes the URL (it may hold a
+    /// password).
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut client = Client::connect(url, NoTls).map_err(|e| {
+            db_error(
+                "connecting to PostgreSQL (check the server runs and the URL's host, port, user and database)",
+                e,
+            )
+        })?;
+        migrate(&mut client)?;
+        let seen = current_version(&mut client)?;
+        Ok(PostgresStore {
+            client: RefCell::new(client),
+            skipped: RefCell::new(Vec::new()),
+            seen,
+            external: 0,
+        })
+    }
+
+    /// The rows the last listing skipped because they could not be read
+    /// back, each described (table, row, column, problem; never a secret).
+    pub fn skipped_rows(&self) -> Vec<String> {
+        self.skipped.borrow().clone()
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_one("SELECT version FROM rampart_schema", &[])
+            .ctx("reading the schema version")?;
+        row.try_get(0).ctx("reading the schema version")
+    }
+
+    /// Rows of `sql`, each read with `read`; unreadable rows are skipped and
+    /// noted (as the SQLite backend does).
+    fn collect<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+        read: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.skipped.borrow_mut().clear();
+        let rows = self.client.borrow_mut().query(sql, params).ctx(what)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match read(row) {
+                Ok(value) => out.push(value),
+                Err(StoreError::Corrupt(message)) => {
+                    tracing::warn!(%message, "{what}: skipped a row that cannot be read");
+                    self.skipped.borrow_mut().push(message);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Run `work` in one transaction that also moves `store_version` on.
+    fn write<T>(
+        &mut self,
+        what: &str,
+        work: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let client = self.client.get_mut();
+        let mut tx = client.transaction().ctx(what)?;
+        let value = work(&mut tx)?;
+        let row = tx
+            .query_one(
+                "UPDATE store_version SET version = version + 1 WHERE id = 1 RETURNING version",
+                &[],
+            )
+            .ctx("moving the store version on")?;
+        let version: i64 = row.try_get(0).ctx("moving the store version on")?;
+        tx.commit().ctx(what)?;
+        // Our own write alone moves it by one; more means others wrote too,
+        // which the next `external_version` must report.
+        if version == self.seen + 1 {
+            self.seen = version;
+        }
+        Ok(value)
+    }
+}
+
+fn current_version(client: &mut Client) -> Result<i64, StoreError> {
+    let row = client
+        .query_one("SELECT version FROM store_version WHERE id = 1", &[])
+        .ctx("reading the store version")?;
+    row.try_get(0).ctx("reading the store version")
+}
+
+/// Apply the migrations the database has not seen yet, in one transaction,
+/// under an advisory lock (replicas starting together migrate once).
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let known = SCHEMA_VERSION;
+    let mut tx = client.transaction().ctx("starting the schema migration")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .ctx("taking the migration lock")?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS rampart_schema (version BIGINT NOT NULL)")
+        .ctx("creating the schema table")?;
+    let found: i64 = match tx
+        .query_opt("SELECT version FROM rampart_schema", &[])
+        .ctx("reading the schema version")?
+    {
+        Some(row) => row.try_get(0).ctx("reading the schema version")?,
+        None => {
+            tx.execute("INSERT INTO rampart_schema (version) VALUES (0)", &[])
+                .ctx("recording the schema version")?;
+            0
+        }
+    };
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    let Ok(done) = usize::try_from(found) else {
+        return Err(StoreError::Corrupt(format!(
+            "the schema version is {found}; restore the database from a backup"
+        )));
+    };
+    for (version, sql) in (1_i64..).zip(MIGRATIONS).skip(done) {
+        tx.batch_execute(sql)
+            .map_err(|e| db_error(&format!("applying schema migration {version}"), e))?;
+        tx.execute("UPDATE rampart_schema SET version = $1", &[&version])
+            .ctx("recording the schema version")?;
+        tracing::info!(version, "applied database migration");
+    }
+    tx.commit().ctx("committing the schema migration")
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// A PostgreSQL error, with what we were doing.
+fn db_error(what: &str, e: postgres::Error) -> StoreError {
+    // `Display` of a server error is its message; a connection error says
+    // which part failed. Neither carries the connection string.
+    let detail = match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    };
+    StoreError::Database(format!("{what}: {detail}"))
+}
+
+trait Context<T> {
+    fn ctx(self, what: &str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, postgres::Error> {
+    fn ctx(self, what: &str) -> Result<T, StoreError> {
+        self.map_err(|e| db_error(what, e))
+    }
+}
+
+fn state(e: &postgres::Error) -> Option<&SqlState> {
+    e.code()
+}
+
+fn is_unique_violation(e: &postgres::Error) -> bool {
+    state(e) == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+fn is_foreign_key_violation(e: &postgres::Error) -> bool {
+    state(e) == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+}
+
+// ---------------------------------------------------------------------------
+// Values in and out
+
+/// Times are BIGINT seconds; past `i64::MAX` they saturate ("never").
+fn ts(t: Timestamp) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn opt_ts(t: Option<Timestamp>) -> Option<i64> {
+    t.map(ts)
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Reads one row, turning every bad value into [`StoreError::Corrupt`] that
+/// names the table, the row and the column (never the value).
+struct RowReader<'r> {
+    row: &'r Row,
+    table: &'static str,
+    key: String,
+}
+
+impl<'r> RowReader<'r> {
+    fn new(row: &'r Row, table: &'static str, key_columns: &[&str]) -> Self {
+        let key = key_columns
+            .iter()
+            .map(|c| {
+                row.try_get::<_, i64>(*c)
+                    .map(|i| i.to_string())
+                    .or_else(|_| row.try_get::<_, String>(*c))
+                    .unwrap_or_else(|_| "?".to_owned())
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        RowReader { row, table, key }
+    }
+
+    fn corrupt(&self, column: &str, problem: impl Display) -> StoreError {
+        StoreError::Corrupt(format!(
+            "{} row ({}), column {column}: {problem}; repair or remove the row",
+            self.table, self.key
+        ))
+    }
+
+    fn get<'a, T: FromSql<'a>>(&'a self, column: &str) -> Result<T, StoreError> {
+        self.row
+            .try_get(column)
+            .map_err(|e| self.corrupt(column, format_args!("unreadable ({e})")))
+    }
+
+    fn ts(&self, column: &str) -> Result<Timestamp, StoreError> {
+        let secs: i64 = self.get(column)?;
+        u64::try_from(secs)
+            .map(Timestamp::from_secs)
+            .map_err(|_| self.corrupt(column, "negative time"))
+    }
+
+    fn opt_ts(&self, column: &str) -> Result<Option<Timestamp>, StoreError> {
+        let secs: Option<i64> = self.get(column)?;
+        secs.map(|s| {
+            u64::try_from(s)
+                .map(Timestamp::from_secs)
+                .map_err(|_| self.corrupt(column, "negative time"))
+        })
+        .transpose()
+    }
+
+    fn pubkey(&self, column: &str) -> Result<PublicKey, StoreError> {
+        let hex: String = self.get(column)?;
+        PublicKey::from_hex(&hex).map_err(|_| self.corrupt(column, "not a hex public key"))
+    }
+
+    fn opt_pubkey(&self, column: &str) -> Result<Option<PublicKey>, StoreError> {
+        let hex: Option<String> = self.get(column)?;
+        hex.map(|h| {
+            PublicKey::from_hex(&h).map_err(|_| self.corrupt(column, "not a hex public key"))
+        })
+        .transpose()
+    }
+
+    fn event_id(&self, column: &str) -> Result<EventId, StoreError> {
+        let hex: String = self.get(column)?;
+        EventId::from_hex(&hex).map_err(|_| self.corrupt(column, "not a hex event id"))
+    }
+
+    fn opt_event_id(&self, column: &str) -> Result<Option<EventId>, StoreError> {
+        let hex: Option<String> = self.get(column)?;
+        hex.map(|h| EventId::from_hex(&h).map_err(|_| self.corrupt(column, "not a hex event id")))
+            .transpose()
+    }
+
+    fn parsed<T>(&self, column: &str) -> Result<T, StoreError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let text: String = self.get(column)?;
+        text.parse().map_err(|e| self.corrupt(column, e))
+    }
+
+    fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
+        let text: String = self.get(column)?;
+        serde_json::from_str(&text)
+            .map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
+    }
+
+    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>, StoreError> {
+        let text: Option<String> = self.get(column)?;
+        text.map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
+        })
+        .transpose()
+    }
+
+    fn kind(&self, column: &str) -> Result<Option<u16>, StoreError> {
+        let kind: Option<i32> = self.get(column)?;
+        kind.map(|k| u16::try_from(k).map_err(|_| self.corrupt(column, "event kind out of range")))
+            .transpose()
+    }
+
+    fn rules(&self, column: &str) -> Result<Vec<Rule>, StoreError> {
+        let text: String = self.get(column)?;
+        store::codec::rules_from_json(&text).map_err(|e| self.corrupt(column, e))
+    }
+
+    fn relays(&self, column: &str) -> Result<Vec<RelayUrl>, StoreError> {
+        let text: String = self.get(column)?;
+        store::codec::relays_from_json(&text).map_err(|e| self.corrupt(column, e))
+    }
+
+    fn origin(&self) -> Result<SessionOrigin, StoreError> {
+        let origin: String = self.get("origin")?;
+        store::codec::origin_from_str(&origin)
+            .ok_or_else(|| self.corrupt("origin", "neither bunker nor nostrconnect"))
+    }
+
+    fn unsigned(&self, column: &str) -> Result<u64, StoreError> {
+        let n: i64 = self.get(column)?;
+        u64::try_from(n).map_err(|_| self.corrupt(column, "negative"))
+    }
+}
+
+fn read_key(row: &Row) -> Result<StoredKey, StoreError> {
+    let r = RowReader::new(row, "keys", &["id"]);
+    let key = NewKey {
+        name: r.get("name")?,
+        user_pubkey: r.pubkey("user_pubkey")?,
+        signer_pubkey: r.pubkey("signer_pubkey")?,
+        user_ncryptsec: r.get("user_ncryptsec")?,
+        signer_ncryptsec: r.get("signer_ncryptsec")?,
+        created_at: r.ts("created_at")?,
+    };
+    Ok(key.stored(KeyId(r.get("id")?)))
+}
+
+fn read_token(row: &Row) -> Result<ConnectionToken, StoreError> {
+    let r = RowReader::new(row, "tokens", &["id"]);
+    let hash: Vec<u8> = r.get("secret_hash")?;
+    let hash: [u8; 32] = hash
+        .try_into()
+        .map_err(|_| r.corrupt("secret_hash", "not 32 bytes"))?;
+    Ok(ConnectionToken {
+        id: TokenId(r.get("id")?),
+        key_id: KeyId(r.get("key_id")?),
+        secret_hash: SecretHash(hash),
+        grant: r.parsed::<PermissionSet>("grant_perms")?,
+        expires_at: r.opt_ts("expires_at")?,
+        created_at: r.ts("created_at")?,
+        used_at: r.opt_ts("used_at")?,
+        used_by: r.opt_pubkey("used_by")?,
+        label: r.get("label")?,
+    })
+}
+
+fn read_session(row: &Row) -> Result<Session, StoreError> {
+    let r = RowReader::new(row, "sessions", &["key_id", "client_pubkey"]);
+    Ok(Session {
+        key_id: KeyId(r.get("key_id")?),
+        client: r.pubkey("client_pubkey")?,
+        rules: r.rules("rules")?,
+        expires_at: r.opt_ts("expires_at")?,
+        created_at: r.ts("created_at")?,
+        last_used_at: r.opt_ts("last_used_at")?,
+        request_count: r.unsigned("request_count")?,
+        metadata: r.json::<ClientMetadata>("metadata")?,
+        requested_perms: r.parsed::<PermissionSet>("requested_perms")?,
+        origin: r.origin()?,
+        relays: r.relays("relays")?,
+        revoked_at: r.opt_ts("revoked_at")?,
+        connect_reply: r.get("connect_reply")?,
+        revision: r.unsigned("revision")?,
+    })
+}
+
+fn read_approval(row: &Row) -> Result<PendingApproval, StoreError> {
+    let r = RowReader::new(row, "approvals", &["id"]);
+    Ok(PendingApproval {
+        id: ApprovalId(r.get("id")?),
+        key_id: KeyId(r.get("key_id")?),
+        client: r.pubkey("client_pubkey")?,
+        metadata: r.json::<ClientMetadata>("metadata")?,
+        request_id: r.get("request_id")?,
+        method: r.parsed::<Method>("method")?,
+        kind: r.kind("kind")?,
+        summary: r.json::<RequestSummary>("summary")?,
+        event: r.opt_json::<UnsignedEvent>("event")?,
+        created_at: r.ts("created_at")?,
+        expires_at: r.ts("expires_at")?,
+        status: r.json::<ApprovalStatus>("status")?,
+    })
+}
+
+fn read_audit(row: &Row) -> Result<AuditEntry, StoreError> {
+    let r = RowReader::new(row, "audit", &["seq"]);
+    let decision: String = r.get("decision")?;
+    let at = r.ts("at")?;
+    let events: i64 = r.get("events")?;
+    Ok(AuditEntry {
+        seq: r.get("seq")?,
+        at,
+        event_created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
+        events: u32::try_from(events).map_err(|_| r.corrupt("events", "not a count"))?,
+        key_id: KeyId(r.get("key_id")?),
+        client: r.pubkey("client_pubkey")?,
+        event_id: r.event_id("event_id")?,
+        request_id: r.get("request_id")?,
+        method: r.get("method")?,
+        kind: r.kind("kind")?,
+        decision: AuditDecision::parse(&decision)
+            .ok_or_else(|| r.corrupt("decision", "unknown decision"))?,
+        outcome: r.get("outcome")?,
+        signed_event_id: r.opt_event_id("signed_event_id")?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Writes
+
+fn apply_change(tx: &mut impl GenericClient, change: &Change) -> Result<(), StoreError> {
+    match change {
+        Change::Audit(e) => {
+            tx.execute(
+                "INSERT INTO audit (at, key_id, client_pubkey, event_id, request_id, method, \
+                 kind, decision, outcome, signed_event_id, event_created_at, events) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                &[
+                    &ts(e.at),
+                    &e.key_id.0,
+                    &e.client.to_hex(),
+                    &e.event_id.to_hex(),
+                    &e.request_id,
+                    &e.method,
+                    &e.kind.map(i32::from),
+                    &e.decision.as_str(),
+                    &e.outcome,
+                    &e.signed_event_id.map(|id| id.to_hex()),
+                    &ts(e.event_created_at),
+                    &i64::from(e.events),
+                ],
+            )
+            .ctx("writing an audit row")?;
+            Ok(())
+        }
+        Change::ConsumeToken { id, client, at } => {
+            let updated = tx
+                .execute(
+                    "UPDATE tokens SET used_at = $1, used_by = $2 WHERE id = $3 AND used_at IS NULL",
+                    &[&ts(*at), &client.to_hex(), &id.0],
+                )
+                .ctx("consuming a connection token")?;
+            if updated == 1 {
+                return Ok(());
+            }
+            let exists = tx
+                .query_opt("SELECT 1 FROM tokens WHERE id = $1", &[&id.0])
+                .ctx("looking up a connection token")?
+                .is_some();
+            let name = format!("connection token {}", id.0);
+            Err(if exists {
+                StoreError::AlreadyUsed(name)
+            } else {
+                StoreError::NotFound(name)
+            })
+        }
+        Change::RevokeToken { id, at } => {
+            tx.execute(
+                "UPDATE tokens SET expires_at = LEAST(COALESCE(expires_at, $1), $1) \
+                 WHERE id = $2 AND used_at IS NULL",
+                &[&ts(*at), &id.0],
+            )
+            .ctx("revoking a token")?;
+            Ok(())
+        }
+        Change::PutSession(s) => put_session(tx, s),
+        Change::TouchSession {
+            key_id,
+            client,
+            at,
+            requests,
+        } => {
+            tx.execute(
+                "UPDATE sessions SET last_used_at = GREATEST(COALESCE(last_used_at, $1), $1), \
+                 request_count = request_count + $2 WHERE key_id = $3 AND client_pubkey = $4",
+                &[&ts(*at), &count(*requests), &key_id.0, &client.to_hex()],
+            )
+            .ctx("recording session use")?;
+            Ok(())
+        }
+        Change::RevokeSession { key_id, client, at } => {
+            tx.execute(
+                "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1), revision = revision + 1 \
+                 WHERE key_id = $2 AND client_pubkey = $3",
+                &[&ts(*at), &key_id.0, &client.to_hex()],
+            )
+            .ctx("revoking a session")?;
+            Ok(())
+        }
+        Change::AddRules {
+            key_id,
+            client,
+            rules,
+        } => edit_rules(tx, *key_id, client, |stored| {
+            for rule in rules {
+                stored.retain(|r| r.permission != rule.permission);
+                stored.push(rule.clone());
+            }
+        }),
+        Change::RemoveRules {
+            key_id,
+            client,
+            permissions,
+        } => edit_rules(tx, *key_id, client, |stored| {
+            stored.retain(|r| !permissions.contains(&r.permission));
+        }),
+        Change::ClearConnectReply { key_id, client } => {
+            tx.execute(
+                "UPDATE sessions SET connect_reply = NULL, revision = revision + 1 \
+                 WHERE key_id = $1 AND client_pubkey = $2",
+                &[&key_id.0, &client.to_hex()],
+            )
+            .ctx("clearing a connect reply")?;
+            Ok(())
+        }
+        Change::PutApproval(a) => put_approval(tx, a),
+        Change::SetApprovalStatus { id, status } => {
+            let status = to_json(status, "an approval status")?;
+            tx.execute(
+                "UPDATE approvals SET status = $1 WHERE id = $2",
+                &[&status, &id.0],
+            )
+            .ctx("updating an approval")?;
+            Ok(())
+        }
+        Change::RecordServedRelays(served) => {
+            let relays = relays_to_json(&served.relays)?;
+            tx.execute(
+                "INSERT INTO served_relays (id, relays, recorded_at) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET relays = excluded.relays, \
+                 recorded_at = excluded.recorded_at",
+                &[&relays, &ts(served.recorded_at)],
+            )
+            .ctx("recording the served relays")?;
+            Ok(())
+        }
+    }
+}
+
+/// Change a stored session's rules in place (the row locked for the
+/// transaction), moving its revision on; a missing session is left alone.
+fn edit_rules(
+    tx: &mut impl GenericClient,
+    key_id: KeyId,
+    client: &PublicKey,
+    edit: impl FnOnce(&mut Vec<Rule>),
+) -> Result<(), StoreError> {
+    let client_hex = client.to_hex();
+    let Some(row) = tx
+        .query_opt(
+            "SELECT key_id, client_pubkey, rules FROM sessions \
+             WHERE key_id = $1 AND client_pubkey = $2 FOR UPDATE",
+            &[&key_id.0, &client_hex],
+        )
+        .ctx("reading a session's rules")?
+    else {
+        return Ok(());
+    };
+    let mut session_rules =
+        RowReader::new(&row, "sessions", &["key_id", "client_pubkey"]).rules("rules")?;
+    edit(&mut session_rules);
+    let json = rules_to_json(&session_rules)?;
+    tx.execute(
+        "UPDATE sessions SET rules = $1, revision = revision + 1 \
+         WHERE key_id = $2 AND client_pubkey = $3",
+        &[&json, &key_id.0, &client_hex],
+    )
+    .ctx("adding session rules")?;
+    Ok(())
+}
+
+fn put_session(tx: &mut impl GenericClient, s: &Session) -> Result<(), StoreError> {
+    let metadata = to_json(&s.metadata, "client metadata")?;
+    let rules = rules_to_json(&s.rules)?;
+    let relays = relays_to_json(&s.relays)?;
+    let result = tx.execute(
+        "INSERT INTO sessions (key_id, client_pubkey, rules, expires_at, created_at, \
+         last_used_at, request_count, metadata, requested_perms, origin, relays, revoked_at, \
+         connect_reply, revision) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         ON CONFLICT (key_id, client_pubkey) DO UPDATE SET \
+         rules = excluded.rules, expires_at = excluded.expires_at, \
+         created_at = excluded.created_at, last_used_at = excluded.last_used_at, \
+         request_count = excluded.request_count, metadata = excluded.metadata, \
+         requested_perms = excluded.requested_perms, origin = excluded.origin, \
+         relays = excluded.relays, revoked_at = excluded.revoked_at, \
+         connect_reply = excluded.connect_reply, revision = excluded.revision",
+        &[
+            &s.key_id.0,
+            &s.client.to_hex(),
+            &rules,
+            &opt_ts(s.expires_at),
+            &ts(s.created_at),
+            &opt_ts(s.last_used_at),
+            &count(s.request_count),
+            &metadata,
+            &s.requested_perms.to_string(),
+            &s.origin.as_str(),
+            &relays,
+            &opt_ts(s.revoked_at),
+            &s.connect_reply,
+            &count(s.revision),
+        ],
+    );
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_foreign_key_violation(&e) => {
+            Err(StoreError::NotFound(format!("key {}", s.key_id)))
+        }
+        Err(e) => Err(db_error("saving a session", e)),
+    }
+}
+
+fn put_approval(tx: &mut impl GenericClient, a: &PendingApproval) -> Result<(), StoreError> {
+    let metadata = to_json(&a.metadata, "client metadata")?;
+    let status = to_json(&a.status, "an approval status")?;
+    let summary = to_json(&a.summary, "a request summary")?;
+    let event = a
+        .event
+        .as_ref()
+        .map(|e| to_json(e, "an unsigned event"))
+        .transpose()?;
+    let result = tx.execute(
+        "INSERT INTO approvals (id, key_id, client_pubkey, metadata, request_id, method, \
+         kind, summary, created_at, expires_at, status, event) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &a.id.0,
+            &a.key_id.0,
+            &a.client.to_hex(),
+            &metadata,
+            &a.request_id,
+            &a.method.as_str(),
+            &a.kind.map(i32::from),
+            &summary,
+            &ts(a.created_at),
+            &ts(a.expires_at),
+            &status,
+            &event,
+        ],
+    );
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            Err(StoreError::Duplicate(format!("approval {}", a.id)))
+        }
+        Err(e) if is_foreign_key_violation(&e) => {
+            Err(StoreError::NotFound(format!("key {}", a.key_id)))
+        }
+        Err(e) => Err(db_error("adding an approval", e)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The trait
+
+impl Store for PostgresStore {
+    fn add_key(&mut self, key: &NewKey) -> Result<KeyId, StoreError> {
+        self.write("adding a key", |tx| {
+            let result = tx.query_one(
+                "INSERT INTO keys (name, user_pubkey, signer_pubkey, user_ncryptsec, \
+                 signer_ncryptsec, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &key.name,
+                    &key.user_pubkey.to_hex(),
+                    &key.signer_pubkey.to_hex(),
+                    &key.user_ncryptsec,
+                    &key.signer_ncryptsec,
+                    &ts(key.created_at),
+                ],
+            );
+            match result {
+                Ok(row) => Ok(KeyId(row.try_get(0).ctx("adding a key")?)),
+                Err(e) if is_unique_violation(&e) && constraint(&e).contains("signer_pubkey") => {
+                    Err(StoreError::Duplicate(format!(
+                        "a key with signer pubkey {}",
+                        key.signer_pubkey.to_hex()
+                    )))
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    Err(StoreError::Duplicate(format!("a key named {:?}", key.name)))
+                }
+                Err(e) => Err(db_error("adding a key", e)),
+            }
+        })
+    }
+
+    fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.collect(
+            "SELECT id, name, user_pubkey, signer_pubkey, user_ncryptsec, signer_ncryptsec, \
+             created_at FROM keys ORDER BY id",
+            &[],
+            "listing keys",
+            read_key,
+        )
+    }
+
+    fn remove_key(&mut self, name: &str) -> Result<(), StoreError> {
+        self.write("removing a key", |tx| {
+            // Tokens, sessions and approvals go with the key (ON DELETE
+            // CASCADE); audit rows have no foreign key and stay.
+            let removed = tx
+                .execute("DELETE FROM keys WHERE name = $1", &[&name])
+                .ctx("removing a key")?;
+            if removed == 0 {
+                return Err(StoreError::NotFound(format!("key {name:?}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn add_token(&mut self, token: &NewToken) -> Result<TokenId, StoreError> {
+        self.write("adding a connection token", |tx| {
+            let result = tx.query_one(
+                "INSERT INTO tokens (key_id, secret_hash, grant_perms, expires_at, created_at, \
+                 label) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &token.key_id.0,
+                    &token.secret_hash.0.as_slice(),
+                    &token.grant.to_string(),
+                    &opt_ts(token.expires_at),
+                    &ts(token.created_at),
+                    &token.label,
+                ],
+            );
+            match result {
+                Ok(row) => Ok(TokenId(row.try_get(0).ctx("adding a connection token")?)),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Duplicate(
+                    "a connection token with this secret".to_owned(),
+                )),
+                Err(e) if is_foreign_key_violation(&e) => {
+                    Err(StoreError::NotFound(format!("key {}", token.key_id)))
+                }
+                Err(e) => Err(db_error("adding a connection token", e)),
+            }
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<ConnectionToken>, StoreError> {
+        self.collect(
+            "SELECT id, key_id, secret_hash, grant_perms, expires_at, created_at, used_at, \
+             used_by, label FROM tokens ORDER BY id",
+            &[],
+            "listing connection tokens",
+            read_token,
+        )
+    }
+
+    fn sessions(&self) -> Result<Vec<Session>, StoreError> {
+        self.collect(
+            "SELECT key_id, client_pubkey, rules, expires_at, created_at, last_used_at, \
+             request_count, metadata, requested_perms, origin, relays, revoked_at, \
+             connect_reply, revision FROM sessions ORDER BY key_id, client_pubkey",
+            &[],
+            "listing sessions",
+            read_session,
+        )
+    }
+
+    fn approvals(&self) -> Result<Vec<PendingApproval>, StoreError> {
+        self.collect(
+            "SELECT id, key_id, client_pubkey, metadata, request_id, method, kind, summary, \
+             created_at, expires_at, status, event FROM approvals \
+             ORDER BY created_at DESC, seq DESC",
+            &[],
+            "listing approvals",
+            read_approval,
+        )
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut sql = String::from(
+            "SELECT seq, at, key_id, client_pubkey, event_id, request_id, method, kind, \
+             decision, outcome, signed_event_id, event_created_at, events FROM audit WHERE TRUE",
+        );
+        let since = query.since.map(ts);
+        let until = query.until.map(ts);
+        let key_id = query.key_id.map(|k| k.0);
+        let client = query.client.map(|c| c.to_hex());
+        let decision = query.decision.map(|d| d.as_str().to_owned());
+        let limit = query.limit.map(i64::from);
+        let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        // Each filter given adds its clause with the next placeholder.
+        let conditions: [(&str, Option<&(dyn ToSql + Sync)>); 6] = [
+            ("at >=", since.as_ref().map(|v| v as &(dyn ToSql + Sync))),
+            ("at <", until.as_ref().map(|v| v as &(dyn ToSql + Sync))),
+            (
+                "key_id =",
+                key_id.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+            ),
+            (
+                "client_pubkey =",
+                client.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+            ),
+            (
+                "method =",
+                query.method.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+            ),
+            (
+                "decision =",
+                decision.as_ref().map(|v| v as &(dyn ToSql + Sync)),
+            ),
+        ];
+        for (condition, value) in conditions {
+            if let Some(value) = value {
+                args.push(value);
+                sql.push_str(&format!(" AND {condition} ${}", args.len()));
+            }
+        }
+        sql.push_str(" ORDER BY at DESC, seq DESC");
+        if let Some(v) = &limit {
+            args.push(v);
+            sql.push_str(&format!(" LIMIT ${}", args.len()));
+        }
+        self.collect(&sql, &args, "querying the audit log", read_audit)
+    }
+
+    fn audited_events(&self, since: Timestamp) -> Result<Vec<AuditedEvent>, StoreError> {
+        self.collect(
+            "SELECT seq, at, event_id, client_pubkey, event_created_at FROM audit \
+             WHERE at >= $1 ORDER BY at, seq",
+            &[&ts(since)],
+            "listing audited events",
+            |row| {
+                let r = RowReader::new(row, "audit", &["seq"]);
+                let at = r.ts("at")?;
+                Ok(AuditedEvent {
+                    event_id: r.event_id("event_id")?,
+                    client: r.pubkey("client_pubkey")?,
+                    created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
+                })
+            },
+        )
+    }
+
+    fn served_relays(&self) -> Result<Option<ServedRelays>, StoreError> {
+        let rows = self.collect(
+            "SELECT id, relays, recorded_at FROM served_relays WHERE id = 1",
+            &[],
+            "reading the served relays",
+            |row| {
+                let r = RowReader::new(row, "served_relays", &["id"]);
+                Ok(ServedRelays {
+                    relays: r.relays("relays")?,
+                    recorded_at: r.ts("recorded_at")?,
+                })
+            },
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write("committing changes", |tx| {
+            for change in changes {
+                apply_change(tx, change)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn external_version(&mut self) -> Result<u64, StoreError> {
+        let version = current_version(self.client.get_mut())?;
+        if version != self.seen {
+            self.seen = version;
+            self.external += 1;
+        }
+        Ok(self.external)
+    }
+}
+
+/// The name of the constraint a server error names, or "".
+fn constraint(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .and_then(|db| db.constraint())
+        .unwrap_or_default()
+        .to_owned()
+}
