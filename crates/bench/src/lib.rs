@@ -41,7 +41,6 @@ use client::Client;
 use nip46::nostr::prelude::{Keys, RelayUrl, Timestamp};
 use nip46::{BunkerUri, PermissionSet};
 use store::Store;
-use store_sqlite::SqliteStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -152,12 +151,15 @@ struct Setup {
 pub struct Environment {
     /// The data directory, for messages.
     pub data_dir: PathBuf,
-    /// The store's database file.
-    pub database: PathBuf,
+    /// Opens the store the CLI's configuration selects (`--database`).
+    pub open_store: Box<StoreOpener>,
     /// The relays a token names when `--relay` is not given (asked only
     /// for `--mint`, so a config the bench does not need cannot fail it).
     pub advertised_relays: Box<RelaysOf>,
 }
+
+/// Opens the configured store.
+pub type StoreOpener = dyn Fn() -> Result<Box<dyn Store>>;
 
 /// Where the relays a minted token names come from, given the store.
 pub type RelaysOf = dyn Fn(&dyn Store) -> Result<Vec<RelayUrl>>;
@@ -192,13 +194,13 @@ pub fn run(args: Args, env: &Environment) -> Result<()> {
     if args.spawn {
         spawn(&args, &exe, &mut setup)?;
     } else if args.mint {
-        let mut store = SqliteStore::open(&env.database)
-            .with_context(|| format!("cannot open the store in {}", env.data_dir.display()))?;
+        let mut store = (env.open_store)()
+            .with_context(|| format!("cannot open the store of {}", env.data_dir.display()))?;
         let relays = match &args.relay {
             Some(relay) => vec![RelayUrl::parse(relay)?],
-            None => (env.advertised_relays)(&store)?,
+            None => (env.advertised_relays)(&*store)?,
         };
-        setup.uris = mint(&mut store, &args, args.clients, relays)?;
+        setup.uris = mint(&mut *store, &args, args.clients, relays)?;
     } else if args.uris.is_empty() {
         bail!("say which signer to load: --spawn, --uri bunker://… or --mint (see --help)");
     } else if args.uris.iter().any(|u| u == "-") {
@@ -298,7 +300,7 @@ fn spawn(args: &Args, exe: &std::path::Path, setup: &mut Setup) -> Result<()> {
 
 /// Mint `count` single-use tokens.
 fn mint(
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     args: &Args,
     count: usize,
     relays: Vec<RelayUrl>,

@@ -118,9 +118,20 @@ pub async fn run(
     mut admin: mpsc::Receiver<AdminCommand>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServiceError> {
-    let mut rng = OsRandomness::new();
-    let mut store = store;
-    let initial = load(&mut engine, &mut *store, &mut rng)?;
+    // Stores are blocking (and PostgreSQL's client refuses to run on an
+    // async thread): the first load runs on the blocking pool, the rest on
+    // the writer's own thread.
+    let (engine_back, store, rng, initial) = tokio::task::spawn_blocking(move || {
+        let mut rng = OsRandomness::new();
+        let mut store = store;
+        let initial = load(&mut engine, &mut *store, &mut rng);
+        (engine, store, rng, initial)
+    })
+    .await
+    .map_err(|e| ServiceError::Store(StoreError::Database(format!("the load task failed: {e}"))))?;
+    engine = engine_back;
+    let mut rng = rng;
+    let initial = initial?;
     // What the writer thread reports, in the order it happens: a failed
     // commit's rollback first, then the store's state read after it.
     let (news_tx, mut news) = mpsc::unbounded_channel::<StoreNews>();

@@ -12,6 +12,7 @@ use nip46::PermissionSet;
 use nip46::nostr::prelude::RelayUrl;
 use serde::{Deserialize, Serialize};
 
+use crate::database::Database;
 use crate::env::Env;
 
 /// Everything `rampart` can be configured with (the passphrase excepted: it
@@ -40,6 +41,12 @@ pub struct Config {
     pub relay: EmbeddedRelayConfig,
     /// How the bunker announces itself (NIP-89 and NIP-05).
     pub discovery: DiscoveryConfig,
+    /// The store: `postgres://…`, `sqlite://PATH` or a path (env
+    /// `RAMPART_DATABASE`, flag `--database`). Default: the SQLite file in
+    /// the data directory. Not printed by `config show` (it may hold a
+    /// password).
+    #[serde(skip_serializing)]
+    pub database: Option<String>,
     /// The largest request taken, in bytes of JSON before encryption (1 MiB:
     /// a 512 KiB event fits). Larger ones are answered `invalid_params` with
     /// this limit; the embedded relay and the relay pool take frames sized
@@ -222,6 +229,7 @@ impl Default for Config {
             dashboard: DashboardConfig::default(),
             relay: EmbeddedRelayConfig::default(),
             discovery: DiscoveryConfig::default(),
+            database: None,
             max_message_bytes: nip46::limits::DEFAULT_MAX_MESSAGE,
         }
     }
@@ -273,6 +281,11 @@ pub struct Overrides {
     /// Data directory (database, config).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The store: postgres://… (no password here: use RAMPART_DATABASE, the
+    /// config file or PGPASSFILE), sqlite://PATH or a path. Default: the
+    /// SQLite file in the data directory.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
 }
 
 impl Config {
@@ -303,6 +316,10 @@ impl Config {
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();
         }
+        if let Some(flag) = &overrides.database {
+            Database::refuse_password_in_argv(flag)?;
+            config.database = Some(flag.clone());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -327,6 +344,7 @@ impl Config {
             bail!("start_links_minutes must be 1 to {week}");
         }
         self.discovery.public_url()?;
+        self.database()?;
         for name in &self.discovery.names {
             let local_part = !name.is_empty()
                 && name != "_"
@@ -412,6 +430,9 @@ impl Config {
                 .parse()
                 .context("RAMPART_RATE_PER_SECOND must be a number")?;
         }
+        if let Some(v) = get("RAMPART_DATABASE") {
+            self.database = Some(v.to_string());
+        }
         if let Some(v) = get("RAMPART_ANNOUNCE") {
             self.discovery.announce = parse_switch("RAMPART_ANNOUNCE", v)?;
         }
@@ -439,9 +460,9 @@ impl Config {
         Ok(())
     }
 
-    /// The SQLite file.
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("rampart.sqlite")
+    /// The selected store.
+    pub fn database(&self) -> Result<Database> {
+        Database::select(self.database.as_deref(), &self.data_dir)
     }
 
     /// The configured relays, parsed.
@@ -688,6 +709,7 @@ mod tests {
         let flags = Overrides {
             config: None,
             data_dir: Some(dir.path().to_path_buf()),
+            database: None,
         };
         // File over defaults.
         let c = Config::load(&flags, &env(&[])).unwrap();

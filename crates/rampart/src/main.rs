@@ -4,6 +4,7 @@
 mod arg;
 mod cmd;
 mod config;
+mod database;
 mod env;
 mod passphrase;
 mod runtime;
@@ -108,7 +109,10 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => {
             let config = config()?;
             let env = bench::Environment {
-                database: config.database_path(),
+                open_store: {
+                    let database = config.database()?;
+                    Box::new(move || database.open())
+                },
                 data_dir: config.data_dir.clone(),
                 advertised_relays: Box::new(move |store| {
                     cmd::token::advertised_relays(&config, store)

@@ -12,7 +12,6 @@ use bunker::admin::{self, Answer, ApprovalView};
 use bunker::describe::{json_terminal_safe, terminal_safe};
 use nip46::nostr::prelude::Timestamp;
 use store::Store;
-use store_sqlite::SqliteStore;
 
 use crate::config::Config;
 
@@ -52,12 +51,12 @@ pub struct Decide {
 
 /// Run an approvals command.
 pub fn run(command: ApprovalsCommand, config: &Config) -> Result<()> {
-    let mut store = SqliteStore::open(&config.database_path())?;
+    let mut store = config.database()?.open()?;
     match command {
-        ApprovalsCommand::List { json } => list(&store, json),
-        ApprovalsCommand::Show { id } => show(&store, &id),
-        ApprovalsCommand::Allow(d) => decide(&mut store, d, true),
-        ApprovalsCommand::Deny(d) => decide(&mut store, d, false),
+        ApprovalsCommand::List { json } => list(&*store, json),
+        ApprovalsCommand::Show { id } => show(&*store, &id),
+        ApprovalsCommand::Allow(d) => decide(&mut *store, d, true),
+        ApprovalsCommand::Deny(d) => decide(&mut *store, d, false),
     }
 }
 
@@ -92,7 +91,7 @@ fn show(store: &dyn Store, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn decide(store: &mut SqliteStore, d: Decide, allow: bool) -> Result<()> {
+fn decide(store: &mut dyn Store, d: Decide, allow: bool) -> Result<()> {
     let now = Timestamp::now();
     let approval = admin::find_pending(store, &d.id, now)?;
     let answer = match (allow, d.always) {

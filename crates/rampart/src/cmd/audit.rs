@@ -7,8 +7,7 @@ use anyhow::Result;
 use bunker::admin::AuditView;
 use bunker::describe::{json_terminal_safe, terminal_safe};
 use nip46::nostr::prelude::Timestamp;
-use store::{AuditDecision, AuditQuery, Store};
-use store_sqlite::SqliteStore;
+use store::{AuditDecision, AuditQuery};
 
 use crate::config::Config;
 
@@ -34,7 +33,7 @@ pub struct Args {
 
 /// Print matching rows, newest first.
 pub fn run(args: Args, config: &Config) -> Result<()> {
-    let store = SqliteStore::open(&config.database_path())?;
+    let store = config.database()?.open()?;
     let decision = match args.decision.as_deref() {
         None => None,
         Some(d) => {

@@ -9,7 +9,6 @@ use anyhow::Result;
 use bunker::admin;
 use nip46::NostrConnectUri;
 use nip46::nostr::prelude::Timestamp;
-use store_sqlite::SqliteStore;
 
 use crate::config::{Config, parse_grant};
 
@@ -30,13 +29,13 @@ pub struct Args {
 /// Record the session.
 pub fn run(args: Args, config: &Config) -> Result<()> {
     let uri: NostrConnectUri = crate::arg::or_stdin(&args.uri)?.parse()?;
-    let mut store = SqliteStore::open(&config.database_path())?;
-    let key = admin::pick_key(&store, args.key.as_deref())?;
+    let mut store = config.database()?.open()?;
+    let key = admin::pick_key(&*store, args.key.as_deref())?;
     let grant = match &args.grant {
         Some(g) => parse_grant(g)?,
         None => config.default_grant()?,
     };
-    admin::accept_nostrconnect(&mut store, key.id, &uri, &grant, Timestamp::now())?;
+    admin::accept_nostrconnect(&mut *store, key.id, &uri, &grant, Timestamp::now())?;
     let app =
         bunker::describe::terminal_safe(uri.name.as_deref().unwrap_or("the app")).into_owned();
     eprintln!(

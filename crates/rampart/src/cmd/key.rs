@@ -12,7 +12,6 @@ use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
 use nip46::nostr::prelude::{Keys, SecretKey, Timestamp};
 use store::{Store, StoredKey};
-use store_sqlite::SqliteStore;
 
 use zeroize::Zeroizing;
 
@@ -55,12 +54,12 @@ pub enum KeyCommand {
 
 /// Run a key command.
 pub fn run(command: KeyCommand, config: &Config, env: &Env) -> Result<()> {
-    let mut store = SqliteStore::open(&config.database_path())?;
+    let mut store = config.database()?.open()?;
     match command {
         KeyCommand::Generate { name } => {
             let keys = Keys::generate();
             let added = add(
-                &mut store,
+                &mut *store,
                 config,
                 env,
                 &name,
@@ -80,12 +79,12 @@ pub fn run(command: KeyCommand, config: &Config, env: &Env) -> Result<()> {
                     (vault::open_import(&enc, &pass)?, enc.key_security())
                 }
             };
-            let added = add(&mut store, config, env, &name, &secret, security)?;
+            let added = add(&mut *store, config, env, &name, &secret, security)?;
             println!("{}", npub(&added));
         }
-        KeyCommand::List { json } => list(&store, json)?,
+        KeyCommand::List { json } => list(&*store, json)?,
         KeyCommand::Export { name } => {
-            let key = find(&store, &name)?;
+            let key = find(&*store, &name)?;
             let pass = passphrase::read(env, false)?;
             println!("{}", vault::export(&key, &pass)?);
         }
@@ -99,7 +98,7 @@ pub fn run(command: KeyCommand, config: &Config, env: &Env) -> Result<()> {
 
 /// Seal and store a key, checking the passphrase against the vault's keys.
 pub fn add(
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     config: &Config,
     env: &Env,
     name: &str,

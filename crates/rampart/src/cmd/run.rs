@@ -34,7 +34,6 @@ use nip46::{BunkerUri, PermissionSet};
 use relay::pool::{PoolConfig, PoolEvent, RelayPool};
 use relay::server::{self, KindPolicy, ServerConfig};
 use store::{Change, Store, StoredKey};
-use store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -79,7 +78,12 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
     let (mut store, keys, vault) = open_store_and_unlock(&config, &env).await?;
     crate::env::forget_secrets(&mut env);
     let (embedded, relays) = start_relays(&config, &keys).await?;
-    token::record_served_relays(&mut store, &relays)?;
+    let served = relays.clone();
+    store = blocking(move || {
+        token::record_served_relays(&mut *store, &served)?;
+        Ok(store)
+    })
+    .await?;
     let Serving {
         engine,
         pool,
@@ -92,15 +96,18 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
     let (admin_tx, admin_rx) = mpsc::channel(64);
     let (stop_tx, stop_rx) = watch::channel(false);
     let dashboard_task = match dashboard_listener {
-        Some(listener) => Some(start_dashboard(
-            &config,
-            listener,
-            auth_url_base.as_ref(),
-            &relays,
-            discovery_document(&config, &keys, &relays, announcer)?,
-            admin_tx.clone(),
-            stop_rx.clone(),
-        )?),
+        Some(listener) => Some(
+            start_dashboard(
+                &config,
+                listener,
+                auth_url_base.as_ref(),
+                &relays,
+                discovery_document(&config, &keys, &relays, announcer)?,
+                admin_tx.clone(),
+                stop_rx.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let prompt_task = if !args.no_prompt && interactive() {
@@ -114,14 +121,19 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
 
     // Printed once the bunker listens: a client that connects at once must
     // not find nobody subscribed (relays do not keep kind-24133 events).
-    let start = start_tokens(&mut store, &keys, &grant, &relays, config.start_links_ttl())?;
+    let (start_keys, start_relays, ttl) = (keys.clone(), relays.clone(), config.start_links_ttl());
+    let (store, start) = blocking(move || {
+        let start = start_tokens(&mut *store, &start_keys, &grant, &start_relays, ttl)?;
+        Ok((store, start))
+    })
+    .await?;
     let announce_task = tokio::spawn(announce(admin_tx.clone(), start));
     drop(admin_tx);
 
     let result = service::run(
         ServiceConfig::default(),
         engine,
-        Box::new(store),
+        store,
         pool,
         events,
         admin_rx,
@@ -187,7 +199,7 @@ enum StartTokens {
 /// they could not see), then mint one fresh token per key, expiring after
 /// `ttl` — or none, with more than a handful of keys.
 fn start_tokens(
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     keys: &[StoredKey],
     grant: &PermissionSet,
     relays: &[RelayUrl],
@@ -227,19 +239,30 @@ fn start_tokens(
     Ok(StartTokens::Each(uris))
 }
 
+/// Run blocking store work (every backend blocks; PostgreSQL's client
+/// refuses to run on an async thread) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("a store task failed")?
+}
+
 /// Open the store, create a first key on a fresh one, and unlock every key
 /// (NIP-49's scrypt runs on the blocking pool).
 async fn open_store_and_unlock(
     config: &Config,
     env: &Env,
-) -> Result<(SqliteStore, Vec<StoredKey>, Vault)> {
-    let mut store = SqliteStore::open(&config.database_path()).with_context(|| {
-        format!(
-            "could not open the database in {}",
-            config.data_dir.display()
-        )
-    })?;
-    let mut keys = store.keys()?;
+) -> Result<(Box<dyn Store>, Vec<StoredKey>, Vault)> {
+    let database = config.database()?;
+    tracing::info!(database = %database.redacted(), "opening the store");
+    let (mut store, mut keys) = blocking(move || {
+        let store = database.open()?;
+        let keys = store.keys()?;
+        Ok((store, keys))
+    })
+    .await?;
     let pass = passphrase::read(env, keys.is_empty())?;
     if keys.is_empty() {
         let fresh = Keys::generate();
@@ -251,10 +274,16 @@ async fn open_store_and_unlock(
             config.vault.log_n,
             Timestamp::now(),
         )?;
-        store.add_key(&sealed)?;
+        let (back, listed) = blocking(move || {
+            store.add_key(&sealed)?;
+            let keys = store.keys()?;
+            Ok((store, keys))
+        })
+        .await?;
+        store = back;
+        keys = listed;
         let npub = fresh.public_key().to_bech32().unwrap_or_default();
         eprintln!("created key `default`: {npub}");
-        keys = store.keys()?;
     }
     let unlock_keys = keys.clone();
     let vault = tokio::task::spawn_blocking(move || Vault::unlock(&unlock_keys, &pass))
@@ -428,7 +457,7 @@ fn discovery_document(
 }
 
 /// Serve the dashboard until `stop` turns true; prints its login link.
-fn start_dashboard(
+async fn start_dashboard(
     config: &Config,
     listener: TcpListener,
     auth_url_base: Option<&AuthUrlBase>,
@@ -457,8 +486,9 @@ fn start_dashboard(
         start_link_ttl: config.start_links_ttl(),
         approval_timeout_secs: config.policy.approval_timeout_secs,
     };
-    let own_store = SqliteStore::open(&config.database_path())?;
-    let (dash, login) = Dashboard::new(settings, Box::new(own_store), admin)?;
+    let database = config.database()?;
+    let own_store = blocking(move || database.open()).await?;
+    let (dash, login) = Dashboard::new(settings, own_store, admin)?;
     // Printed once, by design: the way in to the dashboard.
     eprintln!(
         "dashboard: http://{addr}/login?token={} (one-time login link)",
@@ -586,6 +616,7 @@ mod tests {
     use super::*;
     use nip46::nostr::prelude::PublicKey;
     use store::NewKey;
+    use store_sqlite::SqliteStore;
 
     fn store_with_keys(n: u8) -> (tempfile::TempDir, SqliteStore, Vec<StoredKey>) {
         let dir = tempfile::tempdir().unwrap();

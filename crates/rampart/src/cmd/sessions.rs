@@ -10,7 +10,6 @@ use bunker::admin::{self, SessionEdit, SessionView};
 use bunker::describe::{json_terminal_safe, terminal_safe};
 use nip46::nostr::prelude::Timestamp;
 use store::{RuleEffect, Store};
-use store_sqlite::SqliteStore;
 
 use crate::config::Config;
 
@@ -58,24 +57,24 @@ pub struct RuleArgs {
 
 /// Run a sessions command.
 pub fn run(command: SessionsCommand, config: &Config) -> Result<()> {
-    let mut store = SqliteStore::open(&config.database_path())?;
+    let mut store = config.database()?.open()?;
     let now = Timestamp::now();
     match command {
-        SessionsCommand::List { all, json } => list(&store, all, json),
+        SessionsCommand::List { all, json } => list(&*store, all, json),
         SessionsCommand::Revoke { client } => {
-            let session = admin::find_session(&store, &client, now)?;
-            admin::revoke_session(&mut store, session.key_id, &session.client, now)?;
+            let session = admin::find_session(&*store, &client, now)?;
+            admin::revoke_session(&mut *store, session.key_id, &session.client, now)?;
             eprintln!("revoked {}", session.client.to_hex());
             Ok(())
         }
-        SessionsCommand::Allow(args) => set_rule(&mut store, args, RuleEffect::Allow, now),
-        SessionsCommand::Deny(args) => set_rule(&mut store, args, RuleEffect::Deny, now),
+        SessionsCommand::Allow(args) => set_rule(&mut *store, args, RuleEffect::Allow, now),
+        SessionsCommand::Deny(args) => set_rule(&mut *store, args, RuleEffect::Deny, now),
         SessionsCommand::Unset { client, permission } => {
-            let session = admin::find_session(&store, &client, now)?;
+            let session = admin::find_session(&*store, &client, now)?;
             let permission =
                 admin::parse_rule(&permission, RuleEffect::Allow, None, now)?.permission;
             admin::edit_session(
-                &mut store,
+                &mut *store,
                 session.key_id,
                 &session.client,
                 SessionEdit::RemoveRule(permission.clone()),
@@ -88,7 +87,7 @@ pub fn run(command: SessionsCommand, config: &Config) -> Result<()> {
 }
 
 fn set_rule(
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     args: RuleArgs,
     effect: RuleEffect,
     now: Timestamp,

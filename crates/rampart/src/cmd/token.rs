@@ -12,7 +12,6 @@ use bunker::admin;
 use nip46::nostr::prelude::{RelayUrl, Timestamp};
 use nip46::{BunkerUri, PermissionSet};
 use store::{Change, ServedRelays, Store, StoredKey};
-use store_sqlite::SqliteStore;
 
 use crate::config::{Config, parse_grant};
 
@@ -39,19 +38,19 @@ pub struct Args {
 
 /// Mint and print a token.
 pub fn run(args: Args, config: &Config) -> Result<()> {
-    let mut store = SqliteStore::open(&config.database_path())?;
-    let key = admin::pick_key(&store, args.key.as_deref())?;
+    let mut store = config.database()?.open()?;
+    let key = admin::pick_key(&*store, args.key.as_deref())?;
     let grant = match &args.grant {
         Some(g) => parse_grant(g)?,
         None => config.default_grant()?,
     };
     let relays = if args.relays.is_empty() {
-        advertised_relays(config, &store)?
+        advertised_relays(config, &*store)?
     } else {
         parse_relays(&args.relays)?
     };
     let expires = admin::until(Timestamp::now(), args.expires);
-    let uri = mint(&mut store, &key, grant, expires, args.label, relays)?;
+    let uri = mint(&mut *store, &key, grant, expires, args.label, relays)?;
     println!("{uri}");
     Ok(())
 }
