@@ -13,6 +13,9 @@
 //! replicas starting together migrate once; `rampart_schema` records how
 //! many ran, and a database from a newer Rampart is refused.
 //!
+//! TLS: see [`tls`] (`sslmode=require`, and `sslrootcert=PATH` for a private
+//! CA; the server certificate is always verified).
+//!
 //! Other processes' writes are noticed through `store_version`, a counter
 //! every write transaction moves on (the role SQLite's `data_version` plays).
 
@@ -24,8 +27,10 @@ use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp, UnsignedEve
 use nip46::{ClientMetadata, Method, PermissionSet};
 use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
-use postgres::{Client, GenericClient, NoTls, Row};
+use postgres::{Client, GenericClient, Row};
 use serde::de::DeserializeOwned;
+
+mod tls;
 
 use store::codec::{relays_to_json, rules_to_json, to_json};
 use store::{
@@ -66,7 +71,8 @@ impl PostgresStore {
     /// Rampart wrote. The error never includes the URL (it may hold a
     /// password).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut client = Client::connect(url, NoTls).map_err(|e| {
+        let (url, tls) = tls::connector(url)?;
+        let mut client = Client::connect(&url, tls).map_err(|e| {
             db_error(
                 "connecting to PostgreSQL (check the server runs and the URL's host, port, user and database)",
                 e,

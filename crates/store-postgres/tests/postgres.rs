@@ -114,3 +114,27 @@ fn a_server_that_is_not_there_is_an_error_without_the_url() {
         other => panic!("expected a database error, got {other:?}"),
     }
 }
+
+/// With a server that takes TLS only: `sslmode=require` and the CA in
+/// `sslrootcert` connect; without the CA the certificate is refused (it is
+/// always verified); without TLS the server refuses.
+#[test]
+fn tls_to_the_database_is_verified() {
+    let Some(cluster) = PostgresCluster::start_with_tls() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let ca = cluster.ca_certificate();
+    let with_ca = format!("{url}?sslmode=require&sslrootcert={}", ca.display());
+    let mut store = PostgresStore::connect(&with_ca).unwrap();
+    assert!(store.keys().unwrap().is_empty());
+    assert_eq!(store.external_version().unwrap(), 0);
+
+    let unverified = PostgresStore::connect(&format!("{url}?sslmode=require"));
+    assert!(
+        unverified.is_err(),
+        "a certificate from an unknown CA was accepted"
+    );
+    let plain = PostgresStore::connect(&format!("{url}?sslmode=disable"));
+    assert!(plain.is_err(), "the server took a connection without TLS");
+}

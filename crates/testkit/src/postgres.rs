@@ -48,6 +48,22 @@ fn is_root() -> bool {
 impl PostgresCluster {
     /// Start one, or `None` (skip) when PostgreSQL is not installed.
     pub fn start() -> Option<Self> {
+        Self::start_configured(false)
+    }
+
+    /// Start one that takes TLS connections only (`hostssl`), with a
+    /// server certificate for 127.0.0.1 from a fresh test CA, whose
+    /// certificate is at [`ca_certificate`](Self::ca_certificate).
+    pub fn start_with_tls() -> Option<Self> {
+        Self::start_configured(true)
+    }
+
+    /// The test CA's certificate (PEM), for `sslrootcert`.
+    pub fn ca_certificate(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn start_configured(tls: bool) -> Option<Self> {
         let Some(bin) = bin_dir() else {
             assert!(
                 !ci(),
@@ -92,11 +108,22 @@ impl PostgresCluster {
             ],
         );
         assert!(out.status.success(), "initdb failed: {}", text(&out));
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
             cluster.port,
             cluster.dir.path().display()
         );
+        if tls {
+            cluster.make_certificates();
+            let dir = cluster.dir.path().display().to_string();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key"
+            ));
+            // TCP only over TLS.
+            let hba = cluster.dir.path().join("data/pg_hba.conf");
+            let rules = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n";
+            std::fs::write(&hba, rules).expect("write pg_hba.conf");
+        }
         let log = cluster.dir.path().join("server.log");
         let out = cluster.run(
             "pg_ctl",
@@ -118,6 +145,87 @@ impl PostgresCluster {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         Some(cluster)
+    }
+
+    /// A test CA and a server certificate for 127.0.0.1 signed by it
+    /// (openssl; P-256 keys), readable by the server only.
+    fn make_certificates(&self) {
+        let dir = self.dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("run openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rampart test CA",
+        ]);
+        openssl(&ca);
+        let mut csr = vec!["req"];
+        csr.extend(ec);
+        csr.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(&csr);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("write server.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        if self.as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:postgres", "server.key", "server.crt"])
+                .current_dir(dir)
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod server.key");
     }
 
     fn data(&self) -> String {
