@@ -20,23 +20,19 @@
 //! every write transaction moves on (the role SQLite's `data_version` plays).
 
 use std::cell::RefCell;
-use std::fmt::Display;
-use std::str::FromStr;
 
-use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp, UnsignedEvent};
-use nip46::{ClientMetadata, Method, PermissionSet};
+use nip46::nostr::prelude::{PublicKey, Timestamp};
 use postgres::error::SqlState;
-use postgres::types::{FromSql, ToSql};
+use postgres::types::ToSql;
 use postgres::{Client, GenericClient, Row};
-use serde::de::DeserializeOwned;
 
 mod tls;
 
 use store::codec::{relays_to_json, rules_to_json, to_json};
+use store::rows::{self, RawRow};
 use store::{
-    ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, AuditedEvent, Change,
-    ConnectionToken, KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule, SecretHash,
-    ServedRelays, Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
+    AuditEntry, AuditQuery, AuditedEvent, Change, ConnectionToken, KeyId, NewKey, NewToken,
+    PendingApproval, Rule, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Never edit a released one: add a new file.
@@ -252,226 +248,33 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Reads one row, turning every bad value into [`StoreError::Corrupt`] that
-/// names the table, the row and the column (never the value).
-struct RowReader<'r> {
-    row: &'r Row,
-    table: &'static str,
-    key: String,
-}
+/// A PostgreSQL row, as the model's row readers ([`store::rows`]) see it.
+struct PgRow<'a>(&'a Row);
 
-impl<'r> RowReader<'r> {
-    fn new(row: &'r Row, table: &'static str, key_columns: &[&str]) -> Self {
-        let key = key_columns
-            .iter()
-            .map(|c| {
-                row.try_get::<_, i64>(*c)
-                    .map(|i| i.to_string())
-                    .or_else(|_| row.try_get::<_, String>(*c))
-                    .unwrap_or_else(|_| "?".to_owned())
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        RowReader { row, table, key }
+impl RawRow for PgRow<'_> {
+    fn int(&self, column: &str) -> Result<Option<i64>, String> {
+        // BIGINT columns, and the few INTEGER ones (kinds, fixed ids).
+        match self.0.try_get::<_, Option<i64>>(column) {
+            Ok(v) => Ok(v),
+            Err(_) => self
+                .0
+                .try_get::<_, Option<i32>>(column)
+                .map(|v| v.map(i64::from))
+                .map_err(|e| e.to_string()),
+        }
     }
 
-    fn corrupt(&self, column: &str, problem: impl Display) -> StoreError {
-        StoreError::Corrupt(format!(
-            "{} row ({}), column {column}: {problem}; repair or remove the row",
-            self.table, self.key
-        ))
+    fn text(&self, column: &str) -> Result<Option<String>, String> {
+        self.0
+            .try_get::<_, Option<String>>(column)
+            .map_err(|e| e.to_string())
     }
 
-    fn get<'a, T: FromSql<'a>>(&'a self, column: &str) -> Result<T, StoreError> {
-        self.row
-            .try_get(column)
-            .map_err(|e| self.corrupt(column, format_args!("unreadable ({e})")))
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0
+            .try_get::<_, Option<Vec<u8>>>(column)
+            .map_err(|e| e.to_string())
     }
-
-    fn ts(&self, column: &str) -> Result<Timestamp, StoreError> {
-        let secs: i64 = self.get(column)?;
-        u64::try_from(secs)
-            .map(Timestamp::from_secs)
-            .map_err(|_| self.corrupt(column, "negative time"))
-    }
-
-    fn opt_ts(&self, column: &str) -> Result<Option<Timestamp>, StoreError> {
-        let secs: Option<i64> = self.get(column)?;
-        secs.map(|s| {
-            u64::try_from(s)
-                .map(Timestamp::from_secs)
-                .map_err(|_| self.corrupt(column, "negative time"))
-        })
-        .transpose()
-    }
-
-    fn pubkey(&self, column: &str) -> Result<PublicKey, StoreError> {
-        let hex: String = self.get(column)?;
-        PublicKey::from_hex(&hex).map_err(|_| self.corrupt(column, "not a hex public key"))
-    }
-
-    fn opt_pubkey(&self, column: &str) -> Result<Option<PublicKey>, StoreError> {
-        let hex: Option<String> = self.get(column)?;
-        hex.map(|h| {
-            PublicKey::from_hex(&h).map_err(|_| self.corrupt(column, "not a hex public key"))
-        })
-        .transpose()
-    }
-
-    fn event_id(&self, column: &str) -> Result<EventId, StoreError> {
-        let hex: String = self.get(column)?;
-        EventId::from_hex(&hex).map_err(|_| self.corrupt(column, "not a hex event id"))
-    }
-
-    fn opt_event_id(&self, column: &str) -> Result<Option<EventId>, StoreError> {
-        let hex: Option<String> = self.get(column)?;
-        hex.map(|h| EventId::from_hex(&h).map_err(|_| self.corrupt(column, "not a hex event id")))
-            .transpose()
-    }
-
-    fn parsed<T>(&self, column: &str) -> Result<T, StoreError>
-    where
-        T: FromStr,
-        T::Err: Display,
-    {
-        let text: String = self.get(column)?;
-        text.parse().map_err(|e| self.corrupt(column, e))
-    }
-
-    fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
-        let text: String = self.get(column)?;
-        serde_json::from_str(&text)
-            .map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
-    }
-
-    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>, StoreError> {
-        let text: Option<String> = self.get(column)?;
-        text.map(|text| {
-            serde_json::from_str(&text)
-                .map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
-        })
-        .transpose()
-    }
-
-    fn kind(&self, column: &str) -> Result<Option<u16>, StoreError> {
-        let kind: Option<i32> = self.get(column)?;
-        kind.map(|k| u16::try_from(k).map_err(|_| self.corrupt(column, "event kind out of range")))
-            .transpose()
-    }
-
-    fn rules(&self, column: &str) -> Result<Vec<Rule>, StoreError> {
-        let text: String = self.get(column)?;
-        store::codec::rules_from_json(&text).map_err(|e| self.corrupt(column, e))
-    }
-
-    fn relays(&self, column: &str) -> Result<Vec<RelayUrl>, StoreError> {
-        let text: String = self.get(column)?;
-        store::codec::relays_from_json(&text).map_err(|e| self.corrupt(column, e))
-    }
-
-    fn origin(&self) -> Result<SessionOrigin, StoreError> {
-        let origin: String = self.get("origin")?;
-        store::codec::origin_from_str(&origin)
-            .ok_or_else(|| self.corrupt("origin", "neither bunker nor nostrconnect"))
-    }
-
-    fn unsigned(&self, column: &str) -> Result<u64, StoreError> {
-        let n: i64 = self.get(column)?;
-        u64::try_from(n).map_err(|_| self.corrupt(column, "negative"))
-    }
-}
-
-fn read_key(row: &Row) -> Result<StoredKey, StoreError> {
-    let r = RowReader::new(row, "keys", &["id"]);
-    let key = NewKey {
-        name: r.get("name")?,
-        user_pubkey: r.pubkey("user_pubkey")?,
-        signer_pubkey: r.pubkey("signer_pubkey")?,
-        user_ncryptsec: r.get("user_ncryptsec")?,
-        signer_ncryptsec: r.get("signer_ncryptsec")?,
-        created_at: r.ts("created_at")?,
-    };
-    Ok(key.stored(KeyId(r.get("id")?)))
-}
-
-fn read_token(row: &Row) -> Result<ConnectionToken, StoreError> {
-    let r = RowReader::new(row, "tokens", &["id"]);
-    let hash: Vec<u8> = r.get("secret_hash")?;
-    let hash: [u8; 32] = hash
-        .try_into()
-        .map_err(|_| r.corrupt("secret_hash", "not 32 bytes"))?;
-    Ok(ConnectionToken {
-        id: TokenId(r.get("id")?),
-        key_id: KeyId(r.get("key_id")?),
-        secret_hash: SecretHash(hash),
-        grant: r.parsed::<PermissionSet>("grant_perms")?,
-        expires_at: r.opt_ts("expires_at")?,
-        created_at: r.ts("created_at")?,
-        used_at: r.opt_ts("used_at")?,
-        used_by: r.opt_pubkey("used_by")?,
-        label: r.get("label")?,
-    })
-}
-
-fn read_session(row: &Row) -> Result<Session, StoreError> {
-    let r = RowReader::new(row, "sessions", &["key_id", "client_pubkey"]);
-    Ok(Session {
-        key_id: KeyId(r.get("key_id")?),
-        client: r.pubkey("client_pubkey")?,
-        rules: r.rules("rules")?,
-        expires_at: r.opt_ts("expires_at")?,
-        created_at: r.ts("created_at")?,
-        last_used_at: r.opt_ts("last_used_at")?,
-        request_count: r.unsigned("request_count")?,
-        metadata: r.json::<ClientMetadata>("metadata")?,
-        requested_perms: r.parsed::<PermissionSet>("requested_perms")?,
-        origin: r.origin()?,
-        relays: r.relays("relays")?,
-        revoked_at: r.opt_ts("revoked_at")?,
-        connect_reply: r.get("connect_reply")?,
-        revision: r.unsigned("revision")?,
-    })
-}
-
-fn read_approval(row: &Row) -> Result<PendingApproval, StoreError> {
-    let r = RowReader::new(row, "approvals", &["id"]);
-    Ok(PendingApproval {
-        id: ApprovalId(r.get("id")?),
-        key_id: KeyId(r.get("key_id")?),
-        client: r.pubkey("client_pubkey")?,
-        metadata: r.json::<ClientMetadata>("metadata")?,
-        request_id: r.get("request_id")?,
-        method: r.parsed::<Method>("method")?,
-        kind: r.kind("kind")?,
-        summary: r.json::<RequestSummary>("summary")?,
-        event: r.opt_json::<UnsignedEvent>("event")?,
-        created_at: r.ts("created_at")?,
-        expires_at: r.ts("expires_at")?,
-        status: r.json::<ApprovalStatus>("status")?,
-    })
-}
-
-fn read_audit(row: &Row) -> Result<AuditEntry, StoreError> {
-    let r = RowReader::new(row, "audit", &["seq"]);
-    let decision: String = r.get("decision")?;
-    let at = r.ts("at")?;
-    let events: i64 = r.get("events")?;
-    Ok(AuditEntry {
-        seq: r.get("seq")?,
-        at,
-        event_created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
-        events: u32::try_from(events).map_err(|_| r.corrupt("events", "not a count"))?,
-        key_id: KeyId(r.get("key_id")?),
-        client: r.pubkey("client_pubkey")?,
-        event_id: r.event_id("event_id")?,
-        request_id: r.get("request_id")?,
-        method: r.get("method")?,
-        kind: r.kind("kind")?,
-        decision: AuditDecision::parse(&decision)
-            .ok_or_else(|| r.corrupt("decision", "unknown decision"))?,
-        outcome: r.get("outcome")?,
-        signed_event_id: r.opt_event_id("signed_event_id")?,
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -625,8 +428,9 @@ fn edit_rules(
     else {
         return Ok(());
     };
+    let row = PgRow(&row);
     let mut session_rules =
-        RowReader::new(&row, "sessions", &["key_id", "client_pubkey"]).rules("rules")?;
+        rows::RowReader::new(&row, "sessions", &["key_id", "client_pubkey"]).rules("rules")?;
     edit(&mut session_rules);
     let json = rules_to_json(&session_rules)?;
     tx.execute(
@@ -760,7 +564,7 @@ impl Store for PostgresStore {
              created_at FROM keys ORDER BY id",
             &[],
             "listing keys",
-            read_key,
+            |row| rows::key(&PgRow(row)),
         )
     }
 
@@ -811,7 +615,7 @@ impl Store for PostgresStore {
              used_by, label FROM tokens ORDER BY id",
             &[],
             "listing connection tokens",
-            read_token,
+            |row| rows::token(&PgRow(row)),
         )
     }
 
@@ -822,7 +626,7 @@ impl Store for PostgresStore {
              connect_reply, revision FROM sessions ORDER BY key_id, client_pubkey",
             &[],
             "listing sessions",
-            read_session,
+            |row| rows::session(&PgRow(row)),
         )
     }
 
@@ -833,7 +637,7 @@ impl Store for PostgresStore {
              ORDER BY created_at DESC, seq DESC",
             &[],
             "listing approvals",
-            read_approval,
+            |row| rows::approval(&PgRow(row)),
         )
     }
 
@@ -881,7 +685,9 @@ impl Store for PostgresStore {
             args.push(v);
             sql.push_str(&format!(" LIMIT ${}", args.len()));
         }
-        self.collect(&sql, &args, "querying the audit log", read_audit)
+        self.collect(&sql, &args, "querying the audit log", |row| {
+            rows::audit(&PgRow(row))
+        })
     }
 
     fn audited_events(&self, since: Timestamp) -> Result<Vec<AuditedEvent>, StoreError> {
@@ -890,15 +696,7 @@ impl Store for PostgresStore {
              WHERE at >= $1 ORDER BY at, seq",
             &[&ts(since)],
             "listing audited events",
-            |row| {
-                let r = RowReader::new(row, "audit", &["seq"]);
-                let at = r.ts("at")?;
-                Ok(AuditedEvent {
-                    event_id: r.event_id("event_id")?,
-                    client: r.pubkey("client_pubkey")?,
-                    created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
-                })
-            },
+            |row| rows::audited_event(&PgRow(row)),
         )
     }
 
@@ -907,13 +705,7 @@ impl Store for PostgresStore {
             "SELECT id, relays, recorded_at FROM served_relays WHERE id = 1",
             &[],
             "reading the served relays",
-            |row| {
-                let r = RowReader::new(row, "served_relays", &["id"]);
-                Ok(ServedRelays {
-                    relays: r.relays("relays")?,
-                    recorded_at: r.ts("recorded_at")?,
-                })
-            },
+            |row| rows::served_relays(&PgRow(row)),
         )?;
         Ok(rows.into_iter().next())
     }

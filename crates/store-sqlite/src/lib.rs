@@ -15,21 +15,16 @@
 //! how many ran. A file from a newer Rampart is refused instead of guessed at.
 
 use std::cell::RefCell;
-use std::fmt::Display;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp, UnsignedEvent};
-use nip46::{ClientMetadata, Method, PermissionSet};
-use rusqlite::types::{FromSql, Value};
+use nip46::nostr::prelude::{PublicKey, Timestamp};
+use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
-use serde::de::DeserializeOwned;
 
 use store::{
-    ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, AuditQuery, AuditedEvent, Change,
-    ConnectionToken, KeyId, NewKey, NewToken, PendingApproval, RequestSummary, Rule, SecretHash,
-    ServedRelays, Session, SessionOrigin, Store, StoreError, StoredKey, TokenId,
+    AuditEntry, AuditQuery, AuditedEvent, Change, ConnectionToken, KeyId, NewKey, NewToken,
+    PendingApproval, Rule, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
@@ -255,123 +250,28 @@ fn count(n: u64) -> i64 {
 }
 
 use store::codec::{relays_to_json as relays_json, rules_to_json as rules_json, to_json};
+use store::rows::{self, RawRow};
 
-/// Reads one row, turning every bad value into [`StoreError::Corrupt`] that
-/// names the table, the row and the column (never the value: some are
-/// secrets).
-struct RowReader<'r, 's> {
-    row: &'r Row<'s>,
-    table: &'static str,
-    key: String,
-}
+/// A SQLite row, as the model's row readers ([`store::rows`]) see it.
+struct SqlRow<'a, 'b>(&'a Row<'b>);
 
-impl<'r, 's> RowReader<'r, 's> {
-    /// `key_columns` identify the row in error messages.
-    fn new(row: &'r Row<'s>, table: &'static str, key_columns: &[&str]) -> Self {
-        let key = key_columns
-            .iter()
-            .map(|c| match row.get::<_, Value>(*c) {
-                Ok(Value::Integer(i)) => i.to_string(),
-                Ok(Value::Text(t)) => t,
-                _ => "?".to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        RowReader { row, table, key }
+impl RawRow for SqlRow<'_, '_> {
+    fn int(&self, column: &str) -> Result<Option<i64>, String> {
+        self.0
+            .get::<_, Option<i64>>(column)
+            .map_err(|e| e.to_string())
     }
 
-    fn corrupt(&self, column: &str, problem: impl Display) -> StoreError {
-        StoreError::Corrupt(format!(
-            "{} row ({}), column {column}: {problem}; repair or remove the row",
-            self.table, self.key
-        ))
+    fn text(&self, column: &str) -> Result<Option<String>, String> {
+        self.0
+            .get::<_, Option<String>>(column)
+            .map_err(|e| e.to_string())
     }
 
-    fn get<T: FromSql>(&self, column: &str) -> Result<T, StoreError> {
-        self.row
-            .get(column)
-            .map_err(|e| self.corrupt(column, format_args!("unreadable ({e})")))
-    }
-
-    fn ts(&self, column: &str) -> Result<Timestamp, StoreError> {
-        let secs: i64 = self.get(column)?;
-        u64::try_from(secs)
-            .map(Timestamp::from_secs)
-            .map_err(|_| self.corrupt(column, "negative time"))
-    }
-
-    fn opt_ts(&self, column: &str) -> Result<Option<Timestamp>, StoreError> {
-        let secs: Option<i64> = self.get(column)?;
-        secs.map(|s| {
-            u64::try_from(s)
-                .map(Timestamp::from_secs)
-                .map_err(|_| self.corrupt(column, "negative time"))
-        })
-        .transpose()
-    }
-
-    fn pubkey(&self, column: &str) -> Result<PublicKey, StoreError> {
-        let hex: String = self.get(column)?;
-        PublicKey::from_hex(&hex).map_err(|_| self.corrupt(column, "not a hex public key"))
-    }
-
-    fn opt_pubkey(&self, column: &str) -> Result<Option<PublicKey>, StoreError> {
-        let hex: Option<String> = self.get(column)?;
-        hex.map(|h| {
-            PublicKey::from_hex(&h).map_err(|_| self.corrupt(column, "not a hex public key"))
-        })
-        .transpose()
-    }
-
-    fn event_id(&self, column: &str) -> Result<EventId, StoreError> {
-        let hex: String = self.get(column)?;
-        EventId::from_hex(&hex).map_err(|_| self.corrupt(column, "not a hex event id"))
-    }
-
-    fn opt_event_id(&self, column: &str) -> Result<Option<EventId>, StoreError> {
-        let hex: Option<String> = self.get(column)?;
-        hex.map(|h| EventId::from_hex(&h).map_err(|_| self.corrupt(column, "not a hex event id")))
-            .transpose()
-    }
-
-    fn parsed<T>(&self, column: &str) -> Result<T, StoreError>
-    where
-        T: FromStr,
-        T::Err: Display,
-    {
-        let text: String = self.get(column)?;
-        text.parse().map_err(|e| self.corrupt(column, e))
-    }
-
-    fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
-        let text: String = self.get(column)?;
-        serde_json::from_str(&text)
-            .map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
-    }
-
-    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>, StoreError> {
-        let text: Option<String> = self.get(column)?;
-        text.map(|text| {
-            serde_json::from_str(&text)
-                .map_err(|e| self.corrupt(column, format_args!("bad JSON ({e})")))
-        })
-        .transpose()
-    }
-
-    fn kind(&self, column: &str) -> Result<Option<u16>, StoreError> {
-        let kind: Option<i64> = self.get(column)?;
-        kind.map(|k| u16::try_from(k).map_err(|_| self.corrupt(column, "event kind out of range")))
-            .transpose()
-    }
-
-    fn rules(&self, column: &str) -> Result<Vec<Rule>, StoreError> {
-        let text: String = self.get(column)?;
-        store::codec::rules_from_json(&text).map_err(|e| self.corrupt(column, e))
-    }
-
-    fn relays(&self, column: &str) -> Result<Vec<RelayUrl>, StoreError> {
-        let text: String = self.get(column)?;
-        store::codec::relays_from_json(&text).map_err(|e| self.corrupt(column, e))
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0
+            .get::<_, Option<Vec<u8>>>(column)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -400,109 +300,6 @@ fn collect<T>(
         }
     }
     Ok(out)
-}
-
-fn read_key(row: &Row<'_>) -> Result<StoredKey, StoreError> {
-    let r = RowReader::new(row, "keys", &["id"]);
-    let key = NewKey {
-        name: r.get("name")?,
-        user_pubkey: r.pubkey("user_pubkey")?,
-        signer_pubkey: r.pubkey("signer_pubkey")?,
-        user_ncryptsec: r.get("user_ncryptsec")?,
-        signer_ncryptsec: r.get("signer_ncryptsec")?,
-        created_at: r.ts("created_at")?,
-    };
-    Ok(key.stored(KeyId(r.get("id")?)))
-}
-
-fn read_token(row: &Row<'_>) -> Result<ConnectionToken, StoreError> {
-    let r = RowReader::new(row, "tokens", &["id"]);
-    let hash: Vec<u8> = r.get("secret_hash")?;
-    let hash: [u8; 32] = hash
-        .try_into()
-        .map_err(|_| r.corrupt("secret_hash", "not 32 bytes"))?;
-    Ok(ConnectionToken {
-        id: TokenId(r.get("id")?),
-        key_id: KeyId(r.get("key_id")?),
-        secret_hash: SecretHash(hash),
-        grant: r.parsed::<PermissionSet>("grant_perms")?,
-        expires_at: r.opt_ts("expires_at")?,
-        created_at: r.ts("created_at")?,
-        used_at: r.opt_ts("used_at")?,
-        used_by: r.opt_pubkey("used_by")?,
-        label: r.get("label")?,
-    })
-}
-
-fn read_origin(r: &RowReader<'_, '_>) -> Result<SessionOrigin, StoreError> {
-    let origin: String = r.get("origin")?;
-    store::codec::origin_from_str(&origin)
-        .ok_or_else(|| r.corrupt("origin", "neither bunker nor nostrconnect"))
-}
-
-fn read_session(row: &Row<'_>) -> Result<Session, StoreError> {
-    let r = RowReader::new(row, "sessions", &["key_id", "client_pubkey"]);
-    let request_count: i64 = r.get("request_count")?;
-    let revision: i64 = r.get("revision")?;
-    Ok(Session {
-        key_id: KeyId(r.get("key_id")?),
-        client: r.pubkey("client_pubkey")?,
-        rules: r.rules("rules")?,
-        expires_at: r.opt_ts("expires_at")?,
-        created_at: r.ts("created_at")?,
-        last_used_at: r.opt_ts("last_used_at")?,
-        request_count: u64::try_from(request_count)
-            .map_err(|_| r.corrupt("request_count", "negative count"))?,
-        metadata: r.json::<ClientMetadata>("metadata")?,
-        requested_perms: r.parsed::<PermissionSet>("requested_perms")?,
-        origin: read_origin(&r)?,
-        relays: r.relays("relays")?,
-        revoked_at: r.opt_ts("revoked_at")?,
-        connect_reply: r.get("connect_reply")?,
-        revision: u64::try_from(revision)
-            .map_err(|_| r.corrupt("revision", "negative revision"))?,
-    })
-}
-
-fn read_approval(row: &Row<'_>) -> Result<PendingApproval, StoreError> {
-    let r = RowReader::new(row, "approvals", &["id"]);
-    Ok(PendingApproval {
-        id: ApprovalId(r.get("id")?),
-        key_id: KeyId(r.get("key_id")?),
-        client: r.pubkey("client_pubkey")?,
-        metadata: r.json::<ClientMetadata>("metadata")?,
-        request_id: r.get("request_id")?,
-        method: r.parsed::<Method>("method")?,
-        kind: r.kind("kind")?,
-        summary: r.json::<RequestSummary>("summary")?,
-        event: r.opt_json::<UnsignedEvent>("event")?,
-        created_at: r.ts("created_at")?,
-        expires_at: r.ts("expires_at")?,
-        status: r.json::<ApprovalStatus>("status")?,
-    })
-}
-
-fn read_audit(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
-    let r = RowReader::new(row, "audit", &["seq"]);
-    let decision: String = r.get("decision")?;
-    let at = r.ts("at")?;
-    let events: i64 = r.get("events")?;
-    Ok(AuditEntry {
-        seq: r.get("seq")?,
-        at,
-        event_created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
-        events: u32::try_from(events).map_err(|_| r.corrupt("events", "not a count"))?,
-        key_id: KeyId(r.get("key_id")?),
-        client: r.pubkey("client_pubkey")?,
-        event_id: r.event_id("event_id")?,
-        request_id: r.get("request_id")?,
-        method: r.get("method")?,
-        kind: r.kind("kind")?,
-        decision: AuditDecision::parse(&decision)
-            .ok_or_else(|| r.corrupt("decision", "unknown decision"))?,
-        outcome: r.get("outcome")?,
-        signed_event_id: r.opt_event_id("signed_event_id")?,
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -683,7 +480,8 @@ fn edit_rules(
         )
         .and_then(|mut s| {
             s.query_row(params![key_id.0, client_hex], |row| {
-                let r = RowReader::new(row, "sessions", &["rowid"]);
+                let row = SqlRow(row);
+                let r = rows::RowReader::new(&row, "sessions", &["rowid"]);
                 Ok(r.rules("rules"))
             })
             .optional()
@@ -822,7 +620,9 @@ impl Store for SqliteStore {
                  created_at FROM keys ORDER BY id",
             )
             .ctx("listing keys")?;
-        collect(&mut stmt, [], "listing keys", &self.skipped, read_key)
+        collect(&mut stmt, [], "listing keys", &self.skipped, |row| {
+            rows::key(&SqlRow(row))
+        })
     }
 
     fn remove_key(&mut self, name: &str) -> Result<(), StoreError> {
@@ -883,7 +683,7 @@ impl Store for SqliteStore {
             [],
             "listing connection tokens",
             &self.skipped,
-            read_token,
+            |row| rows::token(&SqlRow(row)),
         )
     }
 
@@ -896,13 +696,9 @@ impl Store for SqliteStore {
                  connect_reply, revision FROM sessions ORDER BY key_id, client_pubkey",
             )
             .ctx("listing sessions")?;
-        collect(
-            &mut stmt,
-            [],
-            "listing sessions",
-            &self.skipped,
-            read_session,
-        )
+        collect(&mut stmt, [], "listing sessions", &self.skipped, |row| {
+            rows::session(&SqlRow(row))
+        })
     }
 
     fn approvals(&self) -> Result<Vec<PendingApproval>, StoreError> {
@@ -914,13 +710,9 @@ impl Store for SqliteStore {
                  ORDER BY created_at DESC, rowid DESC",
             )
             .ctx("listing approvals")?;
-        collect(
-            &mut stmt,
-            [],
-            "listing approvals",
-            &self.skipped,
-            read_approval,
-        )
+        collect(&mut stmt, [], "listing approvals", &self.skipped, |row| {
+            rows::approval(&SqlRow(row))
+        })
     }
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -963,7 +755,7 @@ impl Store for SqliteStore {
             rusqlite::params_from_iter(args),
             "querying the audit log",
             &self.skipped,
-            read_audit,
+            |row| rows::audit(&SqlRow(row)),
         )
     }
 
@@ -980,15 +772,7 @@ impl Store for SqliteStore {
             [ts(since)],
             "listing audited events",
             &self.skipped,
-            |row| {
-                let r = RowReader::new(row, "audit", &["seq"]);
-                let at = r.ts("at")?;
-                Ok(AuditedEvent {
-                    event_id: r.event_id("event_id")?,
-                    client: r.pubkey("client_pubkey")?,
-                    created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
-                })
-            },
+            |row| rows::audited_event(&SqlRow(row)),
         )
     }
 
@@ -1002,13 +786,7 @@ impl Store for SqliteStore {
             [],
             "reading the served relays",
             &self.skipped,
-            |row| {
-                let r = RowReader::new(row, "served_relays", &["id"]);
-                Ok(ServedRelays {
-                    relays: r.relays("relays")?,
-                    recorded_at: r.ts("recorded_at")?,
-                })
-            },
+            |row| rows::served_relays(&SqlRow(row)),
         )?;
         Ok(rows.into_iter().next())
     }
@@ -1043,6 +821,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use store::RequestSummary;
 
     const FIRST: &str = "CREATE TABLE a (x INTEGER);";
     const SECOND: &str = "INSERT INTO a VALUES (1);";

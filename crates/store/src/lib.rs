@@ -15,6 +15,7 @@ pub mod codec;
 pub mod error;
 pub mod key;
 pub mod relays;
+pub mod rows;
 pub mod session;
 #[cfg(feature = "testing")]
 pub mod suite;
