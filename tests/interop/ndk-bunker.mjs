@@ -2,6 +2,7 @@
 // client) and exercises it. Usage: node ndk-bunker.mjs 'bunker://…'
 // Prints one JSON object on stdout; exits non-zero on any failure.
 import WebSocket from 'ws'
+import { check, within } from './util.mjs'
 // NDK uses the global WebSocket, which Node 20 does not have.
 globalThis.WebSocket = WebSocket
 
@@ -10,15 +11,6 @@ const { generateSecretKey, getPublicKey, verifyEvent } = await import('nostr-too
 const nip44 = await import('nostr-tools/nip44')
 const nip04 = await import('nostr-tools/nip04')
 
-const within = (ms, promise, what) =>
-  Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-  ])
-
-const check = (cond, what) => {
-  if (!cond) throw new Error(`check failed: ${what}`)
-}
 
 async function main() {
   const uri = process.argv[2]

@@ -7,18 +7,10 @@ import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool'
 import * as nip44 from 'nostr-tools/nip44'
 import * as nip04 from 'nostr-tools/nip04'
 import WebSocket from 'ws'
+import { check, within } from './util.mjs'
 
 useWebSocketImplementation(WebSocket)
 
-const within = (ms, promise, what) =>
-  Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-  ])
-
-const check = (cond, what) => {
-  if (!cond) throw new Error(`check failed: ${what}`)
-}
 
 async function main() {
   const uri = process.argv[2]

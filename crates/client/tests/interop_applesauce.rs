@@ -14,68 +14,19 @@
 // #[test] functions; this covers the helpers beside them too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command as Process, Stdio};
 use std::time::Duration;
 
 use nip46::nostr::prelude::RelayUrl;
 use nip46::{BunkerUri, Method};
 use rampart_client::{Client, ClientOptions, Error};
 use relay::server::{self, RelayHandle, ServerConfig};
+use testkit::Peer;
 use testkit::app::{WAIT, check_sign_and_encrypt, client_options, note, sign_concurrently, within};
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
-}
-
-/// A running provider; its stdin is held open (closing it stops the script).
-struct Provider {
-    child: Child,
-    _stdin: ChildStdin,
-    uri: String,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Start the provider, or `None` (skip) when Node or the packages are not
 /// installed outside CI.
-fn provider(args: &[&str]) -> Option<Provider> {
-    let dir = interop_dir();
-    let installed = dir.join("node_modules/applesauce-signers").is_dir()
-        && Process::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !installed {
-        assert!(
-            !testkit::ci(),
-            "node or tests/interop/node_modules is missing, and CI must run this test (see .ci/install)"
-        );
-        eprintln!("SKIPPED: node or applesauce-signers not installed (run `bash .ci/install`)");
-        return None;
-    }
-    let mut child = Process::new("node")
-        .arg("applesauce-provider.mjs")
-        .args(args)
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start node");
-    let stdin = child.stdin.take().expect("stdin");
-    let rx = testkit::process::stdout_lines(&mut child);
-    let uri = rx.recv_timeout(WAIT).expect("the provider printed no URI");
-    Some(Provider {
-        child,
-        _stdin: stdin,
-        uri,
-    })
+fn provider(args: &[&str]) -> Option<Peer> {
+    Peer::applesauce_args(args)
 }
 
 async fn relay() -> RelayHandle {

@@ -17,6 +17,11 @@ use nip46::{Conversation, Outcome, Response, Scheme};
 use relay::{PoolConfig, PoolEvent, RelayPool};
 use tokio::sync::mpsc;
 
+/// Events a probe keeps, at most: a run gets a few dozen answers per
+/// client, and a signer (or anyone) flooding the probe must not grow it
+/// without bound. Past it, events are counted and dropped.
+pub const MAX_RECEIVED: usize = 2048;
+
 /// How long a probe waits for its relay subscriptions to go live.
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(10);
 
@@ -96,8 +101,11 @@ pub struct Probe {
     pub received: Vec<Received>,
     /// Received but not yet claimed by a wait.
     unclaimed: VecDeque<usize>,
-    /// Events of ours a relay refused (`OK false`), with its reason.
+    /// Events of ours a relay refused (`OK false`), with its reason (one
+    /// per request sent, at most one per relay).
     pub refused: Vec<(EventId, String)>,
+    /// Events dropped because [`MAX_RECEIVED`] were kept already.
+    pub overflow: u64,
     counter: u64,
 }
 
@@ -164,6 +172,7 @@ impl Probe {
             received: Vec::new(),
             unclaimed: VecDeque::new(),
             refused: Vec::new(),
+            overflow: 0,
             counter: 0,
         })
     }
@@ -274,6 +283,10 @@ impl Probe {
         };
         if !tags_us && response.is_none() {
             return; // the signer talking to another client
+        }
+        if self.received.len() >= MAX_RECEIVED {
+            self.overflow += 1;
+            return;
         }
         self.received.push(Received {
             signature_ok: event.verify().is_ok(),

@@ -651,11 +651,10 @@ impl Run<'_> {
     async fn latency(&mut self, session: &mut Session) -> Result<Option<Latency>, ProbeError> {
         let mut times = Vec::new();
         for _ in 0..LATENCY_SAMPLES {
-            let (sent, answer) = self
+            let (_, answer) = self
                 .call(&mut session.probe, "ping", json!([]), self.timeout)
                 .await?;
             if let Some(a) = answer.filter(|a| matches!(a.response.outcome, Outcome::Result(_))) {
-                let _ = sent;
                 times.push(a.elapsed.as_secs_f64() * 1000.0);
             }
         }

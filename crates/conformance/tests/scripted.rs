@@ -203,3 +203,45 @@ async fn a_signer_that_is_not_there_fails_connect_and_lists_every_check() {
     assert!(!report.conforms());
     relay.shutdown().await;
 }
+
+/// A flood addressed to a probe is kept up to its bound, the rest counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_at_a_probe_is_bounded() {
+    use conformance::probe::{MAX_RECEIVED, Probe};
+    use nip46::nostr::prelude::{Keys, Kind, Tag, Timestamp, UnsignedEvent};
+
+    let relay = server::spawn(ServerConfig {
+        events_per_second: 1_000_000,
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let url = nip46::nostr::prelude::RelayUrl::parse(&relay.url()).unwrap();
+    let signer = Keys::generate().public_key();
+    let mut probe = Probe::new(signer, std::slice::from_ref(&url))
+        .await
+        .unwrap();
+    let flooder = Keys::generate();
+    let (pool, _events) = relay::RelayPool::new(relay::PoolConfig::default());
+    pool.add_relay(&relay.url()).unwrap();
+    let total = MAX_RECEIVED + 500;
+    for batch in 0..total.div_ceil(250) {
+        for i in 0..250 {
+            let unsigned = UnsignedEvent::new(
+                flooder.public_key(),
+                Timestamp::now(),
+                Kind::NostrConnect,
+                [Tag::public_key(probe.pubkey())],
+                format!("flood {batch}-{i}"),
+            );
+            let event = nip46::envelope::sign(&flooder, unsigned, &[7; 32]).unwrap();
+            let _ = pool.publish(&event);
+        }
+        probe.settle(Duration::from_millis(200)).await;
+    }
+    probe.settle(Duration::from_secs(2)).await;
+    assert_eq!(probe.received.len(), MAX_RECEIVED);
+    assert!(probe.overflow > 0, "nothing past the bound was counted");
+    pool.shutdown().await;
+    relay.shutdown().await;
+}

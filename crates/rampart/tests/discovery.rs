@@ -7,14 +7,14 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use nip46::BunkerUri;
 use nip46::nostr::prelude::{Filter, Kind, PublicKey};
 use relay::{PoolConfig, PoolEvent, RelayPool};
-use testkit::{RampartProcess, ci, skipped};
+use testkit::RampartProcess;
+use testkit::peers::{node_json, node_package};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 const DOMAIN: &str = "signer.test";
@@ -133,27 +133,13 @@ async fn the_announcement_and_nostr_json_agree_and_nostr_tools_finds_the_bunker(
     assert_eq!(content["nip05"], format!("_@{DOMAIN}"));
 
     // nostr-tools discovers it and verifies it against the domain.
-    let dir = interop_dir();
-    if !dir.join("node_modules/nostr-tools").exists() {
-        assert!(!ci(), "tests/interop/node_modules is missing");
-        skipped("run `npm ci` in tests/interop to enable nostr-tools discovery");
+    if !node_package("nostr-tools") {
         return;
     }
-    let out = Command::new("node")
-        .arg("nostr-tools-discover.mjs")
-        .arg(&bunker.relay_url)
-        .arg(DOMAIN)
-        .arg(&origin)
-        .current_dir(&dir)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "nostr-tools failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
+    let providers = node_json(
+        "nostr-tools-discover.mjs",
+        &[&bunker.relay_url, DOMAIN, &origin],
     );
-    let providers: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let providers = providers.as_array().unwrap();
     assert_eq!(providers.len(), 1, "{providers:?}");
     assert_eq!(providers[0]["bunkerPointer"]["pubkey"], announcer);
@@ -184,8 +170,4 @@ async fn announcing_can_be_turned_off() {
             .await
             .is_empty()
     );
-}
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
 }

@@ -81,38 +81,37 @@ fn judge(cell: &str, known: Known, outcome: &Outcome) {
 // ---------------------------------------------------------------------------
 // Rampart's bunker ← third-party clients
 
-/// A client program: `(name, program, args before the URI, how Rampart copes)`.
+/// A client program: its name, how to run it on a token, how Rampart copes with it.
 struct ClientProgram {
     name: &'static str,
     run: fn(&str) -> Option<Command>,
     copes: &'static str,
 }
 
-fn node(script: &'static str, package: &'static str) -> impl Fn(&str) -> Option<Command> {
-    move |uri: &str| {
-        if !node_package(package) {
-            return None;
-        }
-        let mut c = Command::new("node");
-        c.arg(script).arg(uri).current_dir(interop_dir());
-        Some(c)
+/// `node SCRIPT URI` in `tests/interop`, or `None` (skip) without `package`.
+fn node(script: &str, package: &str, uri: &str) -> Option<Command> {
+    if !node_package(package) {
+        return None;
     }
+    let mut c = Command::new("node");
+    c.arg(script).arg(uri).current_dir(interop_dir());
+    Some(c)
 }
 
 const CLIENTS: &[ClientProgram] = &[
     ClientProgram {
         name: "nostr-tools",
-        run: |uri| node("nostr-tools-bunker.mjs", "nostr-tools")(uri),
+        run: |uri| node("nostr-tools-bunker.mjs", "nostr-tools", uri),
         copes: "calls `switch_relays` right after connecting and parses its result as JSON, and checks every signed event itself: Rampart answers `switch_relays` with a stringified array of its relays and signs exactly the template it was sent",
     },
     ClientProgram {
         name: "NDK",
-        run: |uri| node("ndk-bunker.mjs", "@nostr-dev-kit/ndk")(uri),
+        run: |uri| node("ndk-bunker.mjs", "@nostr-dev-kit/ndk", uri),
         copes: "sends `connect` with an empty first param and takes only the signature from `sign_event` (it rebuilds the event itself): Rampart reads an empty first param as \"this signer\" and signs exactly the template's fields",
     },
     ClientProgram {
         name: "applesauce",
-        run: |uri| node("applesauce-bunker.mjs", "applesauce-signers")(uri),
+        run: |uri| node("applesauce-bunker.mjs", "applesauce-signers", uri),
         copes: "expects the secret or \"ack\" from `connect`: Rampart answers \"ack\" (bunker flow)",
     },
     ClientProgram {
@@ -145,12 +144,13 @@ fn run_client(program: &ClientProgram, uri: &str) -> Option<Outcome> {
     let report: Option<serde_json::Value> = serde_json::from_str(stdout.trim()).ok();
     let ok = out.status.success() && report.as_ref().is_some_and(|r| r["ok"] == true);
     let detail = if ok {
-        let event = &report.as_ref().unwrap()["event"];
-        format!(
-            "connected, got the user key, signed a note ({}…), NIP-44 and NIP-04 round trips",
-            &event["id"].as_str().unwrap_or_default()
-                [..12.min(event["id"].as_str().unwrap_or_default().len())]
-        )
+        let id: String = report.as_ref().unwrap()["event"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(12)
+            .collect();
+        format!("connected, got the user key, signed a note ({id}…), NIP-44 and NIP-04 round trips")
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
         err.lines()

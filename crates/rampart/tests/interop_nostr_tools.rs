@@ -6,42 +6,20 @@
 // #[test] functions; this covers the helpers beside them too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use testkit::{RampartProcess, ci, skipped};
+use testkit::RampartProcess;
+use testkit::peers::{node_json, node_package};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
-}
-
 #[test]
 fn nostr_tools_bunker_signer_logs_in_and_signs() {
-    let dir = interop_dir();
-    if !dir.join("node_modules/nostr-tools").exists() {
-        assert!(
-            !ci(),
-            "tests/interop/node_modules is missing; .ci/install runs `npm ci` there"
-        );
-        skipped("run `npm ci` in tests/interop to enable the nostr-tools interop test");
+    if !node_package("nostr-tools") {
         return;
     }
     let bunker = RampartProcess::start(Path::new(BIN), None, &[], &["--grant", "full"]);
-    let out = Command::new("node")
-        .arg("nostr-tools-bunker.mjs")
-        .arg(bunker.uri())
-        .current_dir(&dir)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "nostr-tools failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = node_json("nostr-tools-bunker.mjs", &[bunker.uri()]);
     let keys = bunker.cli(&["key", "list", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
     assert_eq!(

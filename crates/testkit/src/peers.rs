@@ -40,6 +40,25 @@ pub fn node_package(package: &str) -> bool {
     installed
 }
 
+/// Run a Node script of `tests/interop` that prints one JSON object, and
+/// return it; panics (with its stderr) when it fails.
+pub fn node_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(interop_dir())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
+}
+
 /// A workspace binary built beside the running test (`target/<profile>/`).
 pub fn workspace_binary(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -100,15 +119,22 @@ impl Peer {
     }
 
     /// applesauce-signers' `NostrConnectProvider`, approving everything, on
-    /// `relay` with `secret` (extra `args` for the script). It exits when
-    /// its stdin closes, so a dead test leaves no process behind.
+    /// `relay` with `secret` (extra `args` for the script).
     pub fn applesauce(relay: &str, secret: &str, args: &[&str]) -> Option<Peer> {
+        let mut all = vec!["--relay", relay, "--secret", secret];
+        all.extend_from_slice(args);
+        Self::applesauce_args(&all)
+    }
+
+    /// The applesauce provider with the script's own arguments
+    /// (`--relay`, `--secret`, `--switch-to`, `--nostrconnect`). It exits
+    /// when its stdin closes, so a dead test leaves no process behind.
+    pub fn applesauce_args(args: &[&str]) -> Option<Peer> {
         if !node_package("applesauce-signers") {
             return None;
         }
         let mut child = Command::new("node")
             .arg("applesauce-provider.mjs")
-            .args(["--relay", relay, "--secret", secret])
             .args(args)
             .current_dir(interop_dir())
             .stdin(Stdio::piped())
