@@ -19,9 +19,10 @@
 //! Other processes' writes are noticed through `store_version`, a counter
 //! every write transaction moves on (the role SQLite's `data_version` plays).
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
+use std::time::{Duration, Instant};
 
-use nip46::nostr::prelude::{PublicKey, Timestamp};
+use nip46::nostr::prelude::{EventId, PublicKey, Timestamp};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, Row};
@@ -31,12 +32,17 @@ mod tls;
 use store::codec::{relays_to_json, rules_to_json, to_json};
 use store::rows::{self, RawRow};
 use store::{
-    AuditEntry, AuditQuery, AuditedEvent, Change, ConnectionToken, KeyId, NewKey, NewToken,
-    PendingApproval, Rule, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
+    AuditEntry, AuditQuery, AuditedEvent, Change, Claim, ConnectionToken, DashboardSecret, KeyId,
+    NewKey, NewToken, PendingApproval, ReplicaBeat, ReplicaId, Rule, SealedAnswer, ServedRelays,
+    Session, Store, StoreError, StoredKey, TokenId,
 };
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The migrations, in order. Never edit a released one: add a new file.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_replicas.sql"),
+];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -44,9 +50,93 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// The advisory lock migrations hold (any fixed number of our own).
 const MIGRATION_LOCK: i64 = 0x0072_616d_7061_7274; // "rampart"
 
+/// How long connecting may take, and how long unacknowledged data may wait
+/// on a connection before it counts as broken (unless the URL sets them):
+/// a replica cut off from the database must learn it in seconds, not after
+/// the kernel's TCP retransmission timeout (minutes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+
+/// After a failed reconnection, the next waits at least this long (doubling
+/// up to [`MAX_RECONNECT_WAIT`]).
+const FIRST_RECONNECT_WAIT: Duration = Duration::from_millis(250);
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// How to reach the database again after the connection broke.
+struct Connector {
+    config: postgres::Config,
+    tls: MakeRustlsConnect,
+    /// No attempt before this (backoff after a failed one).
+    not_before: Option<Instant>,
+    wait: Duration,
+}
+
+impl Connector {
+    fn new(url: &str) -> Result<Self, StoreError> {
+        let (url, tls) = tls::connector(url)?;
+        let mut config: postgres::Config = url.parse().map_err(|_| {
+            StoreError::Database(
+                "the database URL is not a valid PostgreSQL connection string".to_owned(),
+            )
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        config.keepalives(true);
+        config.keepalives_idle(KEEPALIVE_IDLE);
+        Ok(Connector {
+            config,
+            tls,
+            not_before: None,
+            wait: FIRST_RECONNECT_WAIT,
+        })
+    }
+
+    fn connect(&self) -> Result<Client, StoreError> {
+        self.config.connect(self.tls.clone()).map_err(|e| {
+            db_error(
+                "connecting to PostgreSQL (check the server runs and the URL's host, port, user and database)",
+                e,
+            )
+        })
+    }
+
+    /// A fresh client, unless the last failure was too recent.
+    fn reconnect(&mut self) -> Result<Client, StoreError> {
+        let now = Instant::now();
+        if self.not_before.is_some_and(|t| now < t) {
+            return Err(StoreError::Database(
+                "PostgreSQL is unreachable; reconnecting with backoff".to_owned(),
+            ));
+        }
+        match self.connect() {
+            Ok(client) => {
+                tracing::info!("reconnected to PostgreSQL");
+                self.not_before = None;
+                self.wait = FIRST_RECONNECT_WAIT;
+                Ok(client)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = self.wait.as_millis() as u64, "PostgreSQL reconnection failed");
+                self.not_before = Some(now + self.wait);
+                self.wait = (self.wait * 2).min(MAX_RECONNECT_WAIT);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// A [`Store`] in one PostgreSQL database.
+///
+/// A broken connection (server restart, network cut) is replaced on the
+/// next call, with backoff; the call that found it broken fails.
 pub struct PostgresStore {
     client: RefCell<Client>,
+    connector: RefCell<Connector>,
     /// What the last listing skipped (see [`PostgresStore::skipped_rows`]).
     skipped: RefCell<Vec<String>>,
     /// `store_version` as this store last saw it.
@@ -67,21 +157,26 @@ impl PostgresStore {
     /// Rampart wrote. The error never includes the URL (it may hold a
     /// password).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let (url, tls) = tls::connector(url)?;
-        let mut client = Client::connect(&url, tls).map_err(|e| {
-            db_error(
-                "connecting to PostgreSQL (check the server runs and the URL's host, port, user and database)",
-                e,
-            )
-        })?;
+        let connector = Connector::new(url)?;
+        let mut client = connector.connect()?;
         migrate(&mut client)?;
         let seen = current_version(&mut client)?;
         Ok(PostgresStore {
             client: RefCell::new(client),
+            connector: RefCell::new(connector),
             skipped: RefCell::new(Vec::new()),
             seen,
             external: 0,
         })
+    }
+
+    /// The client, reconnected first if its connection broke.
+    fn conn(&self) -> Result<RefMut<'_, Client>, StoreError> {
+        let mut client = self.client.borrow_mut();
+        if client.is_closed() {
+            *client = self.connector.borrow_mut().reconnect()?;
+        }
+        Ok(client)
     }
 
     /// The rows the last listing skipped because they could not be read
@@ -93,8 +188,7 @@ impl PostgresStore {
     /// The schema version of the database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         let row = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query_one("SELECT version FROM rampart_schema", &[])
             .ctx("reading the schema version")?;
         row.try_get(0).ctx("reading the schema version")
@@ -110,7 +204,7 @@ impl PostgresStore {
         read: impl Fn(&Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         self.skipped.borrow_mut().clear();
-        let rows = self.client.borrow_mut().query(sql, params).ctx(what)?;
+        let rows = self.conn()?.query(sql, params).ctx(what)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             match read(row) {
@@ -131,9 +225,24 @@ impl PostgresStore {
         what: &str,
         work: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let client = self.client.get_mut();
+        self.write_if(what, true, work)
+    }
+
+    /// Run `work` in one transaction, moving `store_version` on when what it
+    /// writes is `mirrored` by running bunkers (they reload when it moves).
+    fn write_if<T>(
+        &mut self,
+        what: &str,
+        mirrored: bool,
+        work: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.conn()?;
         let mut tx = client.transaction().ctx(what)?;
         let value = work(&mut tx)?;
+        if !mirrored {
+            tx.commit().ctx(what)?;
+            return Ok(value);
+        }
         let row = tx
             .query_one(
                 "UPDATE store_version SET version = version + 1 WHERE id = 1 RETURNING version",
@@ -142,6 +251,7 @@ impl PostgresStore {
             .ctx("moving the store version on")?;
         let version: i64 = row.try_get(0).ctx("moving the store version on")?;
         tx.commit().ctx(what)?;
+        drop(client);
         // Our own write alone moves it by one; more means others wrote too,
         // which the next `external_version` must report.
         if version == self.seen + 1 {
@@ -395,6 +505,7 @@ fn apply_change(tx: &mut impl GenericClient, change: &Change) -> Result<(), Stor
             .ctx("updating an approval")?;
             Ok(())
         }
+        Change::Answer(answer) => record_answer(tx, answer),
         Change::RecordServedRelays(served) => {
             let relays = relays_to_json(&served.relays)?;
             tx.execute(
@@ -408,6 +519,35 @@ fn apply_change(tx: &mut impl GenericClient, change: &Change) -> Result<(), Stor
         }
     }
 }
+
+/// Exactly once across replicas: the request event's row is ours, or it
+/// becomes ours now; another replica's row refuses the whole job.
+fn record_answer(tx: &mut impl GenericClient, a: &SealedAnswer) -> Result<(), StoreError> {
+    let request = a.request.to_hex();
+    let changed = tx
+        .execute(
+            "INSERT INTO answers (request_event, replica, answer, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (request_event) DO UPDATE SET answer = excluded.answer, at = excluded.at \
+             WHERE answers.replica = excluded.replica",
+            &[&request, &a.replica.as_str(), &a.answer, &ts(a.at)],
+        )
+        .ctx("recording an answer")?;
+    if changed == 1 {
+        return Ok(());
+    }
+    let row = tx
+        .query_one(
+            "SELECT replica FROM answers WHERE request_event = $1",
+            &[&request],
+        )
+        .ctx("looking up who answered a request")?;
+    let holder: String = row.try_get(0).ctx("looking up who answered a request")?;
+    Err(StoreError::Claimed(format!("request event {request}"), holder))
+}
+
+/// Milliseconds since the Unix epoch by the server's clock, in SQL: every
+/// replica judges heartbeats by this one clock.
+const SERVER_NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// Change a stored session's rules in place (the row locked for the
 /// transaction), moving its revision on; a missing session is left alone.
@@ -710,11 +850,161 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().next())
     }
 
+    fn beat(&mut self, replica: &ReplicaId) -> Result<Vec<ReplicaBeat>, StoreError> {
+        let mut client = self.conn()?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO replicas (replica, started_at, beat_ms) \
+                     VALUES ($1, {SERVER_NOW_MS} / 1000, {SERVER_NOW_MS}) \
+                     ON CONFLICT (replica) DO UPDATE SET beat_ms = excluded.beat_ms"
+                ),
+                &[&replica.as_str()],
+            )
+            .ctx("recording a heartbeat")?;
+        let listed = client
+            .query(
+                &format!(
+                    "SELECT replica, started_at, beat_ms, {SERVER_NOW_MS} FROM replicas \
+                     ORDER BY replica"
+                ),
+                &[],
+            )
+            .ctx("listing replicas")?;
+        let mut found = Vec::with_capacity(listed.len());
+        let mut now = 0;
+        for row in &listed {
+            let name: String = row.try_get(0).ctx("listing replicas")?;
+            let started: i64 = row.try_get(1).ctx("listing replicas")?;
+            let beat: i64 = row.try_get(2).ctx("listing replicas")?;
+            now = row.try_get(3).ctx("listing replicas")?;
+            found.push((name, started, beat));
+        }
+        Ok(rows::replica_beats(found, now))
+    }
+
+    fn retire(&mut self, replica: &ReplicaId) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "DELETE FROM replicas WHERE replica = $1",
+                &[&replica.as_str()],
+            )
+            .ctx("removing a heartbeat")?;
+        Ok(())
+    }
+
+    fn claim(
+        &mut self,
+        replica: &ReplicaId,
+        events: &[EventId],
+        at: Timestamp,
+    ) -> Result<Vec<(EventId, Claim)>, StoreError> {
+        self.write_if("claiming requests", false, |tx| {
+            let mut out = Vec::with_capacity(events.len());
+            for event in events {
+                let hex = event.to_hex();
+                tx.execute(
+                    "INSERT INTO answers (request_event, replica, answer, at) \
+                     VALUES ($1, $2, NULL, $3) ON CONFLICT (request_event) DO NOTHING",
+                    &[&hex, &replica.as_str(), &ts(at)],
+                )
+                .ctx("claiming a request")?;
+                let row = tx
+                    .query_one(
+                        "SELECT replica, answer FROM answers WHERE request_event = $1",
+                        &[&hex],
+                    )
+                    .ctx("reading a claim")?;
+                let holder: String = row.try_get(0).ctx("reading a claim")?;
+                let answer: Option<String> = row.try_get(1).ctx("reading a claim")?;
+                out.push((*event, rows::claim(replica, &holder, answer)));
+            }
+            Ok(out)
+        })
+    }
+
+    fn prune_answers(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+        self.conn()?
+            .execute("DELETE FROM answers WHERE at < $1", &[&ts(before)])
+            .ctx("pruning answers")
+    }
+
+    fn put_dashboard_secret(
+        &mut self,
+        kind: DashboardSecret,
+        digest: &[u8; 32],
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let table = kind.table();
+        self.write_if("keeping a dashboard secret", false, |tx| {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE expires_at <= $1"),
+                &[&ts(Timestamp::now())],
+            )
+            .ctx("dropping expired dashboard secrets")?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (digest, expires_at) VALUES ($1, $2) \
+                     ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at"
+                ),
+                &[&digest.as_slice(), &ts(expires_at)],
+            )
+            .ctx("keeping a dashboard secret")?;
+            Ok(())
+        })
+    }
+
+    fn check_dashboard_secret(
+        &mut self,
+        kind: DashboardSecret,
+        digest: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let table = kind.table();
+        let mut client = self.conn()?;
+        let found = match kind {
+            // Deleting is the check: of two replicas redeeming one link at
+            // once, one deletes the row.
+            DashboardSecret::Login => {
+                client
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE digest = $1 AND expires_at > $2"),
+                        &[&digest.as_slice(), &ts(now)],
+                    )
+                    .ctx("redeeming a dashboard login")?
+                    == 1
+            }
+            DashboardSecret::Session => client
+                .query_opt(
+                    &format!("SELECT 1 FROM {table} WHERE digest = $1 AND expires_at > $2"),
+                    &[&digest.as_slice(), &ts(now)],
+                )
+                .ctx("looking up a dashboard session")?
+                .is_some(),
+        };
+        Ok(found)
+    }
+
+    fn remove_dashboard_secret(
+        &mut self,
+        kind: DashboardSecret,
+        digest: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                &format!("DELETE FROM {} WHERE digest = $1", kind.table()),
+                &[&digest.as_slice()],
+            )
+            .ctx("removing a dashboard secret")?;
+        Ok(())
+    }
+
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
-        self.write("committing changes", |tx| {
+        let mirrored = changes.iter().any(Change::is_mirrored);
+        self.write_if("committing changes", mirrored, |tx| {
             for change in changes {
                 apply_change(tx, change)?;
             }
@@ -723,7 +1013,7 @@ impl Store for PostgresStore {
     }
 
     fn external_version(&mut self) -> Result<u64, StoreError> {
-        let version = current_version(self.client.get_mut())?;
+        let version = current_version(&mut *self.conn()?)?;
         if version != self.seen {
             self.seen = version;
             self.external += 1;

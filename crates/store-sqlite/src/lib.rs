@@ -22,9 +22,11 @@ use nip46::nostr::prelude::{PublicKey, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
+use nip46::nostr::prelude::EventId;
 use store::{
-    AuditEntry, AuditQuery, AuditedEvent, Change, ConnectionToken, KeyId, NewKey, NewToken,
-    PendingApproval, Rule, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
+    AuditEntry, AuditQuery, AuditedEvent, Change, Claim, ConnectionToken, DashboardSecret, KeyId,
+    NewKey, NewToken, PendingApproval, ReplicaBeat, ReplicaId, Rule, SealedAnswer, ServedRelays,
+    Session, Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
@@ -37,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_tagged_summaries.sql"),
     include_str!("migrations/0004_hardening.sql"),
     include_str!("migrations/0005_served_relays.sql"),
+    include_str!("migrations/0006_replicas.sql"),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -402,6 +405,7 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
             .ctx("recording the served relays")?;
             Ok(())
         }
+        Change::Answer(answer) => record_answer(conn, answer),
         Change::PutApproval(approval) => put_approval(conn, approval),
         Change::SetApprovalStatus { id, status } => {
             let status = to_json(status, "an approval status")?;
@@ -433,6 +437,37 @@ fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
     ])
     .ctx("writing an audit row")?;
     Ok(())
+}
+
+/// Exactly once across replicas: the request event's row is ours, or it
+/// becomes ours now; another replica's row refuses the whole job.
+fn record_answer(conn: &Connection, a: &SealedAnswer) -> Result<(), StoreError> {
+    let request = a.request.to_hex();
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO answers (request_event, replica, answer, at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (request_event) DO UPDATE SET answer = excluded.answer, at = excluded.at \
+             WHERE answers.replica = excluded.replica",
+        )
+        .and_then(|mut s| s.execute(params![request, a.replica.as_str(), a.answer, ts(a.at)]))
+        .ctx("recording an answer")?;
+    if changed == 1 {
+        return Ok(());
+    }
+    let holder: String = conn
+        .prepare_cached("SELECT replica FROM answers WHERE request_event = ?1")
+        .and_then(|mut s| s.query_row([&request], |r| r.get(0)))
+        .ctx("looking up who answered a request")?;
+    Err(StoreError::Claimed(format!("request event {request}"), holder))
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock (SQLite has no
+/// server: every process sharing the file is on this machine).
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The single-use guarantee: the update only matches an unused token, so of
@@ -789,6 +824,145 @@ impl Store for SqliteStore {
             |row| rows::served_relays(&SqlRow(row)),
         )?;
         Ok(rows.into_iter().next())
+    }
+
+    fn beat(&mut self, replica: &ReplicaId) -> Result<Vec<ReplicaBeat>, StoreError> {
+        let now = now_ms();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO replicas (replica, started_at, beat_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (replica) DO UPDATE SET beat_ms = excluded.beat_ms",
+            )
+            .and_then(|mut s| s.execute(params![replica.as_str(), now / 1000, now]))
+            .ctx("recording a heartbeat")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT replica, started_at, beat_ms FROM replicas ORDER BY replica")
+            .ctx("listing replicas")?;
+        let found = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .ctx("listing replicas")?;
+        Ok(rows::replica_beats(found, now))
+    }
+
+    fn retire(&mut self, replica: &ReplicaId) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM replicas WHERE replica = ?1")
+            .and_then(|mut s| s.execute([replica.as_str()]))
+            .ctx("removing a heartbeat")?;
+        Ok(())
+    }
+
+    fn claim(
+        &mut self,
+        replica: &ReplicaId,
+        events: &[EventId],
+        at: Timestamp,
+    ) -> Result<Vec<(EventId, Claim)>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a claim")?;
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let hex = event.to_hex();
+            tx.prepare_cached(
+                "INSERT INTO answers (request_event, replica, answer, at) VALUES (?1, ?2, NULL, ?3) \
+                 ON CONFLICT (request_event) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![hex, replica.as_str(), ts(at)]))
+            .ctx("claiming a request")?;
+            let (holder, answer): (String, Option<String>) = tx
+                .prepare_cached("SELECT replica, answer FROM answers WHERE request_event = ?1")
+                .and_then(|mut s| s.query_row([&hex], |r| Ok((r.get(0)?, r.get(1)?))))
+                .ctx("reading a claim")?;
+            out.push((*event, rows::claim(replica, &holder, answer)));
+        }
+        tx.commit().ctx("committing a claim")?;
+        Ok(out)
+    }
+
+    fn prune_answers(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM answers WHERE at < ?1")
+            .and_then(|mut s| s.execute([ts(before)]))
+            .ctx("pruning answers")?;
+        Ok(removed as u64)
+    }
+
+    fn put_dashboard_secret(
+        &mut self,
+        kind: DashboardSecret,
+        digest: &[u8; 32],
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let table = kind.table();
+        let tx = self.conn.transaction().ctx("keeping a dashboard secret")?;
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE expires_at <= ?1"),
+            [ts(Timestamp::now())],
+        )
+        .ctx("dropping expired dashboard secrets")?;
+        tx.execute(
+            &format!("INSERT OR REPLACE INTO {table} (digest, expires_at) VALUES (?1, ?2)"),
+            params![digest.as_slice(), ts(expires_at)],
+        )
+        .ctx("keeping a dashboard secret")?;
+        tx.commit().ctx("keeping a dashboard secret")
+    }
+
+    fn check_dashboard_secret(
+        &mut self,
+        kind: DashboardSecret,
+        digest: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let table = kind.table();
+        let found = match kind {
+            // Deleting is the check: of two replicas redeeming one link at
+            // once, one deletes the row.
+            DashboardSecret::Login => self
+                .conn
+                .execute(
+                    &format!("DELETE FROM {table} WHERE digest = ?1 AND expires_at > ?2"),
+                    params![digest.as_slice(), ts(now)],
+                )
+                .ctx("redeeming a dashboard login")?
+                == 1,
+            DashboardSecret::Session => self
+                .conn
+                .query_row(
+                    &format!("SELECT 1 FROM {table} WHERE digest = ?1 AND expires_at > ?2"),
+                    params![digest.as_slice(), ts(now)],
+                    |_| Ok(()),
+                )
+                .optional()
+                .ctx("looking up a dashboard session")?
+                .is_some(),
+        };
+        Ok(found)
+    }
+
+    fn remove_dashboard_secret(
+        &mut self,
+        kind: DashboardSecret,
+        digest: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                &format!("DELETE FROM {} WHERE digest = ?1", kind.table()),
+                [digest.as_slice()],
+            )
+            .ctx("removing a dashboard secret")?;
+        Ok(())
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {

@@ -177,9 +177,13 @@ fn fresh_database_is_at_the_latest_schema_and_reopening_keeps_it() {
     assert_eq!(
         tables,
         [
+            "answers",
             "approvals",
             "audit",
+            "dashboard_logins",
+            "dashboard_sessions",
             "keys",
+            "replicas",
             "served_relays",
             "sessions",
             "tokens"

@@ -1,7 +1,7 @@
 //! The [`Store`] trait: what every backend (SQLite, PostgreSQL) does, checked
 //! by the shared suite.
 
-use nip46::nostr::prelude::Timestamp;
+use nip46::nostr::prelude::{EventId, Timestamp};
 
 use crate::approval::PendingApproval;
 use crate::audit::{AuditEntry, AuditQuery, AuditedEvent};
@@ -9,6 +9,7 @@ use crate::change::Change;
 use crate::error::StoreError;
 use crate::key::{KeyId, NewKey, StoredKey};
 use crate::relays::ServedRelays;
+use crate::replica::{Claim, DashboardSecret, ReplicaBeat, ReplicaId};
 use crate::session::Session;
 use crate::token::{ConnectionToken, NewToken, TokenId};
 
@@ -41,6 +42,48 @@ pub trait Store: Send {
     /// The relays the bunker last recorded serving on
     /// ([`Change::RecordServedRelays`]), if it ever did.
     fn served_relays(&self) -> Result<Option<ServedRelays>, StoreError>;
+
+    /// Record a heartbeat of `replica` (stamped by the store's clock; a
+    /// replica seen for the first time, or again after [`Store::retire`],
+    /// starts now) and list every replica's last one, oldest name first.
+    fn beat(&mut self, replica: &ReplicaId) -> Result<Vec<ReplicaBeat>, StoreError>;
+    /// Remove `replica`'s heartbeat (it stops: the others take over at once
+    /// instead of after its lease).
+    fn retire(&mut self, replica: &ReplicaId) -> Result<(), StoreError>;
+    /// Claim request events for `replica` at a takeover, in one transaction:
+    /// an event nobody claimed becomes ours; for each, who holds it.
+    fn claim(
+        &mut self,
+        replica: &ReplicaId,
+        events: &[EventId],
+        at: Timestamp,
+    ) -> Result<Vec<(EventId, Claim)>, StoreError>;
+    /// Forget claims and sealed answers made before `before` (their requests
+    /// are past the replay window); how many went.
+    fn prune_answers(&mut self, before: Timestamp) -> Result<u64, StoreError>;
+
+    /// Keep the digest of a dashboard login link or session cookie until
+    /// `expires_at` (expired ones of the same kind are dropped on the way).
+    fn put_dashboard_secret(
+        &mut self,
+        kind: DashboardSecret,
+        digest: &[u8; 32],
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Whether an unexpired secret with this digest is kept. A login link is
+    /// used up by it (it works once, on any replica); a session stays.
+    fn check_dashboard_secret(
+        &mut self,
+        kind: DashboardSecret,
+        digest: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Forget a dashboard secret (a session logged out).
+    fn remove_dashboard_secret(
+        &mut self,
+        kind: DashboardSecret,
+        digest: &[u8; 32],
+    ) -> Result<(), StoreError>;
 
     /// Apply a batch of changes in one transaction: all or nothing.
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;

@@ -7,6 +7,7 @@ use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval};
 use crate::audit::AuditEntry;
 use crate::key::KeyId;
 use crate::relays::ServedRelays;
+use crate::replica::SealedAnswer;
 use crate::session::{Rule, Session};
 use crate::token::TokenId;
 
@@ -109,4 +110,21 @@ pub enum Change {
     },
     /// Record the relays the bunker serves on, replacing the earlier record.
     RecordServedRelays(ServedRelays),
+    /// A replica answered a request event: claim the event and keep the
+    /// sealed answer. A claim held by another replica is
+    /// [`StoreError::Claimed`], failing the batch (so the answer is never
+    /// sent twice); one this replica took at a takeover is filled in.
+    Answer(SealedAnswer),
+}
+
+impl Change {
+    /// Whether the change alters what a running bunker mirrors (keys,
+    /// tokens, sessions, approvals): other processes must reload after it.
+    /// Audit rows, answers and usage counters do not.
+    pub fn is_mirrored(&self) -> bool {
+        !matches!(
+            self,
+            Change::Audit(_) | Change::Answer(_) | Change::TouchSession { .. }
+        )
+    }
 }

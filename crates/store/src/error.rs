@@ -23,6 +23,10 @@ pub enum StoreError {
     /// another process sharing the database).
     #[error("{0} was already used; connection secrets work once, mint a new one")]
     AlreadyUsed(String),
+    /// Another replica answered (or took) this request event first: this
+    /// answer must not be sent.
+    #[error("{0} was answered by replica {1} already")]
+    Claimed(String, String),
     /// A stored value could not be read back (corruption or manual edits).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

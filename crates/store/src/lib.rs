@@ -1,5 +1,6 @@
 //! What Rampart keeps: user keys (encrypted), connection tokens, sessions and
-//! their rules, pending approvals, the audit log and the relays it serves on, behind one [`Store`] trait.
+//! their rules, pending approvals, the audit log, the relays it serves on and
+//! the replicas sharing it, behind one [`Store`] trait.
 //!
 //! This crate is the model only: types, the [`Change`]s the running bunker
 //! writes, the [`Store`] trait and the group-commit [`writer`] (which works on
@@ -15,6 +16,7 @@ pub mod codec;
 pub mod error;
 pub mod key;
 pub mod relays;
+pub mod replica;
 pub mod rows;
 pub mod session;
 #[cfg(feature = "testing")]
@@ -31,6 +33,7 @@ pub use change::Change;
 pub use error::StoreError;
 pub use key::{KeyId, NewKey, StoredKey};
 pub use relays::ServedRelays;
+pub use replica::{Claim, DashboardSecret, ReplicaBeat, ReplicaId, SealedAnswer};
 pub use session::{Rule, RuleEffect, Session, SessionOrigin};
 pub use token::{ConnectionToken, NewToken, SecretHash, TokenId};
 pub use writer::{CommitJob, StoreWriter};

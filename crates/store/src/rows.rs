@@ -20,6 +20,7 @@ use crate::codec;
 use crate::error::StoreError;
 use crate::key::{KeyId, NewKey, StoredKey};
 use crate::relays::ServedRelays;
+use crate::replica::{Claim, ReplicaBeat, ReplicaId};
 use crate::session::{Rule, Session, SessionOrigin};
 use crate::token::{ConnectionToken, SecretHash, TokenId};
 
@@ -329,4 +330,38 @@ pub fn served_relays<R: RawRow + ?Sized>(row: &R) -> Result<ServedRelays, StoreE
         relays: r.relays("relays")?,
         recorded_at: r.ts("recorded_at")?,
     })
+}
+
+/// Heartbeat rows `(replica, started_at secs, beat ms)` as listed at `now_ms`
+/// by the store's clock; rows with a name this Rampart would refuse are
+/// skipped (nobody it knows wrote them).
+pub fn replica_beats(rows: Vec<(String, i64, i64)>, now_ms: i64) -> Vec<ReplicaBeat> {
+    rows.into_iter()
+        .filter_map(|(name, started, beat)| {
+            let replica = ReplicaId::parse(&name).ok()?;
+            Some(ReplicaBeat {
+                replica,
+                age_ms: u64::try_from(now_ms.saturating_sub(beat)).unwrap_or(0),
+                started_at: Timestamp::from_secs(u64::try_from(started).unwrap_or(0)),
+            })
+        })
+        .collect()
+}
+
+/// Who holds a claimed request event, as `replica` sees it.
+pub fn claim(replica: &ReplicaId, holder: &str, answer: Option<String>) -> Claim {
+    if holder == replica.as_str() {
+        return Claim::Ours;
+    }
+    match ReplicaId::parse(holder) {
+        Ok(holder) => Claim::Theirs {
+            replica: holder,
+            answer,
+        },
+        // A holder name no Rampart writes: still not ours.
+        Err(_) => Claim::Theirs {
+            replica: ReplicaId::unknown(),
+            answer,
+        },
+    }
 }

@@ -23,6 +23,7 @@ use crate::{
     RequestSummary, Rule, RuleEffect, SecretHash, ServedRelays, Session, SessionOrigin, Store,
     StoreError, TokenId,
 };
+use crate::{Claim, DashboardSecret, ReplicaId, SealedAnswer};
 
 /// One check of the suite: gets a fresh, empty store, panics on failure.
 pub type Check = fn(&mut dyn Store);
@@ -64,6 +65,12 @@ macro_rules! __for_each_store_check {
             empty_apply_is_a_no_op,
             external_version_is_stable_alone,
             served_relays_are_replaced,
+            heartbeats_list_every_replica,
+            answers_are_claimed_once,
+            takeover_claims_report_the_holder,
+            answers_are_pruned_by_age,
+            dashboard_logins_work_once,
+            dashboard_sessions_last_until_removed,
         }
     };
 }
@@ -1192,4 +1199,178 @@ pub fn served_relays_are_replaced(store: &mut dyn Store) {
         "recording relays again",
     );
     assert_eq!(ok(store.served_relays(), "served relays"), Some(second));
+}
+
+fn replica(name: &str) -> ReplicaId {
+    ok(
+        ReplicaId::parse(name).map_err(|e| StoreError::Corrupt(e.to_string())),
+        "a replica name",
+    )
+}
+
+fn sealed(request: u8, by: &ReplicaId, answer: &str, at: u64) -> Change {
+    Change::Answer(SealedAnswer {
+        request: EventId::from_byte_array([request; 32]),
+        replica: by.clone(),
+        answer: answer.to_owned(),
+        at: t(at),
+    })
+}
+
+/// A heartbeat adds or refreshes the replica's row; every replica is listed,
+/// by name, with a small age; a retired one is gone.
+pub fn heartbeats_list_every_replica(store: &mut dyn Store) {
+    let (a, b) = (replica("a-1"), replica("b-2"));
+    let first = ok(store.beat(&b), "first heartbeat");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].replica, b);
+    let listed = ok(store.beat(&a), "second replica's heartbeat");
+    let names: Vec<&ReplicaId> = listed.iter().map(|r| &r.replica).collect();
+    assert_eq!(names, vec![&a, &b]);
+    // Both just beat: ages are small (generous for a loaded machine).
+    assert!(listed.iter().all(|r| r.age_ms < 10_000), "{listed:?}");
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let again = ok(store.beat(&a), "a heartbeat again");
+    let (fresh, older) = (&again[0], &again[1]);
+    assert!(
+        older.age_ms >= 50 && older.age_ms > fresh.age_ms,
+        "b did not beat again, a did: {again:?}"
+    );
+    assert_eq!(fresh.started_at, listed[0].started_at, "a restart is not a beat");
+    ok(store.retire(&b), "retiring");
+    let left = ok(store.beat(&a), "after retiring");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].replica, a);
+    ok(store.retire(&b), "retiring twice is not an error");
+}
+
+/// The first replica to commit an answer for a request event holds it:
+/// another's answer is refused (with the batch around it), the holder's
+/// own later answer (a held request decided) replaces its first.
+pub fn answers_are_claimed_once(store: &mut dyn Store) {
+    let (a, b) = (replica("a"), replica("b"));
+    let key = add_key(store, "alice", 1);
+    apply(store, &[sealed(1, &a, "first", 100)]);
+    let refused = store.apply(&[
+        Change::Audit(audit_row(key, pk(1), 1, 100)),
+        sealed(1, &b, "second", 101),
+    ]);
+    match refused {
+        Err(StoreError::Claimed(_, holder)) => assert_eq!(holder, "a"),
+        other => panic!("another replica's answer: {other:?}"),
+    }
+    assert!(
+        ok(store.audit(&AuditQuery::default()), "audit").is_empty(),
+        "the refused batch left its audit row"
+    );
+    apply(store, &[sealed(1, &a, "decided", 102)]);
+    let claims = ok(
+        store.claim(&b, &[EventId::from_byte_array([1; 32])], t(103)),
+        "claiming",
+    );
+    assert_eq!(
+        claims[0].1,
+        Claim::Theirs {
+            replica: a,
+            answer: Some("decided".into())
+        }
+    );
+}
+
+/// At a takeover, unclaimed events become the claimer's (and its answer is
+/// then accepted); claimed ones name their holder, answered or not.
+pub fn takeover_claims_report_the_holder(store: &mut dyn Store) {
+    let (a, b) = (replica("a"), replica("b"));
+    apply(store, &[sealed(1, &a, "sealed", 100)]);
+    let ids = [1u8, 2, 3].map(|n| EventId::from_byte_array([n; 32]));
+    let first = ok(store.claim(&a, &ids[2..], t(100)), "a claims 3");
+    assert_eq!(first, vec![(ids[2], Claim::Ours)]);
+    let claims = ok(store.claim(&b, &ids, t(101)), "b claims 1, 2, 3");
+    assert_eq!(
+        claims,
+        vec![
+            (
+                ids[0],
+                Claim::Theirs {
+                    replica: a.clone(),
+                    answer: Some("sealed".into())
+                }
+            ),
+            (ids[1], Claim::Ours),
+            (
+                ids[2],
+                Claim::Theirs {
+                    replica: a.clone(),
+                    answer: None
+                }
+            ),
+        ]
+    );
+    let again = ok(store.claim(&b, &ids[1..2], t(102)), "b claims 2 again");
+    assert_eq!(again, vec![(ids[1], Claim::Ours)]);
+    apply(store, &[sealed(2, &b, "taken over", 102)]);
+    assert!(matches!(
+        store.apply(&[sealed(2, &a, "late", 103)]),
+        Err(StoreError::Claimed(..))
+    ));
+}
+
+/// Pruning removes claims made before the cut, and only those.
+pub fn answers_are_pruned_by_age(store: &mut dyn Store) {
+    let a = replica("a");
+    apply(
+        store,
+        &[sealed(1, &a, "old", 100), sealed(2, &a, "new", 200)],
+    );
+    assert_eq!(ok(store.prune_answers(t(150)), "pruning"), 1);
+    let b = replica("b");
+    let claims = ok(
+        store.claim(
+            &b,
+            &[
+                EventId::from_byte_array([1; 32]),
+                EventId::from_byte_array([2; 32]),
+            ],
+            t(300),
+        ),
+        "claiming",
+    );
+    assert_eq!(claims[0].1, Claim::Ours, "the pruned claim is free again");
+    assert!(matches!(claims[1].1, Claim::Theirs { .. }));
+}
+
+/// A login link's digest works once and not after its expiry.
+pub fn dashboard_logins_work_once(store: &mut dyn Store) {
+    let kind = DashboardSecret::Login;
+    let now = Timestamp::now();
+    let later = Timestamp::from_secs(now.as_secs() + 600);
+    ok(store.put_dashboard_secret(kind, &[1; 32], later), "a link");
+    ok(store.put_dashboard_secret(kind, &[2; 32], later), "another link");
+    assert!(!ok(store.check_dashboard_secret(kind, &[3; 32], now), "unknown"));
+    assert!(ok(store.check_dashboard_secret(kind, &[1; 32], now), "first use"));
+    assert!(!ok(store.check_dashboard_secret(kind, &[1; 32], now), "second use"));
+    let after = Timestamp::from_secs(later.as_secs() + 1);
+    assert!(!ok(store.check_dashboard_secret(kind, &[2; 32], after), "expired"));
+    assert!(
+        !ok(
+            store.check_dashboard_secret(DashboardSecret::Session, &[2; 32], now),
+            "a link is not a session"
+        )
+    );
+}
+
+/// A session's digest is found as often as asked until it expires or is
+/// removed.
+pub fn dashboard_sessions_last_until_removed(store: &mut dyn Store) {
+    let kind = DashboardSecret::Session;
+    let now = Timestamp::now();
+    let later = Timestamp::from_secs(now.as_secs() + 600);
+    ok(store.put_dashboard_secret(kind, &[7; 32], later), "a session");
+    for _ in 0..3 {
+        assert!(ok(store.check_dashboard_secret(kind, &[7; 32], now), "in use"));
+    }
+    let after = Timestamp::from_secs(later.as_secs() + 1);
+    assert!(!ok(store.check_dashboard_secret(kind, &[7; 32], after), "expired"));
+    ok(store.remove_dashboard_secret(kind, &[7; 32]), "logging out");
+    assert!(!ok(store.check_dashboard_secret(kind, &[7; 32], now), "logged out"));
 }

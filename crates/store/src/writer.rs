@@ -268,7 +268,10 @@ fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) -> bool {
 fn is_job_specific(err: &StoreError) -> bool {
     matches!(
         err,
-        StoreError::AlreadyUsed(_) | StoreError::Duplicate(_) | StoreError::NotFound(_)
+        StoreError::AlreadyUsed(_)
+            | StoreError::Duplicate(_)
+            | StoreError::NotFound(_)
+            | StoreError::Claimed(..)
     )
 }
 

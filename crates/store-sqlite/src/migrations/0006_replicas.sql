@@ -1,0 +1,23 @@
+-- Replicas (issue 14): heartbeats, claims of answered request events with
+-- their sealed answers, and the dashboard's login links and sessions (so a
+-- link minted on one host works on every replica).
+CREATE TABLE replicas (
+    replica TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    beat_ms INTEGER NOT NULL
+);
+CREATE TABLE answers (
+    request_event TEXT PRIMARY KEY,
+    replica TEXT NOT NULL,
+    answer TEXT,
+    at INTEGER NOT NULL
+);
+CREATE INDEX answers_at ON answers (at);
+CREATE TABLE dashboard_logins (
+    digest BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE dashboard_sessions (
+    digest BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
