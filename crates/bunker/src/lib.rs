@@ -20,6 +20,7 @@ pub mod policy;
 pub mod randomness;
 pub mod rate_limit;
 pub mod replay;
+pub mod replicas;
 pub mod service;
 pub mod strangers;
 pub mod vault;

@@ -16,17 +16,21 @@
 use std::future::Future;
 use std::time::Duration;
 
-use nip46::nostr::prelude::{Filter, Kind, Timestamp};
+use nip46::nostr::prelude::{Event, Filter, Kind, Timestamp};
 use relay::pool::{PoolEvent, RelayPool};
 use store::writer::{CommitJob, StoreWriter};
 use store::{
-    ApprovalDecision, ApprovalId, ApprovalStatus, Change, PendingApproval, Store, StoreError,
+    ApprovalDecision, ApprovalId, ApprovalStatus, Change, PendingApproval, ReplicaId, SealedAnswer,
+    Store, StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Millis;
 use crate::engine::{AcceptError, DecideError, Engine, Output, Rollback, Snapshot};
 use crate::randomness::OsRandomness;
+use crate::replicas::{ReplicaConfig, Replicas, Route};
+
+mod heartbeat;
 
 /// Most requests handled in one wake-up of the service task before their
 /// commits are handed over (bounds the wait of the first one's answer).
@@ -80,18 +84,32 @@ pub enum ServiceError {
 }
 
 /// Settings of the driver itself.
-#[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// How often the store is checked for outside edits.
     pub reload_poll: Duration,
+    /// Serve as one of several replicas sharing the store (see
+    /// [`crate::replicas`]); `None`: the only process serving it.
+    pub replication: Option<Replication>,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             reload_poll: Duration::from_millis(200),
+            replication: None,
         }
     }
+}
+
+/// What serving as a replica takes.
+pub struct Replication {
+    /// Timing, bounds and this replica's name.
+    pub config: ReplicaConfig,
+    /// A second handle on the store, for heartbeats and claims: they must
+    /// not wait behind the writer's commits.
+    pub store: Box<dyn Store>,
+    /// Claims and sealed answers older than this are pruned.
+    pub keep_answers: Duration,
 }
 
 /// Read the parts of the store the engine mirrors.
@@ -148,10 +166,19 @@ pub async fn run(
         }),
         config.reload_poll,
     );
+    let (mut replicas, mut replica_link) = match config.replication {
+        Some(replication) => {
+            let replicas = Replicas::new(replication.config.clone());
+            let link = heartbeat::spawn(replication);
+            (Some(replicas), Some(link))
+        }
+        None => (None, None),
+    };
     let committer = Committer {
         writer,
         pool: pool.clone(),
         news: news_tx,
+        replica: replicas.as_ref().map(|r| r.config().me.clone()),
     };
 
     sync_relays(&pool, &engine, Millis::now());
@@ -185,21 +212,6 @@ pub async fn run(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            Some(event) = events.recv() => {
-                let mut jobs = Vec::new();
-                let mut next = Some(event);
-                let mut handled = 0;
-                while let Some(event) = next.take() {
-                    if let Some(out) = on_pool_event(&mut engine, &mut readiness, &mut rng, event) {
-                        jobs.extend(committer.jobs(out));
-                    }
-                    handled += 1;
-                    if handled < READY_BATCH {
-                        next = events.try_recv().ok();
-                    }
-                }
-                committer.writer.submit_all(jobs);
-            }
             Some(news) = news.recv() => {
                 let now = Millis::now();
                 let out = match news {
@@ -209,12 +221,36 @@ pub async fn run(
                 sync_relays(&pool, &engine, now);
                 committer.submit(out);
             }
+            Some(news) = recv_replica_news(&mut replica_link) => {
+                if let (Some(replicas), Some(link)) = (replicas.as_mut(), replica_link.as_ref()) {
+                    on_replica_news(&mut engine, replicas, link, &committer, &mut rng, news);
+                }
+            }
             Some(command) = admin.recv() => {
                 handle_admin(&mut engine, &committer, &mut rng, &mut readiness, command);
             }
             () = sleep => {
                 let out = engine.handle_timeout(Millis::now(), &mut rng);
                 committer.submit(out);
+            }
+            // Requests last: everything above is rare and small, and must not
+            // wait behind a busy relay (a reload carries a revocation, a
+            // heartbeat keeps this replica from fencing itself).
+            Some(event) = events.recv() => {
+                let mut jobs = Vec::new();
+                let mut next = Some(event);
+                let mut handled = 0;
+                while let Some(event) = next.take() {
+                    let step = on_pool_event(&mut engine, replicas.as_mut(), &mut readiness, &mut rng, event);
+                    if let Some(out) = step {
+                        jobs.extend(committer.jobs(out));
+                    }
+                    handled += 1;
+                    if handled < READY_BATCH {
+                        next = events.try_recv().ok();
+                    }
+                }
+                committer.writer.submit_all(jobs);
             }
         }
     }
@@ -227,6 +263,12 @@ pub async fn run(
     tokio::task::spawn_blocking(move || writer.shutdown())
         .await
         .ok();
+    // Retired only now, so the others take over once nothing is left here.
+    if let Some(link) = replica_link.take() {
+        tokio::task::spawn_blocking(move || link.retire())
+            .await
+            .ok();
+    }
     drain(&pool, Duration::from_secs(2)).await;
     pool.shutdown().await;
     Ok(())
@@ -343,15 +385,22 @@ async fn drain(pool: &RelayPool, limit: Duration) {
     }
 }
 
-/// Hand an event from a relay to the engine and return its step, or note
-/// what else the pool reports.
+/// Hand an event from a relay to the engine and return its step (unless
+/// another replica owns its client, or this one is fenced: then it is kept
+/// aside), or note what else the pool reports.
 fn on_pool_event(
     engine: &mut Engine,
+    replicas: Option<&mut Replicas>,
     readiness: &mut Readiness,
     rng: &mut OsRandomness,
     event: PoolEvent,
 ) -> Option<Output> {
     if let PoolEvent::Event { event, relay, .. } = event {
+        if let Some(replicas) = replicas
+            && replicas.route(Millis::now(), &event) == Route::Deferred
+        {
+            return None;
+        }
         let out = engine.handle_event(Millis::now(), &event, rng);
         if let Some(reason) = &out.dropped {
             tracing::debug!(relay = %relay, event = %event.id, %reason, "dropped an event");
@@ -363,6 +412,80 @@ fn on_pool_event(
     }
     log_pool_event(&event);
     None
+}
+
+/// The next report of the heartbeat thread (never, without replication).
+async fn recv_replica_news(link: &mut Option<heartbeat::Link>) -> Option<heartbeat::News> {
+    match link {
+        Some(link) => link.news.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A heartbeat or a claim came back from the store.
+fn on_replica_news(
+    engine: &mut Engine,
+    replicas: &mut Replicas,
+    link: &heartbeat::Link,
+    committer: &Committer,
+    rng: &mut OsRandomness,
+    news: heartbeat::News,
+) {
+    let now = Millis::now();
+    match news {
+        heartbeat::News::Beat { sent, beats } => {
+            tracing::debug!(?beats, "heartbeat");
+            let was_fenced = replicas.fenced(now);
+            let claim = replicas.on_beat(sent, now, &beats);
+            if was_fenced {
+                tracing::info!("heartbeat renewed: answering requests");
+            }
+            if !claim.is_empty() {
+                link.claim(claim);
+            }
+        }
+        heartbeat::News::BeatFailed(error) => {
+            let was_fenced = replicas.fenced(now);
+            replicas.on_beat_failed(now);
+            if !was_fenced && replicas.fenced(now) {
+                tracing::error!(%error, "the store is unreachable: this replica stops answering until its heartbeat is renewed");
+            } else {
+                tracing::warn!(%error, "heartbeat failed");
+            }
+        }
+        heartbeat::News::Claimed(claims) => {
+            let takeover = replicas.on_claims(claims);
+            if !takeover.handle.is_empty() || !takeover.republish.is_empty() {
+                tracing::info!(
+                    handled = takeover.handle.len(),
+                    republished = takeover.republish.len(),
+                    left = takeover.left,
+                    "took over requests of a replica that stopped"
+                );
+            }
+            let mut jobs = Vec::new();
+            for event in &takeover.handle {
+                jobs.extend(committer.jobs(engine.handle_event(now, event, rng)));
+            }
+            committer.writer.submit_all(jobs);
+            for answer in takeover.republish {
+                match Event::from_json(&answer) {
+                    Ok(event) => {
+                        if let Err(e) = committer.pool.publish(&event) {
+                            tracing::warn!(error = %e, "could not queue a republished answer");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a sealed answer in the store is unreadable")
+                    }
+                }
+            }
+        }
+        heartbeat::News::ClaimFailed(events, error) => {
+            tracing::warn!(%error, events = events.len(), "claiming requests failed; retried after the next heartbeat");
+            replicas.on_claim_failed(&events);
+        }
+    }
 }
 
 /// What the writer thread tells the service loop.
@@ -379,6 +502,9 @@ struct Committer {
     writer: StoreWriter,
     pool: RelayPool,
     news: mpsc::UnboundedSender<StoreNews>,
+    /// This replica, when there are several: each answer is committed with
+    /// its claim of the request event.
+    replica: Option<ReplicaId>,
 }
 
 impl Committer {
@@ -406,11 +532,27 @@ impl Committer {
         let news = self.news.clone();
         let undo = Rollback::of(&out.changes);
         let publish = out.publish;
+        let mut changes = out.changes;
+        if let Some(replica) = &self.replica {
+            let at = Millis::now().timestamp();
+            changes.extend(publish.iter().filter_map(|outgoing| {
+                Some(Change::Answer(SealedAnswer {
+                    request: outgoing.answers?,
+                    replica: replica.clone(),
+                    answer: outgoing.event.as_json(),
+                    at,
+                }))
+            }));
+        }
         jobs.push(CommitJob {
-            changes: out.changes,
+            changes,
             on_commit: Box::new(move |result| {
                 if let Err(e) = result {
-                    tracing::error!(error = %e, "store commit failed; responses withheld");
+                    if let StoreError::Claimed(..) = *e {
+                        tracing::info!(error = %e, "another replica answered first; answer withheld");
+                    } else {
+                        tracing::error!(error = %e, "store commit failed; responses withheld");
+                    }
                     if let Some(undo) = undo {
                         let _ = news.send(StoreNews::RolledBack(undo));
                     }

@@ -52,6 +52,34 @@ pub struct Config {
     /// this limit; the embedded relay and the relay pool take frames sized
     /// for it and for the answers it implies.
     pub max_message_bytes: usize,
+    /// Serving as one of several replicas (PostgreSQL only).
+    pub replica: ReplicaSettings,
+    /// `/metrics` and `/healthz`.
+    pub metrics: MetricsConfig,
+}
+
+/// `[replica]`: how this process shares a PostgreSQL store with other
+/// `rampart run` processes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicaSettings {
+    /// This replica's name, unique among those sharing the database (env
+    /// `RAMPART_REPLICA`). Default: the host name and a digest of the data
+    /// directory, so it is stable across restarts.
+    pub name: Option<String>,
+    /// Milliseconds after its last heartbeat at which a replica counts as
+    /// dead and the others take over its clients (default 5000, at least
+    /// 1000; heartbeats are sent every fifth of it).
+    pub lease_ms: Option<u64>,
+}
+
+/// `[metrics]`: where `/metrics` (Prometheus text) and `/healthz` are served.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// HOST:PORT to serve on (env `RAMPART_METRICS_LISTEN`). Unset: not
+    /// served, so replicas on one host do not collide.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[relay]`: the embedded relay `rampart run` starts when no relay is set.
@@ -231,6 +259,8 @@ impl Default for Config {
             discovery: DiscoveryConfig::default(),
             database: None,
             max_message_bytes: nip46::limits::DEFAULT_MAX_MESSAGE,
+            replica: ReplicaSettings::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -433,6 +463,15 @@ impl Config {
         if let Some(v) = get("RAMPART_DATABASE") {
             self.database = Some(v.to_string());
         }
+        if let Some(v) = get("RAMPART_REPLICA") {
+            self.replica.name = Some(v.to_string());
+        }
+        if let Some(v) = get("RAMPART_METRICS_LISTEN") {
+            self.metrics.listen = Some(
+                v.parse()
+                    .context("RAMPART_METRICS_LISTEN must be HOST:PORT")?,
+            );
+        }
         if let Some(v) = get("RAMPART_ANNOUNCE") {
             self.discovery.announce = parse_switch("RAMPART_ANNOUNCE", v)?;
         }
@@ -458,6 +497,25 @@ impl Config {
             self.vault.log_n = v.parse().context("RAMPART_VAULT_LOG_N must be a number")?;
         }
         Ok(())
+    }
+
+    /// This replica's protocol settings.
+    pub fn replica_config(&self) -> Result<bunker::replicas::ReplicaConfig> {
+        let name = match &self.replica.name {
+            Some(name) => name.clone(),
+            None => default_replica_name(&self.data_dir),
+        };
+        let me =
+            store::ReplicaId::parse(&name).with_context(|| format!("[replica] name `{name}`"))?;
+        let mut config = bunker::replicas::ReplicaConfig::new(me);
+        if let Some(lease) = self.replica.lease_ms {
+            if lease < 1_000 {
+                bail!("[replica] lease_ms must be at least 1000");
+            }
+            config.lease_ms = lease;
+            config.beat_ms = lease / 5;
+        }
+        Ok(config)
     }
 
     /// The selected store.
@@ -840,4 +898,24 @@ mod tests {
         ]);
         assert_eq!(Config::load(&o, &e).unwrap().vault.log_n, 20);
     }
+}
+
+/// The host name and 8 hex digits of the data directory's path: stable
+/// across restarts, distinct for two data directories on one host.
+fn default_replica_name(data_dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "rampart".to_owned());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(40)
+        .collect();
+    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}:{tag}")
 }

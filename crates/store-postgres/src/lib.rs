@@ -542,7 +542,10 @@ fn record_answer(tx: &mut impl GenericClient, a: &SealedAnswer) -> Result<(), St
         )
         .ctx("looking up who answered a request")?;
     let holder: String = row.try_get(0).ctx("looking up who answered a request")?;
-    Err(StoreError::Claimed(format!("request event {request}"), holder))
+    Err(StoreError::Claimed(
+        format!("request event {request}"),
+        holder,
+    ))
 }
 
 /// Milliseconds since the Unix epoch by the server's clock, in SQL: every
@@ -899,27 +902,40 @@ impl Store for PostgresStore {
         events: &[EventId],
         at: Timestamp,
     ) -> Result<Vec<(EventId, Claim)>, StoreError> {
+        // Two statements whatever the count: a takeover may claim thousands.
+        let hexes: Vec<String> = events.iter().map(EventId::to_hex).collect();
         self.write_if("claiming requests", false, |tx| {
-            let mut out = Vec::with_capacity(events.len());
-            for event in events {
-                let hex = event.to_hex();
-                tx.execute(
-                    "INSERT INTO answers (request_event, replica, answer, at) \
-                     VALUES ($1, $2, NULL, $3) ON CONFLICT (request_event) DO NOTHING",
-                    &[&hex, &replica.as_str(), &ts(at)],
+            tx.execute(
+                "INSERT INTO answers (request_event, replica, answer, at) \
+                 SELECT e, $2, NULL, $3 FROM unnest($1::TEXT[]) AS e \
+                 ON CONFLICT (request_event) DO NOTHING",
+                &[&hexes, &replica.as_str(), &ts(at)],
+            )
+            .ctx("claiming requests")?;
+            let found = tx
+                .query(
+                    "SELECT request_event, replica, answer FROM answers \
+                     WHERE request_event = ANY($1::TEXT[])",
+                    &[&hexes],
                 )
-                .ctx("claiming a request")?;
-                let row = tx
-                    .query_one(
-                        "SELECT replica, answer FROM answers WHERE request_event = $1",
-                        &[&hex],
-                    )
-                    .ctx("reading a claim")?;
-                let holder: String = row.try_get(0).ctx("reading a claim")?;
-                let answer: Option<String> = row.try_get(1).ctx("reading a claim")?;
-                out.push((*event, rows::claim(replica, &holder, answer)));
+                .ctx("reading claims")?;
+            let mut holders = std::collections::HashMap::with_capacity(found.len());
+            for row in &found {
+                let event: String = row.try_get(0).ctx("reading claims")?;
+                let holder: String = row.try_get(1).ctx("reading claims")?;
+                let answer: Option<String> = row.try_get(2).ctx("reading claims")?;
+                holders.insert(event, (holder, answer));
             }
-            Ok(out)
+            events
+                .iter()
+                .zip(&hexes)
+                .map(|(event, hex)| match holders.remove(hex) {
+                    Some((holder, answer)) => Ok((*event, rows::claim(replica, &holder, answer))),
+                    None => Err(StoreError::Database(format!(
+                        "the claim of request event {hex} vanished inside its transaction"
+                    ))),
+                })
+                .collect()
         })
     }
 

@@ -458,7 +458,10 @@ fn record_answer(conn: &Connection, a: &SealedAnswer) -> Result<(), StoreError> 
         .prepare_cached("SELECT replica FROM answers WHERE request_event = ?1")
         .and_then(|mut s| s.query_row([&request], |r| r.get(0)))
         .ctx("looking up who answered a request")?;
-    Err(StoreError::Claimed(format!("request event {request}"), holder))
+    Err(StoreError::Claimed(
+        format!("request event {request}"),
+        holder,
+    ))
 }
 
 /// Milliseconds since the Unix epoch by this machine's clock (SQLite has no
@@ -929,14 +932,15 @@ impl Store for SqliteStore {
         let found = match kind {
             // Deleting is the check: of two replicas redeeming one link at
             // once, one deletes the row.
-            DashboardSecret::Login => self
-                .conn
-                .execute(
-                    &format!("DELETE FROM {table} WHERE digest = ?1 AND expires_at > ?2"),
-                    params![digest.as_slice(), ts(now)],
-                )
-                .ctx("redeeming a dashboard login")?
-                == 1,
+            DashboardSecret::Login => {
+                self.conn
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE digest = ?1 AND expires_at > ?2"),
+                        params![digest.as_slice(), ts(now)],
+                    )
+                    .ctx("redeeming a dashboard login")?
+                    == 1
+            }
             DashboardSecret::Session => self
                 .conn
                 .query_row(

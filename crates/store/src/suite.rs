@@ -1236,7 +1236,10 @@ pub fn heartbeats_list_every_replica(store: &mut dyn Store) {
         older.age_ms >= 50 && older.age_ms > fresh.age_ms,
         "b did not beat again, a did: {again:?}"
     );
-    assert_eq!(fresh.started_at, listed[0].started_at, "a restart is not a beat");
+    assert_eq!(
+        fresh.started_at, listed[0].started_at,
+        "a restart is not a beat"
+    );
     ok(store.retire(&b), "retiring");
     let left = ok(store.beat(&a), "after retiring");
     assert_eq!(left.len(), 1);
@@ -1345,18 +1348,31 @@ pub fn dashboard_logins_work_once(store: &mut dyn Store) {
     let now = Timestamp::now();
     let later = Timestamp::from_secs(now.as_secs() + 600);
     ok(store.put_dashboard_secret(kind, &[1; 32], later), "a link");
-    ok(store.put_dashboard_secret(kind, &[2; 32], later), "another link");
-    assert!(!ok(store.check_dashboard_secret(kind, &[3; 32], now), "unknown"));
-    assert!(ok(store.check_dashboard_secret(kind, &[1; 32], now), "first use"));
-    assert!(!ok(store.check_dashboard_secret(kind, &[1; 32], now), "second use"));
-    let after = Timestamp::from_secs(later.as_secs() + 1);
-    assert!(!ok(store.check_dashboard_secret(kind, &[2; 32], after), "expired"));
-    assert!(
-        !ok(
-            store.check_dashboard_secret(DashboardSecret::Session, &[2; 32], now),
-            "a link is not a session"
-        )
+    ok(
+        store.put_dashboard_secret(kind, &[2; 32], later),
+        "another link",
     );
+    assert!(!ok(
+        store.check_dashboard_secret(kind, &[3; 32], now),
+        "unknown"
+    ));
+    assert!(ok(
+        store.check_dashboard_secret(kind, &[1; 32], now),
+        "first use"
+    ));
+    assert!(!ok(
+        store.check_dashboard_secret(kind, &[1; 32], now),
+        "second use"
+    ));
+    let after = Timestamp::from_secs(later.as_secs() + 1);
+    assert!(!ok(
+        store.check_dashboard_secret(kind, &[2; 32], after),
+        "expired"
+    ));
+    assert!(!ok(
+        store.check_dashboard_secret(DashboardSecret::Session, &[2; 32], now),
+        "a link is not a session"
+    ));
 }
 
 /// A session's digest is found as often as asked until it expires or is
@@ -1365,12 +1381,24 @@ pub fn dashboard_sessions_last_until_removed(store: &mut dyn Store) {
     let kind = DashboardSecret::Session;
     let now = Timestamp::now();
     let later = Timestamp::from_secs(now.as_secs() + 600);
-    ok(store.put_dashboard_secret(kind, &[7; 32], later), "a session");
+    ok(
+        store.put_dashboard_secret(kind, &[7; 32], later),
+        "a session",
+    );
     for _ in 0..3 {
-        assert!(ok(store.check_dashboard_secret(kind, &[7; 32], now), "in use"));
+        assert!(ok(
+            store.check_dashboard_secret(kind, &[7; 32], now),
+            "in use"
+        ));
     }
     let after = Timestamp::from_secs(later.as_secs() + 1);
-    assert!(!ok(store.check_dashboard_secret(kind, &[7; 32], after), "expired"));
+    assert!(!ok(
+        store.check_dashboard_secret(kind, &[7; 32], after),
+        "expired"
+    ));
     ok(store.remove_dashboard_secret(kind, &[7; 32]), "logging out");
-    assert!(!ok(store.check_dashboard_secret(kind, &[7; 32], now), "logged out"));
+    assert!(!ok(
+        store.check_dashboard_secret(kind, &[7; 32], now),
+        "logged out"
+    ));
 }

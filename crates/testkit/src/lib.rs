@@ -10,10 +10,12 @@ pub mod app;
 pub mod peers;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod raw_client;
 pub mod scripted_signer;
 
 pub use peers::Peer;
 pub use process::{NostrRsRelay, RampartProcess, ci, free_port, skipped, wait_for_port};
+pub use proxy::{ProxyMode, TcpProxy};
 pub use raw_client::RawClient;
 pub use scripted_signer::{Faults, ScriptedSigner};

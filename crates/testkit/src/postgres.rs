@@ -20,6 +20,8 @@ pub struct PostgresCluster {
     port: u16,
     as_postgres: bool,
     databases: AtomicU32,
+    /// The server options it was started with (for a restart).
+    options: String,
 }
 
 /// The directory of Debian's PostgreSQL binaries (`/usr/lib/postgresql/<v>/bin`),
@@ -85,12 +87,13 @@ impl PostgresCluster {
                 "could not hand the cluster directory to postgres"
             );
         }
-        let cluster = PostgresCluster {
+        let mut cluster = PostgresCluster {
             bin,
             port: free_port(),
             as_postgres,
             databases: AtomicU32::new(0),
             dir,
+            options: String::new(),
         };
         let data = cluster.data();
         let out = cluster.run(
@@ -124,14 +127,21 @@ impl PostgresCluster {
             let rules = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n";
             std::fs::write(&hba, rules).expect("write pg_hba.conf");
         }
-        let log = cluster.dir.path().join("server.log");
-        let out = cluster.run(
+        cluster.options = options;
+        cluster.start_server();
+        Some(cluster)
+    }
+
+    fn start_server(&self) {
+        let data = self.data();
+        let log = self.dir.path().join("server.log");
+        let out = self.run(
             "pg_ctl",
             &[
                 "-D",
                 &data,
                 "-o",
-                &options,
+                &self.options,
                 "-l",
                 &log.display().to_string(),
                 "-w",
@@ -144,7 +154,19 @@ impl PostgresCluster {
             text(&out),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        Some(cluster)
+    }
+
+    /// Stop the server at once (`-m immediate`: like a crash; every
+    /// connection breaks) and wait.
+    pub fn stop(&self) {
+        let data = self.data();
+        let out = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop failed: {}", text(&out));
+    }
+
+    /// Start the server again after [`PostgresCluster::stop`] (same port).
+    pub fn start_again(&self) {
+        self.start_server();
     }
 
     /// A test CA and a server certificate for 127.0.0.1 signed by it

@@ -112,6 +112,14 @@ impl RawClient {
 
     /// The next response from the signer within `timeout`, with its scheme.
     pub async fn next_response(&mut self, timeout: Duration) -> Option<(Scheme, Response)> {
+        self.next_answer(timeout)
+            .await
+            .map(|(_, scheme, response)| (scheme, response))
+    }
+
+    /// The next response within `timeout`, with the event that carried it
+    /// (the pool passes each event id once).
+    pub async fn next_answer(&mut self, timeout: Duration) -> Option<(Event, Scheme, Response)> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
@@ -124,7 +132,7 @@ impl RawClient {
             }
             if let Ok(opened) = envelope::open_response(&self.keys, &mut self.conversation, &event)
             {
-                return Some((opened.scheme, opened.body));
+                return Some((*event, opened.scheme, opened.body));
             }
         }
     }

@@ -282,6 +282,7 @@ impl Engine {
             Ok(event) => out.publish.push(Outgoing {
                 event,
                 extra_relays,
+                answers: None,
             }),
             Err(e) => tracing::warn!(error = %e, "could not seal the nostrconnect reply"),
         }

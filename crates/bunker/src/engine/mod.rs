@@ -908,6 +908,7 @@ impl Engine {
                 out.publish.push(Outgoing {
                     event,
                     extra_relays,
+                    answers: Some(ctx.event_id),
                 });
             }
             Err(e) => tracing::warn!(error = %e, "could not seal a response"),

@@ -1,7 +1,7 @@
 //! What one engine step asks the driver to do: store changes to commit,
 //! then events to publish; or why the input was dropped.
 
-use nip46::nostr::prelude::{Event, RelayUrl};
+use nip46::nostr::prelude::{Event, EventId, RelayUrl};
 use nip46::{EnvelopeError, RequestError};
 use store::Change;
 
@@ -12,6 +12,9 @@ pub struct Outgoing {
     pub event: Event,
     /// Relays the client listens on besides the bunker's own (nostrconnect).
     pub extra_relays: Vec<RelayUrl>,
+    /// The request event this answers (`None` for the unsolicited reply to
+    /// a nostrconnect URI): what replicas claim, so it is answered once.
+    pub answers: Option<EventId>,
 }
 
 /// Why an event was dropped without an answer.

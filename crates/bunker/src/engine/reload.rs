@@ -178,7 +178,8 @@ impl Rollback {
                 | Change::TouchSession { .. }
                 | Change::SetApprovalStatus { .. }
                 | Change::RevokeToken { .. }
-                | Change::RecordServedRelays(_) => {}
+                | Change::RecordServedRelays(_)
+                | Change::Answer(_) => {}
             }
         }
         let nothing =

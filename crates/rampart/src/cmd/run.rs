@@ -121,9 +121,15 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
 
     // Printed once the bunker listens: a client that connects at once must
     // not find nobody subscribed (relays do not keep kind-24133 events).
+    let replication = replication(&config).await?;
+    // Each replica revokes only the start tokens it printed itself.
+    let label = match &replication {
+        Some(r) => format!("{START_LABEL} on {}", r.config.me),
+        None => START_LABEL.to_owned(),
+    };
     let (start_keys, start_relays, ttl) = (keys.clone(), relays.clone(), config.start_links_ttl());
     let (store, start) = blocking(move || {
-        let start = start_tokens(&mut *store, &start_keys, &grant, &start_relays, ttl)?;
+        let start = start_tokens(&mut *store, &start_keys, &grant, &start_relays, ttl, &label)?;
         Ok((store, start))
     })
     .await?;
@@ -131,7 +137,10 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
     drop(admin_tx);
 
     let result = service::run(
-        ServiceConfig::default(),
+        ServiceConfig {
+            replication,
+            ..ServiceConfig::default()
+        },
         engine,
         store,
         pool,
@@ -204,12 +213,13 @@ fn start_tokens(
     grant: &PermissionSet,
     relays: &[RelayUrl],
     ttl: Duration,
+    label: &str,
 ) -> Result<StartTokens> {
     let now = Timestamp::now();
     let revoke: Vec<Change> = store
         .tokens()?
         .into_iter()
-        .filter(|t| t.label.as_deref() == Some(START_LABEL) && t.is_usable(now))
+        .filter(|t| t.label.as_deref() == Some(label) && t.is_usable(now))
         .map(|t| Change::RevokeToken { id: t.id, at: now })
         .collect();
     if !revoke.is_empty() {
@@ -231,12 +241,33 @@ fn start_tokens(
                 key,
                 grant.clone(),
                 Some(expires),
-                Some(START_LABEL.into()),
+                Some(label.to_owned()),
                 relays.to_vec(),
             )
         })
         .collect::<Result<_>>()?;
     Ok(StartTokens::Each(uris))
+}
+
+/// How long claims and sealed answers are kept: far longer than a
+/// takeover needs (seconds), short enough to bound the table.
+const KEEP_ANSWERS: Duration = Duration::from_secs(3600);
+
+/// On PostgreSQL, serve as a replica: a second connection for heartbeats
+/// and claims. SQLite is one process's store: no replication.
+async fn replication(config: &Config) -> Result<Option<service::Replication>> {
+    let database = config.database()?;
+    if !matches!(database, crate::database::Database::Postgres(_)) {
+        return Ok(None);
+    }
+    let replica = config.replica_config()?;
+    let store = blocking(move || database.open()).await?;
+    tracing::info!(replica = %replica.me, lease_ms = replica.lease_ms, "serving as a replica");
+    Ok(Some(service::Replication {
+        config: replica,
+        store,
+        keep_answers: KEEP_ANSWERS,
+    }))
 }
 
 /// Run blocking store work (every backend blocks; PostgreSQL's client
