@@ -16,6 +16,7 @@ pub mod clock;
 pub mod describe;
 pub mod engine;
 pub mod keys;
+pub mod metrics;
 pub mod policy;
 pub mod randomness;
 pub mod rate_limit;

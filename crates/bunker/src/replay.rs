@@ -131,6 +131,12 @@ impl ReplayGuard {
         true
     }
 
+    /// Forget an id remembered by mistake (its answer could not be
+    /// recorded), so the event can be handled again.
+    pub fn forget(&mut self, id: &EventId) {
+        self.seen.remove(&short(id));
+    }
+
     /// Forgetting `sender`'s id created at `at`: its floor rises to `at`.
     fn raise_floor(&mut self, now: Timestamp, sender: PublicKey, at: u64) {
         if let Some(floor) = self.floors.get_mut(&sender) {

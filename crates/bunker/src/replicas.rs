@@ -282,10 +282,25 @@ impl Replicas {
         claim
     }
 
-    /// The heartbeat failed: nothing changes but time (fencing follows from
-    /// the last success).
+    /// The heartbeat failed: this replica stops handling requests at once
+    /// (what it cannot record it must not answer) until a heartbeat works.
     pub fn on_beat_failed(&mut self, now: Millis) {
+        self.fence_now();
         self.expire(now);
+    }
+
+    /// Stop handling requests until the next successful heartbeat (the store
+    /// failed a commit or a heartbeat).
+    pub fn fence_now(&mut self) {
+        self.last_beat = None;
+    }
+
+    /// Keep aside events whose answers could not be recorded: claimed (and
+    /// answered, unless another replica did) once the store is back.
+    pub fn defer_again(&mut self, now: Millis, events: &[Event]) {
+        for event in events {
+            self.defer(now, event);
+        }
     }
 
     /// Drop events kept longer than [`ReplicaConfig::keep_ms`].
@@ -316,6 +331,7 @@ impl Replicas {
                     self.taken_over += 1;
                     takeover.handle.push(entry.event);
                 }
+                Claim::AnsweredHere { answer } => takeover.republish.push(answer),
                 Claim::Theirs { replica, answer } if !self.live.contains(&replica) => {
                     // Its holder died after committing: send what it sealed
                     // (it may not have), never a second signature. One that
@@ -538,6 +554,21 @@ mod tests {
             },
         )]);
         assert!(out.handle.is_empty() && out.republish.is_empty());
+    }
+
+    #[test]
+    fn a_failed_heartbeat_fences_at_once_and_failed_requests_wait_for_the_store() {
+        let mine = &clients_of("a", 1)[0];
+        let mut a = joined("a", &["a", "b"]);
+        a.on_beat_failed(Millis(2_100));
+        let during = request(mine);
+        assert_eq!(a.route(Millis(2_200), &during), Route::Deferred);
+        let failed = request(mine);
+        a.defer_again(Millis(2_300), std::slice::from_ref(&failed));
+        let back = [beat("a", 0), beat("b", 0)];
+        assert!(a.on_beat(Millis(3_000), Millis(3_000), &back).is_empty());
+        let claim = a.on_beat(Millis(4_600), Millis(4_600), &back);
+        assert_eq!(claim, vec![during.id, failed.id]);
     }
 
     #[test]

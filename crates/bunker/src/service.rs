@@ -14,19 +14,21 @@
 //! anything that has not arrived yet.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use nip46::nostr::prelude::{Event, Filter, Kind, Timestamp};
 use relay::pool::{PoolEvent, RelayPool};
 use store::writer::{CommitJob, StoreWriter};
 use store::{
-    ApprovalDecision, ApprovalId, ApprovalStatus, Change, PendingApproval, ReplicaId, SealedAnswer,
-    Store, StoreError,
+    ApprovalDecision, ApprovalId, ApprovalStatus, AuditEntry, Change, PendingApproval, ReplicaId,
+    SealedAnswer, Store, StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Millis;
 use crate::engine::{AcceptError, DecideError, Engine, Output, Rollback, Snapshot};
+use crate::metrics::Metrics;
 use crate::randomness::OsRandomness;
 use crate::replicas::{ReplicaConfig, Replicas, Route};
 
@@ -90,6 +92,8 @@ pub struct ServiceConfig {
     /// Serve as one of several replicas sharing the store (see
     /// [`crate::replicas`]); `None`: the only process serving it.
     pub replication: Option<Replication>,
+    /// Where to count what happens (`/metrics`, `/healthz`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for ServiceConfig {
@@ -97,6 +101,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             reload_poll: Duration::from_millis(200),
             replication: None,
+            metrics: None,
         }
     }
 }
@@ -111,6 +116,9 @@ pub struct Replication {
     /// Claims and sealed answers older than this are pruned.
     pub keep_answers: Duration,
 }
+
+/// How often gauges (held requests, sessions, replicas) are refreshed.
+const GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Read the parts of the store the engine mirrors.
 pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
@@ -179,7 +187,10 @@ pub async fn run(
         pool: pool.clone(),
         news: news_tx,
         replica: replicas.as_ref().map(|r| r.config().me.clone()),
+        metrics: config.metrics.clone(),
     };
+    let mut gauges = tokio::time::interval(GAUGE_EVERY);
+    gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     sync_relays(&pool, &engine, Millis::now());
     committer.submit(initial);
@@ -217,6 +228,15 @@ pub async fn run(
                 let out = match news {
                     StoreNews::Snapshot(snapshot) => engine.reload(now, snapshot, &mut rng),
                     StoreNews::RolledBack(undo) => engine.roll_back(now, undo, &mut rng),
+                    StoreNews::Unrecorded(events) => {
+                        let ids: Vec<_> = events.iter().map(|e| e.id).collect();
+                        engine.forget_requests(&ids);
+                        if let Some(replicas) = replicas.as_mut() {
+                            replicas.fence_now();
+                            replicas.defer_again(now, &events);
+                        }
+                        Output::default()
+                    }
                 };
                 sync_relays(&pool, &engine, now);
                 committer.submit(out);
@@ -233,6 +253,11 @@ pub async fn run(
                 let out = engine.handle_timeout(Millis::now(), &mut rng);
                 committer.submit(out);
             }
+            _ = gauges.tick() => {
+                if let Some(metrics) = &config.metrics {
+                    update_gauges(metrics, &engine, replicas.as_ref());
+                }
+            }
             // Requests last: everything above is rare and small, and must not
             // wait behind a busy relay (a reload carries a revocation, a
             // heartbeat keeps this replica from fencing itself).
@@ -241,9 +266,10 @@ pub async fn run(
                 let mut next = Some(event);
                 let mut handled = 0;
                 while let Some(event) = next.take() {
+                    let received = Instant::now();
                     let step = on_pool_event(&mut engine, replicas.as_mut(), &mut readiness, &mut rng, event);
-                    if let Some(out) = step {
-                        jobs.extend(committer.jobs(out));
+                    if let Some((out, request)) = step {
+                        jobs.extend(committer.jobs_for(out, received, Some(request)));
                     }
                     handled += 1;
                     if handled < READY_BATCH {
@@ -394,7 +420,7 @@ fn on_pool_event(
     readiness: &mut Readiness,
     rng: &mut OsRandomness,
     event: PoolEvent,
-) -> Option<Output> {
+) -> Option<(Output, Box<Event>)> {
     if let PoolEvent::Event { event, relay, .. } = event {
         if let Some(replicas) = replicas
             && replicas.route(Millis::now(), &event) == Route::Deferred
@@ -405,7 +431,7 @@ fn on_pool_event(
         if let Some(reason) = &out.dropped {
             tracing::debug!(relay = %relay, event = %event.id, %reason, "dropped an event");
         }
-        return Some(out);
+        return Some((out, event));
     }
     if matches!(event, PoolEvent::EndOfStoredEvents { .. }) {
         readiness.serving();
@@ -434,7 +460,9 @@ fn on_replica_news(
     let now = Millis::now();
     match news {
         heartbeat::News::Beat { sent, beats } => {
-            tracing::debug!(?beats, "heartbeat");
+            if let Some(metrics) = &committer.metrics {
+                metrics.set_store_up(true);
+            }
             let was_fenced = replicas.fenced(now);
             let claim = replicas.on_beat(sent, now, &beats);
             if was_fenced {
@@ -445,9 +473,12 @@ fn on_replica_news(
             }
         }
         heartbeat::News::BeatFailed(error) => {
+            if let Some(metrics) = &committer.metrics {
+                metrics.set_store_up(false);
+            }
             let was_fenced = replicas.fenced(now);
             replicas.on_beat_failed(now);
-            if !was_fenced && replicas.fenced(now) {
+            if !was_fenced {
                 tracing::error!(%error, "the store is unreachable: this replica stops answering until its heartbeat is renewed");
             } else {
                 tracing::warn!(%error, "heartbeat failed");
@@ -455,6 +486,9 @@ fn on_replica_news(
         }
         heartbeat::News::Claimed(claims) => {
             let takeover = replicas.on_claims(claims);
+            if let Some(metrics) = &committer.metrics {
+                metrics.took_over(takeover.handle.len(), takeover.republish.len());
+            }
             if !takeover.handle.is_empty() || !takeover.republish.is_empty() {
                 tracing::info!(
                     handled = takeover.handle.len(),
@@ -465,7 +499,8 @@ fn on_replica_news(
             }
             let mut jobs = Vec::new();
             for event in &takeover.handle {
-                jobs.extend(committer.jobs(engine.handle_event(now, event, rng)));
+                let out = engine.handle_event(now, event, rng);
+                jobs.extend(committer.jobs_for(out, Instant::now(), Some(Box::new(event.clone()))));
             }
             committer.writer.submit_all(jobs);
             for answer in takeover.republish {
@@ -494,6 +529,9 @@ enum StoreNews {
     Snapshot(Snapshot),
     /// A commit failed: what the engine must forget.
     RolledBack(Rollback),
+    /// The store failed the commit of these requests' answers (replicas):
+    /// handle them again once it is back.
+    Unrecorded(Vec<Event>),
 }
 
 /// Hands each engine step to the writer: its changes committed first, then
@@ -505,19 +543,32 @@ struct Committer {
     /// This replica, when there are several: each answer is committed with
     /// its claim of the request event.
     replica: Option<ReplicaId>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Committer {
     /// Commit a step's changes, then publish its events.
     fn submit(&self, out: Output) {
-        self.writer.submit_all(self.jobs(out));
+        self.writer.submit_all(self.jobs(out, Instant::now()));
     }
 
     /// The writer jobs for one step: its changes, committed before its
     /// events are published; and, when the engine wants fresh store state,
     /// an empty job that wakes the writer (it checks for outside edits after
     /// every batch and reloads if there are any).
-    fn jobs(&self, out: Output) -> Vec<CommitJob> {
+    fn jobs(&self, out: Output, received: Instant) -> Vec<CommitJob> {
+        self.jobs_for(out, received, None)
+    }
+
+    /// The same, for the step that handled `request`: with replicas, a
+    /// request whose answer the store failed to record is kept to be handled
+    /// again once the store is back.
+    fn jobs_for(
+        &self,
+        out: Output,
+        received: Instant,
+        request: Option<Box<Event>>,
+    ) -> Vec<CommitJob> {
         let mut jobs = Vec::new();
         if out.wants_reload {
             jobs.push(CommitJob {
@@ -544,12 +595,49 @@ impl Committer {
                 }))
             }));
         }
+        let metrics = self.metrics.clone();
+        let audited: Vec<AuditEntry> = match &metrics {
+            Some(_) => changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Audit(row) => Some(row.clone()),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let submitted = Instant::now();
+        let retry = match (&self.replica, request) {
+            (Some(_), Some(request)) if !publish.is_empty() => Some(request),
+            _ => None,
+        };
         jobs.push(CommitJob {
             changes,
             on_commit: Box::new(move |result| {
+                if let Some(metrics) = &metrics {
+                    match &result {
+                        Ok(()) => {
+                            metrics.commit_took(submitted.elapsed());
+                            for row in &audited {
+                                metrics.answered(row);
+                            }
+                            if !publish.is_empty() {
+                                metrics.request_took(received.elapsed());
+                            }
+                        }
+                        Err(e) => {
+                            if !is_about_the_job(e) {
+                                metrics.set_store_up(false);
+                            }
+                        }
+                    }
+                }
                 if let Err(e) = result {
                     if let StoreError::Claimed(..) = *e {
                         tracing::info!(error = %e, "another replica answered first; answer withheld");
+                    } else if let (false, Some(request)) = (is_about_the_job(&e), retry) {
+                        tracing::warn!(error = %e, "the store failed; the request waits for it");
+                        let _ = news.send(StoreNews::Unrecorded(vec![*request]));
                     } else {
                         tracing::error!(error = %e, "store commit failed; responses withheld");
                     }
@@ -569,6 +657,26 @@ impl Committer {
             }),
         });
         jobs
+    }
+}
+
+/// Whether a failed commit was refused for its own data (the store works).
+fn is_about_the_job(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Claimed(..)
+            | StoreError::AlreadyUsed(_)
+            | StoreError::Duplicate(_)
+            | StoreError::NotFound(_)
+    )
+}
+
+fn update_gauges(metrics: &Metrics, engine: &Engine, replicas: Option<&Replicas>) {
+    let sessions: Vec<&store::Session> = engine.sessions().collect();
+    metrics.set_engine(engine.pending().len(), sessions.len());
+    if let Some(replicas) = replicas {
+        let owned = replicas.owned(sessions.iter().map(|s| &s.client));
+        metrics.set_replicas(&owned, replicas.deferred());
     }
 }
 

@@ -6,6 +6,7 @@ mod cmd;
 mod config;
 mod database;
 mod env;
+mod ops;
 mod passphrase;
 mod runtime;
 mod terminal;

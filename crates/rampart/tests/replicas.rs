@@ -340,3 +340,144 @@ async fn two_replicas_answer_each_request_once_and_take_over_from_a_killed_one()
     );
     drop(b);
 }
+
+/// `/healthz` (status and body) and `/metrics` of a bunker.
+async fn get(url: &str) -> (u16, String) {
+    // reqwest is built with rustls but no provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// Wait (≤ `limit`) until `/healthz` answers `status`.
+async fn healthz_becomes(base: &str, status: u16, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (now, body) = get(&format!("{base}/healthz")).await;
+        if now == status {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/healthz stayed {now}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sign_request(client: &mut RawClient, id: &str) -> nip46::nostr::prelude::Event {
+    let template = serde_json::json!({
+        "kind": 1, "content": id, "tags": [], "created_at": Timestamp::now().as_secs(),
+    });
+    client.request(id, "sign_event", serde_json::json!([template.to_string()]))
+}
+
+/// The signed event in an answer.
+fn signed(response: &nip46::Response) -> nip46::nostr::prelude::Event {
+    match &response.outcome {
+        Outcome::Result(json) => nip46::nostr::prelude::Event::from_json(json).unwrap(),
+        other => panic!("not a signature: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_restart_holds_requests_until_it_is_back_and_healthz_says_so() {
+    let Some(cluster) = PostgresCluster::start() else {
+        return;
+    };
+    // The cluster trusts loopback: the password is never checked, only
+    // carried — and must never be shown.
+    let url = cluster
+        .fresh_database()
+        .replace("postgres@", "postgres:hunter2@");
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let port = testkit::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let base = format!("http://{listen}");
+    let bunker = RampartProcess::start(
+        Path::new(BIN),
+        Some(&relay.url()),
+        &[
+            ("RAMPART_DATABASE", &url),
+            ("RAMPART_REPLICA", "solo"),
+            ("RAMPART_METRICS_LISTEN", &listen),
+        ],
+        &["--grant", "full", "--no-prompt"],
+    );
+    let mut client = connected(&bunker).await;
+    let first = client.call("before", "sign_event", serde_json::json!([
+        serde_json::json!({"kind": 1, "content": "before", "tags": [], "created_at": Timestamp::now().as_secs()}).to_string()
+    ])).await;
+    let before = signed(&first);
+
+    let body = healthz_becomes(&base, 200, Duration::from_secs(10)).await;
+    assert!(
+        body.contains(r#""ready":true"#) && body.contains(r#""replica":"solo""#),
+        "{body}"
+    );
+    assert!(
+        !body.contains("hunter2"),
+        "the password on /healthz: {body}"
+    );
+    let (status, metrics) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    for expected in [
+        r#"rampart_requests_total{decision="allowed",method="sign_event",outcome="ok"} 1"#,
+        "rampart_store_up 1",
+        "rampart_relays_connected 1",
+        "rampart_request_seconds_count",
+        "rampart_store_commit_seconds_count",
+    ] {
+        assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
+    }
+    // Gauges are refreshed every second.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    for expected in [
+        r#"rampart_replica_live{replica="solo"} 1"#,
+        r#"rampart_replica_clients{replica="solo"} 1"#,
+        "rampart_sessions 1",
+    ] {
+        assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
+    }
+
+    // The database goes away (every connection breaks) and comes back.
+    cluster.stop();
+    let body = healthz_becomes(&base, 503, Duration::from_secs(10)).await;
+    assert!(body.contains(r#""store":"down""#), "{body}");
+    let during = sign_request(&mut client, "during");
+    client.publish(&during);
+    // Not answered while there is nothing to record it in.
+    let early = client.next_response(Duration::from_secs(2)).await;
+    assert!(early.is_none(), "answered without a store: {early:?}");
+    cluster.start_again();
+    let answer = client
+        .response_to("during", ANSWER_WITHIN)
+        .await
+        .expect("the request held during the outage is answered once the store is back");
+    let after = signed(&answer);
+    healthz_becomes(&base, 200, Duration::from_secs(15)).await;
+    let log = std::fs::read_to_string(bunker.log_path()).unwrap();
+    assert!(
+        log.contains("reconnected to PostgreSQL") && log.contains("stops answering"),
+        "the outage is in the log"
+    );
+    assert!(!log.contains("hunter2"), "the password in the log");
+
+    // Every signature has its audit row.
+    for event in [before, after] {
+        let rows = sql(
+            &url,
+            &format!(
+                "SELECT count(*) FROM audit WHERE signed_event_id = '{}'",
+                event.id.to_hex()
+            ),
+        )
+        .await;
+        assert_eq!(
+            rows[0][0].as_deref(),
+            Some("1"),
+            "audit rows of {}",
+            event.id
+        );
+    }
+    client.close().await;
+}

@@ -102,8 +102,14 @@ impl std::fmt::Debug for SealedAnswer {
 /// Who holds a request event, as [`Store::claim`](crate::Store::claim) found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This replica does (claimed now, or earlier).
+    /// This replica does (claimed now, or earlier, and not answered yet).
     Ours,
+    /// This replica answered it already (a commit whose acknowledgement was
+    /// lost with the connection): publish this answer, never sign again.
+    AnsweredHere {
+        /// The sealed answer.
+        answer: String,
+    },
     /// Another replica claimed it first; `answer` is its sealed answer once
     /// committed (`None`: it claimed the request at a takeover and has not
     /// answered yet).

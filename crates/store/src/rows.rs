@@ -351,7 +351,10 @@ pub fn replica_beats(rows: Vec<(String, i64, i64)>, now_ms: i64) -> Vec<ReplicaB
 /// Who holds a claimed request event, as `replica` sees it.
 pub fn claim(replica: &ReplicaId, holder: &str, answer: Option<String>) -> Claim {
     if holder == replica.as_str() {
-        return Claim::Ours;
+        return match answer {
+            Some(answer) => Claim::AnsweredHere { answer },
+            None => Claim::Ours,
+        };
     }
     match ReplicaId::parse(holder) {
         Ok(holder) => Claim::Theirs {

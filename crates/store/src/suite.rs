@@ -1312,6 +1312,18 @@ pub fn takeover_claims_report_the_holder(store: &mut dyn Store) {
     let again = ok(store.claim(&b, &ids[1..2], t(102)), "b claims 2 again");
     assert_eq!(again, vec![(ids[1], Claim::Ours)]);
     apply(store, &[sealed(2, &b, "taken over", 102)]);
+    // b's commit went through though b never heard back: claiming again
+    // finds its own answer, to send rather than sign anew.
+    let lost_ack = ok(store.claim(&b, &ids[1..2], t(103)), "b claims 2 once more");
+    assert_eq!(
+        lost_ack,
+        vec![(
+            ids[1],
+            Claim::AnsweredHere {
+                answer: "taken over".into()
+            }
+        )]
+    );
     assert!(matches!(
         store.apply(&[sealed(2, &a, "late", 103)]),
         Err(StoreError::Claimed(..))

@@ -474,6 +474,15 @@ impl Engine {
             .min()
     }
 
+    /// Forget that these request events were seen: their answers could not
+    /// be recorded (the store is down), and they will be handled again.
+    pub fn forget_requests(&mut self, events: &[EventId]) {
+        for id in events {
+            self.replay.forget(id);
+            self.stranger_replay.forget(id);
+        }
+    }
+
     /// Handle one kind-24133 event from a relay.
     pub fn handle_event(&mut self, now: Millis, event: &Event, rng: &mut dyn Randomness) -> Output {
         let Some(signer) = event

@@ -74,6 +74,10 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
         .map(TcpListener::local_addr)
         .transpose()?;
     let auth_url_base = config.auth_url_base(dashboard_addr)?;
+    let ops_listener = match config.metrics.listen {
+        Some(addr) => Some(crate::ops::bind(addr).await?),
+        None => None,
+    };
 
     let (mut store, keys, vault) = open_store_and_unlock(&config, &env).await?;
     crate::env::forget_secrets(&mut env);
@@ -135,10 +139,22 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
     .await?;
     let announce_task = tokio::spawn(announce(admin_tx.clone(), start));
     drop(admin_tx);
+    let metrics = Arc::new(bunker::metrics::Metrics::new()?);
+    let ops_task = ops_listener.map(|listener| {
+        let ops = crate::ops::Ops {
+            metrics: Arc::clone(&metrics),
+            pool: pool.clone(),
+            database: config.database().map(|d| d.redacted()).unwrap_or_default(),
+            replica: replication.as_ref().map(|r| r.config.me.to_string()),
+        };
+        tracing::info!(listen = ?config.metrics.listen, "serving /metrics and /healthz");
+        crate::ops::serve(listener, ops, stop_rx.clone())
+    });
 
     let result = service::run(
         ServiceConfig {
             replication,
+            metrics: Some(metrics),
             ..ServiceConfig::default()
         },
         engine,
@@ -155,6 +171,7 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
         announce: announce_task,
         prompt: prompt_task,
         dashboard: dashboard_task,
+        ops: ops_task,
     };
     interfaces.stop().await;
     if let Some(handle) = embedded {
@@ -170,6 +187,7 @@ struct Interfaces {
     announce: tokio::task::JoinHandle<()>,
     prompt: Option<tokio::task::JoinHandle<()>>,
     dashboard: Option<tokio::task::JoinHandle<()>>,
+    ops: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Interfaces {
@@ -177,6 +195,9 @@ impl Interfaces {
         let _ = self.stop.send(true);
         self.announce.abort();
         if let Some(task) = self.prompt {
+            task.abort();
+        }
+        if let Some(task) = self.ops {
             task.abort();
         }
         if let Some(task) = self.dashboard
