@@ -358,8 +358,9 @@ impl Replicas {
     }
 }
 
-/// Rendezvous hashing: the replica whose hash with the client is highest.
-fn owner_among<'a>(live: &'a [ReplicaId], client: &PublicKey) -> Option<&'a ReplicaId> {
+/// Rendezvous hashing: the replica whose hash with the client is highest
+/// (what every replica computes from the same live set).
+pub fn owner_among<'a>(live: &'a [ReplicaId], client: &PublicKey) -> Option<&'a ReplicaId> {
     live.iter().max_by_key(|replica| score(replica, client))
 }
 

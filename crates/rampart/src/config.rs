@@ -740,6 +740,26 @@ names = []
     )
 }
 
+/// The host name and 8 hex digits of the data directory's path: stable
+/// across restarts, distinct for two data directories on one host.
+fn default_replica_name(data_dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "rampart".to_owned());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(40)
+        .collect();
+    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}:{tag}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -900,22 +920,3 @@ mod tests {
     }
 }
 
-/// The host name and 8 hex digits of the data directory's path: stable
-/// across restarts, distinct for two data directories on one host.
-fn default_replica_name(data_dir: &std::path::Path) -> String {
-    use sha2::{Digest, Sha256};
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "rampart".to_owned());
-    let host: String = host
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        .take(40)
-        .collect();
-    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
-    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
-    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{host}:{tag}")
-}

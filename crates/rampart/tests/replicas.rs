@@ -481,3 +481,239 @@ async fn a_postgres_restart_holds_requests_until_it_is_back_and_healthz_says_so(
     }
     client.close().await;
 }
+
+/// Fresh client keys that `owner` serves among replicas a and b.
+fn keys_owned_by(owner: &str) -> nip46::nostr::prelude::Keys {
+    let live = [
+        store::ReplicaId::parse("a").unwrap(),
+        store::ReplicaId::parse("b").unwrap(),
+    ];
+    loop {
+        let keys = nip46::nostr::prelude::Keys::generate();
+        let found = bunker::replicas::owner_among(&live, &keys.public_key());
+        if found.map(store::ReplicaId::as_str) == Some(owner) {
+            return keys;
+        }
+    }
+}
+
+/// A client with chosen keys, connected with a fresh token.
+async fn connected_as(
+    bunker: &RampartProcess,
+    keys: nip46::nostr::prelude::Keys,
+    relay: &str,
+) -> RawClient {
+    let token = bunker.mint("full", &[]);
+    let uri: BunkerUri = token.parse().unwrap();
+    let secret = uri.secret.as_ref().unwrap().expose().to_owned();
+    let mut client = RawClient::with_keys(keys, uri.signer, &[relay.to_owned()]).await;
+    let signer = client.signer.to_hex();
+    let answer = client
+        .call("connect", "connect", serde_json::json!([signer, secret]))
+        .await;
+    assert!(
+        matches!(answer.outcome, Outcome::Result(_)),
+        "connect: {answer:?}"
+    );
+    client
+}
+
+/// Wait (≤ 10 s) until the store holds a's sealed answer to `request`.
+async fn sealed_answer(url: &str, request: &EventId) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = sql(
+            url,
+            &format!(
+                "SELECT replica, answer FROM answers WHERE request_event = '{}'",
+                request.to_hex()
+            ),
+        )
+        .await;
+        if let Some(row) = rows.first()
+            && let Some(answer) = &row[1]
+        {
+            assert_eq!(row[0].as_deref(), Some("a"));
+            return answer.clone();
+        }
+        assert!(Instant::now() < deadline, "a never committed an answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_sealed_but_never_sent_is_republished_by_the_survivor_not_signed_again() {
+    let Some(cluster) = PostgresCluster::start() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    // a reaches the relay through a proxy that can swallow what a sends.
+    let proxy = testkit::TcpProxy::start(relay.local_addr()).await;
+    let through_proxy = format!("ws://{}", proxy.addr());
+    let mut a = replica(&url, &through_proxy, "a");
+    let b = replica(&url, &relay.url(), "b");
+    // Both have seen each other (a heartbeat and a warm-up).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut client = connected_as(&b, keys_owned_by("a"), &relay.url()).await;
+
+    proxy.set_mode(testkit::ProxyMode::SwallowUpstream);
+    let request = sign_request(&mut client, "sealed");
+    client.publish(&request);
+    let sealed = sealed_answer(&url, &request.id).await;
+    let sealed = nip46::nostr::prelude::Event::from_json(&sealed).unwrap();
+    let early = client.next_response(Duration::from_millis(500)).await;
+    assert!(
+        early.is_none(),
+        "a's answer got through the proxy: {early:?}"
+    );
+
+    a.kill9();
+    let killed = Instant::now();
+    let (answer, _, response) = client
+        .next_answer(ANSWER_WITHIN)
+        .await
+        .expect("the survivor republishes the sealed answer");
+    let gap = killed.elapsed();
+    assert_eq!(response.id, "sealed");
+    assert_eq!(
+        answer.id, sealed.id,
+        "the very answer a sealed, not a new one"
+    );
+    assert_eq!(answer.pubkey, sealed.pubkey);
+    let audited = sql(
+        &url,
+        &format!(
+            "SELECT count(*) FROM audit WHERE event_id = '{}'",
+            request.id.to_hex()
+        ),
+    )
+    .await;
+    assert_eq!(audited[0][0].as_deref(), Some("1"), "signed once");
+    assert!(
+        client.next_response(Duration::from_secs(2)).await.is_none(),
+        "a second answer"
+    );
+    eprintln!("republished {gap:?} after the kill");
+    client.close().await;
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_cut_off_from_the_database_stops_answering_and_answers_nothing_stale() {
+    let Some(cluster) = PostgresCluster::start() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let proxy =
+        testkit::TcpProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], cluster.port())))
+            .await;
+    let url_a = url.replace(
+        &format!(":{}/", cluster.port()),
+        &format!(":{}/", proxy.addr().port()),
+    );
+    let relay = server::spawn(ServerConfig {
+        events_per_second: 100_000,
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let a = replica(&url_a, &relay.url(), "a");
+    let b = replica(&url, &relay.url(), "b");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut clients = Vec::new();
+    for owner in ["a", "a", "a", "b", "b", "b"] {
+        clients.push(connected_as(&b, keys_owned_by(owner), &relay.url()).await);
+    }
+    let record = Arc::new(Mutex::new(BTreeMap::new()));
+    let started = Instant::now();
+    let stop = started + Duration::from_secs(18);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| tokio::spawn(load(i, c, stop, Arc::clone(&record))))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.set_mode(testkit::ProxyMode::Cut);
+    let cut = Instant::now();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    proxy.set_mode(testkit::ProxyMode::Pass);
+    let healed = Instant::now();
+    let mut clients = Vec::new();
+    for task in tasks {
+        clients.push(task.await.unwrap());
+    }
+    let drains: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(drain(c, Arc::clone(&record))))
+        .collect();
+    for task in drains {
+        task.await.unwrap();
+    }
+    let record = record.lock().unwrap().clone();
+    assert!(
+        record.values().all(|s| !s.answers.is_empty()),
+        "a request went unanswered"
+    );
+    assert!(
+        record.values().all(|s| s.errors.is_empty()),
+        "an error answer"
+    );
+    let twice = record
+        .values()
+        .filter(|s| {
+            s.answers
+                .iter()
+                .map(|(_, e)| e)
+                .collect::<BTreeSet<_>>()
+                .len()
+                > 1
+        })
+        .count();
+    assert_eq!(twice, 0, "requests answered twice");
+    let claims: BTreeMap<String, String> = sql(&url, "SELECT request_event, replica FROM answers")
+        .await
+        .into_iter()
+        .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
+        .collect();
+    let by = |s: &Sent| claims.get(&s.event.to_hex()).cloned();
+    // From a lease after the cut until the cut heals, a answers nothing:
+    // its clients (0–2) are served by b.
+    let lease = Duration::from_secs(5);
+    let cut_off: Vec<&Sent> = record
+        .values()
+        .filter(|s| s.sent > cut + lease && s.answers[0].0 < healed)
+        .collect();
+    assert!(
+        cut_off.iter().any(|s| s.client < 3),
+        "no request of a's clients while it was cut off"
+    );
+    for s in &cut_off {
+        assert_eq!(
+            by(s).as_deref(),
+            Some("b"),
+            "answered by a while cut off: {s:?}"
+        );
+    }
+    // After it is back (a heartbeat and a warm-up), a serves its clients again.
+    let back: Vec<&Sent> = record
+        .values()
+        .filter(|s| s.client < 3 && s.sent > healed + Duration::from_secs(4))
+        .collect();
+    assert!(
+        !back.is_empty() && back.iter().all(|s| by(s).as_deref() == Some("a")),
+        "a did not come back"
+    );
+    let twice_audited = sql(
+        &url,
+        "SELECT event_id, count(*) FROM audit GROUP BY event_id HAVING count(*) > 1",
+    )
+    .await;
+    assert!(twice_audited.is_empty(), "audited twice: {twice_audited:?}");
+    let log = std::fs::read_to_string(a.log_path()).unwrap();
+    assert!(
+        log.contains("stops answering") && log.contains("heartbeat renewed"),
+        "a said it stopped and resumed"
+    );
+    drop((a, b));
+}

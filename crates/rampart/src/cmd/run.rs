@@ -699,7 +699,7 @@ mod tests {
         let grant: PermissionSet = "write".parse().unwrap();
         let ttl = Duration::from_secs(15 * 60);
         let StartTokens::Each(first) =
-            start_tokens(&mut store, &keys, &grant, &relays(), ttl).unwrap()
+            start_tokens(&mut store, &keys, &grant, &relays(), ttl, START_LABEL).unwrap()
         else {
             panic!("a token per key");
         };
@@ -714,7 +714,7 @@ mod tests {
         }
         // The next start revokes those (still unused) and mints fresh ones.
         let StartTokens::Each(second) =
-            start_tokens(&mut store, &keys, &grant, &relays(), ttl).unwrap()
+            start_tokens(&mut store, &keys, &grant, &relays(), ttl, START_LABEL).unwrap()
         else {
             panic!("a token per key");
         };
@@ -737,7 +737,7 @@ mod tests {
             relays(),
         )
         .unwrap();
-        start_tokens(&mut store, &keys, &grant, &relays(), ttl).unwrap();
+        start_tokens(&mut store, &keys, &grant, &relays(), ttl, START_LABEL).unwrap();
         let now = Timestamp::now();
         assert!(
             store
@@ -758,6 +758,7 @@ mod tests {
             &grant,
             &relays(),
             Duration::from_secs(60),
+            START_LABEL,
         )
         .unwrap();
         assert!(matches!(start, StartTokens::Summary(6)));
