@@ -128,6 +128,9 @@ pub struct BunkerSpec<'a> {
     pub passphrase: &'a str,
     /// What the token it prints grants.
     pub grant: &'a str,
+    /// A shared store (`RAMPART_DATABASE`) instead of the data directory's
+    /// SQLite file, and the replica name to serve under.
+    pub shared: Option<(&'a str, &'a str)>,
 }
 
 /// Start `rampart run` and wait until it prints its `bunker://` line (it
@@ -159,6 +162,11 @@ pub fn spawn_bunker(spec: &BunkerSpec<'_>) -> Result<(ChildProcess, String)> {
         .env("RAMPART_UNLISTED", "deny")
         .env("RAMPART_RATE_BURST", "1000000000")
         .env("RAMPART_RATE_PER_SECOND", "1000000000");
+    if let Some((database, replica)) = spec.shared {
+        command
+            .env("RAMPART_DATABASE", database)
+            .env("RAMPART_REPLICA", replica);
+    }
     let mut bunker = ChildProcess::start("bunker", command, spec.data_dir.join("bunker.log"))?;
     let stdout = bunker
         .child

@@ -24,6 +24,12 @@ pub const LOG_N: u8 = 4;
 /// Open the store in `data_dir` (created if missing) with one fresh user key.
 pub fn create(data_dir: &Path, passphrase: &str) -> Result<(SqliteStore, StoredKey)> {
     let mut store = SqliteStore::open(&data_dir.join("rampart.sqlite"))?;
+    let key = add_key(&mut store, passphrase)?;
+    Ok((store, key))
+}
+
+/// Add one fresh user key, named `default` (the store must have none).
+pub fn add_key(store: &mut dyn Store, passphrase: &str) -> Result<StoredKey> {
     let sealed = vault::seal_key(
         "default",
         Keys::generate().secret_key(),
@@ -33,8 +39,7 @@ pub fn create(data_dir: &Path, passphrase: &str) -> Result<(SqliteStore, StoredK
         Timestamp::now(),
     )?;
     store.add_key(&sealed)?;
-    let key = bunker::admin::pick_key(&store, None)?;
-    Ok((store, key))
+    Ok(bunker::admin::pick_key(&*store, None)?)
 }
 
 /// A session for each client, granted `grant`.

@@ -69,6 +69,7 @@ pub fn run(exe: &Path, relay_url: &str, sessions: usize, touch: bool) -> Result<
         relay_url,
         passphrase: &passphrase,
         grant: "read",
+        shared: None,
     };
     let (with, _) = children::spawn_bunker(&spec(with_dir.path()))?;
     let (without, _) = children::spawn_bunker(&spec(without_dir.path()))?;

@@ -79,9 +79,16 @@ pub struct Args {
     /// What minted tokens grant (a preset or a permission list).
     #[arg(long, default_value = "full")]
     grant: PermissionSet,
+    /// With --spawn: start this many `rampart run` replicas on the store the
+    /// configuration selects (`--database`, `RAMPART_DATABASE`: an empty
+    /// PostgreSQL database) instead of one on a fresh SQLite file; their CPU
+    /// is added up.
+    #[arg(long, requires = "spawn")]
+    replicas: Option<usize>,
     /// The signer's process id, for its CPU time (known with --spawn).
+    /// Repeat it for replicas: their CPU is added up.
     #[arg(long)]
-    bunker_pid: Option<u32>,
+    bunker_pid: Vec<u32>,
     /// The relay's process id, for its CPU time (known with --spawn).
     #[arg(long)]
     relay_pid: Option<u32>,
@@ -142,7 +149,7 @@ struct Setup {
     temp: Option<tempfile::TempDir>,
     uris: Vec<String>,
     relay_url: Option<String>,
-    bunker_pid: Option<u32>,
+    bunker_pids: Vec<u32>,
     relay_pid: Option<u32>,
 }
 
@@ -153,6 +160,9 @@ pub struct Environment {
     pub data_dir: PathBuf,
     /// Opens the store the CLI's configuration selects (`--database`).
     pub open_store: Box<StoreOpener>,
+    /// The configured PostgreSQL URL, if that is the store (for replicas
+    /// spawned on it; passed to them in their environment).
+    pub database_url: Option<String>,
     /// The relays a token names when `--relay` is not given (asked only
     /// for `--mint`, so a config the bench does not need cannot fail it).
     pub advertised_relays: Box<RelaysOf>,
@@ -187,11 +197,13 @@ pub fn run(args: Args, env: &Environment) -> Result<()> {
         return run_idle(&args, &exe, sessions);
     }
     let mut setup = Setup {
-        bunker_pid: args.bunker_pid,
+        bunker_pids: args.bunker_pid.clone(),
         relay_pid: args.relay_pid,
         ..Setup::default()
     };
-    if args.spawn {
+    if let (true, Some(replicas)) = (args.spawn, args.replicas) {
+        spawn_replicas(&args, env, &exe, replicas, &mut setup)?;
+    } else if args.spawn {
         spawn(&args, &exe, &mut setup)?;
     } else if args.mint {
         let mut store = (env.open_store)()
@@ -264,6 +276,62 @@ fn run_idle(args: &Args, exe: &std::path::Path, sessions: usize) -> Result<()> {
     Ok(())
 }
 
+/// Start the relay (unless given) and `count` replicas on the configured
+/// PostgreSQL store; mint a token per client there.
+fn spawn_replicas(
+    args: &Args,
+    env: &Environment,
+    exe: &std::path::Path,
+    count: usize,
+    setup: &mut Setup,
+) -> Result<()> {
+    let Some(url) = env.database_url.as_deref() else {
+        bail!("--replicas needs a PostgreSQL store: set RAMPART_DATABASE=postgres://…");
+    };
+    if count == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    let temp = tempfile::tempdir().context("no temporary directory")?;
+    let passphrase = format!("bench-{}", Keys::generate().public_key().to_hex());
+    let mut store = (env.open_store)()?;
+    if !store.keys()?.is_empty() {
+        bail!("--replicas wants an empty database (this one has keys)");
+    }
+    let key = data_dir::add_key(&mut *store, &passphrase)?;
+    let relay_url = match &args.relay {
+        Some(url) => url.clone(),
+        None => {
+            let (relay, url) = children::spawn_relay(exe, temp.path(), &[key.signer_pubkey])?;
+            setup.relay_pid = Some(relay.pid());
+            setup.children.push(relay);
+            url
+        }
+    };
+    let relays = vec![RelayUrl::parse(&relay_url)?];
+    setup.uris = mint(&mut *store, args, args.clients, relays)?;
+    drop(store);
+    for n in 0..count {
+        let data_dir = temp.path().join(format!("replica-{n}"));
+        let name = format!("bench-{n}");
+        let (bunker, _) = children::spawn_bunker(&BunkerSpec {
+            exe,
+            data_dir: &data_dir,
+            relay_url: &relay_url,
+            passphrase: &passphrase,
+            grant: &args.grant.to_string(),
+            shared: Some((url, &name)),
+        })?;
+        setup.bunker_pids.push(bunker.pid());
+        setup.children.push(bunker);
+    }
+    // Every replica's heartbeat seen by every other, and warmed up: the
+    // load then measures the steady state, not a membership change.
+    std::thread::sleep(Duration::from_secs(3));
+    setup.relay_url = Some(relay_url);
+    setup.temp = Some(temp);
+    Ok(())
+}
+
 /// Start the relay (unless given) and the bunker; mint a token per client.
 fn spawn(args: &Args, exe: &std::path::Path, setup: &mut Setup) -> Result<()> {
     let temp = tempfile::tempdir().context("no temporary directory")?;
@@ -290,8 +358,9 @@ fn spawn(args: &Args, exe: &std::path::Path, setup: &mut Setup) -> Result<()> {
         relay_url: &relay_url,
         passphrase: &passphrase,
         grant: &args.grant.to_string(),
+        shared: None,
     })?;
-    setup.bunker_pid = Some(bunker.pid());
+    setup.bunker_pids = vec![bunker.pid()];
     setup.children.push(bunker);
     setup.relay_url = Some(relay_url);
     setup.temp = Some(temp);
@@ -362,8 +431,24 @@ impl Counters {
                 .transpose()
         };
         let me = std::process::id();
+        // Replicas count as one signer: their ticks are added up (the
+        // report names the first).
+        let mut bunker: Option<(u32, CpuTicks)> = None;
+        for pid in &setup.bunker_pids {
+            let ticks = procfs::cpu_ticks(*pid)?;
+            bunker = Some(match bunker {
+                None => (*pid, ticks),
+                Some((first, sum)) => (
+                    first,
+                    CpuTicks {
+                        user: sum.user + ticks.user,
+                        system: sum.system + ticks.system,
+                    },
+                ),
+            });
+        }
         Ok(Counters {
-            bunker: read(setup.bunker_pid)?,
+            bunker,
             relay: read(setup.relay_pid)?,
             generator: (me, procfs::cpu_ticks(me)?),
         })

@@ -232,7 +232,7 @@ pub async fn run(
                         let ids: Vec<_> = events.iter().map(|e| e.id).collect();
                         engine.forget_requests(&ids);
                         if let Some(replicas) = replicas.as_mut() {
-                            replicas.fence_now();
+                            fence(replicas, now, &"a commit failed");
                             replicas.defer_again(now, &events);
                         }
                         Output::default()
@@ -476,13 +476,10 @@ fn on_replica_news(
             if let Some(metrics) = &committer.metrics {
                 metrics.set_store_up(false);
             }
-            let was_fenced = replicas.fenced(now);
-            replicas.on_beat_failed(now);
-            if !was_fenced {
-                tracing::error!(%error, "the store is unreachable: this replica stops answering until its heartbeat is renewed");
-            } else {
+            if !fence(replicas, now, &error) {
                 tracing::warn!(%error, "heartbeat failed");
             }
+            replicas.on_beat_failed(now);
         }
         heartbeat::News::Claimed(claims) => {
             let takeover = replicas.on_claims(claims);
@@ -521,6 +518,17 @@ fn on_replica_news(
             replicas.on_claim_failed(&events);
         }
     }
+}
+
+/// Stop handling requests until the store is back; says so once (returns
+/// whether this replica was serving until now).
+fn fence(replicas: &mut Replicas, now: Millis, why: &dyn std::fmt::Display) -> bool {
+    let serving = !replicas.fenced(now);
+    replicas.fence_now();
+    if serving {
+        tracing::error!(error = %why, "the store is unreachable: this replica stops answering until its heartbeat is renewed");
+    }
+    serving
 }
 
 /// What the writer thread tells the service loop.

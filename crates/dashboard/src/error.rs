@@ -41,6 +41,12 @@ pub enum DashboardError {
     Internal(String),
 }
 
+impl From<store::StoreError> for DashboardError {
+    fn from(e: store::StoreError) -> Self {
+        DashboardError::Admin(AdminError::Store(e))
+    }
+}
+
 impl DashboardError {
     /// The HTTP status that goes with it.
     pub fn status(&self) -> StatusCode {

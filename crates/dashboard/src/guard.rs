@@ -64,8 +64,13 @@ pub async fn require_session(State(app): State<App>, req: Request, next: Next) -
             PageError(e).into_response()
         }
     };
-    let session = session_cookie(req.headers(), app.site.cookie_name())
-        .and_then(|cookie| app.dashboard.auth().session(&cookie));
+    let session = match session_cookie(req.headers(), app.site.cookie_name()) {
+        Some(cookie) => match app.dashboard.session(&cookie).await {
+            Ok(session) => session,
+            Err(e) => return refuse(e),
+        },
+        None => None,
+    };
     let Some(session) = session else {
         if api {
             return refuse(DashboardError::NotLoggedIn);

@@ -32,7 +32,6 @@ pub mod error;
 pub mod guard;
 pub mod html;
 pub mod login;
-pub mod login_drop;
 pub mod pairing;
 pub mod secret;
 pub mod site;

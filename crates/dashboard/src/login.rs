@@ -33,17 +33,21 @@ pub struct LoginParams {
 
 /// `GET /login?token=…`: the link printed at start.
 pub async fn login_link(State(app): State<App>, Query(params): Query<LoginParams>) -> Response {
-    log_in(&app, &params)
+    log_in(&app, &params).await
 }
 
 /// `POST /login`: the token pasted into the "log in first" page.
 pub async fn login_form(State(app): State<App>, Form(params): Form<LoginParams>) -> Response {
-    log_in(&app, &params)
+    log_in(&app, &params).await
 }
 
-fn log_in(app: &App, params: &LoginParams) -> Response {
+async fn log_in(app: &App, params: &LoginParams) -> Response {
     let token = token_from(&params.token);
-    if token.is_empty() || !app.dashboard.auth().redeem(&token) {
+    let redeemed = match app.dashboard.redeem_login(&token).await {
+        Ok(redeemed) => redeemed,
+        Err(e) => return PageError(e).into_response(),
+    };
+    if !redeemed {
         tracing::warn!("dashboard login refused: unknown or used login token");
         let body = format!(
             "<section class=\"card narrow\"><h1>That login link does not work</h1>\
@@ -53,12 +57,12 @@ fn log_in(app: &App, params: &LoginParams) -> Response {
         );
         return (StatusCode::UNAUTHORIZED, html::bare_page("Log in", &body)).into_response();
     }
-    let cookie = match app.dashboard.auth().open_session() {
+    let cookie = match app.dashboard.open_session().await {
         Ok(c) => c,
         Err(e) => return PageError(e).into_response(),
     };
     tracing::info!("dashboard login");
-    let max_age = app.dashboard.auth().ttl().as_secs();
+    let max_age = app.dashboard.config().session_ttl.as_secs();
     let mut response = redirect(safe_next(&params.next));
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -70,7 +74,9 @@ fn log_in(app: &App, params: &LoginParams) -> Response {
 /// `POST /logout`.
 pub async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
     if let Some(cookie) = session_cookie(&headers, app.site.cookie_name()) {
-        app.dashboard.auth().close_session(&cookie);
+        if let Err(e) = app.dashboard.close_session(&cookie).await {
+            tracing::warn!(error = %e, "could not end a dashboard session");
+        }
     }
     let mut response = (
         StatusCode::OK,

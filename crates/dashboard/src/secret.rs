@@ -1,7 +1,6 @@
 //! The dashboard's secrets: one-time login tokens and session ids, drawn from
 //! the OS generator, kept only as SHA-256 digests and compared in constant
-//! time. Shared by the in-memory sessions (`auth`) and the login links
-//! other processes leave in the data directory (`login_drop`).
+//! time (`auth` keeps the digests in the store).
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;

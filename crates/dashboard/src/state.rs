@@ -1,23 +1,25 @@
 //! What the dashboard holds: its settings, a link to the running engine (the
-//! admin channel), its own connection to the store, and the login state.
+//! admin channel) and its own connection to the store, which also keeps the
+//! login links and sessions.
 //!
 //! Decisions go to the engine over the channel, so the waiting client is
 //! answered at once. Everything else is read from and written to the store
 //! through [`bunker::admin`], exactly as the CLI does; the bunker takes the
 //! edits on its next reload (~200 ms).
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bunker::admin;
 use bunker::engine::DecideError;
 use bunker::service::{AdminCommand, AdminSender};
 use nip46::PermissionSet;
-use nip46::nostr::prelude::RelayUrl;
+use nip46::nostr::prelude::{RelayUrl, Timestamp};
 use store::{ApprovalDecision, ApprovalId, PendingApproval, Store};
 use tokio::sync::oneshot;
+use zeroize::Zeroizing;
 
-use crate::auth::Auth;
+use crate::auth::{self, AdminSession};
 use crate::error::DashboardError;
 use crate::secret::LoginToken;
 
@@ -26,6 +28,9 @@ use crate::secret::LoginToken;
 pub struct DashboardConfig {
     /// How long a login lasts.
     pub session_ttl: Duration,
+    /// Other replicas share the store: a request this engine does not hold
+    /// may be held by one of them (decided through the store).
+    pub replicated: bool,
     /// Relays written into `bunker://` tokens minted here.
     pub relays: Vec<RelayUrl>,
     /// The grant offered first when minting or accepting.
@@ -34,7 +39,6 @@ pub struct DashboardConfig {
     /// behind a proxy), besides its loopback address.
     pub allowed_origins: Vec<String>,
     /// A file of extra one-time login tokens (`rampart dashboard login`).
-    pub login_drop: Option<PathBuf>,
     /// How long the login link printed at start works (once).
     pub start_link_ttl: Duration,
     /// Seconds a held request waits (shown to the user).
@@ -48,10 +52,10 @@ impl Default for DashboardConfig {
     fn default() -> Self {
         DashboardConfig {
             session_ttl: Duration::from_secs(12 * 3600),
+            replicated: false,
             relays: Vec::new(),
             default_grant: nip46::Preset::Write.permissions(),
             allowed_origins: Vec::new(),
-            login_drop: None,
             start_link_ttl: Duration::from_secs(15 * 60),
             approval_timeout_secs: 60,
             discovery: None,
@@ -69,44 +73,60 @@ struct Inner {
     config: DashboardConfig,
     admin: AdminSender,
     store: Mutex<Box<dyn Store>>,
-    auth: Auth,
 }
 
 impl Dashboard {
     /// A dashboard on its own store connection, deciding through `admin`.
-    /// Returns the one-time login token to show the user (once).
-    pub fn new(
-        config: DashboardConfig,
-        store: Box<dyn Store>,
-        admin: AdminSender,
-    ) -> Result<(Self, LoginToken), DashboardError> {
-        let (auth, token) = Auth::new(
-            config.session_ttl,
-            config.start_link_ttl,
-            config.login_drop.clone(),
-        )?;
+    pub fn new(config: DashboardConfig, store: Box<dyn Store>, admin: AdminSender) -> Self {
         let inner = Inner {
             config,
             admin,
             store: Mutex::new(store),
-            auth,
         };
-        Ok((
-            Dashboard {
-                inner: Arc::new(inner),
-            },
-            token,
-        ))
+        Dashboard {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Mint the one-time login link's token shown at start (valid for the
+    /// configured `start_link_ttl`, on every replica's dashboard).
+    pub async fn start_link(&self) -> Result<LoginToken, DashboardError> {
+        let ttl = self.inner.config.start_link_ttl;
+        self.with_store(move |store| auth::issue_login(store, ttl))
+            .await
+    }
+
+    /// Use up a login token.
+    pub async fn redeem_login(&self, candidate: &str) -> Result<bool, DashboardError> {
+        let candidate = Zeroizing::new(candidate.to_owned());
+        self.with_store(move |store| auth::redeem_login(store, &candidate))
+            .await
+    }
+
+    /// Start a session; the cookie value.
+    pub async fn open_session(&self) -> Result<Zeroizing<String>, DashboardError> {
+        let ttl = self.inner.config.session_ttl;
+        self.with_store(move |store| auth::open_session(store, ttl))
+            .await
+    }
+
+    /// The live session of a cookie value.
+    pub async fn session(&self, cookie: &str) -> Result<Option<AdminSession>, DashboardError> {
+        let cookie = Zeroizing::new(cookie.to_owned());
+        self.with_store(move |store| auth::session(store, &cookie))
+            .await
+    }
+
+    /// End the session of a cookie value.
+    pub async fn close_session(&self, cookie: &str) -> Result<(), DashboardError> {
+        let cookie = Zeroizing::new(cookie.to_owned());
+        self.with_store(move |store| auth::close_session(store, &cookie))
+            .await
     }
 
     /// The settings.
     pub fn config(&self) -> &DashboardConfig {
         &self.inner.config
-    }
-
-    /// Logins and sessions.
-    pub fn auth(&self) -> &Auth {
-        &self.inner.auth
     }
 
     /// Run `f` on the store, off the async threads.
@@ -130,11 +150,22 @@ impl Dashboard {
         .map_err(|e| DashboardError::Internal(format!("store task failed: {e}")))?
     }
 
-    /// Requests the engine holds right now, oldest first.
+    /// Requests waiting for the user, oldest first: the ones this process's
+    /// engine holds, and those other replicas hold (from the store).
     pub async fn pending(&self) -> Result<Vec<PendingApproval>, DashboardError> {
         let (reply, answer) = oneshot::channel();
         self.send(AdminCommand::Pending { reply }).await?;
-        answer.await.map_err(|_| DashboardError::BunkerStopped)
+        let mut pending = answer.await.map_err(|_| DashboardError::BunkerStopped)?;
+        let elsewhere = self
+            .with_store(|store| Ok(admin::pending_approvals(store, Timestamp::now())?))
+            .await?;
+        for approval in elsewhere {
+            if !pending.iter().any(|p| p.id == approval.id) {
+                pending.push(approval);
+            }
+        }
+        pending.sort_by_key(|a| a.created_at);
+        Ok(pending)
     }
 
     /// Apply a decision in the engine; the client is answered at once.
@@ -145,14 +176,38 @@ impl Dashboard {
     ) -> Result<(), DashboardError> {
         let (reply, answer) = oneshot::channel();
         self.send(AdminCommand::Decide {
-            id,
+            id: id.clone(),
             decision,
             reply,
         })
         .await?;
         let result: Result<(), DecideError> =
             answer.await.map_err(|_| DashboardError::BunkerStopped)?;
-        Ok(result?)
+        match result {
+            Ok(()) => Ok(()),
+            // Held by another replica: the decision goes through the store,
+            // as the CLI's does; that replica answers on its next reload.
+            Err(DecideError::NotPending(missing)) if self.inner.config.replicated => {
+                let recorded = self
+                    .with_store(move |store| {
+                        let now = Timestamp::now();
+                        let waiting = admin::pending_approvals(store, now)?
+                            .into_iter()
+                            .any(|a| a.id == id);
+                        if waiting {
+                            admin::record_decision(store, &id, decision)?;
+                        }
+                        Ok(waiting)
+                    })
+                    .await?;
+                if recorded {
+                    Ok(())
+                } else {
+                    Err(DecideError::NotPending(missing).into())
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn send(&self, command: AdminCommand) -> Result<(), DashboardError> {

@@ -162,8 +162,8 @@ async fn start_with(config: DashboardConfig) -> Server {
     let (admin, rx) = mpsc::channel(8);
     let decisions = Decisions::default();
     fake_engine(rx, held(key_id, &app_client), decisions.clone());
-    let (dash, token) =
-        Dashboard::new(config, Box::new(SqliteStore::open(&path).unwrap()), admin).unwrap();
+    let dash = Dashboard::new(config, Box::new(SqliteStore::open(&path).unwrap()), admin);
+    let token = dash.start_link().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -768,34 +768,63 @@ async fn the_api_covers_every_action() {
 }
 
 #[tokio::test]
-async fn logins_from_the_drop_file_work_once() {
+async fn a_login_link_minted_into_the_store_works_once_on_any_dashboard_of_it() {
     let s = start().await;
-    // A dashboard configured with a drop file accepts tokens issued into it.
-    let dir = tempfile::tempdir().unwrap();
-    let drop = dir.path().join(dashboard::login_drop::FILE_NAME);
-    let path = dir.path().join("db.sqlite");
-    let store = SqliteStore::open(&path).unwrap();
+    // A second dashboard on the same database (another replica's, say): a
+    // link minted into the store by a third process works on it, once, and
+    // then on neither.
+    let path = s._dir.path().join("rampart.sqlite");
     let (admin, _rx) = mpsc::channel(1);
-    let config = DashboardConfig {
-        login_drop: Some(drop.clone()),
-        ..DashboardConfig::default()
-    };
-    let (dash, _start_token) = Dashboard::new(config, Box::new(store), admin).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(dashboard::serve(listener, dash, std::future::pending()));
-    let token =
-        dashboard::login_drop::issue(&drop, Duration::from_secs(600), Timestamp::now().as_secs())
-            .unwrap();
-    let link = format!("{base}/login?token={}", token.expose());
-    assert_eq!(
-        s.client.get(&link).send().await.unwrap().status(),
-        StatusCode::SEE_OTHER
+    let other = Dashboard::new(
+        DashboardConfig::default(),
+        Box::new(SqliteStore::open(&path).unwrap()),
+        admin,
     );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(dashboard::serve(listener, other, std::future::pending()));
+    let mut store = SqliteStore::open(&path).unwrap();
+    let token = dashboard::auth::issue_login(&mut store, Duration::from_secs(600)).unwrap();
+    let on_other = format!("{other_base}/login?token={}", token.expose());
+    let response = s.client.get(&on_other).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     assert_eq!(
-        s.client.get(&link).send().await.unwrap().status(),
+        s.client.get(&on_other).send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
+    assert_eq!(
+        s.client
+            .get(s.url(&format!("/login?token={}", token.expose())))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "used on one dashboard, spent on every one"
+    );
+    // The session opened on the other dashboard is honoured by the first
+    // (the cookie's name is per port; behind one address it would be one).
+    let value = cookie.split_once('=').unwrap().1;
+    let port = s.base.rsplit(':').next().unwrap();
+    let renamed = format!("rampart_session_{port}={value}");
+    let pending = s
+        .client
+        .get(s.url("/api/pending"))
+        .header("cookie", &renamed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pending.status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -919,4 +919,3 @@ mod tests {
         assert_eq!(Config::load(&o, &e).unwrap().vault.log_n, 20);
     }
 }
-

@@ -114,6 +114,10 @@ fn main() -> anyhow::Result<()> {
                     let database = config.database()?;
                     Box::new(move || database.open())
                 },
+                database_url: match config.database()? {
+                    crate::database::Database::Postgres(url) => Some(url),
+                    crate::database::Database::Sqlite(_) => None,
+                },
                 data_dir: config.data_dir.clone(),
                 advertised_relays: Box::new(move |store| {
                     cmd::token::advertised_relays(&config, store)

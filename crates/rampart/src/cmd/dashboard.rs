@@ -1,14 +1,12 @@
 //! `rampart dashboard login`: a fresh one-time login link for the dashboard
 //! of the running `rampart run` (the one printed at start works once).
 //!
-//! The token goes to the running dashboard through a file in the data
-//! directory ([`dashboard::login_drop`]); only its hash is written there.
+//! The token's digest goes into the store (never the token itself), so the
+//! link works once on the dashboard of any replica sharing it.
 
 use std::time::Duration;
 
 use anyhow::Result;
-use dashboard::login_drop;
-use nip46::nostr::prelude::Timestamp;
 
 use crate::config::Config;
 
@@ -26,9 +24,8 @@ pub enum DashboardCommand {
 pub fn run(command: DashboardCommand, config: &Config) -> Result<()> {
     match command {
         DashboardCommand::Login => {
-            std::fs::create_dir_all(&config.data_dir)?;
-            let path = config.data_dir.join(login_drop::FILE_NAME);
-            let token = login_drop::issue(&path, LINK_LIFETIME, Timestamp::now().as_secs())?;
+            let mut store = config.database()?.open()?;
+            let token = dashboard::auth::issue_login(&mut *store, LINK_LIFETIME)?;
             if !config.dashboard.enabled {
                 eprintln!("note: the dashboard is disabled in the configuration");
             }

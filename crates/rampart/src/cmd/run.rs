@@ -22,7 +22,7 @@ use bunker::auth_url::AuthUrlBase;
 use bunker::engine::{Engine, TransportKey};
 use bunker::service::{self, AdminCommand, AdminSender, ServiceConfig};
 use bunker::vault::Vault;
-use dashboard::{Dashboard, DashboardConfig, login_drop};
+use dashboard::{Dashboard, DashboardConfig};
 use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
 use std::collections::BTreeMap;
@@ -521,6 +521,7 @@ async fn start_dashboard(
     let addr = listener.local_addr()?;
     let settings = DashboardConfig {
         session_ttl: Duration::from_secs(config.dashboard.session_hours.clamp(1, 24 * 365) * 3600),
+        replicated: matches!(config.database()?, crate::database::Database::Postgres(_)),
         relays: relays.to_vec(),
         default_grant: config.default_grant()?,
         allowed_origins: auth_url_base
@@ -534,13 +535,13 @@ async fn start_dashboard(
             )
             .collect(),
         discovery,
-        login_drop: Some(config.data_dir.join(login_drop::FILE_NAME)),
         start_link_ttl: config.start_links_ttl(),
         approval_timeout_secs: config.policy.approval_timeout_secs,
     };
     let database = config.database()?;
     let own_store = blocking(move || database.open()).await?;
-    let (dash, login) = Dashboard::new(settings, own_store, admin)?;
+    let dash = Dashboard::new(settings, own_store, admin);
+    let login = dash.start_link().await?;
     // Printed once, by design: the way in to the dashboard.
     eprintln!(
         "dashboard: http://{addr}/login?token={} (one-time login link)",
