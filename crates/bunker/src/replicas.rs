@@ -84,6 +84,15 @@ pub enum Route {
     Deferred,
 }
 
+/// What a heartbeat asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// Deferred events this replica now owns, to claim (oldest first).
+    pub claim: Vec<EventId>,
+    /// Replicas whose held requests to adopt.
+    pub adopt_from: Vec<ReplicaId>,
+}
+
 /// What a takeover's claims resolved to.
 #[derive(Debug, Default)]
 pub struct Takeover {
@@ -117,6 +126,8 @@ pub struct Replicas {
     deferred_bytes: usize,
     /// Takeovers so far (events claimed and handled here), for metrics.
     taken_over: u64,
+    /// Whether a heartbeat ever succeeded.
+    started: bool,
 }
 
 impl Replicas {
@@ -131,6 +142,7 @@ impl Replicas {
             deferred: HashMap::new(),
             deferred_bytes: 0,
             taken_over: 0,
+            started: false,
         }
     }
 
@@ -243,6 +255,41 @@ impl Replicas {
     /// live set, drop what was kept too long, and return the deferred
     /// events this replica now owns, to claim (oldest first).
     pub fn on_beat(&mut self, sent: Millis, now: Millis, beats: &[ReplicaBeat]) -> Vec<EventId> {
+        self.on_heartbeat(sent, now, beats).claim
+    }
+
+    /// [`Replicas::on_beat`], with the replicas whose held requests to adopt:
+    /// those that were live and are not any more, and on the first heartbeat
+    /// this replica's own previous run.
+    pub fn on_heartbeat(&mut self, sent: Millis, now: Millis, beats: &[ReplicaBeat]) -> Beat {
+        let first = self.last_beat.is_none() && !self.started;
+        self.started = true;
+        let before = self.live.clone();
+        let claim = self.beat_and_claims(sent, now, beats);
+        let mut adopt_from: Vec<ReplicaId> = before
+            .into_iter()
+            .filter(|r| *r != self.config.me && !self.live.contains(r))
+            .collect();
+        if first {
+            adopt_from.push(self.config.me.clone());
+        }
+        Beat { claim, adopt_from }
+    }
+
+    /// Forget an event kept aside (its request was adopted with its holder's
+    /// held requests).
+    pub fn forget_deferred(&mut self, id: &EventId) {
+        if self.forget(id).is_some() {
+            self.order.retain(|e| e != id);
+        }
+    }
+
+    fn beat_and_claims(
+        &mut self,
+        sent: Millis,
+        now: Millis,
+        beats: &[ReplicaBeat],
+    ) -> Vec<EventId> {
         if self.fenced(now) {
             // (Re)joining: the others see us at their next heartbeat.
             self.warming_until =
@@ -570,6 +617,27 @@ mod tests {
         assert!(a.on_beat(Millis(3_000), Millis(3_000), &back).is_empty());
         let claim = a.on_beat(Millis(4_600), Millis(4_600), &back);
         assert_eq!(claim, vec![during.id, failed.id]);
+    }
+
+    #[test]
+    fn held_requests_are_adopted_from_replicas_that_died_and_from_our_last_run() {
+        let mut a = replica("a");
+        let first = a.on_heartbeat(Millis(0), Millis(0), &[beat("a", 0), beat("b", 0)]);
+        assert_eq!(
+            first.adopt_from,
+            vec![id("a")],
+            "this replica's previous run"
+        );
+        let steady = a.on_heartbeat(Millis(1_000), Millis(1_000), &[beat("a", 0), beat("b", 0)]);
+        assert!(steady.adopt_from.is_empty());
+        let b_died = a.on_heartbeat(
+            Millis(2_000),
+            Millis(2_000),
+            &[beat("a", 0), beat("b", 6_000)],
+        );
+        assert_eq!(b_died.adopt_from, vec![id("b")]);
+        let later = a.on_heartbeat(Millis(3_000), Millis(3_000), &[beat("a", 0)]);
+        assert!(later.adopt_from.is_empty(), "adopted once");
     }
 
     #[test]

@@ -21,8 +21,8 @@ use nip46::nostr::prelude::{Event, Filter, Kind, Timestamp};
 use relay::pool::{PoolEvent, RelayPool};
 use store::writer::{CommitJob, StoreWriter};
 use store::{
-    ApprovalDecision, ApprovalId, ApprovalStatus, AuditEntry, Change, PendingApproval, ReplicaId,
-    SealedAnswer, Store, StoreError,
+    ApprovalDecision, ApprovalId, ApprovalStatus, AuditEntry, Change, HeldRequest, PendingApproval,
+    ReplicaId, SealedAnswer, Store, StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -147,10 +147,13 @@ pub async fn run(
     // Stores are blocking (and PostgreSQL's client refuses to run on an
     // async thread): the first load runs on the blocking pool, the rest on
     // the writer's own thread.
+    // A replica leaves held requests in the store: their holders (or this
+    // replica's previous run) are adopted at the first heartbeat.
+    let expire_held = config.replication.is_none();
     let (engine_back, store, rng, initial) = tokio::task::spawn_blocking(move || {
         let mut rng = OsRandomness::new();
         let mut store = store;
-        let initial = load(&mut engine, &mut *store, &mut rng);
+        let initial = load(&mut engine, &mut *store, &mut rng, expire_held);
         (engine, store, rng, initial)
     })
     .await
@@ -307,11 +310,13 @@ fn load(
     engine: &mut Engine,
     store: &mut dyn Store,
     rng: &mut OsRandomness,
+    expire_held: bool,
 ) -> Result<Output, StoreError> {
     let now = Millis::now();
     let stale: Vec<Change> = store
         .approvals()?
         .into_iter()
+        .filter(|_| expire_held)
         .filter(|a| {
             matches!(
                 a.status,
@@ -464,12 +469,17 @@ fn on_replica_news(
                 metrics.set_store_up(true);
             }
             let was_fenced = replicas.fenced(now);
-            let claim = replicas.on_beat(sent, now, &beats);
+            let beat = replicas.on_heartbeat(sent, now, &beats);
             if was_fenced {
                 tracing::info!("heartbeat renewed: answering requests");
             }
-            if !claim.is_empty() {
-                link.claim(claim);
+            // Adoptions first: a held request's event may be among those
+            // claimed next, and must not be handled as a new request.
+            for from in beat.adopt_from {
+                link.adopt(from);
+            }
+            if !beat.claim.is_empty() {
+                link.claim(beat.claim);
             }
         }
         heartbeat::News::BeatFailed(error) => {
@@ -512,6 +522,22 @@ fn on_replica_news(
                     }
                 }
             }
+        }
+        heartbeat::News::Adopted(adopted) => {
+            let mut jobs = Vec::new();
+            for (approval, json) in adopted {
+                let event = match Event::from_json(&json) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::warn!(error = %e, approval = %approval.id, "a held request's event is unreadable");
+                        continue;
+                    }
+                };
+                replicas.forget_deferred(&event.id);
+                let out = engine.adopt(now, approval, &event, rng);
+                jobs.extend(committer.jobs(out, Instant::now()));
+            }
+            committer.writer.submit_all(jobs);
         }
         heartbeat::News::ClaimFailed(events, error) => {
             tracing::warn!(%error, events = events.len(), "claiming requests failed; retried after the next heartbeat");
@@ -592,6 +618,21 @@ impl Committer {
         let undo = Rollback::of(&out.changes);
         let publish = out.publish;
         let mut changes = out.changes;
+        if let (Some(replica), Some(request)) = (&self.replica, &request) {
+            let holds: Vec<Change> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::PutApproval(a) => Some(Change::HoldRequest(HeldRequest {
+                        approval: a.id.clone(),
+                        holder: replica.clone(),
+                        request_event: request.as_json(),
+                        request_event_id: request.id,
+                    })),
+                    _ => None,
+                })
+                .collect();
+            changes.extend(holds);
+        }
         if let Some(replica) = &self.replica {
             let at = Millis::now().timestamp();
             changes.extend(publish.iter().filter_map(|outgoing| {
@@ -615,10 +656,8 @@ impl Committer {
             None => Vec::new(),
         };
         let submitted = Instant::now();
-        let retry = match (&self.replica, request) {
-            (Some(_), Some(request)) if !publish.is_empty() => Some(request),
-            _ => None,
-        };
+        let replicated = self.replica.is_some();
+        let retry = if publish.is_empty() { None } else { request };
         jobs.push(CommitJob {
             changes,
             on_commit: Box::new(move |result| {
@@ -641,16 +680,26 @@ impl Committer {
                     }
                 }
                 if let Err(e) = result {
-                    if let StoreError::Claimed(..) = *e {
-                        tracing::info!(error = %e, "another replica answered first; answer withheld");
-                    } else if let (false, Some(request)) = (is_about_the_job(&e), retry) {
-                        tracing::warn!(error = %e, "the store failed; the request waits for it");
-                        let _ = news.send(StoreNews::Unrecorded(vec![*request]));
-                    } else {
-                        tracing::error!(error = %e, "store commit failed; responses withheld");
-                    }
                     if let Some(undo) = undo {
+                        // A secret another process used first: the engine
+                        // refuses the connect that lost the race.
+                        let undo = match *e {
+                            StoreError::AlreadyUsed(_) => undo.lost_race(),
+                            _ => undo,
+                        };
                         let _ = news.send(StoreNews::RolledBack(undo));
+                    }
+                    match (&*e, retry) {
+                        (StoreError::Claimed(..), _) => {
+                            tracing::info!(error = %e, "another replica answered first; answer withheld");
+                        }
+                        (e, Some(request)) if replicated && !is_about_the_job(e) => {
+                            tracing::warn!(error = %e, "the store failed; the request waits for it");
+                            let _ = news.send(StoreNews::Unrecorded(vec![*request]));
+                        }
+                        (e, _) => {
+                            tracing::error!(error = %e, "store commit failed; responses withheld");
+                        }
                     }
                     return;
                 }

@@ -717,3 +717,247 @@ async fn a_replica_cut_off_from_the_database_stops_answering_and_answers_nothing
     );
     drop((a, b));
 }
+
+/// A browser logged in to one replica's dashboard (its login link).
+struct Dashboard {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Dashboard {
+    async fn login(bunker: &RampartProcess) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let link = bunker.dashboard_login_url().expect("a login link");
+        let base = link.split("/login").next().unwrap().to_owned();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = http.get(&link).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER);
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let r = http
+            .get(format!("{base}/api/csrf"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+        Dashboard {
+            http,
+            base,
+            cookie,
+            csrf,
+        }
+    }
+
+    /// The waiting requests this dashboard lists.
+    async fn pending(&self) -> Vec<serde_json::Value> {
+        let r = self
+            .http
+            .get(format!("{}/api/pending", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Wait (≤ 10 s) for the one waiting request of `request_id`; its approval id.
+    async fn held(&self, request_id: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(found) = self
+                .pending()
+                .await
+                .into_iter()
+                .find(|a| a["request_id"] == request_id)
+            {
+                return found["id"].as_str().unwrap().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{request_id} is not listed as waiting"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn allow(&self, approval: &str) {
+        let r = self
+            .http
+            .post(format!("{}/api/approvals/{approval}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"answer": "allow_once"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert_eq!(
+            status,
+            reqwest::StatusCode::OK,
+            "{}",
+            r.text().await.unwrap()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn held_requests_are_decided_on_any_replica_and_survive_their_holders_death() {
+    let Some(cluster) = PostgresCluster::start() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let mut a = replica(&url, &relay.url(), "a");
+    let b = replica(&url, &relay.url(), "b");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A client of a's whose session may only read: signing is asked.
+    let keys = keys_owned_by("a");
+    let token = b.mint("read", &[]);
+    let uri: BunkerUri = token.parse().unwrap();
+    let secret = uri.secret.as_ref().unwrap().expose().to_owned();
+    let mut client = RawClient::with_keys(keys, uri.signer, &[relay.url()]).await;
+    let signer = client.signer.to_hex();
+    let answer = client
+        .call("connect", "connect", serde_json::json!([signer, secret]))
+        .await;
+    assert!(matches!(answer.outcome, Outcome::Result(_)));
+    let on_b = Dashboard::login(&b).await;
+
+    // Held by a, listed and decided on b's dashboard: a answers.
+    let first = sign_request(&mut client, "held-1");
+    client.publish(&first);
+    let approval = on_b.held("held-1").await;
+    on_b.allow(&approval).await;
+    let answer = client
+        .response_to("held-1", ANSWER_WITHIN)
+        .await
+        .expect("answered");
+    assert_eq!(signed(&answer).content, "held-1");
+
+    // Held by a, which dies: b adopts it, and answers it once decided.
+    let second = sign_request(&mut client, "held-2");
+    client.publish(&second);
+    let approval = on_b.held("held-2").await;
+    let holder = sql(
+        &url,
+        &format!("SELECT holder FROM held_requests WHERE approval_id = '{approval}'"),
+    )
+    .await;
+    assert_eq!(holder[0][0].as_deref(), Some("a"));
+    a.kill9();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let holder = sql(
+            &url,
+            &format!("SELECT holder FROM held_requests WHERE approval_id = '{approval}'"),
+        )
+        .await;
+        if holder[0][0].as_deref() == Some("b") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b did not adopt a's held request"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        client
+            .next_response(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "answered before anyone decided"
+    );
+    on_b.allow(&approval).await;
+    let answer = client
+        .response_to("held-2", ANSWER_WITHIN)
+        .await
+        .expect("answered by b");
+    let event = signed(&answer);
+    assert_eq!(event.content, "held-2");
+    let rows = sql(
+        &url,
+        &format!(
+            "SELECT count(*) FROM audit WHERE event_id = '{}' AND signed_event_id IS NOT NULL",
+            second.id.to_hex()
+        ),
+    )
+    .await;
+    assert_eq!(rows[0][0].as_deref(), Some("1"), "signed once");
+    assert!(
+        client.next_response(Duration::from_secs(1)).await.is_none(),
+        "a second answer"
+    );
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_secret_makes_one_session_and_a_revocation_reaches_every_replica_within_a_second() {
+    let Some(cluster) = PostgresCluster::start() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let a = replica(&url, &relay.url(), "a");
+    let b = replica(&url, &relay.url(), "b");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // One secret sent at once by a client of a's and a client of b's.
+    let token = b.mint("full", &[]);
+    let uri: BunkerUri = token.parse().unwrap();
+    let secret = uri.secret.as_ref().unwrap().expose().to_owned();
+    let mut racers = Vec::new();
+    for owner in ["a", "b"] {
+        racers.push(RawClient::with_keys(keys_owned_by(owner), uri.signer, &[relay.url()]).await);
+    }
+    let signer = uri.signer.to_hex();
+    for racer in &mut racers {
+        let connect = racer.request("race", "connect", serde_json::json!([signer, secret]));
+        racer.publish(&connect);
+    }
+    let mut won = Vec::new();
+    for racer in &mut racers {
+        let answer = racer
+            .response_to("race", ANSWER_WITHIN)
+            .await
+            .expect("an answer");
+        won.push(matches!(answer.outcome, Outcome::Result(_)));
+    }
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let sessions = sql(&url, "SELECT count(*) FROM sessions").await;
+    assert_eq!(sessions[0][0].as_deref(), Some("1"));
+
+    // The winner's session is revoked from b's side; whichever replica owns
+    // it refuses its next request within a second.
+    let winner = if won[0] { 0 } else { 1 };
+    let mut client = racers.swap_remove(winner);
+    let ok = client.call("before", "ping", serde_json::json!([])).await;
+    assert!(matches!(ok.outcome, Outcome::Result(_)));
+    let out = b.cli(&["sessions", "revoke", &client.keys.public_key().to_hex()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let refused = client.call("after", "ping", serde_json::json!([])).await;
+    assert!(
+        matches!(refused.outcome, Outcome::Error(_)),
+        "still served a second after the revocation: {refused:?}"
+    );
+    drop((a, b));
+}

@@ -32,9 +32,9 @@ mod tls;
 use store::codec::{relays_to_json, rules_to_json, to_json};
 use store::rows::{self, RawRow};
 use store::{
-    AuditEntry, AuditQuery, AuditedEvent, Change, Claim, ConnectionToken, DashboardSecret, KeyId,
-    NewKey, NewToken, PendingApproval, ReplicaBeat, ReplicaId, Rule, SealedAnswer, ServedRelays,
-    Session, Store, StoreError, StoredKey, TokenId,
+    ApprovalId, AuditEntry, AuditQuery, AuditedEvent, Change, Claim, ConnectionToken,
+    DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat, ReplicaId, Rule,
+    SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -506,6 +506,25 @@ fn apply_change(tx: &mut impl GenericClient, change: &Change) -> Result<(), Stor
             Ok(())
         }
         Change::Answer(answer) => record_answer(tx, answer),
+        Change::HoldRequest(held) => {
+            let result = tx.execute(
+                "INSERT INTO held_requests (approval_id, holder, request_event_id, request_event) \
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &held.approval.0,
+                    &held.holder.as_str(),
+                    &held.request_event_id.to_hex(),
+                    &held.request_event,
+                ],
+            );
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_foreign_key_violation(&e) => {
+                    Err(StoreError::NotFound(format!("approval {}", held.approval)))
+                }
+                Err(e) => Err(db_error("recording a held request", e)),
+            }
+        }
         Change::RecordServedRelays(served) => {
             let relays = relays_to_json(&served.relays)?;
             tx.execute(
@@ -936,6 +955,35 @@ impl Store for PostgresStore {
                     ))),
                 })
                 .collect()
+        })
+    }
+
+    fn adopt_held(
+        &mut self,
+        replica: &ReplicaId,
+        from: &ReplicaId,
+    ) -> Result<Vec<(ApprovalId, String)>, StoreError> {
+        self.write_if("adopting held requests", false, |tx| {
+            let adopted = tx
+                .query(
+                    "UPDATE held_requests SET holder = $1 WHERE holder = $2 \
+                     RETURNING approval_id, request_event_id, request_event",
+                    &[&replica.as_str(), &from.as_str()],
+                )
+                .ctx("adopting held requests")?;
+            let mut out = Vec::with_capacity(adopted.len());
+            for row in &adopted {
+                let id: String = row.try_get(0).ctx("adopting held requests")?;
+                let event_id: String = row.try_get(1).ctx("adopting held requests")?;
+                let event: String = row.try_get(2).ctx("adopting held requests")?;
+                tx.execute(
+                    "UPDATE answers SET replica = $1 WHERE request_event = $2 AND replica = $3",
+                    &[&replica.as_str(), &event_id, &from.as_str()],
+                )
+                .ctx("adopting a held request's claim")?;
+                out.push((ApprovalId(id), event));
+            }
+            Ok(out)
         })
     }
 

@@ -24,9 +24,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 
 use nip46::nostr::prelude::EventId;
 use store::{
-    AuditEntry, AuditQuery, AuditedEvent, Change, Claim, ConnectionToken, DashboardSecret, KeyId,
-    NewKey, NewToken, PendingApproval, ReplicaBeat, ReplicaId, Rule, SealedAnswer, ServedRelays,
-    Session, Store, StoreError, StoredKey, TokenId,
+    ApprovalId, AuditEntry, AuditQuery, AuditedEvent, Change, Claim, ConnectionToken,
+    DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat, ReplicaId, Rule,
+    SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
@@ -406,6 +406,28 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
             Ok(())
         }
         Change::Answer(answer) => record_answer(conn, answer),
+        Change::HoldRequest(held) => {
+            let result = conn
+                .prepare_cached(
+                    "INSERT INTO held_requests (approval_id, holder, request_event_id, request_event) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        held.approval.0,
+                        held.holder.as_str(),
+                        held.request_event_id.to_hex(),
+                        held.request_event
+                    ])
+                });
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_foreign_key_violation(&e) => {
+                    Err(StoreError::NotFound(format!("approval {}", held.approval)))
+                }
+                Err(e) => Err(db_error("recording a held request", e)),
+            }
+        }
         Change::PutApproval(approval) => put_approval(conn, approval),
         Change::SetApprovalStatus { id, status } => {
             let status = to_json(status, "an approval status")?;
@@ -890,6 +912,41 @@ impl Store for SqliteStore {
         }
         tx.commit().ctx("committing a claim")?;
         Ok(out)
+    }
+
+    fn adopt_held(
+        &mut self,
+        replica: &ReplicaId,
+        from: &ReplicaId,
+    ) -> Result<Vec<(ApprovalId, String)>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting an adoption")?;
+        let adopted: Vec<(String, String, String)> = tx
+            .prepare_cached(
+                "UPDATE held_requests SET holder = ?1 WHERE holder = ?2 \
+                 RETURNING approval_id, request_event_id, request_event",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![replica.as_str(), from.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect()
+            })
+            .ctx("adopting held requests")?;
+        for (_, event_id, _) in &adopted {
+            tx.prepare_cached(
+                "UPDATE answers SET replica = ?1 WHERE request_event = ?2 AND replica = ?3",
+            )
+            .and_then(|mut s| s.execute(params![replica.as_str(), event_id, from.as_str()]))
+            .ctx("adopting a held request's claim")?;
+        }
+        tx.commit().ctx("committing an adoption")?;
+        Ok(adopted
+            .into_iter()
+            .map(|(id, _, event)| (ApprovalId(id), event))
+            .collect())
     }
 
     fn prune_answers(&mut self, before: Timestamp) -> Result<u64, StoreError> {

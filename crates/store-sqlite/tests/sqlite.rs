@@ -182,6 +182,7 @@ fn fresh_database_is_at_the_latest_schema_and_reopening_keeps_it() {
             "audit",
             "dashboard_logins",
             "dashboard_sessions",
+            "held_requests",
             "keys",
             "replicas",
             "served_relays",

@@ -3,7 +3,7 @@
 
 use nip46::nostr::prelude::{EventId, Timestamp};
 
-use crate::approval::PendingApproval;
+use crate::approval::{ApprovalId, PendingApproval};
 use crate::audit::{AuditEntry, AuditQuery, AuditedEvent};
 use crate::change::Change;
 use crate::error::StoreError;
@@ -58,6 +58,16 @@ pub trait Store: Send {
         events: &[EventId],
         at: Timestamp,
     ) -> Result<Vec<(EventId, Claim)>, StoreError>;
+    /// Adopt the requests `from` holds for the user (it died, or it is this
+    /// replica's previous run): they become `replica`'s, with their request
+    /// events' claims, in one transaction (of several replicas adopting at
+    /// once, one gets each). Returns each adopted approval's id with its
+    /// request event (JSON).
+    fn adopt_held(
+        &mut self,
+        replica: &ReplicaId,
+        from: &ReplicaId,
+    ) -> Result<Vec<(ApprovalId, String)>, StoreError>;
     /// Forget claims and sealed answers made before `before` (their requests
     /// are past the replay window); how many went.
     fn prune_answers(&mut self, before: Timestamp) -> Result<u64, StoreError>;

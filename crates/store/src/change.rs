@@ -7,7 +7,7 @@ use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval};
 use crate::audit::AuditEntry;
 use crate::key::KeyId;
 use crate::relays::ServedRelays;
-use crate::replica::SealedAnswer;
+use crate::replica::{HeldRequest, SealedAnswer};
 use crate::session::{Rule, Session};
 use crate::token::TokenId;
 
@@ -115,6 +115,10 @@ pub enum Change {
     /// [`StoreError::Claimed`], failing the batch (so the answer is never
     /// sent twice); one this replica took at a takeover is filled in.
     Answer(SealedAnswer),
+    /// A replica holds a request for the user: who, and the request event
+    /// (to be adopted by a survivor if it dies). The approval is in the
+    /// same batch; an unknown one is [`StoreError::NotFound`].
+    HoldRequest(HeldRequest),
 }
 
 impl Change {
@@ -124,7 +128,10 @@ impl Change {
     pub fn is_mirrored(&self) -> bool {
         !matches!(
             self,
-            Change::Audit(_) | Change::Answer(_) | Change::TouchSession { .. }
+            Change::Audit(_)
+                | Change::Answer(_)
+                | Change::HoldRequest(_)
+                | Change::TouchSession { .. }
         )
     }
 }

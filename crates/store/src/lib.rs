@@ -33,7 +33,7 @@ pub use change::Change;
 pub use error::StoreError;
 pub use key::{KeyId, NewKey, StoredKey};
 pub use relays::ServedRelays;
-pub use replica::{Claim, DashboardSecret, ReplicaBeat, ReplicaId, SealedAnswer};
+pub use replica::{Claim, DashboardSecret, HeldRequest, ReplicaBeat, ReplicaId, SealedAnswer};
 pub use session::{Rule, RuleEffect, Session, SessionOrigin};
 pub use token::{ConnectionToken, NewToken, SecretHash, TokenId};
 pub use writer::{CommitJob, StoreWriter};

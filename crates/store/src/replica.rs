@@ -99,6 +99,29 @@ impl std::fmt::Debug for SealedAnswer {
     }
 }
 
+/// A request held for the user by a replica ([`Change::HoldRequest`](crate::Change::HoldRequest)).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeldRequest {
+    /// Its approval.
+    pub approval: crate::ApprovalId,
+    /// The replica holding it.
+    pub holder: ReplicaId,
+    /// The request event, as JSON (encrypted content).
+    pub request_event: String,
+    /// That event's id.
+    pub request_event_id: EventId,
+}
+
+impl std::fmt::Debug for HeldRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldRequest")
+            .field("approval", &self.approval)
+            .field("holder", &self.holder)
+            .field("request_event_id", &self.request_event_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Who holds a request event, as [`Store::claim`](crate::Store::claim) found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {

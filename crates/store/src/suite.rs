@@ -23,7 +23,7 @@ use crate::{
     RequestSummary, Rule, RuleEffect, SecretHash, ServedRelays, Session, SessionOrigin, Store,
     StoreError, TokenId,
 };
-use crate::{Claim, DashboardSecret, ReplicaId, SealedAnswer};
+use crate::{Claim, DashboardSecret, HeldRequest, ReplicaId, SealedAnswer};
 
 /// One check of the suite: gets a fresh, empty store, panics on failure.
 pub type Check = fn(&mut dyn Store);
@@ -71,6 +71,7 @@ macro_rules! __for_each_store_check {
             answers_are_pruned_by_age,
             dashboard_logins_work_once,
             dashboard_sessions_last_until_removed,
+            held_requests_are_adopted_once_with_their_claims,
         }
     };
 }
@@ -1413,4 +1414,45 @@ pub fn dashboard_sessions_last_until_removed(store: &mut dyn Store) {
         store.check_dashboard_secret(kind, &[7; 32], now),
         "logged out"
     ));
+}
+
+/// A held request's holder can be taken over once (with the claim of its
+/// request event, so the adopter's answer is accepted and the old holder's
+/// refused); a hold for an unknown approval is refused.
+pub fn held_requests_are_adopted_once_with_their_claims(store: &mut dyn Store) {
+    let (a, b, c) = (replica("a"), replica("b"), replica("c"));
+    let key = add_key(store, "alice", 1);
+    let approval = self::approval(key, "held-1", 100, ApprovalStatus::Pending);
+    let hold = |id: &str, by: &ReplicaId| {
+        Change::HoldRequest(HeldRequest {
+            approval: ApprovalId(id.into()),
+            holder: by.clone(),
+            request_event: format!("request of {id}"),
+            request_event_id: EventId::from_byte_array([5; 32]),
+        })
+    };
+    apply(
+        store,
+        &[
+            Change::PutApproval(approval),
+            hold("held-1", &a),
+            sealed(5, &a, "auth_url answer", 100),
+        ],
+    );
+    assert!(matches!(
+        store.apply(&[hold("missing", &a)]),
+        Err(StoreError::NotFound(_))
+    ));
+    let adopted = ok(store.adopt_held(&b, &a), "b adopts a's");
+    assert_eq!(
+        adopted,
+        vec![(ApprovalId("held-1".into()), "request of held-1".to_owned())]
+    );
+    assert!(ok(store.adopt_held(&c, &a), "c is too late").is_empty());
+    apply(store, &[sealed(5, &b, "the decided answer", 101)]);
+    assert!(matches!(
+        store.apply(&[sealed(5, &a, "late", 102)]),
+        Err(StoreError::Claimed(..))
+    ));
+    assert_eq!(ok(store.adopt_held(&c, &b), "c adopts b's").len(), 1);
 }

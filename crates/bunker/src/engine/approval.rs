@@ -1,14 +1,15 @@
 //! Requests no rule covers: held for the user, answered when decided,
 //! refused when nobody decides in time or the signer stops.
 
-use nip46::nostr::prelude::Timestamp;
+use nip46::envelope;
+use nip46::nostr::prelude::{Event, Timestamp};
 use nip46::{Command, Method, Request, Response};
 use store::{
     ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, Change, DecisionScope,
     PendingApproval, RequestSummary, Rule, RuleEffect,
 };
 
-use super::{Call, Ctx, DecideError, Engine, Output, Refusal, Reply};
+use super::{Call, Ctx, DecideError, Dropped, Engine, Output, Refusal, Reply};
 use crate::clock::Millis;
 use crate::policy::{self, Verdict};
 use crate::randomness::Randomness;
@@ -222,6 +223,73 @@ impl Engine {
         let response = Response::auth_url(&request.id, base.approval_url(id));
         let reply = Reply::plain(Call::of(request), AuditDecision::Pending, response);
         self.answer(now, ctx, reply, rng)
+    }
+
+    /// Take over a request another replica held for the user (it stopped,
+    /// or it is this replica's previous run): held here under the same
+    /// approval — the event shown to the user is the one signed — and
+    /// answered at once if it was decided meanwhile. An event this engine
+    /// cannot open (a key it does not serve) is left alone.
+    pub fn adopt(
+        &mut self,
+        now: Millis,
+        approval: PendingApproval,
+        event: &Event,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let Some((signer, key_id)) = event
+            .tags
+            .public_keys()
+            .find_map(|pk| self.signers.get(&pk).map(|s| (pk, s.key_id)))
+        else {
+            return Output::dropped(Dropped::NotForUs);
+        };
+        if envelope::verify(event).is_err() {
+            return Output::dropped(Dropped::BadSignature);
+        }
+        let (scheme, text) = match self.decrypt(&signer, event) {
+            Ok(opened) => (opened.scheme, opened.body),
+            Err(e) => return Output::dropped(Dropped::Undecryptable(e)),
+        };
+        let request = match Request::parse_limited(&text, &self.config.limits) {
+            Ok(request) => request,
+            Err(e) => return Output::dropped(Dropped::Malformed(e)),
+        };
+        if approval.client != event.pubkey
+            || approval.key_id != key_id
+            || approval.request_id != request.id
+        {
+            tracing::warn!(approval = %approval.id, "a held request does not match its request event; left alone");
+            return Output::default();
+        }
+        let t = now.timestamp();
+        self.replay
+            .remember(t, &event.pubkey, event.created_at, &event.id);
+        let ctx = Ctx {
+            key_id,
+            signer,
+            client: event.pubkey,
+            event_id: event.id,
+            created_at: event.created_at,
+            scheme,
+        };
+        let id = approval.id.clone();
+        let status = approval.status;
+        self.held.insert(
+            id.clone(),
+            Held {
+                approval,
+                request,
+                ctx,
+            },
+        );
+        tracing::info!(approval = %id, "adopted a held request");
+        match status {
+            ApprovalStatus::Decided(decision) => {
+                self.decide(now, &id, decision, rng).unwrap_or_default()
+            }
+            _ => Output::default(),
+        }
     }
 
     /// Apply the user's decision on a held request.

@@ -7,7 +7,10 @@ use store::{
     ApprovalId, AuditDecision, Change, KeyId, Rule, RuleEffect, SecretHash, Session, SessionOrigin,
 };
 
-use super::{AcceptError, Call, Ctx, Engine, Outgoing, Output, Refusal, Reply};
+use super::{
+    AcceptError, CONSUMING_MS, Call, Consuming, Ctx, Engine, MAX_CONSUMING, Outgoing, Output,
+    Refusal, Reply,
+};
 use crate::clock::Millis;
 use crate::randomness::Randomness;
 
@@ -89,7 +92,7 @@ impl Engine {
             }
             // A known app presenting a fresh token: its grant is added.
             (true, Some(TokenMatch::Usable(index))) => {
-                let grant = self.consume_token(index, ctx.client, t, &mut out);
+                let grant = self.consume_token(index, ctx, id, now, &mut out);
                 if let Some(live) = self.sessions.get_mut(&session_key) {
                     let rules: Vec<Rule> = grant
                         .iter()
@@ -107,7 +110,7 @@ impl Engine {
                 AuditDecision::Allowed
             }
             (false, Some(TokenMatch::Usable(index))) => {
-                let grant = self.consume_token(index, ctx.client, t, &mut out);
+                let grant = self.consume_token(index, ctx, id, now, &mut out);
                 let mut session =
                     Session::new(ctx.key_id, ctx.client, &grant, SessionOrigin::Bunker, t);
                 session.requested_perms = params.requested_perms;
@@ -181,13 +184,30 @@ impl Engine {
         }
     }
 
+    /// Use a token for the connect `request_id` of `ctx.client`, remembered
+    /// until the commit is known (a commit that loses the token to another
+    /// process refuses this connect: see `roll_back`).
     pub(super) fn consume_token(
         &mut self,
         index: usize,
-        client: PublicKey,
-        at: Timestamp,
+        ctx: Ctx,
+        request_id: &str,
+        now: Millis,
         out: &mut Output,
     ) -> PermissionSet {
+        let (client, at) = (ctx.client, now.timestamp());
+        self.consuming
+            .retain(|_, c| now.0.saturating_sub(c.at.0) < CONSUMING_MS);
+        if self.consuming.len() < MAX_CONSUMING {
+            self.consuming.insert(
+                self.tokens[index].id,
+                Consuming {
+                    ctx,
+                    request_id: request_id.to_owned(),
+                    at: now,
+                },
+            );
+        }
         let token = &mut self.tokens[index];
         token.used_at = Some(at);
         token.used_by = Some(client);

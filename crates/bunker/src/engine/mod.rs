@@ -345,6 +345,8 @@ pub struct Engine {
     stranger_replay: ReplayGuard,
     held: BTreeMap<ApprovalId, Held>,
     deferred: Vec<DeferredConnect>,
+    /// Connects whose token use is not known committed yet, by token.
+    consuming: BTreeMap<store::TokenId, Consuming>,
     strangers: Strangers,
     next_touch: Option<Millis>,
 }
@@ -393,6 +395,7 @@ impl Engine {
             stranger_replay,
             held: BTreeMap::new(),
             deferred: Vec::new(),
+            consuming: BTreeMap::new(),
             strangers,
             next_touch: None,
         }
@@ -1031,6 +1034,18 @@ fn audit_entry(now: Millis, ctx: Ctx, reply: &Reply<'_>) -> AuditEntry {
         outcome,
         signed_event_id: reply.signed_event_id,
     }
+}
+
+/// Connects remembered until their token use commits: at most this many,
+/// for at most this long (a commit takes milliseconds).
+const MAX_CONSUMING: usize = 1024;
+const CONSUMING_MS: u64 = 30_000;
+
+/// A connect that used a token, until its commit is known.
+struct Consuming {
+    ctx: Ctx,
+    request_id: String,
+    at: Millis,
 }
 
 /// The cached conversation between a signer key and a client, derived once.

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use nip46::nostr::prelude::PublicKey;
 use store::{ApprovalId, ApprovalStatus, Change, KeyId, TokenId};
 
-use super::{ConnectAttempt, Engine, Output, Snapshot};
+use nip46::Method;
+
+use super::{Call, ConnectAttempt, Engine, Output, Refusal, Snapshot};
 use crate::clock::Millis;
 use crate::randomness::Randomness;
 
@@ -155,9 +157,19 @@ pub struct Rollback {
     sessions: Vec<(KeyId, PublicKey)>,
     tokens: Vec<TokenId>,
     approvals: Vec<ApprovalId>,
+    /// The tokens were used by another process first: refuse the connects
+    /// that consumed them here.
+    lost_race: bool,
 }
 
 impl Rollback {
+    /// The commit failed because a token was used by another process (or
+    /// replica) first: the connects that lost are refused, not left waiting.
+    pub fn lost_race(mut self) -> Self {
+        self.lost_race = true;
+        self
+    }
+
     /// What to undo if `changes` do not commit; `None` when nothing would be.
     pub fn of(changes: &[Change]) -> Option<Self> {
         let mut undo = Rollback::default();
@@ -179,7 +191,8 @@ impl Rollback {
                 | Change::SetApprovalStatus { .. }
                 | Change::RevokeToken { .. }
                 | Change::RecordServedRelays(_)
-                | Change::Answer(_) => {}
+                | Change::Answer(_)
+                | Change::HoldRequest(_) => {}
             }
         }
         let nothing =
@@ -203,6 +216,27 @@ impl Engine {
         {
             token.used_at = None;
             token.used_by = None;
+        }
+        for token in &undo.tokens {
+            let Some(connect) = self.consuming.remove(token) else {
+                continue;
+            };
+            if !undo.lost_race {
+                continue;
+            }
+            let call = Call {
+                method: Method::Connect.as_str(),
+                kind: None,
+                id: &connect.request_id,
+            };
+            let reason = "this secret was already used; ask for a new bunker:// token";
+            out.merge(self.refuse_stranger(
+                now,
+                connect.ctx,
+                call,
+                Refusal::unauthorized(reason),
+                rng,
+            ));
         }
         for id in undo.approvals {
             if let Some(held) = self.held.remove(&id) {

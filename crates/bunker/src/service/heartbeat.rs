@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nip46::nostr::prelude::{EventId, Timestamp};
-use store::{Claim, ReplicaBeat, Store, StoreError};
+use store::{ApprovalStatus, Claim, PendingApproval, ReplicaBeat, ReplicaId, Store, StoreError};
 use tokio::sync::mpsc as async_mpsc;
 
 use super::Replication;
@@ -31,10 +31,14 @@ pub(super) enum News {
     Claimed(Vec<(EventId, Claim)>),
     /// A takeover's claims failed; the events to claim again later.
     ClaimFailed(Vec<EventId>, StoreError),
+    /// Held requests adopted from a replica that stopped, each with its
+    /// request event (JSON).
+    Adopted(Vec<(PendingApproval, String)>),
 }
 
 enum Command {
     Claim(Vec<EventId>),
+    Adopt(ReplicaId),
 }
 
 /// The service's end of the thread.
@@ -49,6 +53,14 @@ impl Link {
     pub(super) fn claim(&self, events: Vec<EventId>) {
         if let Some(commands) = &self.commands {
             let _ = commands.send(Command::Claim(events));
+        }
+    }
+
+    /// Adopt the held requests of `from` (the answer comes as
+    /// [`News::Adopted`], before the answer to any later claim).
+    pub(super) fn adopt(&self, from: ReplicaId) {
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(Command::Adopt(from));
         }
     }
 
@@ -114,6 +126,20 @@ fn run(
                 }
                 continue;
             }
+            Ok(Command::Adopt(from)) => {
+                match adopt(&mut *store, &me, &from) {
+                    Ok(adopted) if adopted.is_empty() => {}
+                    Ok(adopted) => {
+                        if news.send(News::Adopted(adopted)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, replica = %from, "could not adopt the held requests of a stopped replica")
+                    }
+                }
+                continue;
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
@@ -137,6 +163,34 @@ fn run(
             tracing::warn!(error = %e, "could not remove this replica's heartbeat; the others take over after its lease")
         }
     }
+}
+
+/// Adopt `from`'s held requests and read their approvals (those still
+/// waiting or decided; the rest are left to expire).
+fn adopt(
+    store: &mut dyn Store,
+    me: &ReplicaId,
+    from: &ReplicaId,
+) -> Result<Vec<(PendingApproval, String)>, StoreError> {
+    let adopted = store.adopt_held(me, from)?;
+    if adopted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut approvals: std::collections::HashMap<_, _> = store
+        .approvals()?
+        .into_iter()
+        .filter(|a| {
+            matches!(
+                a.status,
+                ApprovalStatus::Pending | ApprovalStatus::Decided(_)
+            )
+        })
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    Ok(adopted
+        .into_iter()
+        .filter_map(|(id, event)| Some((approvals.remove(&id)?, event)))
+        .collect())
 }
 
 fn prune(store: &mut dyn Store, keep: Duration) {

@@ -21,3 +21,12 @@ CREATE TABLE dashboard_sessions (
     digest BLOB PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
+-- A held request's holder and the request event it came in, so that when
+-- the holder dies a survivor adopts it (and answers it once decided).
+CREATE TABLE held_requests (
+    approval_id TEXT PRIMARY KEY REFERENCES approvals (id) ON DELETE CASCADE,
+    holder TEXT NOT NULL,
+    request_event_id TEXT NOT NULL,
+    request_event TEXT NOT NULL
+);
+CREATE INDEX held_requests_holder ON held_requests (holder);
