@@ -7,6 +7,12 @@
 //! audit row is durable. Outside edits to the store (the CLI) come back as
 //! reloads. Shutdown is explicit: the caller passes a future.
 //!
+//! As one of several replicas ([`Replication`]), it also routes each
+//! request through [`crate::replicas`] (handled here, or kept aside for the
+//! replica that owns its client), commits every answer with its claim of
+//! the request event, and acts on what its heartbeat thread reports:
+//! takeovers, adoptions of held requests, fencing when the store is gone.
+//!
 //! Requests that have already arrived when the task wakes up are handled
 //! together (at most [`READY_BATCH`]) and their commits handed to the writer
 //! as one batch: under load that saves a transaction per request — the
@@ -304,8 +310,9 @@ pub async fn run(
 }
 
 /// Bring the engine up to date with the store at start: approvals from a
-/// previous run can no longer be answered (their requests died with it), and
-/// request ids processed recently must not be processed again.
+/// previous run can no longer be answered (their requests died with it) —
+/// unless replicas adopt them (`expire_held` false) —, and request ids
+/// processed recently must not be processed again.
 fn load(
     engine: &mut Engine,
     store: &mut dyn Store,

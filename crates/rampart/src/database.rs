@@ -48,7 +48,9 @@ impl Database {
 
     /// Refuse a `--database` flag whose URL carries a password.
     pub fn refuse_password_in_argv(flag: &str) -> Result<()> {
-        let has_password = url::Url::parse(flag).is_ok_and(|u| u.password().is_some());
+        let has_password = url::Url::parse(flag).is_ok_and(|u| {
+            u.password().is_some() || u.query_pairs().any(|(k, _)| k == "password")
+        });
         if has_password {
             bail!(
                 "--database carries a password, which every local user can read in `ps`; \
@@ -82,6 +84,17 @@ impl Database {
                 Ok(mut url) => {
                     if url.password().is_some() {
                         let _ = url.set_password(Some("***"));
+                    }
+                    // libpq also takes `?password=…`.
+                    let hidden: Vec<(String, String)> = url
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let v = if k == "password" { "***".into() } else { v.into_owned() };
+                            (k.into_owned(), v)
+                        })
+                        .collect();
+                    if !hidden.is_empty() {
+                        url.query_pairs_mut().clear().extend_pairs(hidden);
                     }
                     url.to_string()
                 }
@@ -125,6 +138,12 @@ mod tests {
         let shown = db.redacted();
         assert!(
             !shown.contains("secret") && shown.contains("h:5432"),
+            "{shown}"
+        );
+        let db = Database::Postgres("postgres://u@h/db?sslmode=require&password=secret".into());
+        let shown = db.redacted();
+        assert!(
+            !shown.contains("secret") && shown.contains("sslmode=require"),
             "{shown}"
         );
     }
