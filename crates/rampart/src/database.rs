@@ -48,9 +48,8 @@ impl Database {
 
     /// Refuse a `--database` flag whose URL carries a password.
     pub fn refuse_password_in_argv(flag: &str) -> Result<()> {
-        let has_password = url::Url::parse(flag).is_ok_and(|u| {
-            u.password().is_some() || u.query_pairs().any(|(k, _)| k == "password")
-        });
+        let has_password = url::Url::parse(flag)
+            .is_ok_and(|u| u.password().is_some() || u.query_pairs().any(|(k, _)| k == "password"));
         if has_password {
             bail!(
                 "--database carries a password, which every local user can read in `ps`; \
@@ -89,7 +88,11 @@ impl Database {
                     let hidden: Vec<(String, String)> = url
                         .query_pairs()
                         .map(|(k, v)| {
-                            let v = if k == "password" { "***".into() } else { v.into_owned() };
+                            let v = if k == "password" {
+                                "***".into()
+                            } else {
+                                v.into_owned()
+                            };
                             (k.into_owned(), v)
                         })
                         .collect();
