@@ -176,9 +176,9 @@ pub fn record_decision(
     id: &ApprovalId,
     decision: ApprovalDecision,
 ) -> Result<(), AdminError> {
-    store.apply(&[Change::SetApprovalStatus {
+    store.apply(&[Change::DecideApproval {
         id: id.clone(),
-        status: ApprovalStatus::Decided(decision),
+        decision,
     }])?;
     Ok(())
 }

@@ -128,6 +128,10 @@ pub struct Replicas {
     taken_over: u64,
     /// Whether a heartbeat ever succeeded.
     started: bool,
+    /// Whether "name in use" was said already.
+    name_in_use_said: bool,
+    /// The run of each replica seen last (a new one means it restarted).
+    incarnations: BTreeMap<ReplicaId, String>,
 }
 
 impl Replicas {
@@ -143,6 +147,8 @@ impl Replicas {
             deferred_bytes: 0,
             taken_over: 0,
             started: false,
+            name_in_use_said: false,
+            incarnations: BTreeMap::new(),
         }
     }
 
@@ -218,7 +224,7 @@ impl Replicas {
         if self.deferred.contains_key(&event.id) {
             return;
         }
-        self.deferred_bytes += event.content.len();
+        self.deferred_bytes += kept_size(event);
         self.order.push_back(event.id);
         self.deferred.insert(
             event.id,
@@ -247,7 +253,7 @@ impl Replicas {
 
     fn forget(&mut self, id: &EventId) -> Option<Deferred> {
         let gone = self.deferred.remove(id)?;
-        self.deferred_bytes = self.deferred_bytes.saturating_sub(gone.event.content.len());
+        self.deferred_bytes = self.deferred_bytes.saturating_sub(kept_size(&gone.event));
         Some(gone)
     }
 
@@ -265,15 +271,54 @@ impl Replicas {
         let first = self.last_beat.is_none() && !self.started;
         self.started = true;
         let before = self.live.clone();
-        let claim = self.beat_and_claims(sent, now, beats);
+        // A replica whose run changed restarted (within its lease, perhaps):
+        // its previous run died, with what it held and kept.
+        let restarted: Vec<ReplicaId> = beats
+            .iter()
+            .filter(|b| b.replica != self.config.me)
+            .filter(|b| {
+                self.incarnations
+                    .get(&b.replica)
+                    .is_some_and(|seen| *seen != b.incarnation)
+            })
+            .map(|b| b.replica.clone())
+            .collect();
+        for b in beats {
+            self.incarnations
+                .insert(b.replica.clone(), b.incarnation.clone());
+        }
+        let mut claim = self.beat_and_claims(sent, now, beats);
+        if !restarted.is_empty() && self.serving(now) {
+            claim.extend(self.claim_kept_for(&restarted));
+        }
         let mut adopt_from: Vec<ReplicaId> = before
             .into_iter()
             .filter(|r| *r != self.config.me && !self.live.contains(r))
+            .chain(restarted)
             .collect();
         if first {
             adopt_from.push(self.config.me.clone());
         }
         Beat { claim, adopt_from }
+    }
+
+    /// The events kept aside for `replicas` (whose runs died), to claim: the
+    /// new run never received them. Of several survivors claiming one, one
+    /// gets it.
+    fn claim_kept_for(&mut self, replicas: &[ReplicaId]) -> Vec<EventId> {
+        let mut claim = Vec::new();
+        for id in &self.order {
+            let Some(entry) = self.deferred.get_mut(id) else {
+                continue;
+            };
+            let owner = owner_among(&self.live, &entry.event.pubkey);
+            if entry.claiming || !owner.is_some_and(|o| replicas.contains(o)) {
+                continue;
+            }
+            entry.claiming = true;
+            claim.push(*id);
+        }
+        claim
     }
 
     /// Forget an event kept aside (its request was adopted with its holder's
@@ -334,6 +379,12 @@ impl Replicas {
     pub fn on_beat_failed(&mut self, now: Millis) {
         self.fence_now();
         self.expire(now);
+    }
+
+    /// Whether "another process has this name" was reported already (it
+    /// is said once, not every heartbeat); marks it said.
+    pub fn warned_name_in_use(&mut self) -> bool {
+        std::mem::replace(&mut self.name_in_use_said, true)
     }
 
     /// Stop handling requests until the next successful heartbeat (the store
@@ -405,6 +456,17 @@ impl Replicas {
     }
 }
 
+/// About what an event kept aside costs in memory: its content and tags,
+/// and the fixed fields.
+fn kept_size(event: &Event) -> usize {
+    let tags: usize = event
+        .tags
+        .iter()
+        .map(|tag| tag.as_slice().iter().map(|v| v.len() + 24).sum::<usize>())
+        .sum();
+    event.content.len() + tags + 256
+}
+
 /// Rendezvous hashing: the replica whose hash with the client is highest
 /// (what every replica computes from the same live set).
 pub fn owner_among<'a>(live: &'a [ReplicaId], client: &PublicKey) -> Option<&'a ReplicaId> {
@@ -432,10 +494,15 @@ mod tests {
     }
 
     fn beat(name: &str, age_ms: u64) -> ReplicaBeat {
+        run(name, age_ms, "1")
+    }
+
+    fn run(name: &str, age_ms: u64, incarnation: &str) -> ReplicaBeat {
         ReplicaBeat {
             replica: id(name),
             age_ms,
             started_at: Timestamp::from_secs(1),
+            incarnation: incarnation.into(),
         }
     }
 
@@ -641,6 +708,28 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_restarted_within_its_lease_is_taken_over_from_its_previous_run() {
+        let theirs = &clients_of("b", 1)[0];
+        let mut a = joined("a", &["a", "b"]);
+        let kept = request(theirs);
+        a.route(Millis(2_010), &kept);
+        // b's next heartbeat is another run: the old one died, unseen.
+        let seen = a.on_heartbeat(
+            Millis(3_000),
+            Millis(3_000),
+            &[beat("a", 0), run("b", 0, "2")],
+        );
+        assert_eq!(seen.adopt_from, vec![id("b")]);
+        assert_eq!(seen.claim, vec![kept.id], "the new run never received it");
+        let again = a.on_heartbeat(
+            Millis(4_000),
+            Millis(4_000),
+            &[beat("a", 0), run("b", 0, "2")],
+        );
+        assert!(again.adopt_from.is_empty() && again.claim.is_empty());
+    }
+
+    #[test]
     fn kept_events_are_bounded_in_time_count_and_bytes() {
         let theirs = clients_of("b", 1);
         let mut config = ReplicaConfig::new(id("a"));
@@ -659,13 +748,13 @@ mod tests {
         );
         assert_eq!(a.deferred(), 0, "kept past keep_ms");
         let mut config = ReplicaConfig::new(id("a"));
-        config.max_deferred_bytes = 2;
+        config.max_deferred_bytes = 600;
         let mut a = Replicas::new(config);
         a.on_beat(Millis(0), Millis(0), &[beat("a", 0), beat("b", 0)]);
         for _ in 0..5 {
             a.route(Millis(10), &request(&theirs[0]));
         }
-        assert_eq!(a.deferred(), 2, "one byte each");
+        assert_eq!(a.deferred(), 2, "a few hundred bytes each");
     }
 
     #[test]

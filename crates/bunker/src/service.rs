@@ -241,8 +241,9 @@ pub async fn run(
                         let ids: Vec<_> = events.iter().map(|e| e.id).collect();
                         engine.forget_requests(&ids);
                         if let Some(replicas) = replicas.as_mut() {
-                            fence(replicas, now, &"a commit failed");
-                            replicas.defer_again(now, &events);
+                            let at = replica_time();
+                            fence(replicas, at, &"a commit failed");
+                            replicas.defer_again(at, &events);
                         }
                         Output::default()
                     }
@@ -292,7 +293,11 @@ pub async fn run(
     tracing::info!("shutting down: flushing the store and closing relays");
     // Answer held requests, flush session counters, then wait for every
     // queued commit and its publishes.
-    let out = engine.shutdown(Millis::now(), &mut rng);
+    let out = if replicas.is_some() {
+        engine.shutdown_leaving_held(Millis::now(), &mut rng)
+    } else {
+        engine.shutdown(Millis::now(), &mut rng)
+    };
     committer.submit(out);
     let writer = committer.writer;
     tokio::task::spawn_blocking(move || writer.shutdown())
@@ -435,7 +440,7 @@ fn on_pool_event(
 ) -> Option<(Output, Box<Event>)> {
     if let PoolEvent::Event { event, relay, .. } = event {
         if let Some(replicas) = replicas
-            && replicas.route(Millis::now(), &event) == Route::Deferred
+            && replicas.route(replica_time(), &event) == Route::Deferred
         {
             return None;
         }
@@ -470,13 +475,17 @@ fn on_replica_news(
     news: heartbeat::News,
 ) {
     let now = Millis::now();
+    // The replica protocol runs on a monotonic clock: a wall-clock step
+    // must not delay fencing.
+    let at = replica_time();
     match news {
         heartbeat::News::Beat { sent, beats } => {
+            let sent = replica_time_of(sent);
             if let Some(metrics) = &committer.metrics {
                 metrics.set_store_up(true);
             }
-            let was_fenced = replicas.fenced(now);
-            let beat = replicas.on_heartbeat(sent, now, &beats);
+            let was_fenced = replicas.fenced(at);
+            let beat = replicas.on_heartbeat(sent, at, &beats);
             if was_fenced {
                 tracing::info!("heartbeat renewed: answering requests");
             }
@@ -489,14 +498,22 @@ fn on_replica_news(
                 link.claim(beat.claim);
             }
         }
+        heartbeat::News::BeatFailed(StoreError::Duplicate(name)) => {
+            // The store works; another live process has our name.
+            let serving = !replicas.fenced(at);
+            replicas.on_beat_failed(at);
+            if serving || !replicas.warned_name_in_use() {
+                tracing::error!(replica = %replicas.config().me, "not answering: {name} already exists");
+            }
+        }
         heartbeat::News::BeatFailed(error) => {
             if let Some(metrics) = &committer.metrics {
                 metrics.set_store_up(false);
             }
-            if !fence(replicas, now, &error) {
+            if !fence(replicas, at, &error) {
                 tracing::warn!(%error, "heartbeat failed");
             }
-            replicas.on_beat_failed(now);
+            replicas.on_beat_failed(at);
         }
         heartbeat::News::Claimed(claims) => {
             let takeover = replicas.on_claims(claims);
@@ -551,6 +568,18 @@ fn on_replica_news(
             replicas.on_claim_failed(&events);
         }
     }
+}
+
+/// Milliseconds on a monotonic clock (since the process's first call): the
+/// replica protocol's time.
+fn replica_time() -> Millis {
+    replica_time_of(Instant::now())
+}
+
+fn replica_time_of(instant: Instant) -> Millis {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    Millis(u64::try_from(instant.saturating_duration_since(origin).as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Stop handling requests until the store is back; says so once (returns
@@ -671,6 +700,7 @@ impl Committer {
                 if let Some(metrics) = &metrics {
                     match &result {
                         Ok(()) => {
+                            metrics.set_store_up(true);
                             metrics.commit_took(submitted.elapsed());
                             for row in &audited {
                                 metrics.answered(row);
@@ -732,6 +762,7 @@ fn is_about_the_job(e: &StoreError) -> bool {
             | StoreError::AlreadyUsed(_)
             | StoreError::Duplicate(_)
             | StoreError::NotFound(_)
+            | StoreError::Refused(_)
     )
 }
 

@@ -52,7 +52,13 @@ fn replica(url: &str, relay: &str, name: &str) -> RampartProcess {
     RampartProcess::start(
         Path::new(BIN),
         Some(relay),
-        &[("RAMPART_DATABASE", url), ("RAMPART_REPLICA", name)],
+        &[
+            ("RAMPART_DATABASE", url),
+            ("RAMPART_REPLICA", name),
+            // Load, not abuse: the session rate limit out of the way.
+            ("RAMPART_RATE_BURST", "100000"),
+            ("RAMPART_RATE_PER_SECOND", "100000"),
+        ],
         &["--grant", "full", "--no-prompt"],
     )
 }
@@ -960,4 +966,88 @@ async fn one_secret_makes_one_session_and_a_revocation_reaches_every_replica_wit
         "still served a second after the revocation: {refused:?}"
     );
     drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_restarted_within_its_lease_waits_it_out_and_nothing_is_lost() {
+    let Some(cluster) = PostgresCluster::start() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let mut a = replica(&url, &relay.url(), "a");
+    let b = replica(&url, &relay.url(), "b");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut clients = Vec::new();
+    for owner in ["a", "a", "b"] {
+        clients.push(connected_as(&b, keys_owned_by(owner), &relay.url()).await);
+    }
+    let record = Arc::new(Mutex::new(BTreeMap::new()));
+    let stop = Instant::now() + Duration::from_secs(14);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| tokio::spawn(load(i, c, stop, Arc::clone(&record))))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Killed and back at once (systemd's Restart=always): the new run finds
+    // its name live, waits for the old run's lease, then serves.
+    a.kill9();
+    tokio::task::block_in_place(|| a.restart(&["--grant", "full", "--no-prompt"]));
+    let mut clients = Vec::new();
+    for task in tasks {
+        clients.push(task.await.unwrap());
+    }
+    let drains: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(drain(c, Arc::clone(&record))))
+        .collect();
+    for task in drains {
+        task.await.unwrap();
+    }
+    let record = record.lock().unwrap().clone();
+    assert!(
+        record.values().all(|s| !s.answers.is_empty()),
+        "a request went unanswered"
+    );
+    let errors: Vec<&Sent> = record.values().filter(|s| !s.errors.is_empty()).collect();
+    assert!(
+        errors.is_empty(),
+        "{} error answers, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    let twice = record
+        .values()
+        .filter(|s| {
+            s.answers
+                .iter()
+                .map(|(_, e)| e)
+                .collect::<BTreeSet<_>>()
+                .len()
+                > 1
+        })
+        .count();
+    assert_eq!(twice, 0, "requests answered twice");
+    let log = std::fs::read_to_string(a.log_path()).unwrap();
+    assert!(
+        log.contains("already exists"),
+        "the new run did not wait for the old one"
+    );
+    // The new run serves its clients again in the end.
+    let claims: BTreeMap<String, String> = sql(&url, "SELECT request_event, replica FROM answers")
+        .await
+        .into_iter()
+        .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
+        .collect();
+    let last_of_a = record
+        .values()
+        .filter(|s| s.client < 2)
+        .max_by_key(|s| s.sent)
+        .unwrap();
+    assert_eq!(
+        claims.get(&last_of_a.event.to_hex()).map(String::as_str),
+        Some("a")
+    );
+    drop(b);
 }

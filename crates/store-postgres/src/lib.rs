@@ -29,12 +29,12 @@ use postgres::{Client, GenericClient, Row};
 
 mod tls;
 
-use store::codec::{relays_to_json, rules_to_json, to_json};
+use store::codec::{relays_to_json, rules_to_json, storable, to_json};
 use store::rows::{self, RawRow};
 use store::{
-    ApprovalId, AuditEntry, AuditQuery, AuditedEvent, Change, Claim, ConnectionToken,
-    DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat, ReplicaId, Rule,
-    SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
+    ApprovalId, ApprovalStatus, AuditEntry, AuditQuery, AuditedEvent, Change, Claim,
+    ConnectionToken, DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat,
+    ReplicaId, Rule, SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -317,6 +317,10 @@ fn db_error(what: &str, e: postgres::Error) -> StoreError {
         Some(db) => db.message().to_owned(),
         None => e.to_string(),
     };
+    // Class 22, "data exception": this job's values, not the database.
+    if e.code().is_some_and(|c| c.code().starts_with("22")) {
+        return StoreError::Refused(format!("{what}: {detail}"));
+    }
     StoreError::Database(format!("{what}: {detail}"))
 }
 
@@ -402,8 +406,8 @@ fn apply_change(tx: &mut impl GenericClient, change: &Change) -> Result<(), Stor
                     &e.key_id.0,
                     &e.client.to_hex(),
                     &e.event_id.to_hex(),
-                    &e.request_id,
-                    &e.method,
+                    &storable(&e.request_id),
+                    &storable(&e.method),
                     &e.kind.map(i32::from),
                     &e.decision.as_str(),
                     &e.outcome,
@@ -497,16 +501,47 @@ fn apply_change(tx: &mut impl GenericClient, change: &Change) -> Result<(), Stor
         }
         Change::PutApproval(a) => put_approval(tx, a),
         Change::SetApprovalStatus { id, status } => {
+            let ends_hold = !matches!(status, ApprovalStatus::Pending | ApprovalStatus::Decided(_));
             let status = to_json(status, "an approval status")?;
             tx.execute(
                 "UPDATE approvals SET status = $1 WHERE id = $2",
                 &[&status, &id.0],
             )
             .ctx("updating an approval")?;
+            if ends_hold {
+                tx.execute("DELETE FROM held_requests WHERE approval_id = $1", &[&id.0])
+                    .ctx("ending a hold")?;
+            }
+            Ok(())
+        }
+        Change::DecideApproval { id, decision } => {
+            let decided = to_json(&ApprovalStatus::Decided(*decision), "an approval status")?;
+            let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
+            let changed = tx
+                .execute(
+                    "UPDATE approvals SET status = $1 WHERE id = $2 AND status = $3",
+                    &[&decided, &id.0, &pending],
+                )
+                .ctx("recording a decision")?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "a waiting request {} (it was answered or expired)",
+                    id.0
+                )));
+            }
             Ok(())
         }
         Change::Answer(answer) => record_answer(tx, answer),
         Change::HoldRequest(held) => {
+            // The holder claims the request event (unanswered yet), so no
+            // other replica takes it for a new request.
+            tx.execute(
+                "INSERT INTO answers (request_event, replica, answer, at) \
+                 VALUES ($1, $2, NULL, (extract(epoch FROM now()))::BIGINT) \
+                 ON CONFLICT (request_event) DO NOTHING",
+                &[&held.request_event_id.to_hex(), &held.holder.as_str()],
+            )
+            .ctx("claiming a held request")?;
             let result = tx.execute(
                 "INSERT INTO held_requests (approval_id, holder, request_event_id, request_event) \
                  VALUES ($1, $2, $3, $4)",
@@ -664,7 +699,7 @@ fn put_approval(tx: &mut impl GenericClient, a: &PendingApproval) -> Result<(), 
             &a.key_id.0,
             &a.client.to_hex(),
             &metadata,
-            &a.request_id,
+            &storable(&a.request_id),
             &a.method.as_str(),
             &a.kind.map(i32::from),
             &summary,
@@ -872,23 +907,39 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().next())
     }
 
-    fn beat(&mut self, replica: &ReplicaId) -> Result<Vec<ReplicaBeat>, StoreError> {
+    fn beat(
+        &mut self,
+        replica: &ReplicaId,
+        incarnation: &str,
+        lease_ms: u64,
+    ) -> Result<Vec<ReplicaBeat>, StoreError> {
+        let lease = i64::try_from(lease_ms).unwrap_or(i64::MAX);
         let mut client = self.conn()?;
-        client
+        // Our own run beats again; another run's row is taken over only
+        // once it is past its lease (that process stopped).
+        let changed = client
             .execute(
                 &format!(
-                    "INSERT INTO replicas (replica, started_at, beat_ms) \
-                     VALUES ($1, {SERVER_NOW_MS} / 1000, {SERVER_NOW_MS}) \
-                     ON CONFLICT (replica) DO UPDATE SET beat_ms = excluded.beat_ms"
+                    "INSERT INTO replicas (replica, incarnation, started_at, beat_ms) \
+                     VALUES ($1, $2, {SERVER_NOW_MS} / 1000, {SERVER_NOW_MS}) \
+                     ON CONFLICT (replica) DO UPDATE SET beat_ms = excluded.beat_ms, \
+                     started_at = CASE WHEN replicas.incarnation = excluded.incarnation \
+                       THEN replicas.started_at ELSE excluded.started_at END, \
+                     incarnation = excluded.incarnation \
+                     WHERE replicas.incarnation = excluded.incarnation \
+                        OR replicas.beat_ms < excluded.beat_ms - $3"
                 ),
-                &[&replica.as_str()],
+                &[&replica.as_str(), &incarnation, &lease],
             )
             .ctx("recording a heartbeat")?;
+        if changed == 0 {
+            return Err(rows::name_in_use(replica));
+        }
         let listed = client
             .query(
                 &format!(
-                    "SELECT replica, started_at, beat_ms, {SERVER_NOW_MS} FROM replicas \
-                     ORDER BY replica"
+                    "SELECT replica, started_at, beat_ms, incarnation, {SERVER_NOW_MS} \
+                     FROM replicas ORDER BY replica"
                 ),
                 &[],
             )
@@ -899,8 +950,9 @@ impl Store for PostgresStore {
             let name: String = row.try_get(0).ctx("listing replicas")?;
             let started: i64 = row.try_get(1).ctx("listing replicas")?;
             let beat: i64 = row.try_get(2).ctx("listing replicas")?;
-            now = row.try_get(3).ctx("listing replicas")?;
-            found.push((name, started, beat));
+            let incarnation: String = row.try_get(3).ctx("listing replicas")?;
+            now = row.try_get(4).ctx("listing replicas")?;
+            found.push((name, started, beat, incarnation));
         }
         Ok(rows::replica_beats(found, now))
     }
@@ -988,9 +1040,17 @@ impl Store for PostgresStore {
     }
 
     fn prune_answers(&mut self, before: Timestamp) -> Result<u64, StoreError> {
-        self.conn()?
+        let mut client = self.conn()?;
+        let pruned = client
             .execute("DELETE FROM answers WHERE at < $1", &[&ts(before)])
-            .ctx("pruning answers")
+            .ctx("pruning answers")?;
+        client
+            .execute(
+                &format!("DELETE FROM replicas WHERE beat_ms < {SERVER_NOW_MS} - 86400000"),
+                &[],
+            )
+            .ctx("pruning silent replicas")?;
+        Ok(pruned)
     }
 
     fn put_dashboard_secret(

@@ -24,9 +24,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 
 use nip46::nostr::prelude::EventId;
 use store::{
-    ApprovalId, AuditEntry, AuditQuery, AuditedEvent, Change, Claim, ConnectionToken,
-    DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat, ReplicaId, Rule,
-    SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
+    ApprovalId, ApprovalStatus, AuditEntry, AuditQuery, AuditedEvent, Change, Claim,
+    ConnectionToken, DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat,
+    ReplicaId, Rule, SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
@@ -252,7 +252,7 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-use store::codec::{relays_to_json as relays_json, rules_to_json as rules_json, to_json};
+use store::codec::{relays_to_json as relays_json, rules_to_json as rules_json, storable, to_json};
 use store::rows::{self, RawRow};
 
 /// A SQLite row, as the model's row readers ([`store::rows`]) see it.
@@ -407,6 +407,20 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
         }
         Change::Answer(answer) => record_answer(conn, answer),
         Change::HoldRequest(held) => {
+            // The holder claims the request event (unanswered yet), so no
+            // other replica takes it for a new request.
+            conn.prepare_cached(
+                "INSERT INTO answers (request_event, replica, answer, at) \
+                 VALUES (?1, ?2, NULL, ?3) ON CONFLICT (request_event) DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    held.request_event_id.to_hex(),
+                    held.holder.as_str(),
+                    now_ms() / 1000
+                ])
+            })
+            .ctx("claiming a held request")?;
             let result = conn
                 .prepare_cached(
                     "INSERT INTO held_requests (approval_id, holder, request_event_id, request_event) \
@@ -430,10 +444,31 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
         }
         Change::PutApproval(approval) => put_approval(conn, approval),
         Change::SetApprovalStatus { id, status } => {
+            let ends_hold = !matches!(status, ApprovalStatus::Pending | ApprovalStatus::Decided(_));
             let status = to_json(status, "an approval status")?;
             conn.prepare_cached("UPDATE approvals SET status = ?1 WHERE id = ?2")
                 .and_then(|mut s| s.execute(params![status, id.0]))
                 .ctx("updating an approval")?;
+            if ends_hold {
+                conn.prepare_cached("DELETE FROM held_requests WHERE approval_id = ?1")
+                    .and_then(|mut s| s.execute([&id.0]))
+                    .ctx("ending a hold")?;
+            }
+            Ok(())
+        }
+        Change::DecideApproval { id, decision } => {
+            let decided = to_json(&ApprovalStatus::Decided(*decision), "an approval status")?;
+            let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
+            let changed = conn
+                .prepare_cached("UPDATE approvals SET status = ?1 WHERE id = ?2 AND status = ?3")
+                .and_then(|mut s| s.execute(params![decided, id.0, pending]))
+                .ctx("recording a decision")?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "a waiting request {} (it was answered or expired)",
+                    id.0
+                )));
+            }
             Ok(())
         }
     }
@@ -448,8 +483,8 @@ fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
         e.key_id.0,
         e.client.to_hex(),
         e.event_id.to_hex(),
-        e.request_id,
-        e.method,
+        storable(&e.request_id),
+        storable(&e.method),
         e.kind,
         e.decision.as_str(),
         e.outcome,
@@ -485,6 +520,9 @@ fn record_answer(conn: &Connection, a: &SealedAnswer) -> Result<(), StoreError> 
         holder,
     ))
 }
+
+/// A replica silent this long is forgotten.
+const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// Milliseconds since the Unix epoch by this machine's clock (SQLite has no
 /// server: every process sharing the file is on this machine).
@@ -614,7 +652,7 @@ fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError
                 a.key_id.0,
                 a.client.to_hex(),
                 metadata,
-                a.request_id,
+                storable(&a.request_id),
                 a.method.as_str(),
                 a.kind,
                 summary,
@@ -851,18 +889,46 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().next())
     }
 
-    fn beat(&mut self, replica: &ReplicaId) -> Result<Vec<ReplicaBeat>, StoreError> {
+    fn beat(
+        &mut self,
+        replica: &ReplicaId,
+        incarnation: &str,
+        lease_ms: u64,
+    ) -> Result<Vec<ReplicaBeat>, StoreError> {
         let now = now_ms();
-        self.conn
+        let lease = i64::try_from(lease_ms).unwrap_or(i64::MAX);
+        // Our own run beats again; another run's row is taken over only
+        // once it is past its lease (that process stopped).
+        let changed = self
+            .conn
             .prepare_cached(
-                "INSERT INTO replicas (replica, started_at, beat_ms) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (replica) DO UPDATE SET beat_ms = excluded.beat_ms",
+                "INSERT INTO replicas (replica, incarnation, started_at, beat_ms) \
+                 VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (replica) DO UPDATE SET beat_ms = excluded.beat_ms, \
+                 started_at = CASE WHEN replicas.incarnation = excluded.incarnation \
+                   THEN replicas.started_at ELSE excluded.started_at END, \
+                 incarnation = excluded.incarnation \
+                 WHERE replicas.incarnation = excluded.incarnation \
+                    OR replicas.beat_ms < excluded.beat_ms - ?5",
             )
-            .and_then(|mut s| s.execute(params![replica.as_str(), now / 1000, now]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    replica.as_str(),
+                    incarnation,
+                    now / 1000,
+                    now,
+                    lease
+                ])
+            })
             .ctx("recording a heartbeat")?;
+        if changed == 0 {
+            return Err(rows::name_in_use(replica));
+        }
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT replica, started_at, beat_ms FROM replicas ORDER BY replica")
+            .prepare_cached(
+                "SELECT replica, started_at, beat_ms, incarnation FROM replicas ORDER BY replica",
+            )
             .ctx("listing replicas")?;
         let found = stmt
             .query_map([], |r| {
@@ -870,6 +936,7 @@ impl Store for SqliteStore {
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -955,6 +1022,10 @@ impl Store for SqliteStore {
             .prepare_cached("DELETE FROM answers WHERE at < ?1")
             .and_then(|mut s| s.execute([ts(before)]))
             .ctx("pruning answers")?;
+        self.conn
+            .prepare_cached("DELETE FROM replicas WHERE beat_ms < ?1")
+            .and_then(|mut s| s.execute([now_ms().saturating_sub(DAY_MS)]))
+            .ctx("pruning silent replicas")?;
         Ok(removed as u64)
     }
 

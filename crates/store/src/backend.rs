@@ -43,10 +43,17 @@ pub trait Store: Send {
     /// ([`Change::RecordServedRelays`]), if it ever did.
     fn served_relays(&self) -> Result<Option<ServedRelays>, StoreError>;
 
-    /// Record a heartbeat of `replica` (stamped by the store's clock; a
-    /// replica seen for the first time, or again after [`Store::retire`],
-    /// starts now) and list every replica's last one, oldest name first.
-    fn beat(&mut self, replica: &ReplicaId) -> Result<Vec<ReplicaBeat>, StoreError>;
+    /// Record a heartbeat of run `incarnation` of `replica` (stamped by the
+    /// store's clock) and list every replica's last one, by name. A run
+    /// seen for the first time starts now; while another run of the same
+    /// name beat less than `lease_ms` ago, the heartbeat is refused with
+    /// [`StoreError::Duplicate`] (two live processes under one name).
+    fn beat(
+        &mut self,
+        replica: &ReplicaId,
+        incarnation: &str,
+        lease_ms: u64,
+    ) -> Result<Vec<ReplicaBeat>, StoreError>;
     /// Remove `replica`'s heartbeat (it stops: the others take over at once
     /// instead of after its lease).
     fn retire(&mut self, replica: &ReplicaId) -> Result<(), StoreError>;
@@ -69,7 +76,8 @@ pub trait Store: Send {
         from: &ReplicaId,
     ) -> Result<Vec<(ApprovalId, String)>, StoreError>;
     /// Forget claims and sealed answers made before `before` (their requests
-    /// are past the replay window); how many went.
+    /// are past the replay window), and the heartbeats of replicas silent
+    /// for a day (renamed or retired hosts); how many claims went.
     fn prune_answers(&mut self, before: Timestamp) -> Result<u64, StoreError>;
 
     /// Keep the digest of a dashboard login link or session cookie until

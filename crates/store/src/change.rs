@@ -100,8 +100,20 @@ pub enum Change {
     /// Add a pending approval. A taken id is [`StoreError::Duplicate`], an
     /// unknown key [`StoreError::NotFound`].
     PutApproval(PendingApproval),
+    /// Record a user's decision on a request still waiting (from another
+    /// process: the CLI, another replica's dashboard): only a `pending`
+    /// approval becomes `decided`; any other (answered, expired, missing)
+    /// is [`StoreError::NotFound`], so a decision never overwrites an
+    /// answer.
+    DecideApproval {
+        /// The approval.
+        id: ApprovalId,
+        /// The decision.
+        decision: crate::approval::ApprovalDecision,
+    },
     /// Change an approval's status. A missing approval (its key removed
-    /// meanwhile) is not an error.
+    /// meanwhile) is not an error. A final status (answered, expired) also
+    /// ends its hold ([`Change::HoldRequest`]): nobody adopts it any more.
     SetApprovalStatus {
         /// The approval.
         id: ApprovalId,

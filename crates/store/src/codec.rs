@@ -17,6 +17,16 @@ struct StoredRule {
     expires_at: Option<u64>,
 }
 
+/// Text a peer chose (a request id, a method name), as every backend can
+/// keep it: NUL, which PostgreSQL's text refuses, becomes U+FFFD.
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Any value as JSON text.
 pub fn to_json<T: Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
     serde_json::to_string(value)

@@ -27,6 +27,10 @@ pub enum StoreError {
     /// answer must not be sent.
     #[error("{0} was answered by replica {1} already")]
     Claimed(String, String),
+    /// The database refused a value of this job (not the database's fault:
+    /// other jobs still commit).
+    #[error("the database refused a value: {0}")]
+    Refused(String),
     /// A stored value could not be read back (corruption or manual edits).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

@@ -72,6 +72,8 @@ pub struct ReplicaBeat {
     pub age_ms: u64,
     /// When it (last) started.
     pub started_at: Timestamp,
+    /// Which run of it (random per process).
+    pub incarnation: String,
 }
 
 /// An answer committed with the request it answers: claims the request

@@ -332,20 +332,28 @@ pub fn served_relays<R: RawRow + ?Sized>(row: &R) -> Result<ServedRelays, StoreE
     })
 }
 
-/// Heartbeat rows `(replica, started_at secs, beat ms)` as listed at `now_ms`
+/// Heartbeat rows `(replica, started_at secs, beat ms, incarnation)` as listed at `now_ms`
 /// by the store's clock; rows with a name this Rampart would refuse are
 /// skipped (nobody it knows wrote them).
-pub fn replica_beats(rows: Vec<(String, i64, i64)>, now_ms: i64) -> Vec<ReplicaBeat> {
+pub fn replica_beats(rows: Vec<(String, i64, i64, String)>, now_ms: i64) -> Vec<ReplicaBeat> {
     rows.into_iter()
-        .filter_map(|(name, started, beat)| {
+        .filter_map(|(name, started, beat, incarnation)| {
             let replica = ReplicaId::parse(&name).ok()?;
             Some(ReplicaBeat {
                 replica,
                 age_ms: u64::try_from(now_ms.saturating_sub(beat)).unwrap_or(0),
                 started_at: Timestamp::from_secs(u64::try_from(started).unwrap_or(0)),
+                incarnation,
             })
         })
         .collect()
+}
+
+/// The refusal of a heartbeat under a name another live process uses.
+pub fn name_in_use(replica: &ReplicaId) -> crate::StoreError {
+    crate::StoreError::Duplicate(format!(
+        "a live replica named {replica} (another process: give this one another [replica] name,          or it waits until that one stops)"
+    ))
 }
 
 /// Who holds a claimed request event, as `replica` sees it.

@@ -72,6 +72,8 @@ macro_rules! __for_each_store_check {
             dashboard_logins_work_once,
             dashboard_sessions_last_until_removed,
             held_requests_are_adopted_once_with_their_claims,
+            text_a_peer_chose_is_kept_whatever_it_holds,
+            decisions_only_reach_waiting_requests,
         }
     };
 }
@@ -1222,16 +1224,17 @@ fn sealed(request: u8, by: &ReplicaId, answer: &str, at: u64) -> Change {
 /// by name, with a small age; a retired one is gone.
 pub fn heartbeats_list_every_replica(store: &mut dyn Store) {
     let (a, b) = (replica("a-1"), replica("b-2"));
-    let first = ok(store.beat(&b), "first heartbeat");
+    const LEASE: u64 = 5_000;
+    let first = ok(store.beat(&b, "run-1", LEASE), "first heartbeat");
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].replica, b);
-    let listed = ok(store.beat(&a), "second replica's heartbeat");
+    let listed = ok(store.beat(&a, "run-1", LEASE), "second replica's heartbeat");
     let names: Vec<&ReplicaId> = listed.iter().map(|r| &r.replica).collect();
     assert_eq!(names, vec![&a, &b]);
     // Both just beat: ages are small (generous for a loaded machine).
     assert!(listed.iter().all(|r| r.age_ms < 10_000), "{listed:?}");
     std::thread::sleep(std::time::Duration::from_millis(60));
-    let again = ok(store.beat(&a), "a heartbeat again");
+    let again = ok(store.beat(&a, "run-1", LEASE), "a heartbeat again");
     let (fresh, older) = (&again[0], &again[1]);
     assert!(
         older.age_ms >= 50 && older.age_ms > fresh.age_ms,
@@ -1241,8 +1244,18 @@ pub fn heartbeats_list_every_replica(store: &mut dyn Store) {
         fresh.started_at, listed[0].started_at,
         "a restart is not a beat"
     );
+    assert_eq!(fresh.incarnation, "run-1");
+    // Another process under a live name is refused; once that one is past
+    // the lease (here 50 ms), a new run takes the name over.
+    assert!(matches!(
+        store.beat(&a, "run-2", LEASE),
+        Err(StoreError::Duplicate(_))
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let taken = ok(store.beat(&a, "run-2", 50), "a new run after the lease");
+    assert_eq!(taken[0].incarnation, "run-2");
     ok(store.retire(&b), "retiring");
-    let left = ok(store.beat(&a), "after retiring");
+    let left = ok(store.beat(&a, "run-2", LEASE), "after retiring");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].replica, a);
     ok(store.retire(&b), "retiring twice is not an error");
@@ -1455,4 +1468,71 @@ pub fn held_requests_are_adopted_once_with_their_claims(store: &mut dyn Store) {
         Err(StoreError::Claimed(..))
     ));
     assert_eq!(ok(store.adopt_held(&c, &b), "c adopts b's").len(), 1);
+    // Answered: the hold ends, nobody adopts it any more.
+    apply(
+        store,
+        &[Change::SetApprovalStatus {
+            id: ApprovalId("held-1".into()),
+            status: ApprovalStatus::Expired,
+        }],
+    );
+    assert!(ok(store.adopt_held(&a, &c), "after the answer").is_empty());
+}
+
+/// A decision from another process reaches only a request still waiting: it
+/// never overwrites an answer, and a missing request is not found.
+pub fn decisions_only_reach_waiting_requests(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let decision = ApprovalDecision {
+        allow: true,
+        scope: DecisionScope::Once,
+    };
+    apply(
+        store,
+        &[
+            Change::PutApproval(approval(key, "waiting", 100, ApprovalStatus::Pending)),
+            Change::PutApproval(approval(
+                key,
+                "answered",
+                101,
+                ApprovalStatus::Done(decision),
+            )),
+        ],
+    );
+    let decide = |id: &str| Change::DecideApproval {
+        id: ApprovalId(id.into()),
+        decision,
+    };
+    apply(store, &[decide("waiting")]);
+    for id in ["answered", "missing", "waiting"] {
+        assert!(
+            matches!(store.apply(&[decide(id)]), Err(StoreError::NotFound(_))),
+            "{id}: decided again"
+        );
+    }
+    let statuses: Vec<(String, ApprovalStatus)> = ok(store.approvals(), "approvals")
+        .into_iter()
+        .map(|a| (a.id.0, a.status))
+        .collect();
+    assert!(statuses.contains(&("waiting".into(), ApprovalStatus::Decided(decision))));
+    assert!(statuses.contains(&("answered".into(), ApprovalStatus::Done(decision))));
+}
+
+/// A request id and a method name are a peer's choice: even NUL (which
+/// PostgreSQL's text refuses) is stored, as U+FFFD, instead of failing the
+/// batch it is in.
+pub fn text_a_peer_chose_is_kept_whatever_it_holds(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let mut row = audit_row(key, pk(1), 1, 1);
+    row.request_id = "a\0b".into();
+    row.method = "sign\0event".into();
+    apply(store, &[Change::Audit(row)]);
+    let mut held = approval(key, "nul", 100, ApprovalStatus::Pending);
+    held.request_id = "x\0y".into();
+    apply(store, &[Change::PutApproval(held)]);
+    let rows = ok(store.audit(&AuditQuery::default()), "audit");
+    assert_eq!(rows[0].request_id, "a\u{FFFD}b");
+    assert_eq!(rows[0].method, "sign\u{FFFD}event");
+    let approvals = ok(store.approvals(), "approvals");
+    assert_eq!(approvals[0].request_id, "x\u{FFFD}y");
 }

@@ -272,6 +272,7 @@ fn is_job_specific(err: &StoreError) -> bool {
             | StoreError::Duplicate(_)
             | StoreError::NotFound(_)
             | StoreError::Claimed(..)
+            | StoreError::Refused(_)
     )
 }
 

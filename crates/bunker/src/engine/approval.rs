@@ -257,7 +257,7 @@ impl Engine {
         };
         if approval.client != event.pubkey
             || approval.key_id != key_id
-            || approval.request_id != request.id
+            || approval.request_id != store::codec::storable(&request.id)
         {
             tracing::warn!(approval = %approval.id, "a held request does not match its request event; left alone");
             return Output::default();
@@ -408,6 +408,20 @@ impl Engine {
         for (id, held) in std::mem::take(&mut self.held) {
             out.merge(self.refuse_held(now, id, held, "the signer is shutting down", rng));
         }
+        out.merge(self.flush(now, rng));
+        out
+    }
+
+    /// Stop as one of several replicas: held requests stay in the store,
+    /// waiting, for another replica (or this one's next run) to adopt;
+    /// usage counters and strangers' audit rows are flushed.
+    pub fn shutdown_leaving_held(&mut self, now: Millis, rng: &mut dyn Randomness) -> Output {
+        self.held.clear();
+        self.flush(now, rng)
+    }
+
+    fn flush(&mut self, now: Millis, rng: &mut dyn Randomness) -> Output {
+        let mut out = Output::default();
         self.next_touch = Some(now);
         out.merge(self.handle_timeout(now, rng));
         out.changes

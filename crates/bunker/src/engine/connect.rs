@@ -1,7 +1,7 @@
 //! Sessions coming and going: `connect` with a single-use `bunker://`
 //! secret, accepting a client's `nostrconnect://` URI, and `logout`.
 
-use nip46::nostr::prelude::{PublicKey, Timestamp};
+use nip46::nostr::prelude::{EventId, PublicKey, Timestamp};
 use nip46::{ConnectParams, Method, NostrConnectUri, PermissionSet, Response, Scheme};
 use store::{
     ApprovalId, AuditDecision, Change, KeyId, Rule, RuleEffect, SecretHash, Session, SessionOrigin,
@@ -294,6 +294,7 @@ impl Engine {
             Change::PutSession(live.session.clone())
         });
         let extra_relays = live.session.relays.clone();
+        let live_created_at = live.session.created_at;
         let mut id_bytes = [0u8; 16];
         rng.fill(&mut id_bytes);
         let request_id = ApprovalId::from_entropy(id_bytes).0;
@@ -302,10 +303,24 @@ impl Engine {
             Ok(event) => out.publish.push(Outgoing {
                 event,
                 extra_relays,
-                answers: None,
+                // Every replica reloads the accepted session: this claim
+                // lets one of them send the reply.
+                answers: Some(connect_reply_claim(signer, key.1, live_created_at)),
             }),
             Err(e) => tracing::warn!(error = %e, "could not seal the nostrconnect reply"),
         }
         out
     }
+}
+
+/// What stands for a session's `connect` reply in the replicas' claims (it
+/// answers no request event): one per session.
+fn connect_reply_claim(signer: PublicKey, client: PublicKey, created_at: Timestamp) -> EventId {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"rampart nostrconnect reply\0");
+    hasher.update(signer.to_bytes());
+    hasher.update(client.to_bytes());
+    hasher.update(created_at.as_secs().to_be_bytes());
+    EventId::from_byte_array(hasher.finalize().into())
 }

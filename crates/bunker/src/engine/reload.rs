@@ -189,6 +189,7 @@ impl Rollback {
                 Change::Audit(_)
                 | Change::TouchSession { .. }
                 | Change::SetApprovalStatus { .. }
+                | Change::DecideApproval { .. }
                 | Change::RevokeToken { .. }
                 | Change::RecordServedRelays(_)
                 | Change::Answer(_)

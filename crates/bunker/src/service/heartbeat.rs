@@ -22,7 +22,7 @@ const PRUNE_EVERY: u32 = 60;
 pub(super) enum News {
     /// A heartbeat sent at `sent` committed; every replica's last one.
     Beat {
-        sent: Millis,
+        sent: Instant,
         beats: Vec<ReplicaBeat>,
     },
     /// A heartbeat failed.
@@ -111,8 +111,12 @@ fn run(
     } = replication;
     let me = config.me.clone();
     let every = Duration::from_millis(config.beat_ms.max(1));
+    let incarnation = incarnation();
     let mut next_beat = Instant::now();
     let mut beats: u32 = 0;
+    // Adoptions that failed (the store was down): tried again after each
+    // heartbeat that works.
+    let mut adopt_later: Vec<ReplicaId> = Vec::new();
     loop {
         let wait = next_beat.saturating_duration_since(Instant::now());
         match commands.recv_timeout(wait) {
@@ -127,16 +131,8 @@ fn run(
                 continue;
             }
             Ok(Command::Adopt(from)) => {
-                match adopt(&mut *store, &me, &from) {
-                    Ok(adopted) if adopted.is_empty() => {}
-                    Ok(adopted) => {
-                        if news.send(News::Adopted(adopted)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, replica = %from, "could not adopt the held requests of a stopped replica")
-                    }
+                if !adopt_and_report(&mut *store, &me, from, &news, &mut adopt_later) {
+                    break;
                 }
                 continue;
             }
@@ -144,13 +140,23 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         next_beat = Instant::now() + every;
-        let sent = Millis::now();
-        let report = match store.beat(&me) {
+        let sent = Instant::now();
+        let report = match store.beat(&me, &incarnation, config.lease_ms) {
             Ok(beats) => News::Beat { sent, beats },
             Err(e) => News::BeatFailed(e),
         };
+        let beat_worked = matches!(report, News::Beat { .. });
         if news.send(report).is_err() {
             break;
+        }
+        if beat_worked {
+            let mut alive = true;
+            for from in std::mem::take(&mut adopt_later) {
+                alive &= adopt_and_report(&mut *store, &me, from, &news, &mut adopt_later);
+            }
+            if !alive {
+                break;
+            }
         }
         beats = beats.wrapping_add(1);
         if beats % PRUNE_EVERY == 1 {
@@ -161,6 +167,28 @@ fn run(
         Ok(()) => tracing::info!(replica = %me, "heartbeat removed: the other replicas take over"),
         Err(e) => {
             tracing::warn!(error = %e, "could not remove this replica's heartbeat; the others take over after its lease")
+        }
+    }
+}
+
+/// Adopt `from`'s held requests and report them; a failure is kept to be
+/// tried again. Returns false once the service is gone.
+fn adopt_and_report(
+    store: &mut dyn Store,
+    me: &ReplicaId,
+    from: ReplicaId,
+    news: &async_mpsc::UnboundedSender<News>,
+    later: &mut Vec<ReplicaId>,
+) -> bool {
+    match adopt(store, me, &from) {
+        Ok(adopted) if adopted.is_empty() => true,
+        Ok(adopted) => news.send(News::Adopted(adopted)).is_ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, replica = %from, "could not adopt the held requests of a stopped replica; trying again");
+            if !later.contains(&from) {
+                later.push(from);
+            }
+            true
         }
     }
 }
@@ -191,6 +219,14 @@ fn adopt(
         .into_iter()
         .filter_map(|(id, event)| Some((approvals.remove(&id)?, event)))
         .collect())
+}
+
+/// This process's run of its replica: random, so another process under the
+/// same name (or this replica's next run) is told apart.
+fn incarnation() -> String {
+    let mut bytes = [0u8; 8];
+    crate::randomness::Randomness::fill(&mut crate::randomness::OsRandomness::new(), &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn prune(store: &mut dyn Store, keep: Duration) {

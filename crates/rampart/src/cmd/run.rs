@@ -284,10 +284,13 @@ async fn replication(config: &Config) -> Result<Option<service::Replication>> {
     let replica = config.replica_config()?;
     let store = blocking(move || database.open()).await?;
     tracing::info!(replica = %replica.me, lease_ms = replica.lease_ms, "serving as a replica");
+    // Kept at least as long as replays are refused: a claim also refuses
+    // a replayed request event on whichever replica owns its client.
+    let keep_answers = KEEP_ANSWERS.max(Duration::from_secs(config.policy.past_window_secs));
     Ok(Some(service::Replication {
         config: replica,
         store,
-        keep_answers: KEEP_ANSWERS,
+        keep_answers,
     }))
 }
 

@@ -3,6 +3,9 @@
 -- link minted on one host works on every replica).
 CREATE TABLE replicas (
     replica TEXT PRIMARY KEY,
+    -- Random per process: a different one under a live name is another
+    -- process (refused), or this replica restarted (its previous run died).
+    incarnation TEXT NOT NULL,
     started_at INTEGER NOT NULL,
     beat_ms INTEGER NOT NULL
 );
