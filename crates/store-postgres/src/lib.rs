@@ -61,7 +61,7 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 /// After a failed reconnection, the next waits at least this long (doubling
 /// up to [`MAX_RECONNECT_WAIT`]).
 const FIRST_RECONNECT_WAIT: Duration = Duration::from_millis(250);
-const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(2);
 
 /// How to reach the database again after the connection broke.
 struct Connector {
