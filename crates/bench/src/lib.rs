@@ -50,7 +50,7 @@ use load::{Plan, Workload};
 use pacing::Schedule;
 use procfs::{CpuTicks, Machine};
 use relay_baseline::RelayProbe;
-use report::{CpuUse, LoadReport};
+use report::{CpuUse, IdleUse, LoadReport};
 
 /// `rampart bench`
 #[derive(clap::Args)]
@@ -114,6 +114,10 @@ pub struct Args {
     /// Relay round-trip probes per second during the run (0: none).
     #[arg(long, default_value_t = 100.0)]
     probe_rate: f64,
+    /// After the load, measure the idle bunker (clients connected, nothing
+    /// asked) for this many seconds: CPU and wake-ups per idle second.
+    #[arg(long, value_name = "SECS")]
+    idle_secs: Option<u64>,
     /// How long a request may wait for its answer.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -420,6 +424,8 @@ async fn warm_up(clients: &[Client], workload: Workload, count: usize) -> Result
 /// CPU counters of the processes that are measured.
 struct Counters {
     bunker: Option<(u32, CpuTicks)>,
+    /// Context switches of the bunker's threads (replicas added up).
+    bunker_switches: Option<u64>,
     relay: Option<(u32, CpuTicks)>,
     generator: (u32, CpuTicks),
 }
@@ -447,8 +453,13 @@ impl Counters {
                 ),
             });
         }
+        let mut switches = None;
+        for pid in &setup.bunker_pids {
+            *switches.get_or_insert(0) += procfs::context_switches(*pid)?;
+        }
         Ok(Counters {
             bunker,
+            bunker_switches: switches,
             relay: read(setup.relay_pid)?,
             generator: (me, procfs::cpu_ticks(me)?),
         })
@@ -505,11 +516,22 @@ async fn measure(args: &Args, setup: &Setup) -> Result<LoadReport> {
         Some(task) => Percentiles::of(task.await.context("the probe task failed")??),
         None => None,
     };
+    // The idle bunker: clients connected, nothing asked.
+    let idle = match args.idle_secs {
+        Some(secs) if secs > 0 => {
+            Some(measure_idle(setup, Duration::from_secs(secs), ticks_per_second).await?)
+        }
+        _ => None,
+    };
     for client in &clients {
         client.shutdown().await;
     }
 
     let cpu = |b, a| cpu_use(b, a, outcome.ok, outcome.elapsed, ticks_per_second);
+    let bunker_wakeups_per_request = before
+        .bunker_switches
+        .zip(after.bunker_switches)
+        .map(|(b, a)| a.saturating_sub(b) as f64 / outcome.ok.max(1) as f64);
     let latency = Percentiles::of(outcome.latencies);
     let bunker_added = latency
         .as_ref()
@@ -540,5 +562,26 @@ async fn measure(args: &Args, setup: &Setup) -> Result<LoadReport> {
         generator_cpu: cpu(Some(before.generator), Some(after.generator)),
         machine,
         load_average_after: Machine::now().load_average[0],
+        bunker_wakeups_per_request,
+        idle,
+    })
+}
+
+/// The bunker's CPU and context switches over `span` with nothing asked.
+async fn measure_idle(setup: &Setup, span: Duration, ticks_per_second: u64) -> Result<IdleUse> {
+    let before = Counters::read(setup)?;
+    tokio::time::sleep(span).await;
+    let after = Counters::read(setup)?;
+    let secs = span.as_secs_f64().max(1e-9);
+    let cpu = before.bunker.zip(after.bunker).map(|((_, b), (_, a))| {
+        procfs::ticks_to_duration(a.since(b), ticks_per_second).as_secs_f64()
+    });
+    Ok(IdleUse {
+        secs,
+        cpu_ms_per_second: cpu.map(|c| c * 1e3 / secs),
+        wakeups_per_second: before
+            .bunker_switches
+            .zip(after.bunker_switches)
+            .map(|(b, a)| a.saturating_sub(b) as f64 / secs),
     })
 }

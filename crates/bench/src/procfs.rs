@@ -70,6 +70,35 @@ pub fn cpu_ticks(pid: u32) -> Result<CpuTicks> {
     parse_stat(&text).with_context(|| format!("unexpected contents in {}", path.display()))
 }
 
+/// Context switches of every thread of process `pid` so far (voluntary and
+/// not, from `/proc/<pid>/task/*/status`): how often it woke up or was put
+/// to sleep. Threads that ended are no longer counted.
+pub fn context_switches(pid: u32) -> Result<u64> {
+    let dir = PathBuf::from(format!("/proc/{pid}/task"));
+    let tasks = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {} (is process {pid} running?)", dir.display()))?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue; // the thread ended meanwhile
+        };
+        total += parse_switches(&status);
+    }
+    Ok(total)
+}
+
+/// `voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches` of a status file.
+pub fn parse_switches(status: &str) -> u64 {
+    status
+        .lines()
+        .filter(|l| {
+            l.starts_with("voluntary_ctxt_switches:")
+                || l.starts_with("nonvoluntary_ctxt_switches:")
+        })
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
 /// The resident memory of process `pid`, in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let (path, text) = read(pid, "status")?;
@@ -139,6 +168,14 @@ pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_switches_add_both_kinds() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(parse_switches(status), 127);
+        assert_eq!(parse_switches("Name:\tx\n"), 0);
+        assert!(context_switches(std::process::id()).unwrap() > 0);
+    }
 
     // A real line, with a command name holding spaces and parentheses.
     const STAT: &str = "4242 (rampart (x) y) S 1 4242 4242 0 -1 4194560 2593 0 0 0 \

@@ -70,6 +70,24 @@ pub struct LoadReport {
     pub machine: Machine,
     /// 1-minute load average after the run.
     pub load_average_after: f64,
+    /// Context switches of the bunker's threads per answered request (how
+    /// often it woke up or was put to sleep), during the load phase.
+    #[serde(default)]
+    pub bunker_wakeups_per_request: Option<f64>,
+    /// The idle bunker after the load (`--idle-secs`).
+    #[serde(default)]
+    pub idle: Option<IdleUse>,
+}
+
+/// What the bunker spends while nothing is asked (clients connected).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdleUse {
+    /// Seconds measured.
+    pub secs: f64,
+    /// CPU milliseconds per idle second.
+    pub cpu_ms_per_second: Option<f64>,
+    /// Context switches of its threads per idle second.
+    pub wakeups_per_second: Option<f64>,
 }
 
 /// The result of an idle-sessions run.
@@ -210,6 +228,23 @@ impl Display for LoadReport {
         }
         if !line.is_empty() {
             writeln!(f, "  CPU/request   {line}")?;
+        }
+        if let Some(w) = self.bunker_wakeups_per_request {
+            writeln!(
+                f,
+                "  wake-ups      signer {w:.2} context switches per request"
+            )?;
+        }
+        if let Some(idle) = &self.idle {
+            writeln!(
+                f,
+                "  idle          signer {} CPU ms and {} wake-ups per second (over {:.0} s, clients connected)",
+                idle.cpu_ms_per_second
+                    .map_or("?".into(), |c| format!("{c:.2}")),
+                idle.wakeups_per_second
+                    .map_or("?".into(), |w| format!("{w:.1}")),
+                idle.secs
+            )?;
         }
         writeln!(
             f,

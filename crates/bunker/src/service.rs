@@ -263,7 +263,7 @@ pub async fn run(
                 let out = engine.handle_timeout(Millis::now(), &mut rng);
                 committer.submit(out);
             }
-            _ = gauges.tick() => {
+            _ = gauges.tick(), if config.metrics.is_some() => {
                 if let Some(metrics) = &config.metrics {
                     update_gauges(metrics, &engine, replicas.as_ref());
                 }

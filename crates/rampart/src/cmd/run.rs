@@ -139,22 +139,29 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
     .await?;
     let announce_task = tokio::spawn(announce(admin_tx.clone(), start));
     drop(admin_tx);
-    let metrics = Arc::new(bunker::metrics::Metrics::new()?);
-    let ops_task = ops_listener.map(|listener| {
-        let ops = crate::ops::Ops {
-            metrics: Arc::clone(&metrics),
-            pool: pool.clone(),
-            database: config.database().map(|d| d.redacted()).unwrap_or_default(),
-            replica: replication.as_ref().map(|r| r.config.me.to_string()),
-        };
-        tracing::info!(listen = ?config.metrics.listen, "serving /metrics and /healthz");
-        crate::ops::serve(listener, ops, stop_rx.clone())
-    });
+    // Counted only when served: an idle bunker without `[metrics] listen`
+    // has no gauge timer to wake up for.
+    let metrics = match ops_listener {
+        Some(_) => Some(Arc::new(bunker::metrics::Metrics::new()?)),
+        None => None,
+    };
+    let ops_task = ops_listener
+        .zip(metrics.clone())
+        .map(|(listener, metrics)| {
+            let ops = crate::ops::Ops {
+                metrics,
+                pool: pool.clone(),
+                database: config.database().map(|d| d.redacted()).unwrap_or_default(),
+                replica: replication.as_ref().map(|r| r.config.me.to_string()),
+            };
+            tracing::info!(listen = ?config.metrics.listen, "serving /metrics and /healthz");
+            crate::ops::serve(listener, ops, stop_rx.clone())
+        });
 
     let result = service::run(
         ServiceConfig {
             replication,
-            metrics: Some(metrics),
+            metrics,
             ..ServiceConfig::default()
         },
         engine,
