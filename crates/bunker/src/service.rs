@@ -13,6 +13,11 @@
 //! the request event, and acts on what its heartbeat thread reports:
 //! takeovers, adoptions of held requests, fencing when the store is gone.
 //!
+//! A lone request on SQLite is committed right here, on the service task,
+//! when the writer has nothing queued ([`StoreWriter::commit_now_or_queue`]):
+//! at light load that saves the two thread hand-offs a commit otherwise
+//! costs; under load, commits queue for the writer and share transactions.
+//!
 //! Requests that have already arrived when the task wakes up are handled
 //! together (at most [`READY_BATCH`]) and their commits handed to the writer
 //! as one batch: under load that saves a transaction per request — the
@@ -286,7 +291,7 @@ pub async fn run(
                         next = events.try_recv().ok();
                     }
                 }
-                committer.writer.submit_all(jobs);
+                committer.writer.commit_now_or_queue(jobs);
             }
         }
     }
@@ -619,7 +624,8 @@ struct Committer {
 impl Committer {
     /// Commit a step's changes, then publish its events.
     fn submit(&self, out: Output) {
-        self.writer.submit_all(self.jobs(out, Instant::now()));
+        self.writer
+            .commit_now_or_queue(self.jobs(out, Instant::now()));
     }
 
     /// The writer jobs for one step: its changes, committed before its

@@ -1113,6 +1113,10 @@ impl Store for SqliteStore {
         tx.commit().ctx("committing changes")
     }
 
+    fn commits_inline(&self) -> bool {
+        true
+    }
+
     fn external_version(&mut self) -> Result<u64, StoreError> {
         // Asked after every batch the writer commits: prepared once.
         let version: i64 = self

@@ -400,3 +400,51 @@ fn a_failed_job_is_followed_by_a_reread_of_the_store() {
     assert_eq!(notices.recv_timeout(WAIT).unwrap(), Some(pk(1)));
     writer.shutdown();
 }
+
+#[test]
+fn an_idle_writer_commits_on_the_callers_thread_and_a_failure_is_reread() {
+    let f = fixture();
+    let (changed, rereads) = mpsc::channel();
+    let writer = StoreWriter::spawn(
+        Box::new(open(&f.path)),
+        Box::new(move |_: &mut dyn Store| {
+            let _ = changed.send(());
+        }),
+        POLL,
+    );
+    // Idle: committed here, the callback run before the call returns, on
+    // this thread.
+    let caller = std::thread::current().id();
+    let seen = Arc::new(Mutex::new(None));
+    let seen_in_callback = Arc::clone(&seen);
+    writer.commit_now_or_queue(vec![CommitJob::new(vec![audit(f.key, 1)], move |r| {
+        *seen_in_callback.lock().unwrap() = Some((std::thread::current().id(), r.is_ok()));
+    })]);
+    assert_eq!(*seen.lock().unwrap(), Some((caller, true)));
+    assert_eq!(audited(&f.path), 1);
+
+    // A job refused inline: the writer thread re-reads the store for it.
+    let (done, results) = mpsc::channel();
+    let missing = Change::ConsumeToken {
+        id: TokenId(999),
+        client: pk(9),
+        at: Timestamp::from_secs(1),
+    };
+    writer.commit_now_or_queue(vec![job(vec![missing], 0, &done)]);
+    assert!(results.recv_timeout(WAIT).unwrap().1.is_err());
+    rereads
+        .recv_timeout(WAIT)
+        .expect("a re-read after the failed inline commit");
+
+    // Order holds when jobs are queued: later jobs wait behind them.
+    for n in 10..60 {
+        writer.submit(job(vec![audit(f.key, n)], n as usize, &done));
+    }
+    writer.commit_now_or_queue(vec![job(vec![audit(f.key, 99)], 99, &done)]);
+    let order: Vec<usize> = (0..51)
+        .map(|_| results.recv_timeout(WAIT).unwrap().0)
+        .collect();
+    assert_eq!(order.last(), Some(&99), "the last job committed last");
+    writer.shutdown();
+    assert_eq!(audited(&f.path), 52);
+}

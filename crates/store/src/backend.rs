@@ -106,6 +106,13 @@ pub trait Store: Send {
     /// Apply a batch of changes in one transaction: all or nothing.
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;
 
+    /// Whether a commit is short and local enough to run on an async
+    /// runtime's thread at light load (SQLite: a write to a local file).
+    /// PostgreSQL's client must never run there.
+    fn commits_inline(&self) -> bool {
+        false
+    }
+
     /// A number that changes when another process has written to the store
     /// since the last call (SQLite's `data_version`), so a running bunker
     /// notices CLI edits. Writes through this same store do not change it.

@@ -16,8 +16,9 @@
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -79,6 +80,20 @@ pub type ExternalChange = Box<dyn FnMut(&mut dyn Store) + Send>;
 pub struct StoreWriter {
     sender: Option<Sender<Vec<CommitJob>>>,
     thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+/// What the writer thread and [`StoreWriter::commit_now_or_queue`] share.
+struct Shared {
+    /// Locked by whoever commits: the thread per batch, or the caller.
+    store: Mutex<Box<dyn Store>>,
+    /// Jobs handed to the thread and not reported yet.
+    queued: AtomicUsize,
+    /// A commit on the caller's thread failed: the thread re-reads the
+    /// store for it (as it does after a failed batch of its own).
+    reread: AtomicBool,
+    /// [`Store::commits_inline`], asked once.
+    inline: bool,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -105,13 +120,21 @@ impl StoreWriter {
     ) -> Self {
         let (sender, receiver) = mpsc::channel();
         let poll = poll.max(MIN_POLL);
+        let shared = Arc::new(Shared {
+            inline: store.commits_inline(),
+            store: Mutex::new(store),
+            queued: AtomicUsize::new(0),
+            reread: AtomicBool::new(false),
+        });
+        let for_thread = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name("rampart-store-writer".to_owned())
-            .spawn(move || run(store, receiver, on_external_change, poll));
+            .spawn(move || run(&for_thread, receiver, on_external_change, poll));
         match spawned {
             Ok(thread) => StoreWriter {
                 sender: Some(sender),
                 thread: Some(thread),
+                shared,
             },
             Err(e) => {
                 // The receiver went down with the closure: every submit will
@@ -120,6 +143,7 @@ impl StoreWriter {
                 StoreWriter {
                     sender: None,
                     thread: None,
+                    shared,
                 }
             }
         }
@@ -139,6 +163,8 @@ impl StoreWriter {
         if jobs.is_empty() {
             return;
         }
+        let count = jobs.len();
+        self.shared.queued.fetch_add(count, Ordering::SeqCst);
         let jobs = match &self.sender {
             Some(sender) => match sender.send(jobs) {
                 Ok(()) => return,
@@ -146,11 +172,41 @@ impl StoreWriter {
             },
             None => jobs,
         };
+        self.shared.queued.fetch_sub(count, Ordering::SeqCst);
         let err = Arc::new(StoreError::Database(
             "the store writer has stopped (see the log); restart Rampart".to_owned(),
         ));
         for job in jobs {
             notify(job.on_commit, Err(Arc::clone(&err)));
+        }
+    }
+
+    /// Commit `jobs` on the caller's thread when that is cheap and keeps
+    /// the order — a store that commits inline ([`Store::commits_inline`]:
+    /// SQLite), nothing queued for the thread, the store not busy — and
+    /// otherwise hand them to the thread ([`StoreWriter::submit_all`]).
+    ///
+    /// A lone request then costs no hand-off to the writer thread and back
+    /// (two thread wake-ups); under load, jobs queue and share the thread's
+    /// transactions as before. Callbacks run on the caller's thread here.
+    pub fn commit_now_or_queue(&self, jobs: Vec<CommitJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        if !self.shared.inline || self.shared.queued.load(Ordering::SeqCst) != 0 {
+            return self.submit_all(jobs);
+        }
+        let Ok(mut store) = self.shared.store.try_lock() else {
+            return self.submit_all(jobs);
+        };
+        if commit(&mut **store, jobs) {
+            drop(store);
+            // The thread re-reads the store and reports it, as after a
+            // failed batch of its own; an empty batch wakes it.
+            self.shared.reread.store(true, Ordering::SeqCst);
+            if let Some(sender) = &self.sender {
+                let _ = sender.send(Vec::new());
+            }
         }
     }
 
@@ -178,17 +234,21 @@ impl Drop for StoreWriter {
 }
 
 fn run(
-    mut store: Box<dyn Store>,
+    shared: &Shared,
     receiver: Receiver<Vec<CommitJob>>,
     mut on_external_change: ExternalChange,
     poll: Duration,
 ) {
-    let mut watcher = Watcher::new(&mut *store);
+    // A panic while the lock was held cannot leave a transaction half
+    // written (each is all or nothing): a poisoned lock is still usable.
+    let lock = || shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut watcher = Watcher::new(&mut **lock());
     loop {
         let mut batch = match receiver.recv_timeout(poll) {
             Ok(jobs) => jobs,
             Err(RecvTimeoutError::Timeout) => {
-                watcher.check(&mut *store, &mut on_external_change, false);
+                let forced = shared.reread.swap(false, Ordering::SeqCst);
+                watcher.check(&mut **lock(), &mut on_external_change, forced);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -199,11 +259,15 @@ fn run(
             };
             batch.extend(jobs);
         }
-        let failed = commit(&mut *store, batch);
+        let count = batch.len();
+        let mut store = lock();
+        let failed = commit(&mut **store, batch);
+        shared.queued.fetch_sub(count, Ordering::SeqCst);
         // After a failure the caller's view may be ahead of the store (what
         // it expected to be written was not): it gets the store's state, so
         // it can roll back, as if another process had written.
-        watcher.check(&mut *store, &mut on_external_change, failed);
+        let forced = failed | shared.reread.swap(false, Ordering::SeqCst);
+        watcher.check(&mut **store, &mut on_external_change, forced);
     }
     tracing::debug!("store writer stopped");
 }
@@ -212,6 +276,9 @@ fn run(
 /// data, commit the jobs one by one so only the bad ones fail. Returns
 /// whether any job failed.
 fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) -> bool {
+    if batch.is_empty() {
+        return false;
+    }
     let mut changes = Vec::new();
     let mut callbacks: Vec<Pending> = Vec::with_capacity(batch.len());
     for job in batch {
