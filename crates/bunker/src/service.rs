@@ -157,7 +157,8 @@ pub async fn run(
 ) -> Result<(), ServiceError> {
     // Stores are blocking (and PostgreSQL's client refuses to run on an
     // async thread): the first load runs on the blocking pool, the rest on
-    // the writer's own thread.
+    // the writer's own thread — but for SQLite commits of lone requests,
+    // made here when the writer is idle (see the module documentation).
     // A replica leaves held requests in the store: their holders (or this
     // replica's previous run) are adopted at the first heartbeat.
     let expire_held = config.replication.is_none();

@@ -1117,6 +1117,17 @@ impl Store for SqliteStore {
         true
     }
 
+    fn apply_without_waiting(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        self.conn
+            .busy_timeout(Duration::ZERO)
+            .ctx("setting the busy timeout")?;
+        let result = self.apply(changes);
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .ctx("setting the busy timeout")?;
+        result
+    }
+
     fn external_version(&mut self) -> Result<u64, StoreError> {
         // Asked after every batch the writer commits: prepared once.
         let version: i64 = self

@@ -402,7 +402,7 @@ fn a_failed_job_is_followed_by_a_reread_of_the_store() {
 }
 
 #[test]
-fn an_idle_writer_commits_on_the_callers_thread_and_a_failure_is_reread() {
+fn an_idle_writer_commits_on_the_callers_thread_and_hands_it_what_fails() {
     let f = fixture();
     let (changed, rereads) = mpsc::channel();
     let writer = StoreWriter::spawn(
@@ -413,17 +413,29 @@ fn an_idle_writer_commits_on_the_callers_thread_and_a_failure_is_reread() {
         POLL,
     );
     // Idle: committed here, the callback run before the call returns, on
-    // this thread.
+    // this thread. (The thread takes the store briefly every poll: then the
+    // job goes to it instead, so a few are tried.)
     let caller = std::thread::current().id();
-    let seen = Arc::new(Mutex::new(None));
-    let seen_in_callback = Arc::clone(&seen);
-    writer.commit_now_or_queue(vec![CommitJob::new(vec![audit(f.key, 1)], move |r| {
-        *seen_in_callback.lock().unwrap() = Some((std::thread::current().id(), r.is_ok()));
-    })]);
-    assert_eq!(*seen.lock().unwrap(), Some((caller, true)));
-    assert_eq!(audited(&f.path), 1);
+    let here = Arc::new(AtomicUsize::new(0));
+    for n in 0..20 {
+        let here = Arc::clone(&here);
+        let (done, result) = mpsc::channel();
+        writer.commit_now_or_queue(vec![CommitJob::new(vec![audit(f.key, n)], move |r| {
+            if std::thread::current().id() == caller {
+                here.fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = done.send(r.is_ok());
+        })]);
+        assert!(result.recv_timeout(WAIT).unwrap());
+    }
+    assert!(
+        here.load(Ordering::SeqCst) > 0,
+        "never committed on the caller's thread"
+    );
+    assert_eq!(audited(&f.path), 20);
 
-    // A job refused inline: the writer thread re-reads the store for it.
+    // A job the store refuses goes to the thread: it fails there, and the
+    // thread re-reads the store for it.
     let (done, results) = mpsc::channel();
     let missing = Change::ConsumeToken {
         id: TokenId(999),
@@ -434,17 +446,23 @@ fn an_idle_writer_commits_on_the_callers_thread_and_a_failure_is_reread() {
     assert!(results.recv_timeout(WAIT).unwrap().1.is_err());
     rereads
         .recv_timeout(WAIT)
-        .expect("a re-read after the failed inline commit");
+        .expect("a re-read after the failed commit");
 
-    // Order holds when jobs are queued: later jobs wait behind them.
-    for n in 10..60 {
-        writer.submit(job(vec![audit(f.key, n)], n as usize, &done));
+    // Something queued for the thread: a later job waits behind it.
+    for round in 0..20 {
+        let first = 1000 + 2 * round;
+        writer.submit(job(vec![audit(f.key, first as u32)], first, &done));
+        writer.commit_now_or_queue(vec![job(
+            vec![audit(f.key, first as u32 + 1)],
+            first + 1,
+            &done,
+        )]);
+        let order = [
+            results.recv_timeout(WAIT).unwrap().0,
+            results.recv_timeout(WAIT).unwrap().0,
+        ];
+        assert_eq!(order, [first, first + 1], "a later job committed first");
     }
-    writer.commit_now_or_queue(vec![job(vec![audit(f.key, 99)], 99, &done)]);
-    let order: Vec<usize> = (0..51)
-        .map(|_| results.recv_timeout(WAIT).unwrap().0)
-        .collect();
-    assert_eq!(order.last(), Some(&99), "the last job committed last");
     writer.shutdown();
-    assert_eq!(audited(&f.path), 52);
+    assert_eq!(audited(&f.path), 60);
 }

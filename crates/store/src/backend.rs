@@ -113,6 +113,13 @@ pub trait Store: Send {
         false
     }
 
+    /// [`Store::apply`], failing at once instead of waiting when another
+    /// process holds the store's write lock (for commits on an async
+    /// runtime's thread; see [`Store::commits_inline`]).
+    fn apply_without_waiting(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        self.apply(changes)
+    }
+
     /// A number that changes when another process has written to the store
     /// since the last call (SQLite's `data_version`), so a running bunker
     /// notices CLI edits. Writes through this same store do not change it.

@@ -16,7 +16,7 @@
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -45,8 +45,10 @@ type Pending = (Range<usize>, OnCommit);
 pub struct CommitJob {
     /// The changes, applied all or nothing.
     pub changes: Vec<Change>,
-    /// Called exactly once, on the writer thread, after the transaction that
-    /// holds `changes` committed (`Ok`) or after they failed (`Err`). Keep it
+    /// Called exactly once after the transaction that holds `changes`
+    /// committed (`Ok`) or after they failed (`Err`): on the writer thread,
+    /// or on the caller's for a commit made there
+    /// ([`StoreWriter::commit_now_or_queue`]). Keep it
     /// short (send on a channel): the next batch waits for it.
     pub on_commit: OnCommit,
 }
@@ -89,9 +91,6 @@ struct Shared {
     store: Mutex<Box<dyn Store>>,
     /// Jobs handed to the thread and not reported yet.
     queued: AtomicUsize,
-    /// A commit on the caller's thread failed: the thread re-reads the
-    /// store for it (as it does after a failed batch of its own).
-    reread: AtomicBool,
     /// [`Store::commits_inline`], asked once.
     inline: bool,
 }
@@ -124,7 +123,6 @@ impl StoreWriter {
             inline: store.commits_inline(),
             store: Mutex::new(store),
             queued: AtomicUsize::new(0),
-            reread: AtomicBool::new(false),
         });
         let for_thread = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
@@ -188,26 +186,57 @@ impl StoreWriter {
     ///
     /// A lone request then costs no hand-off to the writer thread and back
     /// (two thread wake-ups); under load, jobs queue and share the thread's
-    /// transactions as before. Callbacks run on the caller's thread here.
+    /// transactions as before. Callbacks of a commit made here run here.
+    /// The attempt never waits for another process's lock (the thread does).
     pub fn commit_now_or_queue(&self, jobs: Vec<CommitJob>) {
-        if jobs.is_empty() {
-            return;
-        }
-        if !self.shared.inline || self.shared.queued.load(Ordering::SeqCst) != 0 {
+        // An empty job asks the thread to look for outside edits: only the
+        // thread does that.
+        let wants_thread = jobs.iter().any(|j| j.changes.is_empty());
+        if jobs.is_empty()
+            || wants_thread
+            || !self.shared.inline
+            || self.sender.is_none()
+            || self.shared.queued.load(Ordering::SeqCst) != 0
+        {
             return self.submit_all(jobs);
         }
         let Ok(mut store) = self.shared.store.try_lock() else {
             return self.submit_all(jobs);
         };
-        if commit(&mut **store, jobs) {
-            drop(store);
-            // The thread re-reads the store and reports it, as after a
-            // failed batch of its own; an empty batch wakes it.
-            self.shared.reread.store(true, Ordering::SeqCst);
-            if let Some(sender) = &self.sender {
-                let _ = sender.send(Vec::new());
-            }
+        let mut changes = Vec::new();
+        let mut callbacks: Vec<Pending> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let start = changes.len();
+            changes.extend(job.changes);
+            callbacks.push((start..changes.len(), job.on_commit));
         }
+        // One attempt that never waits for another process's lock; any
+        // failure (busy, a refused job) goes to the thread, which waits,
+        // isolates the refused jobs and re-reads the store as usual.
+        let attempt = catch_unwind(AssertUnwindSafe(|| store.apply_without_waiting(&changes)));
+        drop(store);
+        match attempt {
+            Ok(Ok(())) => {
+                for (_, on_commit) in callbacks {
+                    notify(on_commit, Ok(()));
+                }
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "inline commit not made; handed to the writer thread");
+            }
+            Err(_) => tracing::error!("the store panicked while writing"),
+        }
+        // The jobs again, in order, each with its own changes.
+        let mut jobs = Vec::with_capacity(callbacks.len());
+        for (range, on_commit) in callbacks.into_iter().rev() {
+            jobs.push(CommitJob {
+                changes: changes.split_off(range.start),
+                on_commit,
+            });
+        }
+        jobs.reverse();
+        self.submit_all(jobs);
     }
 
     /// Stop accepting jobs, commit every queued one, and join the thread.
@@ -247,8 +276,7 @@ fn run(
         let mut batch = match receiver.recv_timeout(poll) {
             Ok(jobs) => jobs,
             Err(RecvTimeoutError::Timeout) => {
-                let forced = shared.reread.swap(false, Ordering::SeqCst);
-                watcher.check(&mut **lock(), &mut on_external_change, forced);
+                watcher.check(&mut **lock(), &mut on_external_change, false);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -266,8 +294,7 @@ fn run(
         // After a failure the caller's view may be ahead of the store (what
         // it expected to be written was not): it gets the store's state, so
         // it can roll back, as if another process had written.
-        let forced = failed | shared.reread.swap(false, Ordering::SeqCst);
-        watcher.check(&mut **store, &mut on_external_change, forced);
+        watcher.check(&mut **store, &mut on_external_change, failed);
     }
     tracing::debug!("store writer stopped");
 }
