@@ -302,15 +302,7 @@ fn spawn_replicas(
         bail!("--replicas wants an empty database (this one has keys)");
     }
     let key = data_dir::add_key(&mut *store, &passphrase)?;
-    let relay_url = match &args.relay {
-        Some(url) => url.clone(),
-        None => {
-            let (relay, url) = children::spawn_relay(exe, temp.path(), &[key.signer_pubkey])?;
-            setup.relay_pid = Some(relay.pid());
-            setup.children.push(relay);
-            url
-        }
-    };
+    let relay_url = relay_for(args, exe, temp.path(), &key, setup)?;
     let relays = vec![RelayUrl::parse(&relay_url)?];
     setup.uris = mint(&mut *store, args, args.clients, relays)?;
     drop(store);
@@ -336,6 +328,24 @@ fn spawn_replicas(
     Ok(())
 }
 
+/// `--relay`, or an embedded relay started for the run, trusting `key`'s
+/// signer (never rate-limited there).
+fn relay_for(
+    args: &Args,
+    exe: &std::path::Path,
+    logs: &std::path::Path,
+    key: &store::StoredKey,
+    setup: &mut Setup,
+) -> Result<String> {
+    if let Some(url) = &args.relay {
+        return Ok(url.clone());
+    }
+    let (relay, url) = children::spawn_relay(exe, logs, &[key.signer_pubkey])?;
+    setup.relay_pid = Some(relay.pid());
+    setup.children.push(relay);
+    Ok(url)
+}
+
 /// Start the relay (unless given) and the bunker; mint a token per client.
 fn spawn(args: &Args, exe: &std::path::Path, setup: &mut Setup) -> Result<()> {
     let temp = tempfile::tempdir().context("no temporary directory")?;
@@ -344,15 +354,7 @@ fn spawn(args: &Args, exe: &std::path::Path, setup: &mut Setup) -> Result<()> {
     let data_dir: PathBuf = temp.path().join("data");
     let passphrase = format!("bench-{}", Keys::generate().public_key().to_hex());
     let (mut store, key) = data_dir::create(&data_dir, &passphrase)?;
-    let relay_url = match &args.relay {
-        Some(url) => url.clone(),
-        None => {
-            let (relay, url) = children::spawn_relay(exe, temp.path(), &[key.signer_pubkey])?;
-            setup.relay_pid = Some(relay.pid());
-            setup.children.push(relay);
-            url
-        }
-    };
+    let relay_url = relay_for(args, exe, temp.path(), &key, setup)?;
     let relays = vec![RelayUrl::parse(&relay_url)?];
     setup.uris = mint(&mut store, args, args.clients, relays)?;
     drop(store);

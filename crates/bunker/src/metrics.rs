@@ -6,7 +6,6 @@
 //! are the handful sharing a store. Nothing is labelled per client, per
 //! request or per relay.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nip46::Method;
@@ -39,7 +38,6 @@ pub struct Metrics {
     deferred: IntGauge,
     taken_over: IntCounter,
     republished: IntCounter,
-    store_ok: AtomicBool,
 }
 
 /// Why the metrics could not be set up (a duplicate name: a bug).
@@ -136,7 +134,6 @@ impl Metrics {
             deferred,
             taken_over,
             republished,
-            store_ok: AtomicBool::new(true),
         })
     }
 
@@ -163,13 +160,12 @@ impl Metrics {
 
     /// Whether the store answers.
     pub fn set_store_up(&self, up: bool) {
-        self.store_ok.store(up, Ordering::Relaxed);
         self.store_up.set(i64::from(up));
     }
 
     /// Whether the last store operation succeeded.
     pub fn store_is_up(&self) -> bool {
-        self.store_ok.load(Ordering::Relaxed)
+        self.store_up.get() == 1
     }
 
     /// The engine's counts.

@@ -306,13 +306,18 @@ impl Replicas {
     /// new run never received them. Of several survivors claiming one, one
     /// gets it.
     fn claim_kept_for(&mut self, replicas: &[ReplicaId]) -> Vec<EventId> {
+        self.mark_claiming(|owner| owner.is_some_and(|o| replicas.contains(o)))
+    }
+
+    /// Mark for claiming (oldest first) the kept events not being claimed
+    /// whose owner among the live replicas satisfies `wanted`.
+    fn mark_claiming(&mut self, wanted: impl Fn(Option<&ReplicaId>) -> bool) -> Vec<EventId> {
         let mut claim = Vec::new();
         for id in &self.order {
             let Some(entry) = self.deferred.get_mut(id) else {
                 continue;
             };
-            let owner = owner_among(&self.live, &entry.event.pubkey);
-            if entry.claiming || !owner.is_some_and(|o| replicas.contains(o)) {
+            if entry.claiming || !wanted(owner_among(&self.live, &entry.event.pubkey)) {
                 continue;
             }
             entry.claiming = true;
@@ -359,19 +364,8 @@ impl Replicas {
         if now < self.warming_until {
             return Vec::new();
         }
-        let me = &self.config.me;
-        let mut claim = Vec::new();
-        for id in &self.order {
-            let Some(entry) = self.deferred.get_mut(id) else {
-                continue;
-            };
-            if entry.claiming || owner_among(&self.live, &entry.event.pubkey) != Some(me) {
-                continue;
-            }
-            entry.claiming = true;
-            claim.push(*id);
-        }
-        claim
+        let me = self.config.me.clone();
+        self.mark_claiming(|owner| owner == Some(&me))
     }
 
     /// The heartbeat failed: this replica stops handling requests at once

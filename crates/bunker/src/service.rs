@@ -717,7 +717,7 @@ impl Committer {
                             }
                         }
                         Err(e) => {
-                            if !is_about_the_job(e) {
+                            if !e.is_about_the_job() {
                                 metrics.set_store_up(false);
                             }
                         }
@@ -737,7 +737,7 @@ impl Committer {
                         (StoreError::Claimed(..), _) => {
                             tracing::info!(error = %e, "another replica answered first; answer withheld");
                         }
-                        (e, Some(request)) if replicated && !is_about_the_job(e) => {
+                        (e, Some(request)) if replicated && !e.is_about_the_job() => {
                             tracing::warn!(error = %e, "the store failed; the request waits for it");
                             let _ = news.send(StoreNews::Unrecorded(vec![*request]));
                         }
@@ -759,18 +759,6 @@ impl Committer {
         });
         jobs
     }
-}
-
-/// Whether a failed commit was refused for its own data (the store works).
-fn is_about_the_job(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Claimed(..)
-            | StoreError::AlreadyUsed(_)
-            | StoreError::Duplicate(_)
-            | StoreError::NotFound(_)
-            | StoreError::Refused(_)
-    )
 }
 
 fn update_gauges(metrics: &Metrics, engine: &Engine, replicas: Option<&Replicas>) {

@@ -63,21 +63,14 @@ fn replica(url: &str, relay: &str, name: &str) -> RampartProcess {
     )
 }
 
-/// A client connected with a fresh token.
+/// A client connected with a fresh token, on the bunker's relay.
 async fn connected(bunker: &RampartProcess) -> RawClient {
-    let token = bunker.mint("full", &[]);
-    let uri: BunkerUri = token.parse().unwrap();
-    let secret = uri.secret.as_ref().unwrap().expose().to_owned();
-    let mut client = RawClient::new(&token).await;
-    let signer = client.signer.to_hex();
-    let answer = client
-        .call("connect", "connect", serde_json::json!([signer, secret]))
-        .await;
-    assert!(
-        matches!(answer.outcome, Outcome::Result(_)),
-        "connect: {answer:?}"
-    );
-    client
+    connected_as(
+        bunker,
+        nip46::nostr::prelude::Keys::generate(),
+        &bunker.relay_url,
+    )
+    .await
 }
 
 /// What one request saw.
@@ -153,6 +146,36 @@ async fn drain(mut client: RawClient, record: Arc<Mutex<BTreeMap<String, Sent>>>
     client.close().await;
 }
 
+/// Wait for the load tasks, then for late answers (duplicates); what every
+/// request saw.
+async fn finish(
+    tasks: Vec<tokio::task::JoinHandle<RawClient>>,
+    record: Arc<Mutex<BTreeMap<String, Sent>>>,
+) -> BTreeMap<String, Sent> {
+    let mut clients = Vec::new();
+    for task in tasks {
+        clients.push(task.await.unwrap());
+    }
+    // Drained together, once every load is over.
+    let drains: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(drain(c, Arc::clone(&record))))
+        .collect();
+    for task in drains {
+        task.await.unwrap();
+    }
+    record.lock().unwrap().clone()
+}
+
+/// Which replica claimed each request event (hex id → replica).
+async fn claims(url: &str) -> BTreeMap<String, String> {
+    sql(url, "SELECT request_event, replica FROM answers")
+        .await
+        .into_iter()
+        .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_answer_each_request_once_and_take_over_from_a_killed_one() {
     let Some(cluster) = PostgresCluster::start() else {
@@ -183,32 +206,7 @@ async fn two_replicas_answer_each_request_once_and_take_over_from_a_killed_one()
     tokio::time::sleep(Duration::from_secs(4)).await;
     a.kill9();
     let killed = Instant::now();
-    let mut clients = Vec::new();
-    for task in tasks {
-        clients.push(task.await.unwrap());
-    }
-    let drains: Vec<_> = clients
-        .into_iter()
-        .map(|c| tokio::spawn(drain(c, Arc::clone(&record))))
-        .collect();
-    for task in drains {
-        task.await.unwrap();
-    }
-    let record = record.lock().unwrap().clone();
-    for (name, log) in [("a", a.log_path()), ("b", b.log_path())] {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        for line in text
-            .lines()
-            .filter(|l| {
-                l.contains("live replicas")
-                    || l.contains("took over")
-                    || l.contains("answered first")
-            })
-            .take(30)
-        {
-            eprintln!("[{name}] {line}");
-        }
-    }
+    let record = finish(tasks, record).await;
 
     // Exactly once, at the clients.
     let unanswered: Vec<&String> = record
@@ -258,11 +256,7 @@ async fn two_replicas_answer_each_request_once_and_take_over_from_a_killed_one()
     )
     .await;
     assert!(twice.is_empty(), "request events audited twice: {twice:?}");
-    let claims: BTreeMap<String, String> = sql(&url, "SELECT request_event, replica FROM answers")
-        .await
-        .into_iter()
-        .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
-        .collect();
+    let claims = claims(&url).await;
     let by = |s: &Sent| claims.get(&s.event.to_hex()).cloned();
 
     // Before the kill both replicas answered (each client's cryptography on one).
@@ -278,15 +272,6 @@ async fn two_replicas_answer_each_request_once_and_take_over_from_a_killed_one()
             && before.get(&Some("b".into())).is_some_and(|n| *n > 0),
         "the load was not split: {before:?}"
     );
-    let mut per_client: BTreeMap<usize, BTreeMap<Option<String>, usize>> = BTreeMap::new();
-    for s in record.values().filter(|s| s.answers[0].0 < killed) {
-        *per_client
-            .entry(s.client)
-            .or_default()
-            .entry(by(s))
-            .or_insert(0) += 1;
-    }
-    eprintln!("answers per client before the kill: {per_client:?}");
     // a's clients: those it answered before the kill. Every request of
     // theirs answered after it was answered by b.
     let a_clients: BTreeSet<usize> = record
@@ -645,18 +630,7 @@ async fn a_replica_cut_off_from_the_database_stops_answering_and_answers_nothing
     tokio::time::sleep(Duration::from_secs(8)).await;
     proxy.set_mode(testkit::ProxyMode::Pass);
     let healed = Instant::now();
-    let mut clients = Vec::new();
-    for task in tasks {
-        clients.push(task.await.unwrap());
-    }
-    let drains: Vec<_> = clients
-        .into_iter()
-        .map(|c| tokio::spawn(drain(c, Arc::clone(&record))))
-        .collect();
-    for task in drains {
-        task.await.unwrap();
-    }
-    let record = record.lock().unwrap().clone();
+    let record = finish(tasks, record).await;
     assert!(
         record.values().all(|s| !s.answers.is_empty()),
         "a request went unanswered"
@@ -677,11 +651,7 @@ async fn a_replica_cut_off_from_the_database_stops_answering_and_answers_nothing
         })
         .count();
     assert_eq!(twice, 0, "requests answered twice");
-    let claims: BTreeMap<String, String> = sql(&url, "SELECT request_event, replica FROM answers")
-        .await
-        .into_iter()
-        .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
-        .collect();
+    let claims = claims(&url).await;
     let by = |s: &Sent| claims.get(&s.event.to_hex()).cloned();
     // From a lease after the cut until the cut heals, a answers nothing:
     // its clients (0–2) are served by b.
@@ -995,18 +965,7 @@ async fn a_replica_restarted_within_its_lease_waits_it_out_and_nothing_is_lost()
     // its name live, waits for the old run's lease, then serves.
     a.kill9();
     tokio::task::block_in_place(|| a.restart(&["--grant", "full", "--no-prompt"]));
-    let mut clients = Vec::new();
-    for task in tasks {
-        clients.push(task.await.unwrap());
-    }
-    let drains: Vec<_> = clients
-        .into_iter()
-        .map(|c| tokio::spawn(drain(c, Arc::clone(&record))))
-        .collect();
-    for task in drains {
-        task.await.unwrap();
-    }
-    let record = record.lock().unwrap().clone();
+    let record = finish(tasks, record).await;
     assert!(
         record.values().all(|s| !s.answers.is_empty()),
         "a request went unanswered"
@@ -1036,11 +995,7 @@ async fn a_replica_restarted_within_its_lease_waits_it_out_and_nothing_is_lost()
         "the new run did not wait for the old one"
     );
     // The new run serves its clients again in the end.
-    let claims: BTreeMap<String, String> = sql(&url, "SELECT request_event, replica FROM answers")
-        .await
-        .into_iter()
-        .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
-        .collect();
+    let claims = claims(&url).await;
     let last_of_a = record
         .values()
         .filter(|s| s.client < 2)

@@ -38,3 +38,19 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(String),
 }
+
+impl StoreError {
+    /// Whether the error is about one job's data (so the jobs committed
+    /// with it may still commit on their own) rather than about the store
+    /// (busy, full, unreachable, broken).
+    pub fn is_about_the_job(&self) -> bool {
+        matches!(
+            self,
+            StoreError::AlreadyUsed(_)
+                | StoreError::Duplicate(_)
+                | StoreError::NotFound(_)
+                | StoreError::Claimed(..)
+                | StoreError::Refused(_)
+        )
+    }
+}

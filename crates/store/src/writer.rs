@@ -203,13 +203,7 @@ impl StoreWriter {
         let Ok(mut store) = self.shared.store.try_lock() else {
             return self.submit_all(jobs);
         };
-        let mut changes = Vec::new();
-        let mut callbacks: Vec<Pending> = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let start = changes.len();
-            changes.extend(job.changes);
-            callbacks.push((start..changes.len(), job.on_commit));
-        }
+        let (mut changes, callbacks) = flatten(jobs);
         // One attempt that never waits for another process's lock; any
         // failure (busy, a refused job) goes to the thread, which waits,
         // isolates the refused jobs and re-reads the store as usual.
@@ -306,14 +300,7 @@ fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) -> bool {
     if batch.is_empty() {
         return false;
     }
-    let mut changes = Vec::new();
-    let mut callbacks: Vec<Pending> = Vec::with_capacity(batch.len());
-    for job in batch {
-        let start = changes.len();
-        changes.extend(job.changes);
-        callbacks.push((start..changes.len(), job.on_commit));
-    }
-
+    let (changes, callbacks) = flatten(batch);
     let err = match guarded_apply(store, &changes) {
         Ok(()) => {
             for (_, on_commit) in callbacks {
@@ -323,7 +310,7 @@ fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) -> bool {
         }
         Err(err) => err,
     };
-    if !is_job_specific(&err) {
+    if !err.is_about_the_job() {
         tracing::error!(jobs = callbacks.len(), error = %err, "store write failed");
         fail_all(callbacks, Arc::new(err));
         return true;
@@ -339,7 +326,7 @@ fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) -> bool {
     while let Some((range, on_commit)) = callbacks.next() {
         match guarded_apply(store, &changes[range]) {
             Ok(()) => notify(on_commit, Ok(())),
-            Err(err) if is_job_specific(&err) => {
+            Err(err) if err.is_about_the_job() => {
                 tracing::debug!(error = %err, "store write refused");
                 notify(on_commit, Err(Arc::new(err)));
             }
@@ -357,17 +344,17 @@ fn commit(store: &mut dyn Store, batch: Vec<CommitJob>) -> bool {
     true
 }
 
-/// Whether an error is about the job's data (so its batch-mates may still
-/// commit) rather than about the store (busy, full, broken).
-fn is_job_specific(err: &StoreError) -> bool {
-    matches!(
-        err,
-        StoreError::AlreadyUsed(_)
-            | StoreError::Duplicate(_)
-            | StoreError::NotFound(_)
-            | StoreError::Claimed(..)
-            | StoreError::Refused(_)
-    )
+/// A batch's changes in one list, and each job's callback with where its
+/// changes are in it.
+fn flatten(jobs: Vec<CommitJob>) -> (Vec<Change>, Vec<Pending>) {
+    let mut changes = Vec::new();
+    let mut callbacks: Vec<Pending> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let start = changes.len();
+        changes.extend(job.changes);
+        callbacks.push((start..changes.len(), job.on_commit));
+    }
+    (changes, callbacks)
 }
 
 fn fail_all(callbacks: Vec<Pending>, err: Arc<StoreError>) {
