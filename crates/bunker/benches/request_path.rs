@@ -86,6 +86,7 @@ fn setup() -> Setup {
         Millis::now(),
         Snapshot {
             keys: vec![KeyId(1)],
+            locked: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],

@@ -308,6 +308,35 @@ pub fn edit_session(
     session(store, key_id, client)
 }
 
+/// Lock (`lock`) or unlock one key by name, or every key (`None`): while
+/// locked, every request for the key is refused (`unauthorized: key
+/// locked`) and its held requests are refused at once, by every bunker on
+/// the store (each notices within its reload poll). Returns the names of the
+/// keys it applies to.
+pub fn set_lock(
+    store: &mut dyn Store,
+    name: Option<&str>,
+    lock: bool,
+    now: Timestamp,
+) -> Result<Vec<String>, AdminError> {
+    let keys = store.keys()?;
+    let (key_id, names) = match name.map(str::trim) {
+        Some(n) => {
+            let key = keys
+                .into_iter()
+                .find(|k| k.name == n)
+                .ok_or_else(|| AdminError::NotFound(format!("no key named `{n}`")))?;
+            (Some(key.id), vec![key.name])
+        }
+        None => (None, keys.into_iter().map(|k| k.name).collect()),
+    };
+    store.apply(&[Change::SetKeyLock {
+        key_id,
+        locked_at: lock.then_some(now),
+    }])?;
+    Ok(names)
+}
+
 /// The key named, or the first one.
 pub fn pick_key(store: &dyn Store, name: Option<&str>) -> Result<StoredKey, AdminError> {
     let keys = store.keys()?;

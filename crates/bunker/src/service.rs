@@ -133,8 +133,14 @@ const GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Read the parts of the store the engine mirrors.
 pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
+    let keys = store.keys()?;
     Ok(Snapshot {
-        keys: store.keys()?.into_iter().map(|k| k.id).collect(),
+        locked: keys
+            .iter()
+            .filter(|k| k.locked_at.is_some())
+            .map(|k| k.id)
+            .collect(),
+        keys: keys.into_iter().map(|k| k.id).collect(),
         tokens: store.tokens()?,
         sessions: store.sessions()?,
         approvals: store.approvals()?,

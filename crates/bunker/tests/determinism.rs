@@ -153,6 +153,7 @@ fn run(world: &World) -> Vec<String> {
     let mut log = Vec::new();
     let snapshot = Snapshot {
         keys: world.stored.iter().map(|k| k.id).collect(),
+        locked: vec![],
         tokens: world.tokens.clone(),
         sessions: Vec::new(),
         approvals: Vec::new(),

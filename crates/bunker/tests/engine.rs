@@ -154,6 +154,7 @@ impl Harness {
         let sessions = self.engine.sessions().cloned().collect();
         let snapshot = Snapshot {
             keys: vec![KeyId(1)],
+            locked: vec![],
             tokens: self.tokens.clone(),
             sessions,
             approvals: vec![],
@@ -309,6 +310,7 @@ fn a_token_minted_after_the_connect_arrived_is_found_on_reload() {
     });
     let snapshot = Snapshot {
         keys: vec![KeyId(1)],
+        locked: vec![],
         tokens: h.tokens.clone(),
         sessions: vec![],
         approvals: vec![],
@@ -907,6 +909,7 @@ fn revocation_from_the_store_takes_effect_on_reload() {
         now(),
         Snapshot {
             keys: vec![KeyId(1)],
+            locked: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],
@@ -940,6 +943,7 @@ fn approval_decided_in_the_store_is_applied_on_reload() {
         now(),
         Snapshot {
             keys: vec![KeyId(1)],
+            locked: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![approval],
@@ -1255,6 +1259,7 @@ fn a_deny_rule_added_while_a_request_waits_wins_over_allow_once() {
     session.revision += 1;
     let snapshot = Snapshot {
         keys: vec![KeyId(1)],
+        locked: vec![],
         tokens: h.tokens.clone(),
         sessions: vec![session],
         approvals: vec![],
@@ -1281,6 +1286,7 @@ fn a_key_removed_from_the_store_is_unloaded() {
     assert_eq!(h.engine.pending().len(), 1);
     let snapshot = Snapshot {
         keys: vec![],
+        locked: vec![],
         tokens: vec![],
         sessions: vec![],
         approvals: vec![],
@@ -1304,6 +1310,79 @@ fn a_key_removed_from_the_store_is_unloaded() {
 }
 
 #[test]
+fn a_locked_key_refuses_everything_and_its_held_requests_until_unlocked() {
+    let mut h = harness();
+    let mut c = h.connected("read,sign_event:1");
+    // (Minting reloads the engine: done before the lock.)
+    h.mint("fresh-secret", "read".parse().unwrap(), None);
+    let held_template = serde_json::json!({"kind": 0, "content": "", "tags": []}).to_string();
+    h.send(&c.request("held", "sign_event", serde_json::json!([held_template])));
+    assert_eq!(h.engine.pending().len(), 1);
+    let sessions: Vec<_> = h.engine.sessions().cloned().collect();
+    let snapshot = |locked: Vec<KeyId>, h: &Harness| Snapshot {
+        keys: vec![KeyId(1)],
+        locked,
+        tokens: h.tokens.clone(),
+        sessions: sessions.clone(),
+        approvals: vec![],
+    };
+    let locked = snapshot(vec![KeyId(1)], &h);
+    let out = h.engine.reload(now(), locked, &mut h.rng);
+    // The held request is refused at once…
+    let resp = only_reply(&mut c, &out);
+    assert_eq!(
+        resp,
+        Response::error("held", ErrorCode::Unauthorized, "key locked")
+    );
+    assert!(h.engine.pending().is_empty());
+    // …and so is every request, even one its rules allow, and a connect.
+    let template = serde_json::json!({"kind": 1, "content": "x", "tags": []}).to_string();
+    let out = h.send(&c.request(
+        "granted",
+        "sign_event",
+        serde_json::json!([template.clone()]),
+    ));
+    assert_eq!(
+        only_reply(&mut c, &out),
+        Response::error("granted", ErrorCode::Unauthorized, "key locked")
+    );
+    assert!(
+        out.changes.iter().any(|ch| matches!(ch, Change::Audit(a)
+            if a.request_id == "granted" && a.decision == AuditDecision::Denied
+            && a.signed_event_id.is_none())),
+        "the refusal is audited: {:?}",
+        out.changes
+    );
+    let out = h.send(&c.request("p", "ping", serde_json::json!([])));
+    assert_eq!(
+        only_reply(&mut c, &out),
+        Response::error("p", ErrorCode::Unauthorized, "key locked")
+    );
+    let mut newcomer = Client::new(h.signer);
+    let ev = newcomer.request(
+        "c",
+        "connect",
+        serde_json::json!([h.signer.to_hex(), "fresh-secret"]),
+    );
+    let out = h.send(&ev);
+    assert_eq!(
+        only_reply(&mut newcomer, &out),
+        Response::error("c", ErrorCode::Unauthorized, "key locked")
+    );
+    // Unlocked: the session's rules apply again.
+    let unlocked = snapshot(vec![], &h);
+    assert!(
+        h.engine
+            .reload(now(), unlocked, &mut h.rng)
+            .publish
+            .is_empty()
+    );
+    let out = h.send(&c.request("again", "sign_event", serde_json::json!([template])));
+    let resp = only_reply(&mut c, &out);
+    assert!(matches!(resp.outcome, Outcome::Result(_)), "{resp:?}");
+}
+
+#[test]
 fn a_session_deleted_in_the_store_leaves_the_engine_but_an_uncommitted_one_stays() {
     let mut h = harness();
     let mut stored = h.connected("read");
@@ -1311,6 +1390,7 @@ fn a_session_deleted_in_the_store_leaves_the_engine_but_an_uncommitted_one_stays
     let sessions: Vec<_> = h.engine.sessions().cloned().collect();
     let snapshot = |sessions: Vec<store::Session>, tokens: Vec<ConnectionToken>| Snapshot {
         keys: vec![KeyId(1)],
+        locked: vec![],
         tokens,
         sessions,
         approvals: vec![],
@@ -1353,6 +1433,7 @@ fn a_session_whose_commit_failed_is_rolled_back() {
     tokens[0].used_by = Some(Keys::generate().public_key());
     let snapshot = Snapshot {
         keys: vec![KeyId(1)],
+        locked: vec![],
         tokens,
         sessions: vec![],
         approvals: vec![],

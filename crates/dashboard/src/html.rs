@@ -44,14 +44,17 @@ pub enum Section {
     Pair,
     /// The audit log.
     Audit,
+    /// Keys and the kill switch.
+    Keys,
 }
 
 impl Section {
-    const ALL: [(Section, &'static str, &'static str); 4] = [
+    const ALL: [(Section, &'static str, &'static str); 5] = [
         (Section::Pending, "/", "Pending"),
         (Section::Connections, "/connections", "Connections"),
         (Section::Pair, "/pair", "Connect an app"),
         (Section::Audit, "/audit", "Audit log"),
+        (Section::Keys, "/keys", "Keys"),
     ];
 }
 

@@ -31,6 +31,7 @@ pub mod discovery;
 pub mod error;
 pub mod guard;
 pub mod html;
+pub mod keys;
 pub mod login;
 pub mod pairing;
 pub mod secret;
@@ -83,6 +84,8 @@ pub fn router(dashboard: Dashboard, local: SocketAddr) -> Router {
         .route("/pair/token", post(pairing::mint_form))
         .route("/pair/nostrconnect", post(pairing::nostrconnect_form))
         .route("/audit", get(audit::audit_page))
+        .route("/keys", get(keys::list_page))
+        .route("/keys/lock", post(keys::lock_form))
         .route("/logout", post(login::logout))
         .route("/api/csrf", get(login::csrf_api))
         .route("/api/pending", get(approvals::pending_api))
@@ -99,6 +102,8 @@ pub fn router(dashboard: Dashboard, local: SocketAddr) -> Router {
         .route("/api/tokens", post(pairing::mint_api))
         .route("/api/nostrconnect", post(pairing::nostrconnect_api))
         .route("/api/audit", get(audit::audit_api))
+        .route("/api/keys", get(keys::list_api))
+        .route("/api/keys/lock", post(keys::lock_api))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             guard::require_session,

@@ -709,10 +709,60 @@ async fn the_api_covers_every_action() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
+    // The kill switch: by the API, and by the page's form.
+    assert_eq!(
+        get("/api/keys").await[0]["locked_at"],
+        serde_json::Value::Null
+    );
+    let (status, body) = s
+        .post_json(
+            "/api/keys/lock",
+            serde_json::json!({"key": "alice", "locked": true}),
+            auth(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(get("/api/keys").await[0]["locked_at"].is_u64());
+    let (status, _) = s
+        .post_json(
+            "/api/keys/lock",
+            serde_json::json!({"key": "nobody", "locked": true}),
+            auth(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let page = s
+        .client
+        .get(s.url("/keys"))
+        .header("cookie", &login.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Unlock</button>"),
+        "a locked key offers Unlock"
+    );
+    let (status, _) = s
+        .post_form(
+            "/keys/lock",
+            &format!("csrf={}&key=alice&locked=false", login.csrf),
+            headers(&[("cookie", &login.cookie)]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        get("/api/keys").await[0]["locked_at"],
+        serde_json::Value::Null
+    );
+
     // Pages render.
     for path in [
         "/",
         "/connections",
+        "/keys",
         "/pair",
         "/audit?since=7days",
         &format!("/connections/{}/{client}", s.key_id.0),

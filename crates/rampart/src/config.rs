@@ -56,6 +56,19 @@ pub struct Config {
     pub replica: ReplicaSettings,
     /// `/metrics` and `/healthz`.
     pub metrics: MetricsConfig,
+    /// The audit log's retention.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: how long audit rows are kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Days an audit row is kept (env `RAMPART_AUDIT_KEEP_DAYS`); older rows
+    /// are pruned from the start of the log by `rampart run` (at start, then
+    /// hourly) and the chain verifies from the last one pruned. Unset: kept
+    /// for ever. At least 1 (replay protection reads the last minutes).
+    pub keep_days: Option<u32>,
 }
 
 /// `[replica]`: how this process shares a PostgreSQL store with other
@@ -261,6 +274,7 @@ impl Default for Config {
             max_message_bytes: nip46::limits::DEFAULT_MAX_MESSAGE,
             replica: ReplicaSettings::default(),
             metrics: MetricsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -397,6 +411,9 @@ impl Config {
         if !rate.is_finite() || rate < 0.0 {
             bail!("[policy] rate_per_second must be a number of at least 0");
         }
+        if self.audit.keep_days == Some(0) {
+            bail!("[audit] keep_days must be at least 1 (or unset: keep every row)");
+        }
         Ok(())
     }
 
@@ -471,6 +488,12 @@ impl Config {
                 v.parse()
                     .context("RAMPART_METRICS_LISTEN must be HOST:PORT")?,
             );
+        }
+        if let Some(v) = get("RAMPART_AUDIT_KEEP_DAYS") {
+            let days: u32 = v
+                .parse()
+                .context("RAMPART_AUDIT_KEEP_DAYS must be a number of days")?;
+            self.audit.keep_days = Some(days);
         }
         if let Some(v) = get("RAMPART_ANNOUNCE") {
             self.discovery.announce = parse_switch("RAMPART_ANNOUNCE", v)?;
@@ -720,6 +743,11 @@ name = "Rampart"
 public_url = ""
 # Key names also published in nostr.json (each as its signer pubkey).
 names = []
+
+[audit]
+# Days audit rows are kept (env RAMPART_AUDIT_KEEP_DAYS); older ones are pruned
+# hourly and the hash chain verifies from the last one pruned. Unset: kept for ever.
+# keep_days = 365
 "#,
         data_dir = defaults.data_dir.display(),
         embedded = defaults.embedded_relay,

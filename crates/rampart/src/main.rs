@@ -6,6 +6,7 @@ mod cmd;
 mod config;
 mod database;
 mod env;
+mod keeper;
 mod ops;
 mod passphrase;
 mod runtime;
@@ -47,6 +48,10 @@ enum Command {
     Dashboard(cmd::dashboard::DashboardCommand),
     /// Read the audit log.
     Audit(cmd::audit::Args),
+    /// Kill switch: refuse every request for a key (or every key) at once.
+    Lock(cmd::lock::Args),
+    /// Lift `rampart lock`.
+    Unlock(cmd::lock::Args),
     /// Run the embedded relay on its own.
     Relay(cmd::relay::Args),
     /// Configuration helpers.
@@ -95,6 +100,8 @@ fn main() -> anyhow::Result<()> {
         Command::Approvals(c) => cmd::approvals::run(c, &config()?),
         Command::Dashboard(c) => cmd::dashboard::run(c, &config()?),
         Command::Audit(args) => cmd::audit::run(args, &config()?),
+        Command::Lock(args) => cmd::lock::run(args, true, &config()?),
+        Command::Unlock(args) => cmd::lock::run(args, false, &config()?),
         Command::Relay(args) => runtime::single_threaded()?.block_on(cmd::relay::run(args)),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::example());

@@ -355,6 +355,85 @@ async fn rate_limit_and_nostrconnect(relay: Relay) {
     nc.close().await;
 }
 
+/// The kill switch from another shell: a held request is refused at once,
+/// every request after it `key locked` (a granted one too), `key list` says
+/// so, a lock survives a restart, and unlock restores the session's rules.
+async fn kill_switch(relay: Relay) {
+    let mut bunker = bunker(&relay, &[], &["--grant", "sign_event:1"]);
+    let uri = bunker.uri().to_string();
+    let secret = uri.split("secret=").nth(1).unwrap().to_string();
+    let mut c = RawClient::new(&uri).await;
+    assert_eq!(
+        c.call("c", "connect", serde_json::json!(["", secret]))
+            .await,
+        Response::ok("c", "ack")
+    );
+    let t = |kind: u16| {
+        serde_json::json!(
+            [serde_json::json!({"kind": kind, "content": "", "tags": []}).to_string()]
+        )
+    };
+    // A kind-0 request is held for the user (no rule covers it).
+    let held = c.request("held", "sign_event", t(0));
+    c.publish(&held);
+    assert!(
+        c.next_response(Duration::from_millis(500)).await.is_none(),
+        "held, not answered"
+    );
+
+    let out = bunker.cli(&["lock"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, refused) = c
+        .next_response(WAIT)
+        .await
+        .expect("the held request is refused");
+    assert_eq!(
+        refused,
+        Response::error("held", ErrorCode::Unauthorized, "key locked")
+    );
+    let r = c.call("granted", "sign_event", t(1)).await;
+    assert_eq!(
+        r,
+        Response::error("granted", ErrorCode::Unauthorized, "key locked")
+    );
+    let listed = bunker.cli(&["key", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("LOCKED"));
+
+    // Still locked after a restart.
+    assert!(bunker.stop(), "graceful shutdown");
+    bunker.restart(&["--grant", "sign_event:1"]);
+    let r = c.call("restarted", "ping", serde_json::json!([])).await;
+    assert_eq!(
+        r,
+        Response::error("restarted", ErrorCode::Unauthorized, "key locked")
+    );
+
+    let out = bunker.cli(&["unlock", "--key", "default"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut served = None;
+    for i in 0..50 {
+        let r = c.call(&format!("u{i}"), "sign_event", t(1)).await;
+        if matches!(r.outcome, Outcome::Result(_)) {
+            served = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served.is_some(), "unlock did not reach the running bunker");
+    let out = bunker.cli(&["lock", "--key", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key named `nobody`"));
+    c.close().await;
+}
+
 macro_rules! on_both_relays {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -380,7 +459,8 @@ macro_rules! on_both_relays {
 on_both_relays!(
     every_method_and_bad_input,
     permissions_secrets_logout_revoke,
-    rate_limit_and_nostrconnect
+    rate_limit_and_nostrconnect,
+    kill_switch
 );
 
 /// URIs carry secrets: every command that takes one reads it from stdin

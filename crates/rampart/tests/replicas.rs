@@ -883,7 +883,8 @@ async fn held_requests_are_decided_on_any_replica_and_survive_their_holders_deat
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_secret_makes_one_session_and_a_revocation_reaches_every_replica_within_a_second() {
+async fn one_secret_makes_one_session_and_a_revocation_and_a_lock_reach_every_replica_within_a_second()
+ {
     let Some(cluster) = PostgresCluster::start() else {
         return;
     };
@@ -936,6 +937,50 @@ async fn one_secret_makes_one_session_and_a_revocation_reaches_every_replica_wit
         matches!(refused.outcome, Outcome::Error(_)),
         "still served a second after the revocation: {refused:?}"
     );
+
+    // The kill switch, from a's side: a client of each replica is refused
+    // `key locked` a second later, and served again once unlocked.
+    let mut owned = Vec::new();
+    for owner in ["a", "b"] {
+        let token: BunkerUri = a.mint("full", &[]).parse().unwrap();
+        let secret = token.secret.as_ref().unwrap().expose().to_owned();
+        let mut c = RawClient::with_keys(keys_owned_by(owner), token.signer, &[relay.url()]).await;
+        let ack = c
+            .call("c", "connect", serde_json::json!([signer, secret]))
+            .await;
+        assert!(matches!(ack.outcome, Outcome::Result(_)), "{ack:?}");
+        owned.push(c);
+    }
+    let out = a.cli(&["lock"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (c, owner) in owned.iter_mut().zip(["a", "b"]) {
+        let refused = c.call("locked", "ping", serde_json::json!([])).await;
+        assert_eq!(
+            refused,
+            nip46::Response::error("locked", nip46::ErrorCode::Unauthorized, "key locked"),
+            "the client of {owner} a second after the lock"
+        );
+    }
+    let out = b.cli(&["unlock"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (c, owner) in owned.iter_mut().zip(["a", "b"]) {
+        let served = c.call("unlocked", "ping", serde_json::json!([])).await;
+        assert_eq!(
+            served,
+            nip46::Response::ok("unlocked", "pong"),
+            "the client of {owner} a second after the unlock"
+        );
+    }
     drop((a, b));
 }
 

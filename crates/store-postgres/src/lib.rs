@@ -29,6 +29,7 @@ use postgres::{Client, GenericClient, Row};
 
 mod tls;
 
+use store::chain::{self, ChainPoint, ChainedRow, StoredChainRow};
 use store::codec::{relays_to_json, rules_to_json, storable, to_json};
 use store::rows::{self, RawRow};
 use store::{
@@ -38,10 +39,16 @@ use store::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+/// The migration that adds the audit chain: the rows already there are
+/// chained right after it.
+const CHAIN_MIGRATION: i64 = 4;
+
 /// The migrations, in order. Never edit a released one: add a new file.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_replicas.sql"),
+    include_str!("migrations/0003_key_locks.sql"),
+    include_str!("migrations/0004_audit_chain.sql"),
 ];
 
 /// The newest schema version this binary knows.
@@ -299,11 +306,148 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     for (version, sql) in (1_i64..).zip(MIGRATIONS).skip(done) {
         tx.batch_execute(sql)
             .map_err(|e| db_error(&format!("applying schema migration {version}"), e))?;
+        if version == CHAIN_MIGRATION {
+            chain_existing_audit_rows(&mut tx)?;
+        }
         tx.execute("UPDATE rampart_schema SET version = $1", &[&version])
             .ctx("recording the schema version")?;
         tracing::info!(version, "applied database migration");
     }
     tx.commit().ctx("committing the schema migration")
+}
+
+/// Chain the audit rows written before the chain existed, oldest first,
+/// and set the head after the newest.
+fn chain_existing_audit_rows(tx: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let what = "chaining the audit log";
+    let rows = tx
+        .query(&format!("{SELECT_CHAIN} ORDER BY seq"), &[])
+        .ctx(what)?;
+    let mut head = ChainPoint {
+        seq: 0,
+        hash: chain::GENESIS,
+    };
+    let update = tx
+        .prepare("UPDATE audit SET row_hash = $1 WHERE seq = $2")
+        .ctx(what)?;
+    for row in &rows {
+        let stored = rows::chained(&PgRow(row))?;
+        head = ChainPoint {
+            seq: stored.row.seq,
+            hash: stored.row.hash(&head.hash),
+        };
+        tx.execute(&update, &[&head.hash.as_slice(), &head.seq])
+            .ctx(what)?;
+    }
+    tx.execute(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2)",
+        &[&head.seq, &head.hash.as_slice()],
+    )
+    .ctx(what)?;
+    if !rows.is_empty() {
+        tracing::info!(rows = rows.len(), "chained the existing audit rows");
+    }
+    Ok(())
+}
+
+/// The columns of an audit row the chain covers, and its hash.
+const SELECT_CHAIN: &str = "SELECT seq, at, key_id, client_pubkey, event_id, request_id, method, \
+     kind, decision, outcome, signed_event_id, event_created_at, events, row_hash FROM audit";
+
+/// Lock the chain's head for this transaction and read it: replicas append
+/// one transaction after another. Taken before anything else the
+/// transaction locks, so two of them never wait on each other in a cycle.
+fn lock_audit_head(tx: &mut impl GenericClient) -> Result<ChainPoint, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .ctx("locking the audit head")?;
+    rows::chain_point(&PgRow(&row), "audit_head", "hash")
+}
+
+fn save_audit_head(tx: &mut impl GenericClient, head: ChainPoint) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+        &[&head.seq, &head.hash.as_slice()],
+    )
+    .ctx("moving the audit head")?;
+    Ok(())
+}
+
+fn insert_audit(
+    tx: &mut impl GenericClient,
+    e: &AuditEntry,
+    tail: &mut ChainPoint,
+) -> Result<(), StoreError> {
+    let row = ChainedRow::of(tail.seq + 1, e);
+    let hash = row.hash(&tail.hash);
+    tx.execute(
+        "INSERT INTO audit (seq, at, key_id, client_pubkey, event_id, request_id, method, \
+         kind, decision, outcome, signed_event_id, event_created_at, events, row_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        &[
+            &row.seq,
+            &row.at,
+            &row.key_id,
+            &row.client_pubkey,
+            &row.event_id,
+            &row.request_id,
+            &row.method,
+            &row.kind.and_then(|k| i32::try_from(k).ok()),
+            &row.decision,
+            &row.outcome,
+            &row.signed_event_id,
+            &row.event_created_at,
+            &row.events,
+            &hash.as_slice(),
+        ],
+    )
+    .ctx("writing an audit row")?;
+    *tail = ChainPoint { seq: row.seq, hash };
+    Ok(())
+}
+
+fn checkpoint(client: &mut impl GenericClient) -> Result<Option<ChainPoint>, StoreError> {
+    let row = client
+        .query_opt("SELECT seq, hash FROM audit_checkpoint WHERE id = 1", &[])
+        .ctx("reading the audit checkpoint")?;
+    row.map(|r| rows::chain_point(&PgRow(&r), "audit_checkpoint", "hash"))
+        .transpose()
+}
+
+/// Retention: the prefix of the log older than `before` goes; the last row
+/// of it becomes the checkpoint.
+fn prune_audit(tx: &mut impl GenericClient, before: Timestamp) -> Result<(), StoreError> {
+    let last = tx
+        .query_opt(
+            "SELECT seq, row_hash FROM audit WHERE seq < COALESCE(\
+             (SELECT min(seq) FROM audit WHERE at >= $1), 9223372036854775807) \
+             ORDER BY seq DESC LIMIT 1",
+            &[&ts(before)],
+        )
+        .ctx("finding the audit rows to prune")?;
+    let Some(last) = last else {
+        return Ok(());
+    };
+    let seq: i64 = last.try_get(0).ctx("finding the audit rows to prune")?;
+    let hash: Option<Vec<u8>> = last.try_get(1).ctx("finding the audit rows to prune")?;
+    let Some(hash) = hash else {
+        // An unhashed row: kept for verify to name.
+        return Ok(());
+    };
+    tx.execute(
+        "INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, $1, $2) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        &[&seq, &hash],
+    )
+    .ctx("moving the audit checkpoint")?;
+    let pruned = tx
+        .execute("DELETE FROM audit WHERE seq <= $1", &[&seq])
+        .ctx("pruning the audit log")?;
+    tracing::info!(rows = pruned, up_to = seq, "pruned the audit log");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -394,31 +538,22 @@ impl RawRow for PgRow<'_> {
 // ---------------------------------------------------------------------------
 // Writes
 
-fn apply_change(tx: &mut impl GenericClient, change: &Change) -> Result<(), StoreError> {
+/// One change; `tail` is the locked audit head (the transaction holds it
+/// whenever it appends audit rows).
+fn apply_change(
+    tx: &mut impl GenericClient,
+    change: &Change,
+    tail: &mut Option<ChainPoint>,
+) -> Result<(), StoreError> {
     match change {
         Change::Audit(e) => {
-            tx.execute(
-                "INSERT INTO audit (at, key_id, client_pubkey, event_id, request_id, method, \
-                 kind, decision, outcome, signed_event_id, event_created_at, events) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                &[
-                    &ts(e.at),
-                    &e.key_id.0,
-                    &e.client.to_hex(),
-                    &e.event_id.to_hex(),
-                    &storable(&e.request_id),
-                    &storable(&e.method),
-                    &e.kind.map(i32::from),
-                    &e.decision.as_str(),
-                    &e.outcome,
-                    &e.signed_event_id.map(|id| id.to_hex()),
-                    &ts(e.event_created_at),
-                    &i64::from(e.events),
-                ],
-            )
-            .ctx("writing an audit row")?;
-            Ok(())
+            let head = match tail {
+                Some(head) => head,
+                None => tail.insert(lock_audit_head(tx)?),
+            };
+            insert_audit(tx, e, head)
         }
+        Change::PruneAudit { before } => prune_audit(tx, *before),
         Change::ConsumeToken { id, client, at } => {
             let updated = tx
                 .execute(
@@ -450,6 +585,22 @@ fn apply_change(tx: &mut impl GenericClient, change: &Change) -> Result<(), Stor
             Ok(())
         }
         Change::PutSession(s) => put_session(tx, s),
+        Change::SetKeyLock { key_id, locked_at } => {
+            // Locking keeps the first lock time; unlocking clears it.
+            let locked_at = locked_at.map(ts);
+            let key_id = key_id.map(|k| k.0);
+            let changed = tx
+                .execute(
+                    "UPDATE keys SET locked_at = CASE WHEN $1::BIGINT IS NULL THEN NULL \
+                     ELSE COALESCE(locked_at, $1) END WHERE $2::BIGINT IS NULL OR id = $2",
+                    &[&locked_at, &key_id],
+                )
+                .ctx("locking a key")?;
+            match key_id {
+                Some(id) if changed == 0 => Err(StoreError::NotFound(format!("key {id}"))),
+                _ => Ok(()),
+            }
+        }
         Change::TouchSession {
             key_id,
             client,
@@ -758,7 +909,7 @@ impl Store for PostgresStore {
     fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         self.collect(
             "SELECT id, name, user_pubkey, signer_pubkey, user_ncryptsec, signer_ncryptsec, \
-             created_at FROM keys ORDER BY id",
+             created_at, locked_at FROM keys ORDER BY id",
             &[],
             "listing keys",
             |row| rows::key(&PgRow(row)),
@@ -895,6 +1046,35 @@ impl Store for PostgresStore {
             "listing audited events",
             |row| rows::audited_event(&PgRow(row)),
         )
+    }
+
+    fn audit_chain(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredChainRow>, StoreError> {
+        let rows = self
+            .conn()?
+            .query(
+                &format!("{SELECT_CHAIN} WHERE seq > $1 ORDER BY seq LIMIT $2"),
+                &[&after_seq, &i64::from(limit)],
+            )
+            .ctx("reading the audit chain")?;
+        rows.iter().map(|row| rows::chained(&PgRow(row))).collect()
+    }
+
+    fn audit_checkpoint(&self) -> Result<Option<ChainPoint>, StoreError> {
+        checkpoint(&mut *self.conn()?)
+    }
+
+    fn audit_head(&self) -> Result<Option<ChainPoint>, StoreError> {
+        let newest = self
+            .conn()?
+            .query_opt(
+                "SELECT seq, row_hash FROM audit ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .ctx("reading the audit log's newest row")?;
+        match newest {
+            Some(row) => rows::chain_point(&PgRow(&row), "audit", "row_hash").map(Some),
+            None => self.audit_checkpoint(),
+        }
     }
 
     fn served_relays(&self) -> Result<Option<ServedRelays>, StoreError> {
@@ -1129,8 +1309,19 @@ impl Store for PostgresStore {
         }
         let mirrored = changes.iter().any(Change::is_mirrored);
         self.write_if("committing changes", mirrored, |tx| {
+            // The audit head first, before any other lock (see lock_audit_head).
+            let mut tail = None;
+            if changes.iter().any(|c| matches!(c, Change::Audit(_))) {
+                tail = Some(lock_audit_head(tx)?);
+            }
+            let before = tail;
             for change in changes {
-                apply_change(tx, change)?;
+                apply_change(tx, change, &mut tail)?;
+            }
+            if let Some(head) = tail
+                && tail != before
+            {
+                save_audit_head(tx, head)?;
             }
             Ok(())
         })

@@ -18,6 +18,7 @@ fn the_postgres_backend() {
         return;
     };
     the_shared_suite_passes(&cluster);
+    tampering_with_each_audit_column_is_named_by_verify(&cluster);
     a_fresh_database_is_at_the_latest_schema_and_reconnecting_keeps_it(&cluster);
     a_database_from_a_newer_rampart_is_refused(&cluster);
     replicas_starting_together_migrate_once(&cluster);
@@ -29,6 +30,15 @@ fn the_postgres_backend() {
 fn the_shared_suite_passes(cluster: &PostgresCluster) {
     store::suite::run_all(&mut || {
         Box::new(PostgresStore::connect(&cluster.fresh_database()).unwrap()) as Box<dyn Store>
+    });
+}
+
+fn tampering_with_each_audit_column_is_named_by_verify(cluster: &PostgresCluster) {
+    let url = cluster.fresh_database();
+    let mut store = PostgresStore::connect(&url).unwrap();
+    let mut other = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    store::suite::tampering_with_each_column_is_named(&mut store, &mut |sql| {
+        other.batch_execute(sql).unwrap();
     });
 }
 

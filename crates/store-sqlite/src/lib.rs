@@ -23,11 +23,16 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 use nip46::nostr::prelude::EventId;
+use store::chain::{self, ChainPoint, ChainedRow, StoredChainRow};
 use store::{
     ApprovalId, ApprovalStatus, AuditEntry, AuditQuery, AuditedEvent, Change, Claim,
     ConnectionToken, DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat,
     ReplicaId, Rule, SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
+
+/// The migration that adds the audit chain: the rows already there are
+/// chained right after it.
+const CHAIN_MIGRATION: i64 = 8;
 
 /// The migrations, in order. Migration `i` (0-based) brings the schema to
 /// version `i + 1`. Never edit a released one: add a new file. They run with
@@ -40,6 +45,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_hardening.sql"),
     include_str!("migrations/0005_served_relays.sql"),
     include_str!("migrations/0006_replicas.sql"),
+    include_str!("migrations/0007_key_locks.sql"),
+    include_str!("migrations/0008_audit_chain.sql"),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -180,11 +187,112 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError>
     for (version, sql) in (1_i64..).zip(migrations).skip(done) {
         tx.execute_batch(sql)
             .map_err(|e| db_error(&format!("applying schema migration {version}"), e))?;
+        if version == CHAIN_MIGRATION {
+            chain_existing_audit_rows(&tx)?;
+        }
         tx.pragma_update(None, "user_version", version)
             .ctx("recording the schema version")?;
         tracing::info!(version, "applied database migration");
     }
     tx.commit().ctx("committing the schema migration")
+}
+
+/// Chain the audit rows written before the chain existed, oldest first.
+fn chain_existing_audit_rows(conn: &Connection) -> Result<(), StoreError> {
+    let rows = {
+        let mut stmt = conn
+            .prepare(&format!("{SELECT_CHAIN} ORDER BY seq"))
+            .ctx("reading the audit log to chain it")?;
+        let mapped = stmt
+            .query_map([], |row| Ok(rows::chained(&SqlRow(row))))
+            .ctx("reading the audit log to chain it")?;
+        let mut out = Vec::new();
+        for row in mapped {
+            out.push(row.ctx("reading the audit log to chain it")??);
+        }
+        out
+    };
+    let mut previous = chain::GENESIS;
+    let mut update = conn
+        .prepare("UPDATE audit SET row_hash = ?1 WHERE seq = ?2")
+        .ctx("chaining the audit log")?;
+    for stored in &rows {
+        previous = stored.row.hash(&previous);
+        update
+            .execute(params![&previous[..], stored.row.seq])
+            .ctx("chaining the audit log")?;
+    }
+    if !rows.is_empty() {
+        tracing::info!(rows = rows.len(), "chained the existing audit rows");
+    }
+    Ok(())
+}
+
+/// The columns of an audit row the chain covers, and its hash.
+const SELECT_CHAIN: &str = "SELECT seq, at, key_id, client_pubkey, event_id, request_id, method, \
+     kind, decision, outcome, signed_event_id, event_created_at, events, row_hash FROM audit";
+
+/// Where the next audit row chains on: the newest row, else the checkpoint,
+/// else the start. A newest row without a hash (written outside Rampart)
+/// is chained on as if its hash were zero: verification names it.
+fn audit_tail(conn: &Connection) -> Result<ChainPoint, StoreError> {
+    let newest: Option<(i64, Option<Vec<u8>>)> = conn
+        .prepare_cached("SELECT seq, row_hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .ctx("reading the audit log's newest row")?;
+    if let Some((seq, hash)) = newest {
+        let hash = hash
+            .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+            .unwrap_or([0; 32]);
+        return Ok(ChainPoint { seq, hash });
+    }
+    Ok(checkpoint(conn)?.unwrap_or(ChainPoint {
+        seq: 0,
+        hash: chain::GENESIS,
+    }))
+}
+
+fn checkpoint(conn: &Connection) -> Result<Option<ChainPoint>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, hash FROM audit_checkpoint WHERE id = 1")
+        .ctx("reading the audit checkpoint")?;
+    let mut rows = stmt.query([]).ctx("reading the audit checkpoint")?;
+    match rows.next().ctx("reading the audit checkpoint")? {
+        None => Ok(None),
+        Some(row) => rows::chain_point(&SqlRow(row), "audit_checkpoint", "hash").map(Some),
+    }
+}
+
+/// Retention: the prefix of the log older than `before` goes; the last row
+/// of it becomes the checkpoint.
+fn prune_audit(conn: &Connection, before: Timestamp) -> Result<(), StoreError> {
+    let last: Option<(i64, Option<Vec<u8>>)> = conn
+        .prepare_cached(
+            "SELECT seq, row_hash FROM audit WHERE seq < coalesce(\
+             (SELECT min(seq) FROM audit WHERE at >= ?1), 9223372036854775807) \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row([ts(before)], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .ctx("finding the audit rows to prune")?;
+    let Some((seq, Some(hash))) = last else {
+        // Nothing to prune, or an unhashed row: keep it for verify to name.
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, ?1, ?2) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )
+    .and_then(|mut s| s.execute(params![seq, hash]))
+    .ctx("moving the audit checkpoint")?;
+    let pruned = conn
+        .prepare_cached("DELETE FROM audit WHERE seq <= ?1")
+        .and_then(|mut s| s.execute([seq]))
+        .ctx("pruning the audit log")?;
+    tracing::info!(rows = pruned, up_to = seq, "pruned the audit log");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -309,9 +417,9 @@ fn collect<T>(
 // Writes
 
 const INSERT_AUDIT: &str = "INSERT INTO audit \
-    (at, key_id, client_pubkey, event_id, request_id, method, kind, decision, outcome, \
-     signed_event_id, event_created_at, events) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+    (seq, at, key_id, client_pubkey, event_id, request_id, method, kind, decision, outcome, \
+     signed_event_id, event_created_at, events, row_hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
 const UPSERT_SESSION: &str = "INSERT INTO sessions \
     (key_id, client_pubkey, rules, expires_at, created_at, last_used_at, request_count, \
@@ -324,9 +432,18 @@ const UPSERT_SESSION: &str = "INSERT INTO sessions \
      origin = excluded.origin, relays = excluded.relays, revoked_at = excluded.revoked_at, \
      connect_reply = excluded.connect_reply, revision = excluded.revision";
 
-fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
+/// One change; `tail` is where the transaction's next audit row chains on.
+fn apply_change(
+    conn: &Connection,
+    change: &Change,
+    tail: &mut Option<ChainPoint>,
+) -> Result<(), StoreError> {
     match change {
-        Change::Audit(entry) => insert_audit(conn, entry),
+        Change::Audit(entry) => insert_audit(conn, entry, tail),
+        Change::PruneAudit { before } => {
+            *tail = None;
+            prune_audit(conn, *before)
+        }
         Change::ConsumeToken { id, client, at } => consume_token(conn, *id, client, *at),
         Change::RevokeToken { id, at } => {
             conn.prepare_cached(
@@ -338,6 +455,20 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
             Ok(())
         }
         Change::PutSession(session) => put_session(conn, session),
+        Change::SetKeyLock { key_id, locked_at } => {
+            // Locking keeps the first lock time; unlocking clears it.
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE keys SET locked_at = CASE WHEN ?1 IS NULL THEN NULL \
+                     ELSE coalesce(locked_at, ?1) END WHERE ?2 IS NULL OR id = ?2",
+                )
+                .and_then(|mut s| s.execute(params![opt_ts(*locked_at), key_id.map(|k| k.0)]))
+                .ctx("locking a key")?;
+            match key_id {
+                Some(id) if changed == 0 => Err(StoreError::NotFound(format!("key {id}"))),
+                _ => Ok(()),
+            }
+        }
         Change::TouchSession {
             key_id,
             client,
@@ -474,25 +605,40 @@ fn apply_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
     }
 }
 
-fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
+/// Append an audit row after `tail` (loaded on the transaction's first
+/// row), its hash chained to the previous row's.
+fn insert_audit(
+    conn: &Connection,
+    e: &AuditEntry,
+    tail: &mut Option<ChainPoint>,
+) -> Result<(), StoreError> {
+    let previous = match *tail {
+        Some(point) => point,
+        None => audit_tail(conn)?,
+    };
+    let row = ChainedRow::of(previous.seq + 1, e);
+    let hash = row.hash(&previous.hash);
     let mut stmt = conn
         .prepare_cached(INSERT_AUDIT)
         .ctx("preparing the audit insert")?;
     stmt.execute(params![
-        ts(e.at),
-        e.key_id.0,
-        e.client.to_hex(),
-        e.event_id.to_hex(),
-        storable(&e.request_id),
-        storable(&e.method),
-        e.kind,
-        e.decision.as_str(),
-        e.outcome,
-        e.signed_event_id.map(|id| id.to_hex()),
-        ts(e.event_created_at),
-        e.events,
+        row.seq,
+        row.at,
+        row.key_id,
+        row.client_pubkey,
+        row.event_id,
+        row.request_id,
+        row.method,
+        row.kind,
+        row.decision,
+        row.outcome,
+        row.signed_event_id,
+        row.event_created_at,
+        row.events,
+        &hash[..],
     ])
     .ctx("writing an audit row")?;
+    *tail = Some(ChainPoint { seq: row.seq, hash });
     Ok(())
 }
 
@@ -715,7 +861,7 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached(
                 "SELECT id, name, user_pubkey, signer_pubkey, user_ncryptsec, signer_ncryptsec, \
-                 created_at FROM keys ORDER BY id",
+                 created_at, locked_at FROM keys ORDER BY id",
             )
             .ctx("listing keys")?;
         collect(&mut stmt, [], "listing keys", &self.skipped, |row| {
@@ -872,6 +1018,34 @@ impl Store for SqliteStore {
             &self.skipped,
             |row| rows::audited_event(&SqlRow(row)),
         )
+    }
+
+    fn audit_chain(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredChainRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "{SELECT_CHAIN} WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))
+            .ctx("reading the audit chain")?;
+        let mapped = stmt
+            .query_map(params![after_seq, limit], |row| {
+                Ok(rows::chained(&SqlRow(row)))
+            })
+            .ctx("reading the audit chain")?;
+        let mut out = Vec::new();
+        for row in mapped {
+            out.push(row.ctx("reading the audit chain")??);
+        }
+        Ok(out)
+    }
+
+    fn audit_checkpoint(&self) -> Result<Option<ChainPoint>, StoreError> {
+        checkpoint(&self.conn)
+    }
+
+    fn audit_head(&self) -> Result<Option<ChainPoint>, StoreError> {
+        let tail = audit_tail(&self.conn)?;
+        Ok((tail.seq != 0).then_some(tail))
     }
 
     fn served_relays(&self) -> Result<Option<ServedRelays>, StoreError> {
@@ -1107,8 +1281,9 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a write transaction")?;
+        let mut tail = None;
         for change in changes {
-            apply_change(&tx, change)?;
+            apply_change(&tx, change, &mut tail)?;
         }
         tx.commit().ctx("committing changes")
     }
@@ -1297,6 +1472,49 @@ mod tests {
         assert_eq!(read("a4"), RequestSummary::Other);
         assert_eq!(read("a5"), RequestSummary::Other);
         assert_eq!(read("a6"), RequestSummary::Other);
+    }
+
+    #[test]
+    fn audit_rows_from_before_the_chain_are_chained_by_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rampart.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn, &MIGRATIONS[..(CHAIN_MIGRATION - 1) as usize]).unwrap();
+            for (seq, created) in [(1, Some(5)), (2, None), (4, Some(9))] {
+                conn.execute(
+                    "INSERT INTO audit (seq, at, key_id, client_pubkey, event_id, request_id, \
+                     method, kind, decision, outcome, signed_event_id, event_created_at, events) \
+                     VALUES (?1, 10, 1, 'c', 'e', 'r', 'ping', NULL, 'allowed', 'ok', NULL, ?2, 1)",
+                    params![seq, created],
+                )
+                .unwrap();
+            }
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        let verified = store::verify_store(&store, None).unwrap();
+        assert_eq!(verified.rows, 3);
+        assert_eq!(verified.head.map(|h| h.seq), Some(4));
+        // New rows chain on after them.
+        store
+            .apply(&[Change::Audit(AuditEntry {
+                seq: 0,
+                at: Timestamp::from_secs(20),
+                key_id: KeyId(1),
+                client: PublicKey::from_byte_array([2; 32]),
+                event_id: EventId::from_byte_array([3; 32]),
+                event_created_at: Timestamp::from_secs(20),
+                events: 1,
+                request_id: "new".into(),
+                method: "ping".into(),
+                kind: None,
+                decision: store::AuditDecision::Allowed,
+                outcome: "ok".into(),
+                signed_event_id: None,
+            })])
+            .unwrap();
+        let verified = store::verify_store(&store, verified.head).unwrap();
+        assert_eq!((verified.rows, verified.head.map(|h| h.seq)), (4, Some(5)));
     }
 
     #[test]

@@ -60,6 +60,17 @@ mod memory {
 }
 
 #[test]
+fn tampering_with_each_audit_column_is_named_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rampart.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    let other = Connection::open(&path).unwrap();
+    store::suite::tampering_with_each_column_is_named(&mut store, &mut |sql| {
+        other.execute_batch(sql).unwrap();
+    });
+}
+
+#[test]
 fn run_all_passes_in_memory() {
     store::suite::run_all(&mut || Box::new(SqliteStore::open_in_memory().unwrap()));
 }
@@ -180,6 +191,7 @@ fn fresh_database_is_at_the_latest_schema_and_reopening_keeps_it() {
             "answers",
             "approvals",
             "audit",
+            "audit_checkpoint",
             "dashboard_logins",
             "dashboard_sessions",
             "held_requests",

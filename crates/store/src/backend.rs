@@ -5,6 +5,7 @@ use nip46::nostr::prelude::{EventId, Timestamp};
 
 use crate::approval::{ApprovalId, PendingApproval};
 use crate::audit::{AuditEntry, AuditQuery, AuditedEvent};
+use crate::chain::{ChainPoint, StoredChainRow};
 use crate::change::Change;
 use crate::error::StoreError;
 use crate::key::{KeyId, NewKey, StoredKey};
@@ -38,6 +39,17 @@ pub trait Store: Send {
     /// Request events audited at or after `since`, oldest first (to refuse
     /// replays across a restart).
     fn audited_events(&self, since: Timestamp) -> Result<Vec<AuditedEvent>, StoreError>;
+
+    /// Audit rows after `after_seq`, oldest first, at most `limit`, with
+    /// their columns exactly as stored and their hashes (the chain, for
+    /// `rampart audit verify`). An unreadable row is an error, never skipped.
+    fn audit_chain(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredChainRow>, StoreError>;
+    /// Where the chain starts: the last row retention pruned
+    /// ([`Change::PruneAudit`]), if any was.
+    fn audit_checkpoint(&self) -> Result<Option<ChainPoint>, StoreError>;
+    /// The newest audit row's place and hash (the checkpoint when every row
+    /// was pruned; none for an empty log).
+    fn audit_head(&self) -> Result<Option<ChainPoint>, StoreError>;
 
     /// The relays the bunker last recorded serving on
     /// ([`Change::RecordServedRelays`]), if it ever did.

@@ -14,7 +14,8 @@ use crate::token::TokenId;
 /// One write of the running bunker. A batch of changes is one transaction.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// Append an audit row.
+    /// Append an audit row: the backend gives it the next `seq` and chains
+    /// its hash to the previous row's ([`crate::chain`]).
     Audit(AuditEntry),
     /// Mark a token used by `client`.
     ///
@@ -120,6 +121,22 @@ pub enum Change {
         /// Its new status.
         status: ApprovalStatus,
     },
+    /// Retention: delete the audit rows older than `before` from the start
+    /// of the log, up to the first row that is not; the last one deleted
+    /// becomes the chain's checkpoint, so what stays still verifies.
+    PruneAudit {
+        /// Rows before this time go.
+        before: Timestamp,
+    },
+    /// Lock a key (`locked_at` set) or unlock it (`None`); every key when
+    /// `key_id` is `None`. Locking a locked key keeps its first lock time;
+    /// an unknown key is [`StoreError::NotFound`].
+    SetKeyLock {
+        /// The key, or every key.
+        key_id: Option<KeyId>,
+        /// Locked since then, or unlocked.
+        locked_at: Option<Timestamp>,
+    },
     /// Record the relays the bunker serves on, replacing the earlier record.
     RecordServedRelays(ServedRelays),
     /// A replica answered a request event: claim the event and keep the
@@ -141,6 +158,7 @@ impl Change {
         !matches!(
             self,
             Change::Audit(_)
+                | Change::PruneAudit { .. }
                 | Change::Answer(_)
                 | Change::HoldRequest(_)
                 | Change::TouchSession { .. }

@@ -34,6 +34,9 @@ pub struct StoredKey {
     pub signer_ncryptsec: String,
     /// When added.
     pub created_at: Timestamp,
+    /// Since when the key is locked (`rampart lock`): every request for it
+    /// is refused and nothing is signed with it until it is unlocked.
+    pub locked_at: Option<Timestamp>,
 }
 
 /// A key to be stored. Its `Debug` leaves the secrets out.
@@ -64,6 +67,7 @@ impl NewKey {
             user_ncryptsec: self.user_ncryptsec,
             signer_ncryptsec: self.signer_ncryptsec,
             created_at: self.created_at,
+            locked_at: None,
         }
     }
 }
@@ -76,6 +80,7 @@ impl std::fmt::Debug for StoredKey {
             .field("user_pubkey", &self.user_pubkey)
             .field("signer_pubkey", &self.signer_pubkey)
             .field("created_at", &self.created_at)
+            .field("locked_at", &self.locked_at)
             .finish_non_exhaustive()
     }
 }

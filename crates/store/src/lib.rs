@@ -11,6 +11,7 @@
 pub mod approval;
 pub mod audit;
 pub mod backend;
+pub mod chain;
 pub mod change;
 pub mod codec;
 pub mod error;
@@ -29,6 +30,10 @@ pub use approval::{
 };
 pub use audit::{AuditDecision, AuditEntry, AuditQuery, AuditedEvent};
 pub use backend::Store;
+pub use chain::{
+    ChainError, ChainPoint, ChainedRow, StoredChainRow, Verified, Verifier, VerifyError,
+    verify_store,
+};
 pub use change::Change;
 pub use error::StoreError;
 pub use key::{KeyId, NewKey, StoredKey};

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval, RequestSummary};
 use crate::audit::{AuditDecision, AuditEntry, AuditedEvent};
+use crate::chain::{ChainPoint, ChainedRow, StoredChainRow};
 use crate::codec;
 use crate::error::StoreError;
 use crate::key::{KeyId, NewKey, StoredKey};
@@ -225,7 +226,58 @@ pub fn key<R: RawRow + ?Sized>(row: &R) -> Result<StoredKey, StoreError> {
         signer_ncryptsec: r.text("signer_ncryptsec")?,
         created_at: r.ts("created_at")?,
     };
-    Ok(key.stored(KeyId(r.int("id")?)))
+    let mut key = key.stored(KeyId(r.int("id")?));
+    key.locked_at = r.opt_ts("locked_at")?;
+    Ok(key)
+}
+
+/// An `audit` row's columns as stored, with its `row_hash`, for the chain.
+pub fn chained<R: RawRow + ?Sized>(row: &R) -> Result<StoredChainRow, StoreError> {
+    let r = RowReader::new(row, "audit", &["seq"]);
+    let hash = match r
+        .row
+        .bytes("row_hash")
+        .map_err(|e| r.unreadable("row_hash", e))?
+    {
+        None => None,
+        Some(bytes) => Some(
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| r.corrupt("row_hash", "not 32 bytes"))?,
+        ),
+    };
+    Ok(StoredChainRow {
+        row: ChainedRow {
+            seq: r.int("seq")?,
+            at: r.int("at")?,
+            key_id: r.int("key_id")?,
+            client_pubkey: r.text("client_pubkey")?,
+            event_id: r.text("event_id")?,
+            request_id: r.text("request_id")?,
+            method: r.text("method")?,
+            kind: r.opt_int("kind")?,
+            decision: r.text("decision")?,
+            outcome: r.text("outcome")?,
+            signed_event_id: r.opt_text("signed_event_id")?,
+            event_created_at: r.opt_int("event_created_at")?,
+            events: r.int("events")?,
+        },
+        hash,
+    })
+}
+
+/// A chain point (`seq` and a 32-byte `hash` column) of `table`.
+pub fn chain_point<R: RawRow + ?Sized>(
+    row: &R,
+    table: &'static str,
+    hash_column: &str,
+) -> Result<ChainPoint, StoreError> {
+    let r = RowReader::new(row, table, &["seq"]);
+    let hash = <[u8; 32]>::try_from(r.bytes(hash_column)?.as_slice())
+        .map_err(|_| r.corrupt(hash_column, "not 32 bytes"))?;
+    Ok(ChainPoint {
+        seq: r.int("seq")?,
+        hash,
+    })
 }
 
 /// A `tokens` row.

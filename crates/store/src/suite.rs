@@ -23,6 +23,7 @@ use crate::{
     RequestSummary, Rule, RuleEffect, SecretHash, ServedRelays, Session, SessionOrigin, Store,
     StoreError, TokenId,
 };
+use crate::{ChainError, ChainPoint, ChainedRow, Verified};
 use crate::{Claim, DashboardSecret, HeldRequest, ReplicaId, SealedAnswer};
 
 /// One check of the suite: gets a fresh, empty store, panics on failure.
@@ -65,6 +66,9 @@ macro_rules! __for_each_store_check {
             empty_apply_is_a_no_op,
             external_version_is_stable_alone,
             served_relays_are_replaced,
+            key_locks_keep_the_first_time_and_cover_all_keys,
+            audit_rows_are_chained_across_batches,
+            audit_retention_prunes_a_prefix_and_the_chain_still_verifies,
             heartbeats_list_every_replica,
             answers_are_claimed_once,
             takeover_claims_report_the_holder,
@@ -1202,6 +1206,240 @@ pub fn served_relays_are_replaced(store: &mut dyn Store) {
         "recording relays again",
     );
     assert_eq!(ok(store.served_relays(), "served relays"), Some(second));
+}
+
+/// A lock keeps its first time; unlocking clears it; `None` is every key; a
+/// missing key is not found; locks survive other edits and are mirrored.
+pub fn key_locks_keep_the_first_time_and_cover_all_keys(store: &mut dyn Store) {
+    let alice = add_key(store, "alice", 1);
+    let bob = add_key(store, "bob", 2);
+    let locked = |store: &dyn Store| -> Vec<(String, Option<u64>)> {
+        ok(store.keys(), "keys")
+            .into_iter()
+            .map(|k| (k.name, k.locked_at.map(|t| t.as_secs())))
+            .collect()
+    };
+    assert_eq!(
+        locked(store),
+        [("alice".into(), None), ("bob".into(), None)]
+    );
+    let lock = |key_id, at: Option<u64>| Change::SetKeyLock {
+        key_id,
+        locked_at: at.map(Timestamp::from_secs),
+    };
+    apply(store, &[lock(Some(alice), Some(100))]);
+    apply(store, &[lock(Some(alice), Some(200))]);
+    assert_eq!(
+        locked(store),
+        [("alice".into(), Some(100)), ("bob".into(), None)]
+    );
+    apply(store, &[lock(None, Some(300))]);
+    assert_eq!(
+        locked(store),
+        [("alice".into(), Some(100)), ("bob".into(), Some(300))]
+    );
+    apply(store, &[lock(Some(bob), None)]);
+    assert_eq!(
+        locked(store),
+        [("alice".into(), Some(100)), ("bob".into(), None)]
+    );
+    assert!(
+        matches!(
+            store.apply(&[lock(Some(KeyId(alice.0 + bob.0 + 10)), Some(1))]),
+            Err(StoreError::NotFound(_))
+        ),
+        "locking a missing key"
+    );
+    assert!(
+        lock(None, None).is_mirrored(),
+        "other processes reload after a lock"
+    );
+    apply(store, &[lock(None, None)]);
+    assert_eq!(
+        locked(store),
+        [("alice".into(), None), ("bob".into(), None)]
+    );
+}
+
+fn audit_at(key: KeyId, n: u8, at: u64) -> Change {
+    Change::Audit(audit_row(key, pk(1), at, n))
+}
+
+fn verified(store: &dyn Store, head: Option<ChainPoint>) -> Verified {
+    match crate::verify_store(store, head) {
+        Ok(v) => v,
+        Err(e) => panic!("the audit chain does not verify: {e}"),
+    }
+}
+
+/// Rows get consecutive `seq`s and hashes chained across batches (and
+/// across other changes in a batch); the chain verifies, pages read in
+/// order, the head is the newest row.
+pub fn audit_rows_are_chained_across_batches(store: &mut dyn Store) {
+    assert_eq!(verified(store, None).head, None, "an empty log");
+    assert_eq!(ok(store.audit_head(), "audit head"), None);
+    let key = add_key(store, "alice", 1);
+    apply(store, &[audit_at(key, 1, 100), audit_at(key, 2, 100)]);
+    let Some(first) = ok(store.audit_head(), "audit head") else {
+        panic!("no audit head after two rows");
+    };
+    apply(
+        store,
+        &[
+            audit_at(key, 3, 101),
+            Change::RecordServedRelays(ServedRelays {
+                relays: vec![relay("wss://a.example")],
+                recorded_at: Timestamp::from_secs(1),
+            }),
+            audit_at(key, 4, 102),
+        ],
+    );
+    apply(store, &[audit_at(key, 5, 103)]);
+    let chain = ok(store.audit_chain(0, 100), "audit chain");
+    let seqs: Vec<i64> = chain.iter().map(|r| r.row.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert!(chain.iter().all(|r| r.hash.is_some()));
+    let page = ok(store.audit_chain(2, 2), "audit chain page");
+    assert_eq!(page.iter().map(|r| r.row.seq).collect::<Vec<_>>(), [3, 4]);
+    let v = verified(store, Some(first));
+    assert_eq!(v.rows, 5);
+    assert_eq!(v.head, ok(store.audit_head(), "audit head"));
+    assert_eq!(v.head.map(|h| h.seq), Some(5));
+    // What the chain covers is what `audit` reads back.
+    let read = ok(store.audit(&AuditQuery::default()), "audit");
+    assert_eq!(chain[4].row, ChainedRow::of(5, &read[0]));
+}
+
+/// Retention removes the oldest rows only up to the first newer one; the
+/// checkpoint keeps the chain verifiable, a head recorded before the prune
+/// is no reproach, and new rows continue the numbering and the chain, also
+/// after every row was pruned.
+pub fn audit_retention_prunes_a_prefix_and_the_chain_still_verifies(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    apply(
+        store,
+        &[
+            audit_at(key, 1, 100),
+            audit_at(key, 2, 200),
+            audit_at(key, 3, 150),
+            audit_at(key, 4, 400),
+        ],
+    );
+    let Some(first) = ok(store.audit_chain(0, 1), "audit chain").pop() else {
+        panic!("no audit rows");
+    };
+    let Some(hash) = first.hash else {
+        panic!("audit row {} has no hash", first.row.seq);
+    };
+    let old_head = ChainPoint {
+        seq: first.row.seq,
+        hash,
+    };
+    // Row 3 (at 150) is older than 175 but comes after row 2 (at 200): the
+    // prefix stops at row 1.
+    apply(
+        store,
+        &[Change::PruneAudit {
+            before: Timestamp::from_secs(175),
+        }],
+    );
+    let seqs = |store: &dyn Store| -> Vec<i64> {
+        ok(store.audit_chain(0, 100), "audit chain")
+            .iter()
+            .map(|r| r.row.seq)
+            .collect()
+    };
+    assert_eq!(seqs(store), [2, 3, 4]);
+    assert_eq!(
+        ok(store.audit_checkpoint(), "checkpoint").map(|c| c.seq),
+        Some(1)
+    );
+    let v = verified(store, Some(old_head));
+    assert_eq!((v.rows, v.checkpoint.map(|c| c.seq)), (3, Some(1)));
+    apply(
+        store,
+        &[Change::PruneAudit {
+            before: Timestamp::from_secs(300),
+        }],
+    );
+    assert_eq!(seqs(store), [4]);
+    apply(store, &[audit_at(key, 5, 500)]);
+    assert_eq!(seqs(store), [4, 5]);
+    verified(store, None);
+    // Everything pruned: the head is the checkpoint, and the next row
+    // continues from it.
+    apply(
+        store,
+        &[Change::PruneAudit {
+            before: Timestamp::from_secs(10_000),
+        }],
+    );
+    assert!(seqs(store).is_empty());
+    let checkpoint = ok(store.audit_checkpoint(), "checkpoint");
+    assert_eq!(checkpoint.map(|c| c.seq), Some(5));
+    assert_eq!(ok(store.audit_head(), "audit head"), checkpoint);
+    apply(store, &[audit_at(key, 6, 600)]);
+    assert_eq!(seqs(store), [6]);
+    assert_eq!(verified(store, checkpoint).rows, 1);
+}
+
+/// Tampering, through raw SQL (`exec`, on another connection to the same
+/// database): an edit of each stored column of a row in turn — and of its
+/// hash — is named by `verify` as that row; a deletion of the newest row is
+/// caught against the head recorded before. Every edit is undone from a
+/// copy of the table before the next.
+pub fn tampering_with_each_column_is_named(store: &mut dyn Store, exec: &mut dyn FnMut(&str)) {
+    let key = add_key(store, "alice", 1);
+    for n in 1..=5 {
+        apply(store, &[audit_at(key, n, 100 + u64::from(n))]);
+    }
+    let head = verified(store, None).head;
+    exec("CREATE TABLE audit_copy AS SELECT * FROM audit");
+    let edits = [
+        ("at", "at = at + 1"),
+        ("key_id", "key_id = key_id + 1"),
+        ("client_pubkey", "client_pubkey = client_pubkey || '0'"),
+        ("event_id", "event_id = event_id || '0'"),
+        ("request_id", "request_id = request_id || '.'"),
+        ("method", "method = method || '.'"),
+        ("kind", "kind = kind + 1"),
+        ("decision", "decision = 'denied'"),
+        ("outcome", "outcome = outcome || '.'"),
+        (
+            "signed_event_id",
+            "signed_event_id = signed_event_id || '0'",
+        ),
+        (
+            "event_created_at",
+            "event_created_at = event_created_at + 1",
+        ),
+        ("events", "events = events + 1"),
+        (
+            "row_hash",
+            "row_hash = (SELECT row_hash FROM audit_copy WHERE seq = 1)",
+        ),
+    ];
+    for (column, set) in edits {
+        exec(&format!("UPDATE audit SET {set} WHERE seq = 3"));
+        match crate::verify_store(store, head) {
+            Err(crate::VerifyError::Chain(ChainError::Mismatch { seq: 3 })) => {}
+            other => panic!("editing {column}: {other:?}"),
+        }
+        exec("DELETE FROM audit");
+        exec("INSERT INTO audit SELECT * FROM audit_copy");
+        verified(store, head);
+    }
+    exec("UPDATE audit SET seq = 50 WHERE seq = 5");
+    match crate::verify_store(store, None) {
+        Err(crate::VerifyError::Chain(ChainError::Mismatch { seq: 50 })) => {}
+        other => panic!("editing seq: {other:?}"),
+    }
+    exec("DELETE FROM audit WHERE seq = 50");
+    verified(store, None);
+    match crate::verify_store(store, head) {
+        Err(crate::VerifyError::Chain(ChainError::HeadLost { seq: 5, .. })) => {}
+        other => panic!("truncated: {other:?}"),
+    }
 }
 
 fn replica(name: &str) -> ReplicaId {

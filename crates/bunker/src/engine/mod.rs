@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use nip46::envelope::{self, Opened};
@@ -160,6 +160,8 @@ pub enum AcceptError {
 pub struct Snapshot {
     /// Every key still in the store: a loaded key that is not is unloaded.
     pub keys: Vec<KeyId>,
+    /// The keys locked (`rampart lock`): refused whatever their sessions say.
+    pub locked: Vec<KeyId>,
     /// Every token.
     pub tokens: Vec<ConnectionToken>,
     /// Every session.
@@ -349,7 +351,12 @@ pub struct Engine {
     consuming: BTreeMap<store::TokenId, Consuming>,
     strangers: Strangers,
     next_touch: Option<Millis>,
+    /// Keys locked in the store, as last reloaded.
+    locked: BTreeSet<KeyId>,
 }
+
+/// The reason every request for a locked key is refused with.
+pub const KEY_LOCKED: &str = "key locked";
 
 /// Conversation keys kept before the cache is cleared (bounded memory).
 const CONVERSATION_CACHE: usize = 100_000;
@@ -398,6 +405,7 @@ impl Engine {
             consuming: BTreeMap::new(),
             strangers,
             next_touch: None,
+            locked: BTreeSet::new(),
         }
     }
 
@@ -608,8 +616,18 @@ impl Engine {
     ) -> Output {
         let call = Call::of(&request);
         let is_connect = matches!(request.command, Command::Connect(_));
-        if !is_connect && !self.has_session(ctx.key_id, &ctx.client, now) {
+        let has_session = self.has_session(ctx.key_id, &ctx.client, now);
+        if !is_connect && !has_session {
             return self.refuse_stranger(now, ctx, call, Refusal::NoSession, rng);
+        }
+        if self.locked.contains(&ctx.key_id) {
+            let refusal = Refusal::unauthorized(KEY_LOCKED);
+            // A connect from a stranger still counts against strangers' budget.
+            return if has_session {
+                self.refuse(now, ctx, call, refusal, rng)
+            } else {
+                self.refuse_stranger(now, ctx, call, refusal, rng)
+            };
         }
         let Some(method) = request.command.method() else {
             return self.refuse(now, ctx, call, Refusal::UnknownMethod, rng);

@@ -8,7 +8,7 @@ use store::{ApprovalId, ApprovalStatus, Change, KeyId, TokenId};
 
 use nip46::Method;
 
-use super::{Call, ConnectAttempt, Engine, Output, Refusal, Snapshot};
+use super::{Call, ConnectAttempt, Engine, KEY_LOCKED, Output, Refusal, Snapshot};
 use crate::clock::Millis;
 use crate::randomness::Randomness;
 
@@ -33,6 +33,17 @@ impl Engine {
         for key_id in removed {
             out.merge(self.unload_key(now, key_id, rng));
         }
+        // Keys locked since the last reload: their held requests are refused
+        // now, before any decision in this snapshot could release one.
+        let locked: BTreeSet<KeyId> = snapshot.locked.into_iter().collect();
+        for key_id in locked.difference(&self.locked).copied().collect::<Vec<_>>() {
+            out.merge(self.refuse_held_of(now, key_id, KEY_LOCKED, rng));
+            tracing::warn!(key = %key_id, "key locked: its requests are refused");
+        }
+        for key_id in self.locked.difference(&locked) {
+            tracing::info!(key = %key_id, "key unlocked");
+        }
+        self.locked = locked;
         let mut tokens = snapshot.tokens;
         for token in &mut tokens {
             if let Some(old) = self
@@ -83,6 +94,7 @@ impl Engine {
             .sessions
             .values()
             .filter(|l| l.session.connect_reply.is_some() && l.session.is_active(now.timestamp()))
+            .filter(|l| !self.locked.contains(&l.session.key_id))
             .map(|l| (l.session.key_id, l.session.client))
             .collect();
         for key in pending_replies {
@@ -97,6 +109,11 @@ impl Engine {
         }
         for d in std::mem::take(&mut self.deferred) {
             if !self.signers.contains_key(&d.ctx.signer) {
+                continue;
+            }
+            // Kept waiting while its key is locked (it expires as usual).
+            if self.locked.contains(&d.ctx.key_id) {
+                self.deferred.push(d);
                 continue;
             }
             out.merge(self.handle_connect(
@@ -117,18 +134,7 @@ impl Engine {
     /// told, sealed with the signer key while it is still here), then its
     /// signer, sessions, cached conversations and pending connects go.
     fn unload_key(&mut self, now: Millis, key_id: KeyId, rng: &mut dyn Randomness) -> Output {
-        let mut out = Output::default();
-        let held: Vec<_> = self
-            .held
-            .keys()
-            .filter(|id| self.held.get(*id).is_some_and(|h| h.ctx.key_id == key_id))
-            .cloned()
-            .collect();
-        for id in held {
-            if let Some(h) = self.held.remove(&id) {
-                out.merge(self.refuse_held(now, id, h, "the key was removed from the signer", rng));
-            }
-        }
+        let out = self.refuse_held_of(now, key_id, "the key was removed from the signer", rng);
         let signers: Vec<PublicKey> = self
             .signers
             .iter()
@@ -145,6 +151,29 @@ impl Engine {
         self.tokens.retain(|t| t.key_id != key_id);
         self.backend.forget(key_id);
         tracing::info!(key = %key_id, "key removed from the store: unloaded");
+        out
+    }
+
+    /// Refuse every request held for `key_id`, telling each client why.
+    fn refuse_held_of(
+        &mut self,
+        now: Millis,
+        key_id: KeyId,
+        reason: &'static str,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let mut out = Output::default();
+        let held: Vec<ApprovalId> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.ctx.key_id == key_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in held {
+            if let Some(h) = self.held.remove(&id) {
+                out.merge(self.refuse_held(now, id, h, reason, rng));
+            }
+        }
         out
     }
 }
@@ -192,6 +221,8 @@ impl Rollback {
                 | Change::DecideApproval { .. }
                 | Change::RevokeToken { .. }
                 | Change::RecordServedRelays(_)
+                | Change::SetKeyLock { .. }
+                | Change::PruneAudit { .. }
                 | Change::Answer(_)
                 | Change::HoldRequest(_) => {}
             }

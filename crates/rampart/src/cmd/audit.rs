@@ -7,13 +7,17 @@ use anyhow::Result;
 use bunker::admin::AuditView;
 use bunker::describe::{json_terminal_safe, terminal_safe};
 use nip46::nostr::prelude::Timestamp;
-use store::{AuditDecision, AuditQuery};
+use store::{AuditDecision, AuditQuery, ChainPoint};
 
 use crate::config::Config;
 
 /// `rampart audit`
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// `verify` or `head`; without one, print rows.
+    #[command(subcommand)]
+    action: Option<Action>,
     /// Only rows newer than this (e.g. 10m, 24h).
     #[arg(long, value_parser = humantime::parse_duration)]
     since: Option<Duration>,
@@ -26,13 +30,101 @@ pub struct Args {
     /// At most this many rows.
     #[arg(long, default_value_t = 100)]
     limit: u32,
-    /// Print JSON lines.
+    /// Print JSON lines (the same as `--format json`).
     #[arg(long)]
     json: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// How rows are printed.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Tab-separated, for a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+    /// CSV with a header line (RFC 4180), for spreadsheets.
+    Csv,
+}
+
+/// What to do with the audit log besides reading it.
+#[derive(clap::Subcommand)]
+enum Action {
+    /// Recompute the hash chain; exit non-zero naming the first row that
+    /// does not match, or if the newest rows were removed since the head
+    /// recorded in the data dir (or given with --head) was taken.
+    Verify {
+        /// A head exported earlier (`rampart audit head`), as SEQ:HASH.
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Print the chain's head (SEQ:HASH) to keep outside the database.
+    Head,
+}
+
+/// Read, verify, or export the head of the audit log.
+pub fn run(args: Args, config: &Config) -> Result<()> {
+    match args.action {
+        Some(Action::Verify { head }) => verify(config, head.as_deref()),
+        Some(Action::Head) => {
+            let store = config.database()?.open()?;
+            match store.audit_head()? {
+                Some(head) => println!("{}", head.to_text()),
+                None => eprintln!("the audit log is empty"),
+            }
+            Ok(())
+        }
+        None => list(args, config),
+    }
+}
+
+/// `rampart audit verify`: the chain from its checkpoint, against the head
+/// recorded in the data dir (and `--head`); a good result is recorded as
+/// the new head.
+fn verify(config: &Config, given: Option<&str>) -> Result<()> {
+    let given = given
+        .map(|text| {
+            ChainPoint::parse(text).ok_or_else(|| {
+                anyhow::anyhow!("--head must be SEQ:HASH (from `rampart audit head`)")
+            })
+        })
+        .transpose()?;
+    let store = config.database()?.open()?;
+    let recorded = head_file::read(&config.data_dir)?;
+    let mut heads: Vec<ChainPoint> = given.into_iter().chain(recorded).collect();
+    heads.sort_by_key(|h| h.seq);
+    heads.dedup();
+    // The newest head is the strongest check; each is checked in turn.
+    for head in &heads {
+        if let Err(e) = store::verify_store(&*store, Some(*head)) {
+            anyhow::bail!("the audit log does not verify: {e}");
+        }
+    }
+    let verified = store::verify_store(&*store, None)
+        .map_err(|e| anyhow::anyhow!("the audit log does not verify: {e}"))?;
+    if let Some(head) = verified.head {
+        head_file::write(&config.data_dir, head)?;
+    }
+    let from = verified
+        .checkpoint
+        .map(|c| format!(" from the checkpoint at row {}", c.seq))
+        .unwrap_or_default();
+    match verified.head {
+        Some(head) => eprintln!(
+            "the audit log verifies: {} rows{from}, head {}",
+            verified.rows,
+            head.to_text()
+        ),
+        None => eprintln!("the audit log is empty"),
+    }
+    Ok(())
 }
 
 /// Print matching rows, newest first.
-pub fn run(args: Args, config: &Config) -> Result<()> {
+fn list(args: Args, config: &Config) -> Result<()> {
+    let format = if args.json { Format::Json } else { args.format };
     let store = config.database()?.open()?;
     let decision = match args.decision.as_deref() {
         None => None,
@@ -51,12 +143,19 @@ pub fn run(args: Args, config: &Config) -> Result<()> {
     };
     let keys = store.keys()?;
     let sessions = store.sessions()?;
+    let mut csv = (format == Format::Csv).then(|| csv::Writer::from_writer(std::io::stdout()));
+    if let Some(w) = &mut csv {
+        w.write_record(CSV_HEADER)?;
+    }
     for row in store.audit(&query)? {
         let key = keys
             .iter()
             .find(|k| k.id == row.key_id)
             .map_or("?", |k| k.name.as_str());
-        if args.json {
+        if let Some(w) = &mut csv {
+            let view = AuditView::new(&row, &keys, &sessions);
+            w.write_record(csv_record(&view))?;
+        } else if format == Format::Json {
             let json = serde_json::to_string(&AuditView::new(&row, &keys, &sessions))?;
             println!("{}", json_terminal_safe(&json));
         } else {
@@ -79,5 +178,90 @@ pub fn run(args: Args, config: &Config) -> Result<()> {
             );
         }
     }
+    if let Some(mut w) = csv {
+        w.flush()?;
+    }
     Ok(())
+}
+
+const CSV_HEADER: [&str; 14] = [
+    "seq",
+    "at",
+    "key",
+    "client",
+    "app",
+    "event_id",
+    "request_id",
+    "method",
+    "kind",
+    "decision",
+    "outcome",
+    "signed_event_id",
+    "events",
+    "at_utc",
+];
+
+fn csv_record(v: &AuditView) -> Vec<String> {
+    vec![
+        v.seq.to_string(),
+        v.at.to_string(),
+        cell(&v.key),
+        v.client.clone(),
+        cell(v.app.as_deref().unwrap_or("")),
+        v.event_id.clone(),
+        cell(&v.request_id),
+        cell(&v.method),
+        v.kind.map(|k| k.to_string()).unwrap_or_default(),
+        v.decision.to_owned(),
+        cell(&v.outcome),
+        v.signed_event_id.clone().unwrap_or_default(),
+        v.events.to_string(),
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(v.at))
+            .to_string(),
+    ]
+}
+
+/// Text from apps, made safe to open in a spreadsheet: a cell starting
+/// with `=`, `+`, `-`, `@` (or a tab or carriage return) would be taken as
+/// a formula, so it gets a leading `'`.
+fn cell(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_owned(),
+    }
+}
+
+/// The head of the chain as last verified (or recorded by `rampart run`),
+/// kept in the data dir: outside the database, so deleting the newest rows
+/// there shows.
+pub mod head_file {
+    use std::path::{Path, PathBuf};
+
+    use anyhow::{Context, Result};
+    use store::ChainPoint;
+
+    fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join("audit-head")
+    }
+
+    /// The recorded head, if any.
+    pub fn read(data_dir: &Path) -> Result<Option<ChainPoint>> {
+        let path = path(data_dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => ChainPoint::parse(&text)
+                .map(Some)
+                .with_context(|| format!("{} is not an audit head (SEQ:HASH)", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
+        }
+    }
+
+    /// Record `head`, replacing the file atomically.
+    pub fn write(data_dir: &Path, head: ChainPoint) -> Result<()> {
+        let path = path(data_dir);
+        let temp = data_dir.join("audit-head.tmp");
+        std::fs::write(&temp, format!("{}\n", head.to_text()))
+            .with_context(|| format!("could not write {}", temp.display()))?;
+        std::fs::rename(&temp, &path).with_context(|| format!("could not write {}", path.display()))
+    }
 }

@@ -158,6 +158,7 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
                     "pubkey": k.user_pubkey.to_hex(),
                     "signer_pubkey": k.signer_pubkey.to_hex(),
                     "created_at": k.created_at.as_secs(),
+                    "locked_at": k.locked_at.map(|t| t.as_secs()),
                 })
             })
             .collect();
@@ -168,8 +169,13 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
         eprintln!("no keys yet: `rampart key generate` or `rampart key import`");
     }
     for k in keys {
+        let locked = if k.locked_at.is_some() {
+            "\tLOCKED"
+        } else {
+            ""
+        };
         println!(
-            "{}\t{}\tsigner {}",
+            "{}\t{}\tsigner {}{locked}",
             k.name,
             npub(&k),
             k.signer_pubkey.to_hex()

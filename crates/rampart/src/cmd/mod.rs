@@ -8,6 +8,7 @@ pub mod connect;
 pub mod dashboard;
 pub mod inspect;
 pub mod key;
+pub mod lock;
 pub mod relay;
 pub mod run;
 pub mod sessions;

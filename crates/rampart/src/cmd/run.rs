@@ -158,6 +158,13 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
             crate::ops::serve(listener, ops, stop_rx.clone())
         });
 
+    let database = config.database()?;
+    let keeper_store = blocking(move || database.open()).await?;
+    let keeper = crate::keeper::AuditKeeper::start(
+        keeper_store,
+        config.data_dir.clone(),
+        config.audit.keep_days,
+    );
     let result = service::run(
         ServiceConfig {
             replication,
@@ -181,6 +188,9 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
         ops: ops_task,
     };
     interfaces.stop().await;
+    tokio::task::spawn_blocking(move || keeper.stop())
+        .await
+        .ok();
     if let Some(handle) = embedded {
         handle.shutdown().await;
     }

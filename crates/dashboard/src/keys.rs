@@ -1,0 +1,180 @@
+//! Keys and the kill switch: which keys the bunker serves, which are
+//! locked, and the buttons that lock and unlock them.
+//!
+//! A lock goes through [`bunker::admin::set_lock`] on the store, as
+//! `rampart lock` does: every bunker on the store refuses the key's requests
+//! from its next reload (within a second), and its held requests at once.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Form, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use bunker::admin;
+use nip46::nostr::prelude::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::auth::AdminSession;
+use crate::error::{ApiResult, DashboardError, PageResult};
+use crate::html::{self, Section, esc};
+
+/// A key as the page and the API show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    /// Its name.
+    pub name: String,
+    /// The user's npub.
+    pub npub: String,
+    /// Since when it is locked (unix seconds), if it is.
+    pub locked_at: Option<u64>,
+}
+
+/// A lock or unlock, as forms and the API send it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LockInput {
+    /// The key's name; absent or empty: every key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Lock (`true`) or unlock.
+    pub locked: bool,
+}
+
+/// Every key, oldest first.
+pub async fn keys(app: &App) -> Result<Vec<KeyView>, DashboardError> {
+    app.dashboard
+        .with_store(|store| {
+            let keys = store.keys().map_err(admin::AdminError::from)?;
+            Ok(keys
+                .into_iter()
+                .map(|k| KeyView {
+                    npub: describe_npub(&k.user_pubkey),
+                    name: k.name,
+                    locked_at: k.locked_at.map(|t| t.as_secs()),
+                })
+                .collect())
+        })
+        .await
+}
+
+/// Lock or unlock; returns the names of the keys it applied to.
+pub async fn set_lock(app: &App, input: &LockInput) -> Result<Vec<String>, DashboardError> {
+    let name = input
+        .key
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    let locked = input.locked;
+    let names = app
+        .dashboard
+        .with_store(move |store| {
+            Ok(admin::set_lock(
+                store,
+                name.as_deref(),
+                locked,
+                Timestamp::now(),
+            )?)
+        })
+        .await?;
+    let verb = if locked { "locked" } else { "unlocked" };
+    tracing::warn!(keys = %names.join(","), "keys {verb} in the dashboard");
+    Ok(names)
+}
+
+/// `GET /keys`.
+pub async fn list_page(
+    State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
+) -> PageResult<Html<String>> {
+    let views = keys(&app).await?;
+    Ok(page(&views, session.csrf()))
+}
+
+/// `POST /keys/lock` (form: `key`, `locked`).
+pub async fn lock_form(
+    State(app): State<App>,
+    Form(input): Form<LockInput>,
+) -> PageResult<Response> {
+    set_lock(&app, &input).await?;
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, header::HeaderValue::from_static("/keys"));
+    Ok(response)
+}
+
+/// `GET /api/keys`.
+pub async fn list_api(State(app): State<App>) -> ApiResult<Vec<KeyView>> {
+    Ok(Json(keys(&app).await?))
+}
+
+/// `POST /api/keys/lock` with `{"key": name or null, "locked": bool}`.
+pub async fn lock_api(
+    State(app): State<App>,
+    Json(input): Json<LockInput>,
+) -> ApiResult<serde_json::Value> {
+    let names = set_lock(&app, &input).await?;
+    Ok(Json(
+        serde_json::json!({ "keys": names, "locked": input.locked }),
+    ))
+}
+
+fn describe_npub(pubkey: &nip46::nostr::prelude::PublicKey) -> String {
+    use nip46::nostr::prelude::ToBech32;
+    pubkey.to_bech32().unwrap_or_else(|_| pubkey.to_hex())
+}
+
+fn page(views: &[KeyView], csrf: &str) -> Html<String> {
+    let field = html::csrf_field(csrf);
+    let mut body = String::from("<h1>Keys</h1>");
+    if views.is_empty() {
+        body.push_str(
+            "<section class=\"card empty\"><p><b>No keys yet.</b></p><p class=\"muted\">\
+             Run <code>rampart key generate</code>.</p></section>",
+        );
+        return html::page("Keys", Section::Keys, csrf, &body);
+    }
+    body.push_str(&format!(
+        "<section class=\"card\"><p class=\"muted\">A locked key refuses every request \
+         (<code>unauthorized: key locked</code>) and the requests waiting for it, on every \
+         bunker using this store, until it is unlocked.</p>\
+         <form method=\"post\" action=\"/keys/lock\" data-confirm=\"Lock every key? Every app will be refused.\">\
+         {field}<input type=\"hidden\" name=\"locked\" value=\"true\">\
+         <button class=\"btn deny\" id=\"lock-all\">Lock every key</button></form></section>"
+    ));
+    body.push_str(
+        "<section class=\"card flush\"><table class=\"list\"><thead><tr><th>Key</th>\
+         <th>State</th><th></th></tr></thead><tbody>",
+    );
+    for v in views {
+        let (state, button) = match v.locked_at {
+            Some(at) => (
+                format!("<span class=\"chip deny\">locked {}</span>", html::time(at)),
+                format!(
+                    "<input type=\"hidden\" name=\"locked\" value=\"false\">\
+                     <button class=\"btn small\" data-key=\"{name}\">Unlock</button>",
+                    name = esc(&v.name)
+                ),
+            ),
+            None => (
+                "<span class=\"chip allow\">serving</span>".to_owned(),
+                format!(
+                    "<input type=\"hidden\" name=\"locked\" value=\"true\">\
+                     <button class=\"btn small deny-outline\" data-key=\"{name}\">Lock</button>",
+                    name = esc(&v.name)
+                ),
+            ),
+        };
+        body.push_str(&format!(
+            "<tr class=\"key-row\" data-key=\"{name}\"><td><b>{name}</b>\
+             <div class=\"muted small mono\">{npub}</div></td><td class=\"state\">{state}</td>\
+             <td class=\"actions\"><form method=\"post\" action=\"/keys/lock\">{field}\
+             <input type=\"hidden\" name=\"key\" value=\"{name}\">{button}</form></td></tr>",
+            name = esc(&v.name),
+            npub = esc(&html::short(&v.npub)),
+        ));
+    }
+    body.push_str("</tbody></table></section>");
+    html::page("Keys", Section::Keys, csrf, &body)
+}
