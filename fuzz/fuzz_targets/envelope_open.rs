@@ -75,6 +75,7 @@ fn fixture() -> &'static Mutex<Fixture> {
         let mut rng = Counter(0);
         let snapshot = Snapshot {
             keys: vec![KeyId(1)],
+            locked: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],
