@@ -49,10 +49,11 @@ fn fixture() -> &'static Mutex<Fixture> {
     FIXTURE.get_or_init(|| {
         let pass = Passphrase::new("fuzz");
         let user = keys(1);
-        let stored = vault::seal_key("fuzz", user.secret_key(), KeySecurity::Medium, &pass, 1, Timestamp::from_secs(NOW))
+        let kek = vault::Kek::create(&pass, 1).expect("vault key");
+        let stored = vault::seal_key("fuzz", user.secret_key(), KeySecurity::Medium, &kek, Timestamp::from_secs(NOW))
             .expect("seal")
             .stored(KeyId(1));
-        let mut vault = Vault::unlock(std::slice::from_ref(&stored), &pass).expect("unlock");
+        let (mut vault, _) = Vault::unlock(std::slice::from_ref(&stored), &kek, &pass).expect("unlock");
         let signer = vault.take_signer(KeyId(1)).expect("signer");
         let signer_keys = signer.clone();
         let config = EngineConfig {

@@ -30,12 +30,12 @@ pub fn create(data_dir: &Path, passphrase: &str) -> Result<(SqliteStore, StoredK
 
 /// Add one fresh user key, named `default` (the store must have none).
 pub fn add_key(store: &mut dyn Store, passphrase: &str) -> Result<StoredKey> {
+    let kek = vault::Kek::for_store(store, &Passphrase::new(passphrase), LOG_N)?;
     let sealed = vault::seal_key(
         "default",
         Keys::generate().secret_key(),
         KeySecurity::Medium,
-        &Passphrase::new(passphrase),
-        LOG_N,
+        &kek,
         Timestamp::now(),
     )?;
     store.add_key(&sealed)?;

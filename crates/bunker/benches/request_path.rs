@@ -44,19 +44,13 @@ struct Setup {
 
 fn setup() -> Setup {
     let pass = Passphrase::new("bench");
+    let kek = vault::Kek::create(&pass, 4).expect("vault key");
     let user = Keys::generate();
     let now = Timestamp::now();
-    let new = vault::seal_key(
-        "bench",
-        user.secret_key(),
-        KeySecurity::Medium,
-        &pass,
-        4,
-        now,
-    )
-    .expect("seal");
+    let new =
+        vault::seal_key("bench", user.secret_key(), KeySecurity::Medium, &kek, now).expect("seal");
     let stored = new.stored(KeyId(1));
-    let mut vault = Vault::unlock(std::slice::from_ref(&stored), &pass).expect("unlock");
+    let (mut vault, _) = Vault::unlock(std::slice::from_ref(&stored), &kek, &pass).expect("unlock");
     let signer_keys = vault.take_signer(KeyId(1)).expect("signer");
     let config = EngineConfig {
         rate_limit: RateLimit {

@@ -681,13 +681,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = SqliteStore::open(&dir.path().join("t.sqlite")).unwrap();
         let pass = crate::vault::Passphrase::new("p");
+        let kek = crate::vault::Kek::for_store(&mut store, &pass, 4).unwrap();
         let key = Keys::generate();
         let new = crate::vault::seal_key(
             "alice",
             key.secret_key(),
             nip46::nostr::nips::nip49::KeySecurity::Medium,
-            &pass,
-            4,
+            &kek,
             Timestamp::from_secs(1),
         )
         .unwrap();

@@ -35,12 +35,14 @@ fn fixed_keys(n: u8) -> Keys {
 /// Everything that is not the engine: the same for both runs.
 struct World {
     pass: Passphrase,
+    kek: vault::Kek,
     stored: Vec<StoredKey>,
     tokens: Vec<ConnectionToken>,
 }
 
 fn world() -> World {
     let pass = Passphrase::new("determinism");
+    let kek = vault::Kek::create(&pass, 4).unwrap();
     let stored: Vec<StoredKey> = (0..KEYS)
         .map(|i| {
             let user = fixed_keys(10 + i as u8);
@@ -48,8 +50,7 @@ fn world() -> World {
                 &format!("key-{i}"),
                 user.secret_key(),
                 KeySecurity::Medium,
-                &pass,
-                4,
+                &kek,
                 Timestamp::from_secs(NOW),
             )
             .unwrap()
@@ -76,6 +77,7 @@ fn world() -> World {
     }
     World {
         pass,
+        kek,
         stored,
         tokens,
     }
@@ -86,7 +88,7 @@ fn secret(key: KeyId, client: usize) -> String {
 }
 
 fn engine(world: &World) -> Engine {
-    let mut vault = Vault::unlock(&world.stored, &world.pass).unwrap();
+    let (mut vault, _) = Vault::unlock(&world.stored, &world.kek, &world.pass).unwrap();
     let transport = world
         .stored
         .iter()

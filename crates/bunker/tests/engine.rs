@@ -46,18 +46,18 @@ struct Harness {
 
 fn harness_with(config: EngineConfig) -> Harness {
     let pass = Passphrase::new("test");
+    let kek = vault::Kek::create(&pass, 4).unwrap();
     let user = Keys::generate();
     let new = vault::seal_key(
         "alice",
         user.secret_key(),
         KeySecurity::Medium,
-        &pass,
-        4,
+        &kek,
         Timestamp::from_secs(NOW),
     )
     .unwrap();
     let stored = new.stored(KeyId(1));
-    let mut vault = Vault::unlock(std::slice::from_ref(&stored), &pass).unwrap();
+    let (mut vault, _) = Vault::unlock(std::slice::from_ref(&stored), &kek, &pass).unwrap();
     let signer = vault.take_signer(KeyId(1)).unwrap();
     let engine = Engine::new(
         config,

@@ -135,12 +135,12 @@ async fn start_with(config: DashboardConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rampart.sqlite");
     let mut store = SqliteStore::open(&path).unwrap();
+    let kek = vault::Kek::for_store(&mut store, &Passphrase::new("pw"), 4).unwrap();
     let sealed = vault::seal_key(
         "alice",
         Keys::generate().secret_key(),
         KeySecurity::Medium,
-        &Passphrase::new("pw"),
-        4,
+        &kek,
         Timestamp::now(),
     )
     .unwrap();

@@ -33,6 +33,9 @@ enum Command {
     /// Manage user keys.
     #[command(subcommand)]
     Key(cmd::key::KeyCommand),
+    /// The vault the keys are sealed in (change its passphrase).
+    #[command(subcommand)]
+    Vault(cmd::vault::VaultCommand),
     /// Mint a single-use bunker:// token.
     Uri(cmd::token::Args),
     /// Accept a client's nostrconnect:// URI.
@@ -48,6 +51,10 @@ enum Command {
     Dashboard(cmd::dashboard::DashboardCommand),
     /// Read the audit log.
     Audit(cmd::audit::Args),
+    /// Write a consistent copy of the (SQLite) store while the bunker runs.
+    Backup(cmd::backup::BackupArgs),
+    /// Put a backup in place of the store (stop the bunker first).
+    Restore(cmd::backup::RestoreArgs),
     /// Kill switch: refuse every request for a key (or every key) at once.
     Lock(cmd::lock::Args),
     /// Lift `rampart lock`.
@@ -94,12 +101,15 @@ fn main() -> anyhow::Result<()> {
             runtime::single_threaded()?.block_on(cmd::run::run(args, config, env))
         }
         Command::Key(c) => cmd::key::run(c, &config()?, &env),
+        Command::Vault(c) => cmd::vault::run(c, &config()?, &env),
         Command::Uri(args) => cmd::token::run(args, &config()?),
         Command::Connect(args) => cmd::connect::run(args, &config()?),
         Command::Sessions(c) => cmd::sessions::run(c, &config()?),
         Command::Approvals(c) => cmd::approvals::run(c, &config()?),
         Command::Dashboard(c) => cmd::dashboard::run(c, &config()?),
         Command::Audit(args) => cmd::audit::run(args, &config()?),
+        Command::Backup(args) => cmd::backup::backup(args, &config()?),
+        Command::Restore(args) => cmd::backup::restore(args, &config()?),
         Command::Lock(args) => cmd::lock::run(args, true, &config()?),
         Command::Unlock(args) => cmd::lock::run(args, false, &config()?),
         Command::Relay(args) => runtime::single_threaded()?.block_on(cmd::relay::run(args)),

@@ -10,13 +10,28 @@ use bunker::vault::Passphrase;
 
 /// Get the passphrase; `confirm` asks twice (when creating the vault).
 pub fn read(env: &Env, confirm: bool) -> Result<Passphrase> {
-    if let Some(p) = env.get("RAMPART_PASSPHRASE").filter(|p| !p.is_empty()) {
+    read_from(env, "RAMPART_PASSPHRASE", "Vault passphrase: ", confirm)
+}
+
+/// The new passphrase of `rampart vault passphrase`: `RAMPART_NEW_PASSPHRASE`,
+/// else asked twice.
+pub fn read_new(env: &Env) -> Result<Passphrase> {
+    read_from(
+        env,
+        "RAMPART_NEW_PASSPHRASE",
+        "New vault passphrase: ",
+        true,
+    )
+}
+
+fn read_from(env: &Env, var: &str, prompt: &str, confirm: bool) -> Result<Passphrase> {
+    if let Some(p) = env.get(var).filter(|p| !p.is_empty()) {
         return Ok(Passphrase::new(p.as_str()));
     }
     if !std::io::stdin().is_terminal() {
-        bail!("no vault passphrase: set RAMPART_PASSPHRASE or run in a terminal");
+        bail!("no vault passphrase: set {var} or run in a terminal");
     }
-    let first = zeroize::Zeroizing::new(rpassword::prompt_password("Vault passphrase: ")?);
+    let first = zeroize::Zeroizing::new(rpassword::prompt_password(prompt)?);
     if first.is_empty() {
         bail!("the passphrase may not be empty");
     }

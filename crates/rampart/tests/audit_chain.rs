@@ -131,3 +131,84 @@ async fn verify_names_an_edited_row_and_catches_a_truncation() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_with_its_chain_and_sessions() {
+    let args = ["--grant", "sign_event:1"];
+    let mut bunker = RampartProcess::start(Path::new(BIN), None, &[], &args);
+    let uri = bunker.uri().to_string();
+    let secret = uri.split("secret=").nth(1).unwrap().to_string();
+    let mut c = RawClient::new(&uri).await;
+    assert_eq!(
+        c.call("c", "connect", serde_json::json!(["", secret]))
+            .await,
+        Response::ok("c", "ack")
+    );
+    let sign = |i: usize| {
+        let template = serde_json::json!({"kind": 1, "content": format!("n{i}"), "tags": []});
+        serde_json::json!([template.to_string()])
+    };
+    for i in 0..3 {
+        let r = c.call(&format!("s{i}"), "sign_event", sign(i)).await;
+        assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
+    }
+    // Backed up while the bunker runs.
+    let backup = bunker.data_dir().join("backup.sqlite");
+    let out = bunker.cli(&["backup", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = bunker.cli(&["backup", backup.to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "an existing file is not overwritten"
+    );
+    for i in 3..5 {
+        let r = c.call(&format!("s{i}"), "sign_event", sign(i)).await;
+        assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
+    }
+    assert!(bunker.stop(), "graceful shutdown");
+    let out = bunker.cli(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // A damaged backup is refused, and nothing is replaced.
+    let damaged = bunker.data_dir().join("damaged.sqlite");
+    std::fs::copy(&backup, &damaged).unwrap();
+    rusqlite::Connection::open(&damaged)
+        .unwrap()
+        .execute("UPDATE audit SET outcome = 'forged' WHERE seq = 2", [])
+        .unwrap();
+    let out = bunker.cli(&["restore", damaged.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("audit row 2 does not match"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = bunker.cli(&["audit", "--format", "csv"]);
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        1 + 6,
+        "still the live log"
+    );
+
+    let out = bunker.cli(&["restore", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2 audit rows written after it are gone"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = bunker.cli(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = bunker.cli(&["audit", "--format", "csv"]);
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        1 + 4,
+        "the backup's rows"
+    );
+
+    // The session in the backup serves again.
+    bunker.restart(&args);
+    let r = c.call("after", "sign_event", sign(9)).await;
+    assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
+    c.close().await;
+}

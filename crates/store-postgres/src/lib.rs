@@ -37,6 +37,7 @@ use store::{
     ConnectionToken, DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat,
     ReplicaId, Rule, SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
+use store::{ResealedKey, VaultParams};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The migration that adds the audit chain: the rows already there are
@@ -49,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_replicas.sql"),
     include_str!("migrations/0003_key_locks.sql"),
     include_str!("migrations/0004_audit_chain.sql"),
+    include_str!("migrations/0005_vault_kek.sql"),
 ];
 
 /// The newest schema version this binary knows.
@@ -885,8 +887,8 @@ impl Store for PostgresStore {
                     &key.name,
                     &key.user_pubkey.to_hex(),
                     &key.signer_pubkey.to_hex(),
-                    &key.user_ncryptsec,
-                    &key.signer_ncryptsec,
+                    &key.user_secret,
+                    &key.signer_secret,
                     &ts(key.created_at),
                 ],
             );
@@ -925,6 +927,101 @@ impl Store for PostgresStore {
                 .ctx("removing a key")?;
             if removed == 0 {
                 return Err(StoreError::NotFound(format!("key {name:?}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn replace_signer(
+        &mut self,
+        key_id: KeyId,
+        signer_pubkey: &PublicKey,
+        signer_secret: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write("replacing a signer key", |tx| {
+            let changed = match tx.execute(
+                "UPDATE keys SET signer_pubkey = $1, signer_ncryptsec = $2 WHERE id = $3",
+                &[&signer_pubkey.to_hex(), &signer_secret, &key_id.0],
+            ) {
+                Ok(n) => n,
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Duplicate(format!(
+                        "a key with signer pubkey {}",
+                        signer_pubkey.to_hex()
+                    )));
+                }
+                Err(e) => return Err(db_error("replacing a signer key", e)),
+            };
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("key {key_id}")));
+            }
+            tx.execute(
+                "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1), \
+                 revision = revision + 1 WHERE key_id = $2",
+                &[&ts(at), &key_id.0],
+            )
+            .ctx("revoking the key's sessions")?;
+            tx.execute(
+                "UPDATE tokens SET expires_at = LEAST(COALESCE(expires_at, $1), $1) \
+                 WHERE key_id = $2 AND used_at IS NULL",
+                &[&ts(at), &key_id.0],
+            )
+            .ctx("revoking the key's tokens")?;
+            Ok(())
+        })
+    }
+
+    fn vault_params(&self) -> Result<Option<VaultParams>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                "SELECT id, salt, log_n, check_value FROM vault WHERE id = 1",
+                &[],
+            )
+            .ctx("reading the vault parameters")?;
+        row.map(|r| rows::vault_params(&PgRow(&r))).transpose()
+    }
+
+    fn init_vault(&mut self, params: &VaultParams) -> Result<VaultParams, StoreError> {
+        self.write("creating the vault", |tx| {
+            tx.execute(
+                "INSERT INTO vault (id, salt, log_n, check_value) VALUES (1, $1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &params.salt.as_slice(),
+                    &i32::from(params.log_n),
+                    &params.check,
+                ],
+            )
+            .ctx("creating the vault")?;
+            Ok(())
+        })?;
+        self.vault_params()?
+            .ok_or_else(|| StoreError::Database("the vault row vanished".into()))
+    }
+
+    fn reseal_keys(
+        &mut self,
+        params: Option<&VaultParams>,
+        keys: &[ResealedKey],
+    ) -> Result<(), StoreError> {
+        self.write("resealing keys", |tx| {
+            if let Some(p) = params {
+                tx.execute(
+                    "INSERT INTO vault (id, salt, log_n, check_value) VALUES (1, $1, $2, $3) \
+                     ON CONFLICT (id) DO UPDATE SET salt = excluded.salt, \
+                     log_n = excluded.log_n, check_value = excluded.check_value",
+                    &[&p.salt.as_slice(), &i32::from(p.log_n), &p.check],
+                )
+                .ctx("replacing the vault parameters")?;
+            }
+            let update = tx
+                .prepare("UPDATE keys SET user_ncryptsec = $1, signer_ncryptsec = $2 WHERE id = $3")
+                .ctx("resealing keys")?;
+            for k in keys {
+                tx.execute(&update, &[&k.user_secret, &k.signer_secret, &k.id.0])
+                    .ctx("resealing a key")?;
             }
             Ok(())
         })

@@ -29,6 +29,7 @@ use store::{
     ConnectionToken, DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat,
     ReplicaId, Rule, SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
+use store::{ResealedKey, VaultParams};
 
 /// The migration that adds the audit chain: the rows already there are
 /// chained right after it.
@@ -47,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_replicas.sql"),
     include_str!("migrations/0007_key_locks.sql"),
     include_str!("migrations/0008_audit_chain.sql"),
+    include_str!("migrations/0009_vault_kek.sql"),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -116,6 +118,28 @@ impl SqliteStore {
             conn,
             skipped: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Write a consistent copy of the database to `dest` while it is in use
+    /// (`VACUUM INTO`: one read transaction, so other processes keep
+    /// writing; the copy is compact and has no WAL of its own). `dest` must
+    /// not exist; it is made `0600` (it holds the sealed keys).
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Duplicate(format!(
+                "{} exists already; choose a new file",
+                dest.display()
+            )));
+        }
+        let target = dest.to_str().ok_or_else(|| {
+            StoreError::Database(format!("{} is not a UTF-8 path", dest.display()))
+        })?;
+        // An empty file, 0600 from the start (VACUUM INTO fills an empty one).
+        prepare_file(dest)?;
+        self.conn
+            .execute("VACUUM INTO ?1", [target])
+            .map_err(|e| db_error(&format!("backing up to {}", dest.display()), e))?;
+        Ok(())
     }
 
     /// The schema version of the open database (`PRAGMA user_version`).
@@ -836,8 +860,8 @@ impl Store for SqliteStore {
                     key.name,
                     key.user_pubkey.to_hex(),
                     key.signer_pubkey.to_hex(),
-                    key.user_ncryptsec,
-                    key.signer_ncryptsec,
+                    key.user_secret,
+                    key.signer_secret,
                     ts(key.created_at),
                 ])
             });
@@ -883,6 +907,105 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound(format!("key {name:?}")));
         }
         tx.commit().ctx("committing the key removal")
+    }
+
+    fn vault_params(&self) -> Result<Option<VaultParams>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, salt, log_n, check_value FROM vault WHERE id = 1")
+            .ctx("reading the vault parameters")?;
+        let mut rows = stmt.query([]).ctx("reading the vault parameters")?;
+        match rows.next().ctx("reading the vault parameters")? {
+            None => Ok(None),
+            Some(row) => rows::vault_params(&SqlRow(row)).map(Some),
+        }
+    }
+
+    fn init_vault(&mut self, params: &VaultParams) -> Result<VaultParams, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO vault (id, salt, log_n, check_value) VALUES (1, ?1, ?2, ?3) \
+                 ON CONFLICT (id) DO NOTHING",
+                params![&params.salt[..], params.log_n, &params.check[..]],
+            )
+            .ctx("creating the vault")?;
+        self.vault_params()?
+            .ok_or_else(|| StoreError::Database("the vault row vanished".into()))
+    }
+
+    fn reseal_keys(
+        &mut self,
+        params: Option<&VaultParams>,
+        keys: &[ResealedKey],
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting to reseal keys")?;
+        if let Some(p) = params {
+            tx.execute(
+                "INSERT INTO vault (id, salt, log_n, check_value) VALUES (1, ?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET salt = excluded.salt, log_n = excluded.log_n, \
+                 check_value = excluded.check_value",
+                params![&p.salt[..], p.log_n, &p.check[..]],
+            )
+            .ctx("replacing the vault parameters")?;
+        }
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE keys SET user_ncryptsec = ?1, signer_ncryptsec = ?2 WHERE id = ?3",
+                )
+                .ctx("resealing keys")?;
+            for k in keys {
+                update
+                    .execute(params![k.user_secret, k.signer_secret, k.id.0])
+                    .ctx("resealing a key")?;
+            }
+        }
+        tx.commit().ctx("committing the resealed keys")
+    }
+
+    fn replace_signer(
+        &mut self,
+        key_id: KeyId,
+        signer_pubkey: &PublicKey,
+        signer_secret: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting to replace a signer key")?;
+        let changed = match tx.execute(
+            "UPDATE keys SET signer_pubkey = ?1, signer_ncryptsec = ?2 WHERE id = ?3",
+            params![signer_pubkey.to_hex(), signer_secret, key_id.0],
+        ) {
+            Ok(n) => n,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Duplicate(format!(
+                    "a key with signer pubkey {}",
+                    signer_pubkey.to_hex()
+                )));
+            }
+            Err(e) => return Err(db_error("replacing a signer key", e)),
+        };
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("key {key_id}")));
+        }
+        tx.execute(
+            "UPDATE sessions SET revoked_at = coalesce(revoked_at, ?1), revision = revision + 1 \
+             WHERE key_id = ?2",
+            params![ts(at), key_id.0],
+        )
+        .ctx("revoking the key's sessions")?;
+        tx.execute(
+            "UPDATE tokens SET expires_at = min(coalesce(expires_at, ?1), ?1) \
+             WHERE key_id = ?2 AND used_at IS NULL",
+            params![ts(at), key_id.0],
+        )
+        .ctx("revoking the key's tokens")?;
+        tx.commit().ctx("committing the new signer key")
     }
 
     fn add_token(&mut self, token: &NewToken) -> Result<TokenId, StoreError> {

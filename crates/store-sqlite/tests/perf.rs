@@ -48,8 +48,8 @@ fn setup(dir: &tempfile::TempDir) -> (SqliteStore, KeyId) {
             name: "alice".to_owned(),
             user_pubkey: PublicKey::from_byte_array([1; 32]),
             signer_pubkey: PublicKey::from_byte_array([2; 32]),
-            user_ncryptsec: "ncryptsec1u".to_owned(),
-            signer_ncryptsec: "ncryptsec1s".to_owned(),
+            user_secret: "ncryptsec1u".to_owned(),
+            signer_secret: "ncryptsec1s".to_owned(),
             created_at: Timestamp::from_secs(1),
         })
         .unwrap();

@@ -94,8 +94,8 @@ fn new_key(name: &str, n: u8) -> NewKey {
         name: name.to_owned(),
         user_pubkey: pk(n),
         signer_pubkey: pk(n + 100),
-        user_ncryptsec: format!("ncryptsec1user{n}"),
-        signer_ncryptsec: format!("ncryptsec1signer{n}"),
+        user_secret: format!("ncryptsec1user{n}"),
+        signer_secret: format!("ncryptsec1signer{n}"),
         created_at: Timestamp::from_secs(1_700_000_000),
     }
 }
@@ -199,7 +199,8 @@ fn fresh_database_is_at_the_latest_schema_and_reopening_keeps_it() {
             "replicas",
             "served_relays",
             "sessions",
-            "tokens"
+            "tokens",
+            "vault"
         ]
     );
 }

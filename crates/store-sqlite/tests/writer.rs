@@ -41,8 +41,8 @@ fn fixture() -> Fixture {
             name: "alice".to_owned(),
             user_pubkey: pk(1),
             signer_pubkey: pk(2),
-            user_ncryptsec: "ncryptsec1u".to_owned(),
-            signer_ncryptsec: "ncryptsec1s".to_owned(),
+            user_secret: "ncryptsec1u".to_owned(),
+            signer_secret: "ncryptsec1s".to_owned(),
             created_at: Timestamp::from_secs(1),
         })
         .unwrap();
@@ -336,8 +336,8 @@ fn another_process_writing_triggers_the_callback() {
         name: "bob".to_owned(),
         user_pubkey: pk(3),
         signer_pubkey: pk(4),
-        user_ncryptsec: "ncryptsec1u".to_owned(),
-        signer_ncryptsec: "ncryptsec1s".to_owned(),
+        user_secret: "ncryptsec1u".to_owned(),
+        signer_secret: "ncryptsec1s".to_owned(),
         created_at: Timestamp::from_secs(1),
     })
     .unwrap();

@@ -1,14 +1,14 @@
 //! The [`Store`] trait: what every backend (SQLite, PostgreSQL) does, checked
 //! by the shared suite.
 
-use nip46::nostr::prelude::{EventId, Timestamp};
+use nip46::nostr::prelude::{EventId, PublicKey, Timestamp};
 
 use crate::approval::{ApprovalId, PendingApproval};
 use crate::audit::{AuditEntry, AuditQuery, AuditedEvent};
 use crate::chain::{ChainPoint, StoredChainRow};
 use crate::change::Change;
 use crate::error::StoreError;
-use crate::key::{KeyId, NewKey, StoredKey};
+use crate::key::{KeyId, NewKey, ResealedKey, StoredKey, VaultParams};
 use crate::relays::ServedRelays;
 use crate::replica::{Claim, DashboardSecret, ReplicaBeat, ReplicaId};
 use crate::session::Session;
@@ -22,6 +22,33 @@ pub trait Store: Send {
     fn keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     /// Remove a key by name with its tokens, sessions and approvals (audit rows stay).
     fn remove_key(&mut self, name: &str) -> Result<(), StoreError>;
+    /// Give a key a new signer (transport) key, in one transaction: its
+    /// sessions are revoked and its unused tokens stop working at `at`
+    /// (apps connect again with a fresh token, which names the new signer).
+    /// An unknown key is [`StoreError::NotFound`]; a signer pubkey another
+    /// key has is [`StoreError::Duplicate`].
+    fn replace_signer(
+        &mut self,
+        key_id: KeyId,
+        signer_pubkey: &PublicKey,
+        signer_secret: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The vault's key-encryption parameters, if the store has any yet.
+    fn vault_params(&self) -> Result<Option<VaultParams>, StoreError>;
+    /// Record `params` unless the store has some already, and return the
+    /// ones it has (two processes creating a vault at once agree on one).
+    fn init_vault(&mut self, params: &VaultParams) -> Result<VaultParams, StoreError>;
+    /// In one transaction: replace the vault parameters and the sealed
+    /// secrets of these keys (a passphrase change, or keys moved from NIP-49
+    /// to the key-encryption key). A key removed meanwhile is skipped; the
+    /// parameters are replaced only when `params` is `Some`.
+    fn reseal_keys(
+        &mut self,
+        params: Option<&VaultParams>,
+        keys: &[ResealedKey],
+    ) -> Result<(), StoreError>;
 
     /// Store a minted token.
     fn add_token(&mut self, token: &NewToken) -> Result<TokenId, StoreError>;

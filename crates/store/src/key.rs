@@ -1,5 +1,7 @@
-//! User keys as stored: an id, the public parts in clear, the secrets as
-//! NIP-49 `ncryptsec` text that only the vault can open.
+//! User keys as stored: an id, the public parts in clear, the secrets sealed
+//! so that only the vault can open them — wrapped under the vault's
+//! key-encryption key ([`VaultParams`]), or, for keys stored before it
+//! existed, NIP-49 `ncryptsec` text (rewrapped at the next unlock).
 
 use nip46::nostr::prelude::{PublicKey, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -14,7 +16,7 @@ impl std::fmt::Display for KeyId {
     }
 }
 
-/// A user key as stored: public parts in clear, secrets as NIP-49 `ncryptsec`.
+/// A user key as stored: public parts in clear, secrets sealed.
 ///
 /// Each user key has its own signer (transport) key, so the user's pubkey never
 /// authors kind-24133 traffic. Its `Debug` leaves the secrets out.
@@ -28,10 +30,10 @@ pub struct StoredKey {
     pub user_pubkey: PublicKey,
     /// The signer's pubkey (what `bunker://` names, what signs responses).
     pub signer_pubkey: PublicKey,
-    /// The user secret key, NIP-49 encrypted.
-    pub user_ncryptsec: String,
-    /// The signer secret key, NIP-49 encrypted.
-    pub signer_ncryptsec: String,
+    /// The user secret key, sealed (stored in the `user_ncryptsec` column).
+    pub user_secret: String,
+    /// The signer secret key, sealed (stored in `signer_ncryptsec`).
+    pub signer_secret: String,
     /// When added.
     pub created_at: Timestamp,
     /// Since when the key is locked (`rampart lock`): every request for it
@@ -48,10 +50,10 @@ pub struct NewKey {
     pub user_pubkey: PublicKey,
     /// Signer pubkey.
     pub signer_pubkey: PublicKey,
-    /// User secret, NIP-49.
-    pub user_ncryptsec: String,
-    /// Signer secret, NIP-49.
-    pub signer_ncryptsec: String,
+    /// User secret, sealed.
+    pub user_secret: String,
+    /// Signer secret, sealed.
+    pub signer_secret: String,
     /// When added.
     pub created_at: Timestamp,
 }
@@ -64,8 +66,8 @@ impl NewKey {
             name: self.name,
             user_pubkey: self.user_pubkey,
             signer_pubkey: self.signer_pubkey,
-            user_ncryptsec: self.user_ncryptsec,
-            signer_ncryptsec: self.signer_ncryptsec,
+            user_secret: self.user_secret,
+            signer_secret: self.signer_secret,
             created_at: self.created_at,
             locked_at: None,
         }
@@ -91,6 +93,39 @@ impl std::fmt::Debug for NewKey {
             .field("name", &self.name)
             .field("user_pubkey", &self.user_pubkey)
             .field("signer_pubkey", &self.signer_pubkey)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the vault's key-encryption key is derived from the passphrase
+/// (scrypt over this salt at this cost), and a value sealed under it that
+/// tells a wrong passphrase from a damaged key. Public: none of it reveals
+/// the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultParams {
+    /// scrypt salt.
+    pub salt: [u8; 32],
+    /// scrypt cost (2^log_n rounds).
+    pub log_n: u8,
+    /// A known value sealed under the key.
+    pub check: Vec<u8>,
+}
+
+/// A key's secrets sealed again (a new passphrase, or moved from NIP-49 to
+/// the key-encryption key). Its `Debug` leaves them out.
+pub struct ResealedKey {
+    /// The key.
+    pub id: KeyId,
+    /// The user secret, sealed.
+    pub user_secret: String,
+    /// The signer secret, sealed.
+    pub signer_secret: String,
+}
+
+impl std::fmt::Debug for ResealedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResealedKey")
+            .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }

@@ -36,7 +36,7 @@ pub use chain::{
 };
 pub use change::Change;
 pub use error::StoreError;
-pub use key::{KeyId, NewKey, StoredKey};
+pub use key::{KeyId, NewKey, ResealedKey, StoredKey, VaultParams};
 pub use relays::ServedRelays;
 pub use replica::{Claim, DashboardSecret, HeldRequest, ReplicaBeat, ReplicaId, SealedAnswer};
 pub use session::{Rule, RuleEffect, Session, SessionOrigin};
@@ -58,8 +58,8 @@ mod tests {
             name: "alice".into(),
             user_pubkey: pk,
             signer_pubkey: pk,
-            user_ncryptsec: "ncryptsec1-user-secret".into(),
-            signer_ncryptsec: "ncryptsec1-signer-secret".into(),
+            user_secret: "ncryptsec1-user-secret".into(),
+            signer_secret: "ncryptsec1-signer-secret".into(),
             created_at: t,
         };
         let stored = key.clone().stored(KeyId(1));

@@ -19,7 +19,7 @@ use crate::audit::{AuditDecision, AuditEntry, AuditedEvent};
 use crate::chain::{ChainPoint, ChainedRow, StoredChainRow};
 use crate::codec;
 use crate::error::StoreError;
-use crate::key::{KeyId, NewKey, StoredKey};
+use crate::key::{KeyId, NewKey, StoredKey, VaultParams};
 use crate::relays::ServedRelays;
 use crate::replica::{Claim, ReplicaBeat, ReplicaId};
 use crate::session::{Rule, Session, SessionOrigin};
@@ -222,8 +222,8 @@ pub fn key<R: RawRow + ?Sized>(row: &R) -> Result<StoredKey, StoreError> {
         name: r.text("name")?,
         user_pubkey: r.pubkey("user_pubkey")?,
         signer_pubkey: r.pubkey("signer_pubkey")?,
-        user_ncryptsec: r.text("user_ncryptsec")?,
-        signer_ncryptsec: r.text("signer_ncryptsec")?,
+        user_secret: r.text("user_ncryptsec")?,
+        signer_secret: r.text("signer_ncryptsec")?,
         created_at: r.ts("created_at")?,
     };
     let mut key = key.stored(KeyId(r.int("id")?));
@@ -277,6 +277,19 @@ pub fn chain_point<R: RawRow + ?Sized>(
     Ok(ChainPoint {
         seq: r.int("seq")?,
         hash,
+    })
+}
+
+/// The `vault` row.
+pub fn vault_params<R: RawRow + ?Sized>(row: &R) -> Result<VaultParams, StoreError> {
+    let r = RowReader::new(row, "vault", &["id"]);
+    let salt = <[u8; 32]>::try_from(r.bytes("salt")?.as_slice())
+        .map_err(|_| r.corrupt("salt", "not 32 bytes"))?;
+    let log_n = u8::try_from(r.int("log_n")?).map_err(|_| r.corrupt("log_n", "out of range"))?;
+    Ok(VaultParams {
+        salt,
+        log_n,
+        check: r.bytes("check_value")?,
     })
 }
 

@@ -23,7 +23,7 @@ use crate::{
     RequestSummary, Rule, RuleEffect, SecretHash, ServedRelays, Session, SessionOrigin, Store,
     StoreError, TokenId,
 };
-use crate::{ChainError, ChainPoint, ChainedRow, Verified};
+use crate::{ChainError, ChainPoint, ChainedRow, ResealedKey, VaultParams, Verified};
 use crate::{Claim, DashboardSecret, HeldRequest, ReplicaId, SealedAnswer};
 
 /// One check of the suite: gets a fresh, empty store, panics on failure.
@@ -67,6 +67,8 @@ macro_rules! __for_each_store_check {
             external_version_is_stable_alone,
             served_relays_are_replaced,
             key_locks_keep_the_first_time_and_cover_all_keys,
+            the_vault_is_created_once_and_keys_are_resealed_together,
+            a_new_signer_revokes_the_keys_sessions_and_unused_tokens,
             audit_rows_are_chained_across_batches,
             audit_retention_prunes_a_prefix_and_the_chain_still_verifies,
             heartbeats_list_every_replica,
@@ -183,8 +185,8 @@ fn new_key(name: &str, n: u8) -> NewKey {
         name: name.to_owned(),
         user_pubkey: pk(n),
         signer_pubkey: pk(n.wrapping_add(100)),
-        user_ncryptsec: format!("ncryptsec1user{n}"),
-        signer_ncryptsec: format!("ncryptsec1signer{n}"),
+        user_secret: format!("ncryptsec1user{n}"),
+        signer_secret: format!("ncryptsec1signer{n}"),
         created_at: t(1_700_000_000 + u64::from(n)),
     }
 }
@@ -357,8 +359,8 @@ pub fn keys_round_trip(store: &mut dyn Store) {
         assert_eq!(stored.name, new.name);
         assert_eq!(stored.user_pubkey, new.user_pubkey);
         assert_eq!(stored.signer_pubkey, new.signer_pubkey);
-        assert_eq!(stored.user_ncryptsec, new.user_ncryptsec);
-        assert_eq!(stored.signer_ncryptsec, new.signer_ncryptsec);
+        assert_eq!(stored.user_secret, new.user_secret);
+        assert_eq!(stored.signer_secret, new.signer_secret);
         assert_eq!(stored.created_at, new.created_at);
     }
 }
@@ -1259,6 +1261,112 @@ pub fn key_locks_keep_the_first_time_and_cover_all_keys(store: &mut dyn Store) {
         locked(store),
         [("alice".into(), None), ("bob".into(), None)]
     );
+}
+
+/// The first vault parameters win (a second process creating a vault at
+/// once gets the first one's); resealing replaces the parameters and the
+/// keys' secrets together, leaves other keys and fields alone, and skips a
+/// key that is gone.
+pub fn the_vault_is_created_once_and_keys_are_resealed_together(store: &mut dyn Store) {
+    assert_eq!(ok(store.vault_params(), "vault params"), None);
+    let params = |n: u8| VaultParams {
+        salt: [n; 32],
+        log_n: n,
+        check: vec![n; 40],
+    };
+    assert_eq!(ok(store.init_vault(&params(1)), "init vault"), params(1));
+    assert_eq!(
+        ok(store.init_vault(&params(2)), "init vault again"),
+        params(1)
+    );
+    let alice = add_key(store, "alice", 1);
+    let bob = add_key(store, "bob", 2);
+    let before = ok(store.keys(), "keys");
+    let resealed = |id: KeyId, tag: &str| ResealedKey {
+        id,
+        user_secret: format!("user-{tag}"),
+        signer_secret: format!("signer-{tag}"),
+    };
+    ok(
+        store.reseal_keys(
+            Some(&params(3)),
+            &[
+                resealed(alice, "a"),
+                resealed(KeyId(alice.0 + bob.0 + 7), "gone"),
+            ],
+        ),
+        "reseal",
+    );
+    assert_eq!(ok(store.vault_params(), "vault params"), Some(params(3)));
+    let after = ok(store.keys(), "keys");
+    assert_eq!(
+        (
+            after[0].user_secret.as_str(),
+            after[0].signer_secret.as_str()
+        ),
+        ("user-a", "signer-a")
+    );
+    assert_eq!(after[0].user_pubkey, before[0].user_pubkey);
+    assert_eq!(after[1], before[1], "bob is untouched");
+    ok(
+        store.reseal_keys(None, &[resealed(bob, "b")]),
+        "reseal without params",
+    );
+    assert_eq!(ok(store.vault_params(), "vault params"), Some(params(3)));
+    assert_eq!(ok(store.keys(), "keys")[1].user_secret, "user-b");
+}
+
+/// A new signer key replaces the old one; the key's sessions are revoked
+/// and its unused tokens expire, another key's are untouched; a signer
+/// pubkey in use and a missing key are refused.
+pub fn a_new_signer_revokes_the_keys_sessions_and_unused_tokens(store: &mut dyn Store) {
+    let alice = add_key(store, "alice", 1);
+    let bob = add_key(store, "bob", 2);
+    for (key, client) in [(alice, 10), (bob, 11)] {
+        apply(
+            store,
+            &[Change::PutSession(minimal_session(key, pk(client)))],
+        );
+        ok(store.add_token(&new_token(key, client)), "add token");
+    }
+    let at = t(5_000);
+    let fresh = pk(50);
+    ok(
+        store.replace_signer(alice, &fresh, "sealed-new", at),
+        "replace signer",
+    );
+    let keys = ok(store.keys(), "keys");
+    assert_eq!(
+        (keys[0].signer_pubkey, keys[0].signer_secret.as_str()),
+        (fresh, "sealed-new")
+    );
+    assert_eq!(keys[1].signer_pubkey, new_key("bob", 2).signer_pubkey);
+    let sessions = ok(store.sessions(), "sessions");
+    let revoked = |key: KeyId| {
+        sessions
+            .iter()
+            .find(|s| s.key_id == key)
+            .and_then(|s| s.revoked_at)
+    };
+    assert_eq!(revoked(alice), Some(at));
+    assert_eq!(revoked(bob), None);
+    let tokens = ok(store.tokens(), "tokens");
+    let expiry = |key: KeyId| {
+        tokens
+            .iter()
+            .find(|t| t.key_id == key)
+            .and_then(|t| t.expires_at)
+    };
+    assert_eq!(expiry(alice), Some(at));
+    assert_ne!(expiry(bob), Some(at));
+    assert!(matches!(
+        store.replace_signer(bob, &fresh, "x", at),
+        Err(StoreError::Duplicate(_))
+    ));
+    assert!(matches!(
+        store.replace_signer(KeyId(alice.0 + bob.0 + 9), &pk(51), "x", at),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 fn audit_at(key: KeyId, n: u8, at: u64) -> Change {

@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod backup;
 pub mod client;
 pub mod conformance;
 pub mod connect;
@@ -13,3 +14,4 @@ pub mod relay;
 pub mod run;
 pub mod sessions;
 pub mod token;
+pub mod vault;

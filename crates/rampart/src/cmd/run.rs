@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use bunker::auth_url::AuthUrlBase;
 use bunker::engine::{Engine, TransportKey};
 use bunker::service::{self, AdminCommand, AdminSender, ServiceConfig};
-use bunker::vault::Vault;
+use bunker::vault::{Kek, Vault};
 use dashboard::{Dashboard, DashboardConfig};
 use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
@@ -336,14 +336,21 @@ async fn open_store_and_unlock(
     })
     .await?;
     let pass = passphrase::read(env, keys.is_empty())?;
+    // One scrypt run (on the blocking pool) gives the key that opens every key.
+    let log_n = config.vault.log_n;
+    let (mut store, kek, pass) = blocking(move || {
+        let kek = Kek::for_store(&mut *store, &pass, log_n)
+            .context("the passphrase does not open this store's vault")?;
+        Ok((store, kek, pass))
+    })
+    .await?;
     if keys.is_empty() {
         let fresh = Keys::generate();
         let sealed = bunker::vault::seal_key(
             "default",
             fresh.secret_key(),
             KeySecurity::Medium,
-            &pass,
-            config.vault.log_n,
+            &kek,
             Timestamp::now(),
         )?;
         let (back, listed) = blocking(move || {
@@ -358,9 +365,21 @@ async fn open_store_and_unlock(
         eprintln!("created key `default`: {npub}");
     }
     let unlock_keys = keys.clone();
-    let vault = tokio::task::spawn_blocking(move || Vault::unlock(&unlock_keys, &pass))
-        .await
-        .context("unlock task failed")??;
+    let (vault, store) = blocking(move || {
+        let mut store = store;
+        let (vault, resealed) = Vault::unlock(&unlock_keys, &kek, &pass)?;
+        // Keys from before the key-encryption key: sealed under it now, so
+        // the next start opens them without a scrypt run each.
+        if !resealed.is_empty() {
+            store.reseal_keys(None, &resealed)?;
+            tracing::info!(
+                keys = resealed.len(),
+                "moved keys from NIP-49 to the vault key"
+            );
+        }
+        Ok((vault, store))
+    })
+    .await?;
     Ok((store, keys, vault))
 }
 
@@ -700,8 +719,8 @@ mod tests {
                     name: format!("k{i}"),
                     user_pubkey: PublicKey::from_byte_array([i + 1; 32]),
                     signer_pubkey: PublicKey::from_byte_array([i + 101; 32]),
-                    user_ncryptsec: "ncryptsec1u".into(),
-                    signer_ncryptsec: "ncryptsec1s".into(),
+                    user_secret: "ncryptsec1u".into(),
+                    signer_secret: "ncryptsec1s".into(),
                     created_at: Timestamp::from_secs(1),
                 })
                 .unwrap();
