@@ -44,7 +44,7 @@ until grep -q "bunker serving" "$DIR/run.log"; do
     sleep 0.02
 done
 t3=$(now)
-uri=$("$BIN" --data-dir "$DIR" uri --key "$last" --grant sign_event:1)
+uri=$("$BIN" --data-dir "$DIR" uri --key "$last" --grant read,sign_event:1)
 echo "$uri" | "$BIN" --data-dir "$DIR" client --session "$DIR/session.json" connect - >/dev/null
 "$BIN" --data-dir "$DIR" client --session "$DIR/session.json" sign --kind 1 --content "from $last" >/dev/null
 t4=$(now)
