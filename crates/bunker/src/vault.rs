@@ -473,6 +473,7 @@ pub fn reseal(
             )?;
             Ok(ResealedKey {
                 id: s.id,
+                replaces: (s.user_secret.clone(), s.signer_secret.clone()),
                 user_secret: to.seal_secret(
                     Purpose::User,
                     &s.user_pubkey,
@@ -550,6 +551,7 @@ impl Vault {
             if user_legacy || signer_legacy {
                 resealed.push(ResealedKey {
                     id: s.id,
+                    replaces: (s.user_secret.clone(), s.signer_secret.clone()),
                     user_secret: kek.seal_secret(
                         Purpose::User,
                         &s.user_pubkey,

@@ -1326,7 +1326,15 @@ fn a_locked_key_refuses_everything_and_its_held_requests_until_unlocked() {
         sessions: sessions.clone(),
         approvals: vec![],
     };
-    let locked = snapshot(vec![KeyId(1)], &h);
+    // The lock arrives with the user's approval of the held request (from
+    // the CLI, say): the lock wins, nothing is signed.
+    let mut decided = h.engine.pending()[0].clone();
+    decided.status = ApprovalStatus::Decided(ApprovalDecision {
+        allow: true,
+        scope: DecisionScope::Once,
+    });
+    let mut locked = snapshot(vec![KeyId(1)], &h);
+    locked.approvals = vec![decided];
     let out = h.engine.reload(now(), locked, &mut h.rng);
     // The held request is refused at once…
     let resp = only_reply(&mut c, &out);

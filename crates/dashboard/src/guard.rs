@@ -138,10 +138,10 @@ pub fn changes_state(method: &Method) -> bool {
 /// that send neither are not browsers acting for a page; they still need
 /// the cookie and the CSRF token.)
 pub fn same_origin(headers: &HeaderMap, site: &Site) -> Result<(), &'static str> {
-    if let Some(fetch_site) = headers.get("sec-fetch-site") {
-        if fetch_site.as_bytes() != b"same-origin" {
-            return Err("cross-site request");
-        }
+    if let Some(fetch_site) = headers.get("sec-fetch-site")
+        && fetch_site.as_bytes() != b"same-origin"
+    {
+        return Err("cross-site request");
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let ours = origin.to_str().is_ok_and(|o| site.allows_origin(o));

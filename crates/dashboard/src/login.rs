@@ -73,10 +73,10 @@ async fn log_in(app: &App, params: &LoginParams) -> Response {
 
 /// `POST /logout`.
 pub async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
-    if let Some(cookie) = session_cookie(&headers, app.site.cookie_name()) {
-        if let Err(e) = app.dashboard.close_session(&cookie).await {
-            tracing::warn!(error = %e, "could not end a dashboard session");
-        }
+    if let Some(cookie) = session_cookie(&headers, app.site.cookie_name())
+        && let Err(e) = app.dashboard.close_session(&cookie).await
+    {
+        tracing::warn!(error = %e, "could not end a dashboard session");
     }
     let mut response = (
         StatusCode::OK,

@@ -58,6 +58,10 @@ fn keep(
     stop: &AtomicBool,
 ) {
     let mut recorded: Option<ChainPoint> = head_file::read(data_dir).ok().flatten();
+    // Set when the newest rows are not the ones recorded: from then on the
+    // record stays as it was (for `rampart audit verify` to report) until
+    // someone records a head again (a verify that passes).
+    let mut diverged = false;
     let mut next_prune = Instant::now();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
@@ -67,22 +71,31 @@ fn keep(
             prune(&mut *store, days);
             next_prune = Instant::now() + PRUNE_EVERY;
         }
+        if diverged {
+            let on_disk = head_file::read(data_dir).ok().flatten();
+            if on_disk != recorded {
+                recorded = on_disk;
+                diverged = false;
+            }
+        }
         match store.audit_head() {
-            Ok(Some(head)) if Some(head) != recorded => {
-                // Only forward, and only from a head still in the chain:
-                // rows deleted (and others written after them) are what
-                // verify must report, not what the record should follow.
+            Ok(Some(head)) if !diverged && Some(head) != recorded => {
+                // Only forward, and only from a head still in the chain.
                 let forward = recorded.is_none_or(|r| head.seq > r.seq && still_there(&*store, r));
-                if !forward {
+                if forward {
+                    match head_file::write(data_dir, head) {
+                        Ok(()) => recorded = Some(head),
+                        Err(e) => tracing::warn!(error = %e, "could not record the audit head"),
+                    }
+                } else {
+                    diverged = true;
                     tracing::error!(
                         recorded = recorded.map(|r| r.seq),
                         newest = head.seq,
-                        "the audit log's newest rows are not the ones recorded: run `rampart audit verify`"
+                        "the audit log's newest rows are not the ones recorded: the record is \
+                         kept as it was; run `rampart audit verify`"
                     );
-                } else if let Err(e) = head_file::write(data_dir, head) {
-                    tracing::warn!(error = %e, "could not record the audit head");
                 }
-                recorded = Some(head);
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "could not read the audit head"),

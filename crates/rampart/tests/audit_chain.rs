@@ -130,6 +130,34 @@ async fn verify_names_an_edited_row_and_catches_a_truncation() {
         "{}",
         text(&out.stderr)
     );
+
+    // Every row deleted, and a retention checkpoint forged at the newest:
+    // not believed without retention, nor with it for a head this young.
+    let newest: Vec<u8> = db
+        .query_row("SELECT row_hash FROM audit WHERE seq = 6", [], |r| r.get(0))
+        .unwrap();
+    db.execute("DELETE FROM audit", []).unwrap();
+    db.execute(
+        "INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, 6, ?1)",
+        [newest],
+    )
+    .unwrap();
+    let out = bunker.cli(&["audit", "verify"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("keep_days is not set"),
+        "{}",
+        text(&out.stderr)
+    );
+    let config = bunker.data_dir().join("retention.toml");
+    std::fs::write(&config, "[audit]\nkeep_days = 1\n").unwrap();
+    let out = bunker.cli(&["--config", config.to_str().unwrap(), "audit", "verify"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("younger than [audit] keep_days = 1"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,6 +193,14 @@ async fn a_backup_restores_with_its_chain_and_sessions() {
         let r = c.call(&format!("s{i}"), "sign_event", sign(i)).await;
         assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
     }
+    // Not under a running bunker.
+    let out = bunker.cli(&["restore", backup.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("stop `rampart run`"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(bunker.stop(), "graceful shutdown");
     let out = bunker.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -383,7 +383,11 @@ fn insert_audit(
     e: &AuditEntry,
     tail: &mut ChainPoint,
 ) -> Result<(), StoreError> {
-    let row = ChainedRow::of(tail.seq + 1, e);
+    let seq = tail
+        .seq
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Corrupt("the audit log's seq is at its maximum".into()))?;
+    let row = ChainedRow::of(seq, e);
     let hash = row.hash(&tail.hash);
     tx.execute(
         "INSERT INTO audit (seq, at, key_id, client_pubkey, event_id, request_id, method, \
@@ -422,6 +426,8 @@ fn checkpoint(client: &mut impl GenericClient) -> Result<Option<ChainPoint>, Sto
 /// Retention: the prefix of the log older than `before` goes; the last row
 /// of it becomes the checkpoint.
 fn prune_audit(tx: &mut impl GenericClient, before: Timestamp) -> Result<(), StoreError> {
+    // Replicas prune too: one at a time, and after the appends before it.
+    lock_audit_head(tx)?;
     let last = tx
         .query_opt(
             "SELECT seq, row_hash FROM audit WHERE seq < COALESCE(\
@@ -441,7 +447,8 @@ fn prune_audit(tx: &mut impl GenericClient, before: Timestamp) -> Result<(), Sto
     };
     tx.execute(
         "INSERT INTO audit_checkpoint (id, seq, hash) VALUES (1, $1, $2) \
-         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash \
+         WHERE audit_checkpoint.seq < excluded.seq",
         &[&seq, &hash],
     )
     .ctx("moving the audit checkpoint")?;
@@ -1003,25 +1010,64 @@ impl Store for PostgresStore {
 
     fn reseal_keys(
         &mut self,
-        params: Option<&VaultParams>,
+        vault: Option<(&VaultParams, &VaultParams)>,
         keys: &[ResealedKey],
     ) -> Result<(), StoreError> {
         self.write("resealing keys", |tx| {
-            if let Some(p) = params {
+            if let Some((from, to)) = vault {
+                let row = tx
+                    .query_opt("SELECT salt FROM vault WHERE id = 1 FOR UPDATE", &[])
+                    .ctx("reading the vault parameters")?;
+                let salt: Option<Vec<u8>> = match row {
+                    Some(r) => Some(r.try_get(0).ctx("reading the vault parameters")?),
+                    None => None,
+                };
+                if salt.as_deref() != Some(&from.salt[..]) {
+                    return Err(StoreError::Changed("the vault".into()));
+                }
+                // Keys added meanwhile wait for this lock, then see the new vault.
+                tx.batch_execute("LOCK TABLE keys IN SHARE ROW EXCLUSIVE MODE")
+                    .ctx("locking the keys")?;
+                let count: i64 = tx
+                    .query_one("SELECT count(*) FROM keys", &[])
+                    .and_then(|r| r.try_get(0))
+                    .ctx("counting keys")?;
+                if usize::try_from(count).ok() != Some(keys.len()) {
+                    return Err(StoreError::Changed("the set of keys".into()));
+                }
                 tx.execute(
-                    "INSERT INTO vault (id, salt, log_n, check_value) VALUES (1, $1, $2, $3) \
-                     ON CONFLICT (id) DO UPDATE SET salt = excluded.salt, \
-                     log_n = excluded.log_n, check_value = excluded.check_value",
-                    &[&p.salt.as_slice(), &i32::from(p.log_n), &p.check],
+                    "UPDATE vault SET salt = $1, log_n = $2, check_value = $3 WHERE id = 1",
+                    &[&to.salt.as_slice(), &i32::from(to.log_n), &to.check],
                 )
                 .ctx("replacing the vault parameters")?;
             }
             let update = tx
-                .prepare("UPDATE keys SET user_ncryptsec = $1, signer_ncryptsec = $2 WHERE id = $3")
+                .prepare(
+                    "UPDATE keys SET user_ncryptsec = $1, signer_ncryptsec = $2 \
+                     WHERE id = $3 AND user_ncryptsec = $4 AND signer_ncryptsec = $5",
+                )
                 .ctx("resealing keys")?;
             for k in keys {
-                tx.execute(&update, &[&k.user_secret, &k.signer_secret, &k.id.0])
+                let changed = tx
+                    .execute(
+                        &update,
+                        &[
+                            &k.user_secret,
+                            &k.signer_secret,
+                            &k.id.0,
+                            &k.replaces.0,
+                            &k.replaces.1,
+                        ],
+                    )
                     .ctx("resealing a key")?;
+                let exists = changed == 0
+                    && tx
+                        .query_opt("SELECT 1 FROM keys WHERE id = $1", &[&k.id.0])
+                        .ctx("resealing a key")?
+                        .is_some();
+                if exists {
+                    return Err(StoreError::Changed(format!("key {}", k.id)));
+                }
             }
             Ok(())
         })

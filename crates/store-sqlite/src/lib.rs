@@ -640,7 +640,11 @@ fn insert_audit(
         Some(point) => point,
         None => audit_tail(conn)?,
     };
-    let row = ChainedRow::of(previous.seq + 1, e);
+    let seq = previous
+        .seq
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Corrupt("the audit log's seq is at its maximum".into()))?;
+    let row = ChainedRow::of(seq, e);
     let hash = row.hash(&previous.hash);
     let mut stmt = conn
         .prepare_cached(INSERT_AUDIT)
@@ -935,32 +939,56 @@ impl Store for SqliteStore {
 
     fn reseal_keys(
         &mut self,
-        params: Option<&VaultParams>,
+        vault: Option<(&VaultParams, &VaultParams)>,
         keys: &[ResealedKey],
     ) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting to reseal keys")?;
-        if let Some(p) = params {
+        if let Some((from, to)) = vault {
+            let salt: Option<Vec<u8>> = tx
+                .query_row("SELECT salt FROM vault WHERE id = 1", [], |r| r.get(0))
+                .optional()
+                .ctx("reading the vault parameters")?;
+            if salt.as_deref() != Some(&from.salt[..]) {
+                return Err(StoreError::Changed("the vault".into()));
+            }
+            let count: i64 = tx
+                .query_row("SELECT count(*) FROM keys", [], |r| r.get(0))
+                .ctx("counting keys")?;
+            if usize::try_from(count).ok() != Some(keys.len()) {
+                return Err(StoreError::Changed("the set of keys".into()));
+            }
             tx.execute(
-                "INSERT INTO vault (id, salt, log_n, check_value) VALUES (1, ?1, ?2, ?3) \
-                 ON CONFLICT (id) DO UPDATE SET salt = excluded.salt, log_n = excluded.log_n, \
-                 check_value = excluded.check_value",
-                params![&p.salt[..], p.log_n, &p.check[..]],
+                "UPDATE vault SET salt = ?1, log_n = ?2, check_value = ?3 WHERE id = 1",
+                params![&to.salt[..], to.log_n, &to.check[..]],
             )
             .ctx("replacing the vault parameters")?;
         }
         {
             let mut update = tx
                 .prepare_cached(
-                    "UPDATE keys SET user_ncryptsec = ?1, signer_ncryptsec = ?2 WHERE id = ?3",
+                    "UPDATE keys SET user_ncryptsec = ?1, signer_ncryptsec = ?2 \
+                     WHERE id = ?3 AND user_ncryptsec = ?4 AND signer_ncryptsec = ?5",
                 )
                 .ctx("resealing keys")?;
+            let mut exists = tx
+                .prepare_cached("SELECT 1 FROM keys WHERE id = ?1")
+                .ctx("resealing keys")?;
             for k in keys {
-                update
-                    .execute(params![k.user_secret, k.signer_secret, k.id.0])
+                let changed = update
+                    .execute(params![
+                        k.user_secret,
+                        k.signer_secret,
+                        k.id.0,
+                        k.replaces.0,
+                        k.replaces.1
+                    ])
                     .ctx("resealing a key")?;
+                if changed == 0 && exists.exists([k.id.0]).ctx("resealing a key")? {
+                    return Err(StoreError::Changed(format!("key {}", k.id)));
+                }
             }
         }
         tx.commit().ctx("committing the resealed keys")

@@ -40,13 +40,16 @@ pub trait Store: Send {
     /// Record `params` unless the store has some already, and return the
     /// ones it has (two processes creating a vault at once agree on one).
     fn init_vault(&mut self, params: &VaultParams) -> Result<VaultParams, StoreError>;
-    /// In one transaction: replace the vault parameters and the sealed
-    /// secrets of these keys (a passphrase change, or keys moved from NIP-49
-    /// to the key-encryption key). A key removed meanwhile is skipped; the
-    /// parameters are replaced only when `params` is `Some`.
+    /// In one transaction, compare-and-swap: replace the sealed secrets of
+    /// these keys (each only if it still holds the texts it `replaces`) and,
+    /// with `vault = Some((from, to))` (a passphrase change), the vault
+    /// parameters `from` by `to` — then `keys` must be every key there is.
+    /// Anything changed meanwhile (a key resealed, added or given a new
+    /// signer, the vault replaced) is [`StoreError::Changed`] and nothing is
+    /// written. A key removed meanwhile is skipped.
     fn reseal_keys(
         &mut self,
-        params: Option<&VaultParams>,
+        vault: Option<(&VaultParams, &VaultParams)>,
         keys: &[ResealedKey],
     ) -> Result<(), StoreError>;
 

@@ -27,6 +27,10 @@ pub enum StoreError {
     /// answer must not be sent.
     #[error("{0} was answered by replica {1} already")]
     Claimed(String, String),
+    /// What a command read changed before it could write (another process
+    /// wrote it meanwhile); nothing was written.
+    #[error("{0} changed meanwhile; nothing was written, run the command again")]
+    Changed(String),
     /// The database refused a value of this job (not the database's fault:
     /// other jobs still commit).
     #[error("the database refused a value: {0}")]

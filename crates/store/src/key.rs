@@ -116,6 +116,9 @@ pub struct VaultParams {
 pub struct ResealedKey {
     /// The key.
     pub id: KeyId,
+    /// The sealed texts it replaces (user, signer): if the store holds
+    /// others, the key changed meanwhile and nothing is written.
+    pub replaces: (String, String),
     /// The user secret, sealed.
     pub user_secret: String,
     /// The signer secret, sealed.

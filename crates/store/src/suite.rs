@@ -1282,18 +1282,35 @@ pub fn the_vault_is_created_once_and_keys_are_resealed_together(store: &mut dyn 
     let alice = add_key(store, "alice", 1);
     let bob = add_key(store, "bob", 2);
     let before = ok(store.keys(), "keys");
-    let resealed = |id: KeyId, tag: &str| ResealedKey {
-        id,
+    let resealed = |key: &crate::StoredKey, tag: &str| ResealedKey {
+        id: key.id,
+        replaces: (key.user_secret.clone(), key.signer_secret.clone()),
         user_secret: format!("user-{tag}"),
         signer_secret: format!("signer-{tag}"),
     };
+    // A passphrase change must name every key, from the vault there is.
+    for (from, keys) in [
+        (
+            params(9),
+            vec![resealed(&before[0], "a"), resealed(&before[1], "b")],
+        ),
+        (params(1), vec![resealed(&before[0], "a")]),
+    ] {
+        assert!(
+            matches!(
+                store.reseal_keys(Some((&from, &params(3))), &keys),
+                Err(StoreError::Changed(_))
+            ),
+            "a stale vault or a missing key"
+        );
+    }
+    assert_eq!(ok(store.keys(), "keys"), before, "nothing written");
+    let mut gone = resealed(&before[0], "gone");
+    gone.id = KeyId(alice.0 + bob.0 + 7);
     ok(
         store.reseal_keys(
-            Some(&params(3)),
-            &[
-                resealed(alice, "a"),
-                resealed(KeyId(alice.0 + bob.0 + 7), "gone"),
-            ],
+            Some((&params(1), &params(3))),
+            &[resealed(&before[0], "a"), resealed(&before[1], "b")],
         ),
         "reseal",
     );
@@ -1302,18 +1319,27 @@ pub fn the_vault_is_created_once_and_keys_are_resealed_together(store: &mut dyn 
     assert_eq!(
         (
             after[0].user_secret.as_str(),
-            after[0].signer_secret.as_str()
+            after[1].signer_secret.as_str()
         ),
-        ("user-a", "signer-a")
+        ("user-a", "signer-b")
     );
     assert_eq!(after[0].user_pubkey, before[0].user_pubkey);
-    assert_eq!(after[1], before[1], "bob is untouched");
+    // A key resealed (or given a new signer) meanwhile is not overwritten;
+    // a key removed meanwhile is skipped.
+    assert!(matches!(
+        store.reseal_keys(None, &[resealed(&before[0], "stale")]),
+        Err(StoreError::Changed(_))
+    ));
     ok(
-        store.reseal_keys(None, &[resealed(bob, "b")]),
-        "reseal without params",
+        store.reseal_keys(None, &[resealed(&after[1], "b2"), gone]),
+        "reseal one",
+    );
+    let last = ok(store.keys(), "keys");
+    assert_eq!(
+        (last[0].user_secret.as_str(), last[1].user_secret.as_str()),
+        ("user-a", "user-b2")
     );
     assert_eq!(ok(store.vault_params(), "vault params"), Some(params(3)));
-    assert_eq!(ok(store.keys(), "keys")[1].user_secret, "user-b");
 }
 
 /// A new signer key replaces the old one; the key's sessions are revoked

@@ -9,7 +9,7 @@ use store::{
     PendingApproval, RequestSummary, Rule, RuleEffect,
 };
 
-use super::{Call, Ctx, DecideError, Dropped, Engine, Output, Refusal, Reply};
+use super::{Call, Ctx, DecideError, Dropped, Engine, KEY_LOCKED, Output, Refusal, Reply};
 use crate::clock::Millis;
 use crate::policy::{self, Verdict};
 use crate::randomness::Randomness;
@@ -275,14 +275,15 @@ impl Engine {
         };
         let id = approval.id.clone();
         let status = approval.status;
-        self.held.insert(
-            id.clone(),
-            Held {
-                approval,
-                request,
-                ctx,
-            },
-        );
+        let held = Held {
+            approval,
+            request,
+            ctx,
+        };
+        if self.locked.contains(&key_id) {
+            return self.refuse_held(now, id, held, KEY_LOCKED, rng);
+        }
+        self.held.insert(id.clone(), held);
         tracing::info!(approval = %id, "adopted a held request");
         match status {
             ApprovalStatus::Decided(decision) => {
@@ -304,6 +305,10 @@ impl Engine {
             .held
             .remove(id)
             .ok_or_else(|| DecideError::NotPending(id.0.clone()))?;
+        // Whatever the user decided, nothing is signed with a locked key.
+        if self.locked.contains(&held.ctx.key_id) {
+            return Ok(self.refuse_held(now, id.clone(), held, KEY_LOCKED, rng));
+        }
         let t = now.timestamp();
         let mut out = Output::default();
         let Held {

@@ -93,6 +93,30 @@ fn verify(config: &Config, given: Option<&str>) -> Result<()> {
         .transpose()?;
     let store = config.database()?.open()?;
     let recorded = head_file::read(&config.data_dir)?;
+    // A checkpoint says "rows before me were pruned": only believed when
+    // retention is on, and not for a recorded head younger than it allows
+    // (the file's time is outside the database).
+    if let Some(checkpoint) = store.audit_checkpoint()? {
+        let Some(days) = config.audit.keep_days else {
+            anyhow::bail!(
+                "the audit log does not verify: it starts after row {} (a retention checkpoint) \
+                 but [audit] keep_days is not set: its older rows were deleted",
+                checkpoint.seq
+            );
+        };
+        if let Some(head) = recorded
+            && head.seq <= checkpoint.seq
+            && let Some(age) = head_file::age(&config.data_dir)
+            && age < Duration::from_secs(u64::from(days) * 86_400)
+        {
+            anyhow::bail!(
+                "the audit log does not verify: the head recorded {} ago (row {}) is before \
+                 its retention checkpoint, younger than [audit] keep_days = {days}: rows were deleted",
+                humantime::format_duration(Duration::from_secs(age.as_secs())),
+                head.seq
+            );
+        }
+    }
     let mut heads: Vec<ChainPoint> = given.into_iter().chain(recorded).collect();
     heads.sort_by_key(|h| h.seq);
     heads.dedup();
@@ -104,7 +128,12 @@ fn verify(config: &Config, given: Option<&str>) -> Result<()> {
     }
     let verified = store::verify_store(&*store, None)
         .map_err(|e| anyhow::anyhow!("the audit log does not verify: {e}"))?;
-    if let Some(head) = verified.head {
+    // Recorded when it is a row and it moved (rewriting the same head would
+    // make it look younger than it is).
+    if let Some(head) = verified.head
+        && verified.rows > 0
+        && Some(head) != recorded
+    {
         head_file::write(&config.data_dir, head)?;
     }
     let from = verified
@@ -256,12 +285,31 @@ pub mod head_file {
         }
     }
 
+    /// How long ago the head was recorded (the file's modification time).
+    pub fn age(data_dir: &Path) -> Option<std::time::Duration> {
+        let modified = std::fs::metadata(path(data_dir)).ok()?.modified().ok()?;
+        modified.elapsed().ok()
+    }
+
     /// Record `head`, replacing the file atomically.
     pub fn write(data_dir: &Path, head: ChainPoint) -> Result<()> {
+        use std::io::Write;
         let path = path(data_dir);
-        let temp = data_dir.join("audit-head.tmp");
-        std::fs::write(&temp, format!("{}\n", head.to_text()))
-            .with_context(|| format!("could not write {}", temp.display()))?;
+        // Each writer its own temporary name; synced before the rename.
+        let temp = data_dir.join(format!(
+            "audit-head.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let written = (|| -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(format!("{}\n", head.to_text()).as_bytes())?;
+            file.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e).with_context(|| format!("could not write {}", temp.display()));
+        }
         std::fs::rename(&temp, &path).with_context(|| format!("could not write {}", path.display()))
     }
 }

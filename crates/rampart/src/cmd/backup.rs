@@ -57,6 +57,10 @@ pub fn backup(args: BackupArgs, config: &Config) -> Result<()> {
 /// Put a backup in place of the store (the bunker must be stopped).
 pub fn restore(args: RestoreArgs, config: &Config) -> Result<()> {
     let live = sqlite_path(config)?;
+    // `rampart run` holds this lock (shared) while it runs: a bunker would
+    // go on writing to the file replaced under it.
+    let _exclusive = crate::cmd::run::lock_data_dir(&config.data_dir, true)
+        .context("stop `rampart run` on this data dir before restoring")?;
     // A copy is opened (and brought up to date), so the backup itself
     // stays as it was written.
     let staging = sibling(&live, "restoring");
@@ -78,22 +82,50 @@ pub fn restore(args: RestoreArgs, config: &Config) -> Result<()> {
         }
     };
     let recorded = head_file::read(&config.data_dir).ok().flatten();
-    // The live database's WAL would be replayed onto the restored file.
-    for suffix in ["-wal", "-shm"] {
-        let side = PathBuf::from(format!("{}{suffix}", live.display()));
-        match std::fs::remove_file(&side) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    // The old database, its WAL and shared memory are moved aside, not
+    // deleted: a failure below puts them back, and after a success they
+    // stay as `*.before-restore` until the next restore.
+    let aside: Vec<(PathBuf, PathBuf)> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let from = PathBuf::from(format!("{}{suffix}", live.display()));
+            let to = PathBuf::from(format!("{}.before-restore{suffix}", live.display()));
+            (from, to)
+        })
+        .filter(|(from, _)| from.exists())
+        .collect();
+    let mut moved = Vec::new();
+    let mut failed = None;
+    for (from, to) in &aside {
+        match std::fs::rename(from, to) {
+            Ok(()) => moved.push((from, to)),
             Err(e) => {
-                return Err(e).with_context(|| format!("could not remove {}", side.display()));
+                failed = Some(
+                    anyhow::Error::new(e)
+                        .context(format!("could not move {} aside", from.display())),
+                );
+                break;
             }
         }
+    }
+    if failed.is_none()
+        && let Err(e) = std::fs::rename(&staging, &live)
+    {
+        failed = Some(anyhow::Error::new(e).context(format!(
+            "could not put the backup in place of {}",
+            live.display()
+        )));
+    }
+    if let Some(e) = failed {
+        for (from, to) in moved.iter().rev() {
+            let _ = std::fs::rename(to, from);
+        }
+        let _ = std::fs::remove_file(&staging);
+        return Err(e);
     }
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", staging.display()));
     }
-    std::fs::rename(&staging, &live)
-        .with_context(|| format!("could not put the backup in place of {}", live.display()))?;
     let lost = match (recorded, head) {
         (Some(r), Some(h)) if r.seq > h.seq => {
             format!("; {} audit rows written after it are gone", r.seq - h.seq)

@@ -59,6 +59,9 @@ pub struct Args {
 
 /// Serve until a signal arrives.
 pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
+    // Held to the end: `rampart restore` refuses while a bunker runs here.
+    let _running = lock_data_dir(&config.data_dir, false)
+        .context("`rampart restore` is replacing this data dir's database")?;
     if !args.relays.is_empty() {
         config.relays = args.relays;
     }
@@ -309,6 +312,29 @@ async fn replication(config: &Config) -> Result<Option<service::Replication>> {
         store,
         keep_answers,
     }))
+}
+
+/// Hold `<data-dir>/run.lock`: shared by every `rampart run` on the data
+/// dir for as long as it runs, exclusive for `rampart restore` (which must
+/// not replace a database under a running bunker). Released when the file
+/// is closed, also by a process killed.
+pub fn lock_data_dir(data_dir: &std::path::Path, exclusive: bool) -> Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("could not create {}", data_dir.display()))?;
+    let path = data_dir.join("run.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("could not open {}", path.display()))?;
+    let taken = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    taken.map_err(|_| anyhow::anyhow!("{} is locked by another process", path.display()))?;
+    Ok(file)
 }
 
 /// Run blocking store work (every backend blocks; PostgreSQL's client

@@ -38,7 +38,7 @@ fn change_passphrase(config: &Config, env: &Env) -> Result<()> {
     let to = Kek::create(&new, config.vault.log_n)?;
     let keys = store.keys()?;
     let resealed = vault::reseal(&keys, &from, &old, &to)?;
-    reseal(&mut *store, &to, &resealed)?;
+    reseal(&mut *store, &from, &to, &resealed)?;
     eprintln!(
         "the vault passphrase is changed: {} key(s) resealed",
         resealed.len()
@@ -46,8 +46,8 @@ fn change_passphrase(config: &Config, env: &Env) -> Result<()> {
     Ok(())
 }
 
-fn reseal(store: &mut dyn Store, to: &Kek, keys: &[store::ResealedKey]) -> Result<()> {
+fn reseal(store: &mut dyn Store, from: &Kek, to: &Kek, keys: &[store::ResealedKey]) -> Result<()> {
     store
-        .reseal_keys(Some(to.params()), keys)
+        .reseal_keys(Some((from.params(), to.params())), keys)
         .context("could not store the resealed keys; the old passphrase still works")
 }
