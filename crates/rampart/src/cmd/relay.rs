@@ -23,6 +23,10 @@ pub struct Args {
     /// Take every kind, not only NIP-46 traffic and signer announcements.
     #[arg(long)]
     any_kind: bool,
+    /// Events one connection may publish per second (a signer not
+    /// `--trust`ed answers on such a connection too).
+    #[arg(long, default_value_t = ServerConfig::default().events_per_second)]
+    events_per_second: u32,
 }
 
 /// Serve until SIGINT/SIGTERM.
@@ -30,6 +34,7 @@ pub async fn run(args: Args) -> Result<()> {
     let config = ServerConfig {
         require_auth: args.require_auth,
         trusted_authors: args.trusted,
+        events_per_second: args.events_per_second,
         kinds: if args.any_kind {
             KindPolicy::Any
         } else {
