@@ -77,6 +77,7 @@ fn fixture() -> &'static Mutex<Fixture> {
         let snapshot = Snapshot {
             keys: vec![KeyId(1)],
             locked: vec![],
+            sensitive: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],

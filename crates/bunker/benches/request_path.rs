@@ -81,6 +81,7 @@ fn setup() -> Setup {
         Snapshot {
             keys: vec![KeyId(1)],
             locked: vec![],
+            sensitive: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],

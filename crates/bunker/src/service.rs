@@ -140,6 +140,10 @@ pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
             .filter(|k| k.locked_at.is_some())
             .map(|k| k.id)
             .collect(),
+        sensitive: keys
+            .iter()
+            .filter_map(|k| k.sensitive_kinds.clone().map(|kinds| (k.id, kinds)))
+            .collect(),
         keys: keys.into_iter().map(|k| k.id).collect(),
         tokens: store.tokens()?,
         sessions: store.sessions()?,

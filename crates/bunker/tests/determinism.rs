@@ -156,6 +156,7 @@ fn run(world: &World) -> Vec<String> {
     let snapshot = Snapshot {
         keys: world.stored.iter().map(|k| k.id).collect(),
         locked: vec![],
+        sensitive: vec![],
         tokens: world.tokens.clone(),
         sessions: Vec::new(),
         approvals: Vec::new(),

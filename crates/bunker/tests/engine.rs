@@ -155,6 +155,7 @@ impl Harness {
         let snapshot = Snapshot {
             keys: vec![KeyId(1)],
             locked: vec![],
+            sensitive: vec![],
             tokens: self.tokens.clone(),
             sessions,
             approvals: vec![],
@@ -311,6 +312,7 @@ fn a_token_minted_after_the_connect_arrived_is_found_on_reload() {
     let snapshot = Snapshot {
         keys: vec![KeyId(1)],
         locked: vec![],
+        sensitive: vec![],
         tokens: h.tokens.clone(),
         sessions: vec![],
         approvals: vec![],
@@ -910,6 +912,7 @@ fn revocation_from_the_store_takes_effect_on_reload() {
         Snapshot {
             keys: vec![KeyId(1)],
             locked: vec![],
+            sensitive: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],
@@ -944,6 +947,7 @@ fn approval_decided_in_the_store_is_applied_on_reload() {
         Snapshot {
             keys: vec![KeyId(1)],
             locked: vec![],
+            sensitive: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![approval],
@@ -1260,6 +1264,7 @@ fn a_deny_rule_added_while_a_request_waits_wins_over_allow_once() {
     let snapshot = Snapshot {
         keys: vec![KeyId(1)],
         locked: vec![],
+        sensitive: vec![],
         tokens: h.tokens.clone(),
         sessions: vec![session],
         approvals: vec![],
@@ -1287,6 +1292,7 @@ fn a_key_removed_from_the_store_is_unloaded() {
     let snapshot = Snapshot {
         keys: vec![],
         locked: vec![],
+        sensitive: vec![],
         tokens: vec![],
         sessions: vec![],
         approvals: vec![],
@@ -1322,6 +1328,7 @@ fn a_locked_key_refuses_everything_and_its_held_requests_until_unlocked() {
     let snapshot = |locked: Vec<KeyId>, h: &Harness| Snapshot {
         keys: vec![KeyId(1)],
         locked,
+        sensitive: vec![],
         tokens: h.tokens.clone(),
         sessions: sessions.clone(),
         approvals: vec![],
@@ -1391,6 +1398,79 @@ fn a_locked_key_refuses_everything_and_its_held_requests_until_unlocked() {
 }
 
 #[test]
+fn sensitive_kinds_always_ask_even_under_a_full_grant() {
+    let mut h = harness();
+    let mut c = h.connected("full");
+    let sign = |c: &mut Client, id: &str, kind: u16| {
+        let template = serde_json::json!({"kind": kind, "content": "", "tags": []}).to_string();
+        c.request(id, "sign_event", serde_json::json!([template]))
+    };
+    let ev = sign(&mut c, "note", 1);
+    let out = h.send(&ev);
+    assert!(matches!(
+        only_reply(&mut c, &out).outcome,
+        Outcome::Result(_)
+    ));
+    // The default set: 0, 3, 5, 10002 are held for the user.
+    for (id, kind) in [
+        ("profile", 0),
+        ("follows", 3),
+        ("delete", 5),
+        ("relays", 10_002),
+    ] {
+        let ev = sign(&mut c, id, kind);
+        let out = h.send(&ev);
+        assert!(out.publish.is_empty(), "{id} answered at once");
+        assert_eq!(held_id(&h, id).0.len(), 32, "{id} is held");
+    }
+    // "Always allow" on a sensitive kind is this once: the next one asks again.
+    let profile = held_id(&h, "profile");
+    let always = ApprovalDecision {
+        allow: true,
+        scope: DecisionScope::Always { until: None },
+    };
+    let out = h
+        .engine
+        .decide(now(), &profile, always, &mut h.rng)
+        .unwrap();
+    assert!(matches!(
+        only_reply(&mut c, &out).outcome,
+        Outcome::Result(_)
+    ));
+    assert!(
+        !out.changes
+            .iter()
+            .any(|ch| matches!(ch, Change::AddRules { .. })),
+        "no rule remembered: {:?}",
+        out.changes
+    );
+    let ev = sign(&mut c, "profile-again", 0);
+    assert!(h.send(&ev).publish.is_empty(), "asks again");
+    // A key's own list replaces the default: kind 1 asks, kind 0 does not.
+    let sessions: Vec<_> = h.engine.sessions().cloned().collect();
+    let own = Snapshot {
+        keys: vec![KeyId(1)],
+        locked: vec![],
+        sensitive: vec![(KeyId(1), vec![1])],
+        tokens: h.tokens.clone(),
+        sessions,
+        approvals: vec![],
+    };
+    h.engine.reload(now(), own, &mut h.rng);
+    let ev = sign(&mut c, "note-now", 1);
+    assert!(
+        h.send(&ev).publish.is_empty(),
+        "kind 1 is sensitive for this key"
+    );
+    let ev = sign(&mut c, "profile-now", 0);
+    let out = h.send(&ev);
+    assert!(matches!(
+        only_reply(&mut c, &out).outcome,
+        Outcome::Result(_)
+    ));
+}
+
+#[test]
 fn a_session_deleted_in_the_store_leaves_the_engine_but_an_uncommitted_one_stays() {
     let mut h = harness();
     let mut stored = h.connected("read");
@@ -1399,6 +1479,7 @@ fn a_session_deleted_in_the_store_leaves_the_engine_but_an_uncommitted_one_stays
     let snapshot = |sessions: Vec<store::Session>, tokens: Vec<ConnectionToken>| Snapshot {
         keys: vec![KeyId(1)],
         locked: vec![],
+        sensitive: vec![],
         tokens,
         sessions,
         approvals: vec![],
@@ -1442,6 +1523,7 @@ fn a_session_whose_commit_failed_is_rolled_back() {
     let snapshot = Snapshot {
         keys: vec![KeyId(1)],
         locked: vec![],
+        sensitive: vec![],
         tokens,
         sessions: vec![],
         approvals: vec![],

@@ -221,6 +221,10 @@ pub struct PolicyConfig {
     pub held_per_session: usize,
     /// Requests of all apps waiting for the user, at most.
     pub held_total: usize,
+    /// Event kinds every key always asks to sign, whatever an app was
+    /// granted (env `RAMPART_SENSITIVE_KINDS`, e.g. `0,3,5,10002`; empty:
+    /// none); `rampart policy sensitive --key` sets a key's own.
+    pub sensitive_kinds: Vec<u16>,
 }
 
 /// `[dashboard]`: the web dashboard `rampart run` serves.
@@ -294,6 +298,7 @@ impl Default for PolicyConfig {
             rate_per_second: rate.per_second,
             held_per_session: engine.max_held_per_session,
             held_total: engine.max_held_total,
+            sensitive_kinds: engine.sensitive_kinds,
         }
     }
 }
@@ -489,6 +494,11 @@ impl Config {
                     .context("RAMPART_METRICS_LISTEN must be HOST:PORT")?,
             );
         }
+        // Empty is a value here: no kind always asks.
+        if let Some(v) = env.get("RAMPART_SENSITIVE_KINDS") {
+            self.policy.sensitive_kinds = store::codec::kinds_from_text(v)
+                .map_err(|e| anyhow::anyhow!("RAMPART_SENSITIVE_KINDS: {e}"))?;
+        }
         if let Some(v) = get("RAMPART_AUDIT_KEEP_DAYS") {
             let days: u32 = v
                 .parse()
@@ -584,6 +594,7 @@ impl Config {
             max_held_per_session: self.policy.held_per_session.max(1),
             max_held_total: self.policy.held_total.max(1),
             limits: self.limits(),
+            sensitive_kinds: self.policy.sensitive_kinds.clone(),
             ..EngineConfig::default()
         })
     }
@@ -704,6 +715,10 @@ rate_per_second = {rate}
 # Requests waiting for you, at most per app and in all (more: rate_limited).
 held_per_session = {held_per_session}
 held_total = {held_total}
+# Kinds that always ask, whatever an app was granted (env RAMPART_SENSITIVE_KINDS):
+# 0 profile, 3 follow list, 5 deletion, 10002 relay list. A key's own list:
+# `rampart policy sensitive --key NAME --kinds …`.
+sensitive_kinds = [0, 3, 5, 10002]
 
 [vault]
 # NIP-49 scrypt cost for newly encrypted keys (16 = 64 MiB, ~0.1-0.2 s).

@@ -55,6 +55,9 @@ enum Command {
     Backup(cmd::backup::BackupArgs),
     /// Put a backup in place of the store (stop the bunker first).
     Restore(cmd::backup::RestoreArgs),
+    /// Per-key signing policy: the sensitive kinds that always ask.
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
     /// Kill switch: refuse every request for a key (or every key) at once.
     Lock(cmd::lock::Args),
     /// Lift `rampart lock`.
@@ -110,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         Command::Audit(args) => cmd::audit::run(args, &config()?),
         Command::Backup(args) => cmd::backup::backup(args, &config()?),
         Command::Restore(args) => cmd::backup::restore(args, &config()?),
+        Command::Policy(c) => cmd::policy::run(c, &config()?),
         Command::Lock(args) => cmd::lock::run(args, true, &config()?),
         Command::Unlock(args) => cmd::lock::run(args, false, &config()?),
         Command::Relay(args) => runtime::single_threaded()?.block_on(cmd::relay::run(args)),

@@ -428,6 +428,33 @@ async fn kill_switch(relay: Relay) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(served.is_some(), "unlock did not reach the running bunker");
+    // A key's own sensitive kinds reach the running bunker: kind 1, granted,
+    // is now held for the user.
+    let out = bunker.cli(&["policy", "sensitive", "--kinds", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("default\t1\t(its own)"));
+    let mut held_now = false;
+    for i in 0..20 {
+        let id = format!("k1-{i}");
+        let ev = c.request(&id, "sign_event", t(1));
+        c.publish(&ev);
+        match c.response_to(&id, Duration::from_millis(300)).await {
+            None => {
+                held_now = true;
+                break;
+            }
+            // Signed before the bunker's next reload: wait for it.
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(held_now, "kind 1 was still signed at once");
+    let listed = bunker.cli(&["approvals", "list", "--json"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("\"kind\":1,"), "{listed}");
     let out = bunker.cli(&["lock", "--key", "nobody"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key named `nobody`"));

@@ -37,7 +37,9 @@ async fn connect(bunker: &RampartProcess, options: ClientOptions) -> Client {
 
 /// 4,000 follows ≈ 300 KB: signed, verified, exactly what was asked.
 async fn a_300_kb_contact_list_is_signed(relay: Option<&str>) {
-    let bunker = RampartProcess::start(Path::new(BIN), relay, &[], &["--grant", "full"]);
+    // A follow list is a sensitive kind (it would ask): none here.
+    let env = [("RAMPART_SENSITIVE_KINDS", "")];
+    let bunker = RampartProcess::start(Path::new(BIN), relay, &env, &["--grant", "full"]);
     let client = connect(&bunker, options()).await;
     let unsigned = contact_list(client.user_pubkey(), 4_000);
     let size = unsigned.as_json().len();

@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_key_locks.sql"),
     include_str!("migrations/0004_audit_chain.sql"),
     include_str!("migrations/0005_vault_kek.sql"),
+    include_str!("migrations/0006_sensitive_kinds.sql"),
 ];
 
 /// The newest schema version this binary knows.
@@ -594,6 +595,19 @@ fn apply_change(
             Ok(())
         }
         Change::PutSession(s) => put_session(tx, s),
+        Change::SetSensitiveKinds { key_id, kinds } => {
+            let text = kinds.as_deref().map(store::codec::kinds_to_text);
+            let changed = tx
+                .execute(
+                    "UPDATE keys SET sensitive_kinds = $1 WHERE id = $2",
+                    &[&text, &key_id.0],
+                )
+                .ctx("setting a key's sensitive kinds")?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("key {key_id}")));
+            }
+            Ok(())
+        }
         Change::SetKeyLock { key_id, locked_at } => {
             // Locking keeps the first lock time; unlocking clears it.
             let locked_at = locked_at.map(ts);
@@ -918,7 +932,7 @@ impl Store for PostgresStore {
     fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         self.collect(
             "SELECT id, name, user_pubkey, signer_pubkey, user_ncryptsec, signer_ncryptsec, \
-             created_at, locked_at FROM keys ORDER BY id",
+             created_at, locked_at, sensitive_kinds FROM keys ORDER BY id",
             &[],
             "listing keys",
             |row| rows::key(&PgRow(row)),

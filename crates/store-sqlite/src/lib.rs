@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_key_locks.sql"),
     include_str!("migrations/0008_audit_chain.sql"),
     include_str!("migrations/0009_vault_kek.sql"),
+    include_str!("migrations/0010_sensitive_kinds.sql"),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -479,6 +480,17 @@ fn apply_change(
             Ok(())
         }
         Change::PutSession(session) => put_session(conn, session),
+        Change::SetSensitiveKinds { key_id, kinds } => {
+            let text = kinds.as_deref().map(store::codec::kinds_to_text);
+            let changed = conn
+                .prepare_cached("UPDATE keys SET sensitive_kinds = ?1 WHERE id = ?2")
+                .and_then(|mut s| s.execute(params![text, key_id.0]))
+                .ctx("setting a key's sensitive kinds")?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("key {key_id}")));
+            }
+            Ok(())
+        }
         Change::SetKeyLock { key_id, locked_at } => {
             // Locking keeps the first lock time; unlocking clears it.
             let changed = conn
@@ -889,7 +901,7 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached(
                 "SELECT id, name, user_pubkey, signer_pubkey, user_ncryptsec, signer_ncryptsec, \
-                 created_at, locked_at FROM keys ORDER BY id",
+                 created_at, locked_at, sensitive_kinds FROM keys ORDER BY id",
             )
             .ctx("listing keys")?;
         collect(&mut stmt, [], "listing keys", &self.skipped, |row| {

@@ -128,6 +128,14 @@ pub enum Change {
         /// Rows before this time go.
         before: Timestamp,
     },
+    /// Set the kinds a key always asks to sign (`None`: the bunker's
+    /// default set). An unknown key is [`StoreError::NotFound`].
+    SetSensitiveKinds {
+        /// The key.
+        key_id: KeyId,
+        /// The kinds, or the default.
+        kinds: Option<Vec<u16>>,
+    },
     /// Lock a key (`locked_at` set) or unlock it (`None`); every key when
     /// `key_id` is `None`. Locking a locked key keeps its first lock time;
     /// an unknown key is [`StoreError::NotFound`].

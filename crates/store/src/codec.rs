@@ -83,3 +83,24 @@ pub fn origin_from_str(text: &str) -> Option<SessionOrigin> {
         .into_iter()
         .find(|o| o.as_str() == text)
 }
+
+/// Event kinds as stored: `0,3,5` (empty: none).
+pub fn kinds_to_text(kinds: &[u16]) -> String {
+    kinds
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parse [`kinds_to_text`]'s form.
+pub fn kinds_from_text(text: &str) -> Result<Vec<u16>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u16>()
+                .map_err(|_| format!("`{s}` is not an event kind"))
+        })
+        .collect()
+}

@@ -39,6 +39,9 @@ pub struct StoredKey {
     /// Since when the key is locked (`rampart lock`): every request for it
     /// is refused and nothing is signed with it until it is unlocked.
     pub locked_at: Option<Timestamp>,
+    /// The event kinds this key always asks the user to sign, whatever a
+    /// session's grant; `None`: the bunker's default set.
+    pub sensitive_kinds: Option<Vec<u16>>,
 }
 
 /// A key to be stored. Its `Debug` leaves the secrets out.
@@ -70,6 +73,7 @@ impl NewKey {
             signer_secret: self.signer_secret,
             created_at: self.created_at,
             locked_at: None,
+            sensitive_kinds: None,
         }
     }
 }
@@ -83,6 +87,7 @@ impl std::fmt::Debug for StoredKey {
             .field("signer_pubkey", &self.signer_pubkey)
             .field("created_at", &self.created_at)
             .field("locked_at", &self.locked_at)
+            .field("sensitive_kinds", &self.sensitive_kinds)
             .finish_non_exhaustive()
     }
 }

@@ -228,6 +228,11 @@ pub fn key<R: RawRow + ?Sized>(row: &R) -> Result<StoredKey, StoreError> {
     };
     let mut key = key.stored(KeyId(r.int("id")?));
     key.locked_at = r.opt_ts("locked_at")?;
+    key.sensitive_kinds = r
+        .opt_text("sensitive_kinds")?
+        .map(|text| codec::kinds_from_text(&text))
+        .transpose()
+        .map_err(|e| r.corrupt("sensitive_kinds", e))?;
     Ok(key)
 }
 

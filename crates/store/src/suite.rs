@@ -67,6 +67,7 @@ macro_rules! __for_each_store_check {
             external_version_is_stable_alone,
             served_relays_are_replaced,
             key_locks_keep_the_first_time_and_cover_all_keys,
+            sensitive_kinds_are_kept_per_key,
             the_vault_is_created_once_and_keys_are_resealed_together,
             a_new_signer_revokes_the_keys_sessions_and_unused_tokens,
             audit_rows_are_chained_across_batches,
@@ -1208,6 +1209,31 @@ pub fn served_relays_are_replaced(store: &mut dyn Store) {
         "recording relays again",
     );
     assert_eq!(ok(store.served_relays(), "served relays"), Some(second));
+}
+
+/// A key's sensitive kinds round-trip (none, a list, an empty list, back
+/// to none); a missing key is not found; the change is mirrored.
+pub fn sensitive_kinds_are_kept_per_key(store: &mut dyn Store) {
+    let alice = add_key(store, "alice", 1);
+    let bob = add_key(store, "bob", 2);
+    let kinds = |store: &dyn Store| -> Vec<Option<Vec<u16>>> {
+        ok(store.keys(), "keys")
+            .into_iter()
+            .map(|k| k.sensitive_kinds)
+            .collect()
+    };
+    assert_eq!(kinds(store), [None, None]);
+    let set = |key_id, kinds: Option<Vec<u16>>| Change::SetSensitiveKinds { key_id, kinds };
+    apply(store, &[set(alice, Some(vec![0, 3, 10_002]))]);
+    apply(store, &[set(bob, Some(vec![]))]);
+    assert_eq!(kinds(store), [Some(vec![0, 3, 10_002]), Some(vec![])]);
+    apply(store, &[set(alice, None)]);
+    assert_eq!(kinds(store), [None, Some(vec![])]);
+    assert!(matches!(
+        store.apply(&[set(KeyId(alice.0 + bob.0 + 3), Some(vec![1]))]),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(set(alice, None).is_mirrored());
 }
 
 /// A lock keeps its first time; unlocking clears it; `None` is every key; a

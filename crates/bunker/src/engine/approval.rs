@@ -317,7 +317,18 @@ impl Engine {
             ctx,
         } = held;
         let event = approval.event.take();
-        if let DecisionScope::Always { until } = decision.scope
+        // "Always allow" for a sensitive kind is this once: it asks every
+        // time ("always deny" stays: a deny rule wins anyway).
+        let scope = match decision.scope {
+            DecisionScope::Always { .. }
+                if decision.allow
+                    && self.is_sensitive(ctx.key_id, approval.method, approval.kind) =>
+            {
+                DecisionScope::Once
+            }
+            scope => scope,
+        };
+        if let DecisionScope::Always { until } = scope
             && let Some(live) = self.sessions.get_mut(&(ctx.key_id, ctx.client))
         {
             let effect = if decision.allow {

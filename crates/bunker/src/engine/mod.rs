@@ -102,7 +102,21 @@ pub struct EngineConfig {
     pub strangers: StrangerLimits,
     /// How large a request may be (see [`nip46::limits`]).
     pub limits: Limits,
+    /// The event kinds every key always asks the user to sign, whatever a
+    /// session's grant, unless the key has its own list
+    /// ([`DEFAULT_SENSITIVE_KINDS`] by default).
+    pub sensitive_kinds: Vec<u16>,
 }
+
+/// Kinds that always ask by default, whatever an app was granted: each
+/// rewrites who the user is or what they have said, at once and for every
+/// client, and is easy to get signed by an app granted `sign_event`:
+/// 0, the profile (name, picture, NIP-05: an impersonation in one event);
+/// 3, the follow list (replaceable: an empty one wipes years of follows);
+/// 5, deletion requests (the user's notes asked away); 10002, the relay
+/// list (NIP-65: moved relays cut the user off from their mentions and
+/// direct messages).
+pub const DEFAULT_SENSITIVE_KINDS: [u16; 4] = [0, 3, 5, 10_002];
 
 /// The largest content opened for a client without a session: a `connect`
 /// with every field at its bound fits (`nip46`'s `MAX_CONNECT_*`).
@@ -128,6 +142,7 @@ impl Default for EngineConfig {
             max_held_bytes: 64 * 1024 * 1024,
             strangers: StrangerLimits::default(),
             limits: Limits::default(),
+            sensitive_kinds: DEFAULT_SENSITIVE_KINDS.to_vec(),
         }
     }
 }
@@ -162,6 +177,8 @@ pub struct Snapshot {
     pub keys: Vec<KeyId>,
     /// The keys locked (`rampart lock`): refused whatever their sessions say.
     pub locked: Vec<KeyId>,
+    /// Keys with their own sensitive kinds (the others use the default).
+    pub sensitive: Vec<(KeyId, Vec<u16>)>,
     /// Every token.
     pub tokens: Vec<ConnectionToken>,
     /// Every session.
@@ -353,6 +370,8 @@ pub struct Engine {
     next_touch: Option<Millis>,
     /// Keys locked in the store, as last reloaded.
     locked: BTreeSet<KeyId>,
+    /// Keys' own sensitive kinds, as last reloaded.
+    sensitive: BTreeMap<KeyId, BTreeSet<u16>>,
 }
 
 /// The reason every request for a locked key is refused with.
@@ -406,6 +425,7 @@ impl Engine {
             strangers,
             next_touch: None,
             locked: BTreeSet::new(),
+            sensitive: BTreeMap::new(),
         }
     }
 
@@ -643,6 +663,11 @@ impl Engine {
         if method == Method::Logout {
             return self.handle_logout(now, ctx, &request.id, rng);
         }
+        // A sensitive kind asks even under a grant; a deny rule still wins.
+        let verdict = match verdict {
+            Verdict::Allow if self.is_sensitive(ctx.key_id, method, call.kind) => Verdict::Ask,
+            other => other,
+        };
         match verdict {
             Verdict::Allow => {
                 self.execute_and_answer(now, ctx, request, AuditDecision::Allowed, rng)
@@ -696,6 +721,17 @@ impl Engine {
         rng: &mut dyn Randomness,
     ) -> Output {
         self.answer(now, ctx, Reply::refused(call, refusal), rng)
+    }
+
+    /// Whether `sign_event` of `kind` for `key_id` always asks the user.
+    pub(super) fn is_sensitive(&self, key_id: KeyId, method: Method, kind: Option<u16>) -> bool {
+        let Some(kind) = kind.filter(|_| method == Method::SignEvent) else {
+            return false;
+        };
+        match self.sensitive.get(&key_id) {
+            Some(own) => own.contains(&kind),
+            None => self.config.sensitive_kinds.contains(&kind),
+        }
     }
 
     fn insert_session(&mut self, session: Session, now: Millis) {

@@ -1,7 +1,7 @@
 //! Merging what the store holds (edits by the CLI or the dashboard) into the
 //! engine's mirror, and acting on it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nip46::nostr::prelude::PublicKey;
 use store::{ApprovalId, ApprovalStatus, Change, KeyId, TokenId};
@@ -44,6 +44,15 @@ impl Engine {
             tracing::info!(key = %key_id, "key unlocked");
         }
         self.locked = locked;
+        let sensitive: BTreeMap<KeyId, BTreeSet<u16>> = snapshot
+            .sensitive
+            .into_iter()
+            .map(|(key, kinds)| (key, kinds.into_iter().collect()))
+            .collect();
+        if sensitive != self.sensitive {
+            tracing::info!(keys = sensitive.len(), "keys' own sensitive kinds changed");
+            self.sensitive = sensitive;
+        }
         let mut tokens = snapshot.tokens;
         for token in &mut tokens {
             if let Some(old) = self
@@ -222,6 +231,7 @@ impl Rollback {
                 | Change::RevokeToken { .. }
                 | Change::RecordServedRelays(_)
                 | Change::SetKeyLock { .. }
+                | Change::SetSensitiveKinds { .. }
                 | Change::PruneAudit { .. }
                 | Change::Answer(_)
                 | Change::HoldRequest(_) => {}
