@@ -397,11 +397,19 @@ async fn open_store_and_unlock(
         // Keys from before the key-encryption key: sealed under it now, so
         // the next start opens them without a scrypt run each.
         if !resealed.is_empty() {
-            store.reseal_keys(None, &resealed)?;
-            tracing::info!(
-                keys = resealed.len(),
-                "moved keys from NIP-49 to the vault key"
-            );
+            match store.reseal_keys(None, &resealed) {
+                Ok(()) => tracing::info!(
+                    keys = resealed.len(),
+                    "moved keys from NIP-49 to the vault key"
+                ),
+                // Another process (a replica starting beside this one)
+                // moved them first, under the same vault key: nothing lost.
+                Err(store::StoreError::Changed(what)) => tracing::info!(
+                    %what,
+                    "keys were moved to the vault key by another process meanwhile"
+                ),
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok((vault, store))
     })
