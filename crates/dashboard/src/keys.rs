@@ -28,6 +28,10 @@ pub struct KeyView {
     pub npub: String,
     /// Since when it is locked (unix seconds), if it is.
     pub locked_at: Option<u64>,
+    /// The kinds it always asks to sign, whatever an app was granted.
+    pub sensitive_kinds: Vec<u16>,
+    /// Whether those are its own (`rampart policy sensitive`) or the default.
+    pub sensitive_own: bool,
 }
 
 /// A lock or unlock, as forms and the API send it.
@@ -42,13 +46,16 @@ pub struct LockInput {
 
 /// Every key, oldest first.
 pub async fn keys(app: &App) -> Result<Vec<KeyView>, DashboardError> {
+    let default = app.dashboard.config().sensitive_kinds.clone();
     app.dashboard
-        .with_store(|store| {
+        .with_store(move |store| {
             let keys = store.keys().map_err(admin::AdminError::from)?;
             Ok(keys
                 .into_iter()
                 .map(|k| KeyView {
                     npub: describe_npub(&k.user_pubkey),
+                    sensitive_own: k.sensitive_kinds.is_some(),
+                    sensitive_kinds: k.sensitive_kinds.unwrap_or_else(|| default.clone()),
                     name: k.name,
                     locked_at: k.locked_at.map(|t| t.as_secs()),
                 })
@@ -145,7 +152,7 @@ fn page(views: &[KeyView], csrf: &str) -> Html<String> {
     ));
     body.push_str(
         "<section class=\"card flush\"><table class=\"list\"><thead><tr><th>Key</th>\
-         <th>State</th><th></th></tr></thead><tbody>",
+         <th>State</th><th>Always asks to sign</th><th></th></tr></thead><tbody>",
     );
     for v in views {
         let (state, button) = match v.locked_at {
@@ -169,12 +176,37 @@ fn page(views: &[KeyView], csrf: &str) -> Html<String> {
         body.push_str(&format!(
             "<tr class=\"key-row\" data-key=\"{name}\"><td><b>{name}</b>\
              <div class=\"muted small mono\">{npub}</div></td><td class=\"state\">{state}</td>\
-             <td class=\"actions\"><form method=\"post\" action=\"/keys/lock\">{field}\
+             <td class=\"sensitive\">{sensitive}</td><td class=\"actions\"><form method=\"post\" action=\"/keys/lock\">{field}\
              <input type=\"hidden\" name=\"key\" value=\"{name}\">{button}</form></td></tr>",
             name = esc(&v.name),
             npub = esc(&html::short(&v.npub)),
+            sensitive = sensitive_cell(v),
         ));
     }
     body.push_str("</tbody></table></section>");
     html::page("Keys", Section::Keys, csrf, &body)
+}
+
+/// The kinds a key always asks for, by name where known, and whose list it is.
+fn sensitive_cell(v: &KeyView) -> String {
+    let whose = if v.sensitive_own {
+        "its own"
+    } else {
+        "the default"
+    };
+    if v.sensitive_kinds.is_empty() {
+        return format!("<span class=\"muted\">none ({whose})</span>");
+    }
+    let kinds: Vec<String> = v
+        .sensitive_kinds
+        .iter()
+        .map(|k| match bunker::describe::kind_name(*k) {
+            Some(name) => format!("{k} <span class=\"muted small\">{}</span>", esc(name)),
+            None => k.to_string(),
+        })
+        .collect();
+    format!(
+        "{} <div class=\"muted small\">{whose}</div>",
+        kinds.join(", ")
+    )
 }

@@ -46,6 +46,9 @@ pub struct DashboardConfig {
     /// What `/.well-known/nostr.json` serves (NIP-05 for the signer
     /// announcement); `None`: not found.
     pub discovery: Option<nip46::discovery::Nip05Document>,
+    /// The kinds a key without its own list always asks to sign (shown on
+    /// the Keys page).
+    pub sensitive_kinds: Vec<u16>,
 }
 
 impl Default for DashboardConfig {
@@ -59,6 +62,7 @@ impl Default for DashboardConfig {
             start_link_ttl: Duration::from_secs(15 * 60),
             approval_timeout_secs: 60,
             discovery: None,
+            sensitive_kinds: bunker::engine::DEFAULT_SENSITIVE_KINDS.to_vec(),
         }
     }
 }

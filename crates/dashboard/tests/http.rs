@@ -710,10 +710,13 @@ async fn the_api_covers_every_action() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // The kill switch: by the API, and by the page's form.
+    let keys = get("/api/keys").await;
+    assert_eq!(keys[0]["locked_at"], serde_json::Value::Null);
     assert_eq!(
-        get("/api/keys").await[0]["locked_at"],
-        serde_json::Value::Null
+        keys[0]["sensitive_kinds"],
+        serde_json::json!([0, 3, 5, 10002])
     );
+    assert_eq!(keys[0]["sensitive_own"], false);
     let (status, body) = s
         .post_json(
             "/api/keys/lock",
@@ -744,6 +747,10 @@ async fn the_api_covers_every_action() {
     assert!(
         page.contains("Unlock</button>"),
         "a locked key offers Unlock"
+    );
+    assert!(
+        page.contains("the default"),
+        "its sensitive kinds are shown"
     );
     let (status, _) = s
         .post_form(

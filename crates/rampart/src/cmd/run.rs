@@ -610,6 +610,7 @@ async fn start_dashboard(
         discovery,
         start_link_ttl: config.start_links_ttl(),
         approval_timeout_secs: config.policy.approval_timeout_secs,
+        sensitive_kinds: config.policy.sensitive_kinds.clone(),
     };
     let database = config.database()?;
     let own_store = blocking(move || database.open()).await?;
