@@ -280,6 +280,64 @@ impl Kek {
     }
 }
 
+/// Both secrets of a stored key, opened. Neither `Debug` nor `Clone`.
+struct OpenedKey {
+    user: Keys,
+    user_security: KeySecurity,
+    signer: Keys,
+    signer_security: KeySecurity,
+    /// Either was NIP-49 (from before the vault key).
+    legacy: bool,
+}
+
+impl Kek {
+    /// Open both secrets of `s` (see [`Kek::open_stored`]).
+    fn open_key(&self, s: &StoredKey, passphrase: &Passphrase) -> Result<OpenedKey, VaultError> {
+        let (user, user_security, user_legacy) = self.open_stored(
+            &s.name,
+            Purpose::User,
+            &s.user_pubkey,
+            &s.user_secret,
+            passphrase,
+        )?;
+        let (signer, signer_security, signer_legacy) = self.open_stored(
+            &s.name,
+            Purpose::Signer,
+            &s.signer_pubkey,
+            &s.signer_secret,
+            passphrase,
+        )?;
+        Ok(OpenedKey {
+            user,
+            user_security,
+            signer,
+            signer_security,
+            legacy: user_legacy || signer_legacy,
+        })
+    }
+
+    /// `opened` (the secrets of `s`) sealed under this key, replacing what
+    /// `s` holds.
+    fn reseal(&self, s: &StoredKey, opened: &OpenedKey) -> Result<ResealedKey, VaultError> {
+        Ok(ResealedKey {
+            id: s.id,
+            replaces: (s.user_secret.clone(), s.signer_secret.clone()),
+            user_secret: self.seal_secret(
+                Purpose::User,
+                &s.user_pubkey,
+                opened.user.secret_key(),
+                opened.user_security,
+            )?,
+            signer_secret: self.seal_secret(
+                Purpose::Signer,
+                &s.signer_pubkey,
+                opened.signer.secret_key(),
+                opened.signer_security,
+            )?,
+        })
+    }
+}
+
 fn security_byte(security: KeySecurity) -> u8 {
     match security {
         KeySecurity::Weak => 0,
@@ -456,38 +514,7 @@ pub fn reseal(
 ) -> Result<Vec<ResealedKey>, VaultError> {
     stored
         .iter()
-        .map(|s| {
-            let (user, user_security, _) = from.open_stored(
-                &s.name,
-                Purpose::User,
-                &s.user_pubkey,
-                &s.user_secret,
-                passphrase,
-            )?;
-            let (signer, signer_security, _) = from.open_stored(
-                &s.name,
-                Purpose::Signer,
-                &s.signer_pubkey,
-                &s.signer_secret,
-                passphrase,
-            )?;
-            Ok(ResealedKey {
-                id: s.id,
-                replaces: (s.user_secret.clone(), s.signer_secret.clone()),
-                user_secret: to.seal_secret(
-                    Purpose::User,
-                    &s.user_pubkey,
-                    user.secret_key(),
-                    user_security,
-                )?,
-                signer_secret: to.seal_secret(
-                    Purpose::Signer,
-                    &s.signer_pubkey,
-                    signer.secret_key(),
-                    signer_security,
-                )?,
-            })
-        })
+        .map(|s| to.reseal(s, &from.open_key(s, passphrase)?))
         .collect()
 }
 
@@ -534,45 +561,17 @@ impl Vault {
         let mut keys = HashMap::with_capacity(stored.len());
         let mut resealed = Vec::new();
         for s in stored {
-            let (user, user_security, user_legacy) = kek.open_stored(
-                &s.name,
-                Purpose::User,
-                &s.user_pubkey,
-                &s.user_secret,
-                passphrase,
-            )?;
-            let (signer, signer_security, signer_legacy) = kek.open_stored(
-                &s.name,
-                Purpose::Signer,
-                &s.signer_pubkey,
-                &s.signer_secret,
-                passphrase,
-            )?;
-            if user_legacy || signer_legacy {
-                resealed.push(ResealedKey {
-                    id: s.id,
-                    replaces: (s.user_secret.clone(), s.signer_secret.clone()),
-                    user_secret: kek.seal_secret(
-                        Purpose::User,
-                        &s.user_pubkey,
-                        user.secret_key(),
-                        user_security,
-                    )?,
-                    signer_secret: kek.seal_secret(
-                        Purpose::Signer,
-                        &s.signer_pubkey,
-                        signer.secret_key(),
-                        signer_security,
-                    )?,
-                });
+            let opened = kek.open_key(s, passphrase)?;
+            if opened.legacy {
+                resealed.push(kek.reseal(s, &opened)?);
             }
             keys.insert(
                 s.id,
                 Arc::new(Unlocked {
                     name: s.name.clone(),
                     signer_pubkey: s.signer_pubkey,
-                    user,
-                    signer: Some(signer),
+                    user: opened.user,
+                    signer: Some(opened.signer),
                 }),
             );
         }

@@ -205,21 +205,27 @@ pub struct Verifier {
     checkpoint: Option<ChainPoint>,
     previous: [u8; 32],
     last: Option<ChainPoint>,
-    expected_head: Option<ChainPoint>,
-    head_seen: bool,
+    /// Heads recorded earlier (oldest first), each with whether it was met.
+    expected: Vec<(ChainPoint, bool)>,
     rows: u64,
 }
 
 impl Verifier {
     /// Start after `checkpoint` (the last row pruned by retention), or from
-    /// the start; `expected_head`, a head recorded earlier, must be met.
-    pub fn new(checkpoint: Option<ChainPoint>, expected_head: Option<ChainPoint>) -> Self {
+    /// the start; each of `expected_heads`, recorded earlier, must be met.
+    pub fn new(
+        checkpoint: Option<ChainPoint>,
+        expected_heads: impl IntoIterator<Item = ChainPoint>,
+    ) -> Self {
+        let mut expected: Vec<(ChainPoint, bool)> =
+            expected_heads.into_iter().map(|h| (h, false)).collect();
+        expected.sort_by_key(|(h, _)| h.seq);
+        expected.dedup();
         Verifier {
             checkpoint,
             previous: checkpoint.map_or(GENESIS, |c| c.hash),
             last: checkpoint,
-            expected_head,
-            head_seen: false,
+            expected,
             rows: 0,
         }
     }
@@ -233,16 +239,14 @@ impl Verifier {
         if stored.row.hash(&self.previous) != hash {
             return Err(ChainError::Mismatch { seq });
         }
-        if let Some(head) = self.expected_head
-            && head.seq == seq
-        {
+        for (head, seen) in self.expected.iter_mut().filter(|(h, _)| h.seq == seq) {
             if head.hash != hash {
                 return Err(ChainError::HeadLost {
                     seq,
                     what: "different",
                 });
             }
-            self.head_seen = true;
+            *seen = true;
         }
         self.previous = hash;
         self.last = Some(ChainPoint { seq, hash });
@@ -253,22 +257,23 @@ impl Verifier {
     /// Every row is in: the head of the chain (the checkpoint, or none, for
     /// an empty log) and how many rows were checked.
     pub fn finish(self) -> Result<(Option<ChainPoint>, u64), ChainError> {
-        let Some(head) = self.expected_head else {
-            return Ok((self.last, self.rows));
-        };
         let checkpoint_seq = self.checkpoint.map_or(0, |c| c.seq);
-        let lost = |what| ChainError::HeadLost {
-            seq: head.seq,
-            what,
-        };
-        match self.checkpoint {
-            // Pruned by retention since it was recorded: not checkable, and
-            // retention is not truncation.
-            _ if head.seq < checkpoint_seq => {}
-            Some(c) if head.seq == c.seq && head.hash != c.hash => return Err(lost("different")),
-            Some(c) if head.seq == c.seq => {}
-            _ if !self.head_seen => return Err(lost("missing")),
-            _ => {}
+        for (head, seen) in &self.expected {
+            let lost = |what| ChainError::HeadLost {
+                seq: head.seq,
+                what,
+            };
+            match self.checkpoint {
+                // Pruned by retention since it was recorded: not checkable,
+                // and retention is not truncation.
+                _ if head.seq < checkpoint_seq => {}
+                Some(c) if head.seq == c.seq && head.hash != c.hash => {
+                    return Err(lost("different"));
+                }
+                Some(c) if head.seq == c.seq => {}
+                _ if !seen => return Err(lost("missing")),
+                _ => {}
+            }
         }
         Ok((self.last, self.rows))
     }
@@ -301,13 +306,14 @@ pub struct Verified {
 const VERIFY_PAGE: u32 = 5_000;
 
 /// Recompute the whole chain of `store` from its checkpoint, page by page;
-/// `expected_head`, recorded earlier outside the database, must still be in it.
+/// each of `expected_heads`, recorded earlier outside the database, must
+/// still be in it (one pass for all of them).
 pub fn verify_store(
     store: &dyn crate::Store,
-    expected_head: Option<ChainPoint>,
+    expected_heads: impl IntoIterator<Item = ChainPoint>,
 ) -> Result<Verified, VerifyError> {
     let checkpoint = store.audit_checkpoint()?;
-    let mut verifier = Verifier::new(checkpoint, expected_head);
+    let mut verifier = Verifier::new(checkpoint, expected_heads);
     let mut after = checkpoint.map_or(0, |c| c.seq);
     loop {
         let page = store.audit_chain(after, VERIFY_PAGE)?;
