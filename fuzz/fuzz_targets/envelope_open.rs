@@ -78,6 +78,7 @@ fn fixture() -> &'static Mutex<Fixture> {
             keys: vec![KeyId(1)],
             locked: vec![],
             sensitive: vec![],
+            quorums: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],

@@ -82,6 +82,7 @@ fn setup() -> Setup {
             keys: vec![KeyId(1)],
             locked: vec![],
             sensitive: vec![],
+            quorums: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],

@@ -17,9 +17,9 @@ use nip46::nostr::prelude::{PublicKey, RelayUrl, Timestamp, UnsignedEvent};
 use nip46::{BunkerUri, ConnectSecret, NostrConnectUri, Permission, PermissionSet};
 use serde::Serialize;
 use store::{
-    ApprovalDecision, ApprovalId, ApprovalStatus, AuditEntry, Change, DecisionScope, KeyId,
-    NewToken, PendingApproval, RequestSummary, Rule, RuleEffect, Session, Store, StoreError,
-    StoredKey,
+    ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, AuditEntry, Change, DecisionScope,
+    KeyId, KeyScope, NewOperator, NewToken, Operator, PendingApproval, RequestSummary, Role, Rule,
+    RuleEffect, Session, Store, StoreError, StoredKey, Vote,
 };
 
 use crate::describe;
@@ -170,17 +170,203 @@ pub fn find_pending(
     }
 }
 
-/// Record a decision for the running bunker to apply (from another process).
+/// Record the owner's decision for the running bunker to apply (from
+/// another process: the CLI).
 pub fn record_decision(
     store: &mut dyn Store,
     id: &ApprovalId,
     decision: ApprovalDecision,
 ) -> Result<(), AdminError> {
+    let vote = Vote {
+        by: store::OWNER.to_owned(),
+        decision,
+    };
+    record_vote(store, id, vote)
+}
+
+/// Record someone's answer to a waiting request for the bunker holding it
+/// to count on its next reload (another replica's dashboard, the CLI).
+pub fn record_vote(store: &mut dyn Store, id: &ApprovalId, vote: Vote) -> Result<(), AdminError> {
     store.apply(&[Change::DecideApproval {
         id: id.clone(),
-        decision,
+        vote,
     }])?;
     Ok(())
+}
+
+/// How many distinct people must allow `approval`: its key's quorum for a
+/// sensitive kind (the key's own list, else `default_sensitive`), else 1.
+/// The engine counts the same way.
+pub fn allows_needed(
+    approval: &PendingApproval,
+    keys: &[StoredKey],
+    default_sensitive: &[u16],
+) -> u32 {
+    let Some(key) = keys.iter().find(|k| k.id == approval.key_id) else {
+        return 1;
+    };
+    let Some(kind) = approval
+        .kind
+        .filter(|_| approval.method == nip46::Method::SignEvent)
+    else {
+        return 1;
+    };
+    let sensitive = key
+        .sensitive_kinds
+        .as_deref()
+        .unwrap_or(default_sensitive)
+        .contains(&kind);
+    if sensitive { key.quorum.max(1) } else { 1 }
+}
+
+/// The distinct people who allowed `approval` so far, as shown.
+pub fn allowed_by(approval: &PendingApproval) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for vote in approval.votes.iter().filter(|v| v.decision.allow) {
+        let name = voter_name(&vote.by);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// How a voter or actor is shown: an operator by name, the owner as `owner`.
+pub fn voter_name(by: &str) -> String {
+    if by == store::OWNER {
+        "owner".to_owned()
+    } else {
+        by.to_owned()
+    }
+}
+
+/// Set how many distinct people must allow a held request for one of a
+/// key's sensitive kinds (every key with `None`); the names it applies to.
+pub fn set_quorum(
+    store: &mut dyn Store,
+    name: Option<&str>,
+    quorum: u32,
+) -> Result<Vec<String>, AdminError> {
+    if quorum == 0 {
+        return Err(AdminError::Invalid(
+            "a quorum is at least 1 (1: one person's allow is enough)".into(),
+        ));
+    }
+    let keys = store.keys()?;
+    let (key_id, names) = match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => {
+            let key = keys
+                .into_iter()
+                .find(|k| k.name == n)
+                .ok_or_else(|| AdminError::NotFound(format!("no key named `{n}`")))?;
+            (Some(key.id), vec![key.name])
+        }
+        None => (None, keys.into_iter().map(|k| k.name).collect()),
+    };
+    store.apply(&[Change::SetQuorum { key_id, quorum }])?;
+    Ok(names)
+}
+
+/// Add an operator: `keys` by name (ignored for an owner, who covers every
+/// key), or every key with `all_keys`.
+pub fn add_operator(
+    store: &mut dyn Store,
+    name: &str,
+    role: Role,
+    keys: &[String],
+    all_keys: bool,
+    now: Timestamp,
+) -> Result<Operator, AdminError> {
+    store::operator::check_name(name).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let scope = if all_keys || role == Role::Owner {
+        KeyScope::All
+    } else {
+        if keys.is_empty() {
+            return Err(AdminError::Invalid(format!(
+                "say which keys an {role} covers: --keys k1,k2 or --all-keys"
+            )));
+        }
+        let stored = store.keys()?;
+        let mut ids = Vec::new();
+        for wanted in keys {
+            let wanted = wanted.trim();
+            let key = stored
+                .iter()
+                .find(|k| k.name == wanted)
+                .ok_or_else(|| AdminError::NotFound(format!("no key named `{wanted}`")))?;
+            ids.push(key.id);
+        }
+        KeyScope::Keys(ids)
+    };
+    let new = NewOperator {
+        name: name.to_owned(),
+        role,
+        keys: scope,
+        created_at: now,
+    };
+    let id = store.add_operator(&new)?;
+    Ok(Operator {
+        id,
+        name: new.name,
+        role: new.role,
+        keys: new.keys,
+        created_at: now,
+    })
+}
+
+/// The operator named `name`.
+pub fn find_operator(store: &dyn Store, name: &str) -> Result<Operator, AdminError> {
+    store
+        .operators()?
+        .into_iter()
+        .find(|o| o.name == name.trim())
+        .ok_or_else(|| AdminError::NotFound(format!("no operator named `{}`", name.trim())))
+}
+
+/// An operator's login or edit, for the audit log: what (`method`, e.g.
+/// `session.revoke`), by whom (an operator's name or [`store::OWNER`]), on
+/// which key (0: none or every key) and app, and about what (`detail`).
+pub struct Action<'a> {
+    /// What was done.
+    pub method: &'a str,
+    /// Who did it.
+    pub by: &'a str,
+    /// The key it concerned (`KeyId(0)`: none, or every key).
+    pub key_id: KeyId,
+    /// The app it concerned.
+    pub client: Option<PublicKey>,
+    /// About what (a key's name, the rules set), shortened.
+    pub detail: &'a str,
+}
+
+/// Append an operator's action to the audit log (chained like every row).
+pub fn audit_action(
+    store: &mut dyn Store,
+    action: &Action<'_>,
+    now: Timestamp,
+) -> Result<(), AdminError> {
+    store.apply(&[Change::Audit(action_entry(action, now))])?;
+    Ok(())
+}
+
+/// The audit row of an action.
+pub fn action_entry(action: &Action<'_>, now: Timestamp) -> AuditEntry {
+    AuditEntry {
+        seq: 0,
+        at: now,
+        key_id: action.key_id,
+        client: action.client,
+        event_id: None,
+        event_created_at: now,
+        events: 1,
+        request_id: describe::clip(action.detail, 200),
+        method: action.method.to_owned(),
+        kind: None,
+        decision: AuditDecision::Action,
+        outcome: "ok".to_owned(),
+        signed_event_id: None,
+        operator: Some(action.by.to_owned()),
+    }
 }
 
 /// The session of `client` with key `key_id`, revoked or not.
@@ -449,13 +635,20 @@ pub struct ApprovalView {
     pub created_at: u64,
     /// When the client gets `unauthorized` (unix seconds).
     pub expires_at: u64,
+    /// Who allowed it so far (distinct people; `owner` for the store's owner).
+    pub allowed_by: Vec<String>,
+    /// How many distinct people must allow it (a sensitive kind's quorum).
+    pub allows_needed: u32,
 }
 
 impl ApprovalView {
-    /// The view of `approval`.
-    pub fn new(approval: &PendingApproval, keys: &[StoredKey]) -> Self {
+    /// The view of `approval`; `default_sensitive`: the kinds a key without
+    /// its own list always asks for (to tell its quorum).
+    pub fn new(approval: &PendingApproval, keys: &[StoredKey], default_sensitive: &[u16]) -> Self {
         let client = approval.client.to_hex();
         ApprovalView {
+            allowed_by: allowed_by(approval),
+            allows_needed: allows_needed(approval, keys, default_sensitive),
             id: approval.id.0.clone(),
             key: key_name(keys, approval.key_id),
             app: describe::app_label(&approval.metadata, &client),
@@ -576,13 +769,13 @@ pub struct AuditView {
     pub seq: i64,
     /// When (unix seconds).
     pub at: u64,
-    /// The key's name.
+    /// The key's name (`-` for an action on no key or every key).
     pub key: String,
-    /// The client pubkey (hex).
+    /// The client pubkey (hex; empty for an action on no app).
     pub client: String,
     /// The app's claimed name (unverified), from its session.
     pub app: Option<String>,
-    /// The request event id.
+    /// The request event id (empty for an action).
     pub event_id: String,
     /// The NIP-46 request id.
     pub request_id: String,
@@ -590,7 +783,7 @@ pub struct AuditView {
     pub method: String,
     /// The kind, for `sign_event`.
     pub kind: Option<u16>,
-    /// allowed, approved, denied, pending, rate_limited, invalid.
+    /// allowed, approved, denied, pending, rate_limited, invalid, action.
     pub decision: &'static str,
     /// What was sent back: `ok`, `auth_url` or an error code.
     pub outcome: String,
@@ -599,6 +792,9 @@ pub struct AuditView {
     /// How many request events the row stands for (more than 1 for refused
     /// strangers counted together).
     pub events: u32,
+    /// Who decided a held request or did an action (`owner` for the store's
+    /// owner); none for what a rule decided.
+    pub operator: Option<String>,
 }
 
 impl AuditView {
@@ -607,13 +803,17 @@ impl AuditView {
         AuditView {
             seq: row.seq,
             at: row.at.as_secs(),
-            key: key_name(keys, row.key_id),
-            client: row.client.to_hex(),
+            key: if row.key_id.0 == 0 {
+                "-".to_owned()
+            } else {
+                key_name(keys, row.key_id)
+            },
+            client: row.client.map(|c| c.to_hex()).unwrap_or_default(),
             app: sessions
                 .iter()
-                .find(|s| s.key_id == row.key_id && s.client == row.client)
+                .find(|s| s.key_id == row.key_id && Some(s.client) == row.client)
                 .and_then(|s| s.metadata.name.clone()),
-            event_id: row.event_id.to_hex(),
+            event_id: row.event_id.map(|e| e.to_hex()).unwrap_or_default(),
             request_id: row.request_id.clone(),
             method: row.method.clone(),
             kind: row.kind,
@@ -621,6 +821,10 @@ impl AuditView {
             outcome: row.outcome.clone(),
             signed_event_id: row.signed_event_id.map(|e| e.to_hex()),
             events: row.events,
+            operator: row
+                .operator
+                .as_deref()
+                .map(|o| o.split(',').map(voter_name).collect::<Vec<_>>().join(",")),
         }
     }
 }
@@ -845,6 +1049,7 @@ mod tests {
             created_at: now,
             expires_at: Timestamp::from_secs(70),
             status: ApprovalStatus::Pending,
+            votes: Vec::new(),
         };
         store
             .apply(&[
@@ -858,6 +1063,17 @@ mod tests {
         ));
         let found = find_pending(&store, "ABC1", now).unwrap();
         record_decision(&mut store, &found.id, Answer::AllowOnce.decision(None)).unwrap();
+        // Still waiting: the bunker holding it counts the vote at its next reload.
+        let pending = pending_approvals(&store, now).unwrap();
+        assert_eq!(pending.len(), 2);
+        let voted = pending.iter().find(|a| a.id == found.id).unwrap();
+        assert_eq!(allowed_by(voted), ["owner"]);
+        store
+            .apply(&[Change::SetApprovalStatus {
+                id: found.id.clone(),
+                status: ApprovalStatus::Done(Answer::AllowOnce.decision(None)),
+            }])
+            .unwrap();
         assert_eq!(pending_approvals(&store, now).unwrap().len(), 1);
         assert!(
             pending_approvals(&store, Timestamp::from_secs(70))

@@ -233,6 +233,7 @@ mod tests {
             created_at: Timestamp::from_secs(0),
             expires_at: Timestamp::from_secs(60),
             status: ApprovalStatus::Pending,
+            votes: Vec::new(),
         }
     }
 

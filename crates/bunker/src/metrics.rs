@@ -234,8 +234,8 @@ mod tests {
             seq: 0,
             at: Timestamp::from_secs(1),
             key_id: KeyId(1),
-            client: PublicKey::from_byte_array([2; 32]),
-            event_id: EventId::from_byte_array([3; 32]),
+            client: Some(PublicKey::from_byte_array([2; 32])),
+            event_id: Some(EventId::from_byte_array([3; 32])),
             event_created_at: Timestamp::from_secs(1),
             events: 1,
             request_id: "r".into(),
@@ -244,6 +244,7 @@ mod tests {
             decision: AuditDecision::Allowed,
             outcome: outcome.into(),
             signed_event_id: None,
+            operator: None,
         }
     }
 

@@ -32,13 +32,13 @@ use nip46::nostr::prelude::{Event, Filter, Kind, Timestamp};
 use relay::pool::{PoolEvent, RelayPool};
 use store::writer::{CommitJob, StoreWriter};
 use store::{
-    ApprovalDecision, ApprovalId, ApprovalStatus, AuditEntry, Change, HeldRequest, PendingApproval,
-    ReplicaId, SealedAnswer, Store, StoreError,
+    ApprovalId, ApprovalStatus, AuditEntry, Change, HeldRequest, PendingApproval, ReplicaId,
+    SealedAnswer, Store, StoreError, Vote,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Millis;
-use crate::engine::{AcceptError, DecideError, Engine, Output, Rollback, Snapshot};
+use crate::engine::{AcceptError, DecideError, Engine, Output, Rollback, Snapshot, VoteOutcome};
 use crate::metrics::Metrics;
 use crate::randomness::OsRandomness;
 use crate::replicas::{ReplicaConfig, Replicas, Route};
@@ -56,14 +56,16 @@ pub enum AdminCommand {
         /// Where to answer.
         reply: oneshot::Sender<Vec<PendingApproval>>,
     },
-    /// Apply a user decision.
+    /// Count someone's answer to a held request (the owner's, from the
+    /// terminal, or an operator's, from the dashboard).
     Decide {
         /// The held request.
         id: ApprovalId,
-        /// The decision.
-        decision: ApprovalDecision,
-        /// Where to answer.
-        reply: oneshot::Sender<Result<(), DecideError>>,
+        /// Who answered what.
+        vote: Vote,
+        /// Where to answer: whether the request was settled or still waits
+        /// for more allows.
+        reply: oneshot::Sender<Result<VoteOutcome, DecideError>>,
     },
     /// Answer once the bunker is listening: its subscription is live on at
     /// least one relay (before that, a client's request would be lost:
@@ -143,6 +145,11 @@ pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
         sensitive: keys
             .iter()
             .filter_map(|k| k.sensitive_kinds.clone().map(|kinds| (k.id, kinds)))
+            .collect(),
+        quorums: keys
+            .iter()
+            .filter(|k| k.quorum > 1)
+            .map(|k| (k.id, k.quorum))
             .collect(),
         keys: keys.into_iter().map(|k| k.id).collect(),
         tokens: store.tokens()?,
@@ -405,14 +412,14 @@ fn handle_admin(
         AdminCommand::Pending { reply } => {
             let _ = reply.send(engine.pending().into_iter().cloned().collect());
         }
-        AdminCommand::Decide {
-            id,
-            decision,
-            reply,
-        } => {
-            let result = engine
-                .decide(now, &id, decision, rng)
-                .map(|out| committer.submit(out));
+        AdminCommand::Decide { id, vote, reply } => {
+            let result = engine.vote(now, &id, vote, rng).map(|out| {
+                committer.submit(out);
+                match engine.tally(&id) {
+                    None => VoteOutcome::Settled,
+                    Some((allowed, needed)) => VoteOutcome::Waiting { allowed, needed },
+                }
+            });
             let _ = reply.send(result);
         }
         AdminCommand::AcceptNostrConnect {

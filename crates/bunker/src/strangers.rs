@@ -129,9 +129,10 @@ impl Strangers {
 
     /// A refusal of a stranger's request, whose audit row would be `entry`.
     pub fn refuse(&mut self, now: Millis, entry: AuditEntry) -> StrangerVerdict {
-        let answer =
-            self.take_answer(now, entry.client) && self.total.try_take(&self.limits.total, now);
-        let mut key = (entry.key_id, entry.client);
+        // The engine's rows of requests always name their client.
+        let client = entry.client.unwrap_or(MANY_STRANGERS);
+        let answer = self.take_answer(now, client) && self.total.try_take(&self.limits.total, now);
+        let mut key = (entry.key_id, client);
         if !self.tallies.contains_key(&key) && !self.rows.try_take(&self.limits.rows, now) {
             // Over the row budget: counted with the key's other strangers.
             key = (entry.key_id, MANY_STRANGERS);
@@ -253,8 +254,8 @@ mod tests {
             seq: 0,
             at: Timestamp::from_secs(1),
             key_id: KeyId(key),
-            client: PublicKey::from_byte_array([sender; 32]),
-            event_id: EventId::from_byte_array([sender; 32]),
+            client: Some(PublicKey::from_byte_array([sender; 32])),
+            event_id: Some(EventId::from_byte_array([sender; 32])),
             event_created_at: Timestamp::from_secs(1),
             events: 1,
             request_id: "r".into(),
@@ -263,6 +264,7 @@ mod tests {
             decision: AuditDecision::Denied,
             outcome: "unauthorized".into(),
             signed_event_id: None,
+            operator: None,
         }
     }
 
@@ -310,7 +312,7 @@ mod tests {
         let rows = s.due(Millis(61_000));
         let shared: Vec<_> = rows
             .iter()
-            .filter(|r| r.client == PublicKey::from_byte_array([200; 32]))
+            .filter(|r| r.client == Some(PublicKey::from_byte_array([200; 32])))
             .collect();
         assert_eq!(
             shared.len(),

@@ -157,6 +157,7 @@ fn run(world: &World) -> Vec<String> {
         keys: world.stored.iter().map(|k| k.id).collect(),
         locked: vec![],
         sensitive: vec![],
+        quorums: vec![],
         tokens: world.tokens.clone(),
         sessions: Vec::new(),
         approvals: Vec::new(),

@@ -156,6 +156,7 @@ impl Harness {
             keys: vec![KeyId(1)],
             locked: vec![],
             sensitive: vec![],
+            quorums: vec![],
             tokens: self.tokens.clone(),
             sessions,
             approvals: vec![],
@@ -313,6 +314,7 @@ fn a_token_minted_after_the_connect_arrived_is_found_on_reload() {
         keys: vec![KeyId(1)],
         locked: vec![],
         sensitive: vec![],
+        quorums: vec![],
         tokens: h.tokens.clone(),
         sessions: vec![],
         approvals: vec![],
@@ -913,6 +915,7 @@ fn revocation_from_the_store_takes_effect_on_reload() {
             keys: vec![KeyId(1)],
             locked: vec![],
             sensitive: vec![],
+            quorums: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],
@@ -948,6 +951,7 @@ fn approval_decided_in_the_store_is_applied_on_reload() {
             keys: vec![KeyId(1)],
             locked: vec![],
             sensitive: vec![],
+            quorums: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![approval],
@@ -1073,7 +1077,7 @@ fn strangers_are_answered_then_silenced_and_audited_in_aggregate() {
     assert!(
         audits(&out)
             .iter()
-            .all(|e| e.client == friend.keys.public_key())
+            .all(|e| e.client == Some(friend.keys.public_key()))
     );
 }
 
@@ -1265,6 +1269,7 @@ fn a_deny_rule_added_while_a_request_waits_wins_over_allow_once() {
         keys: vec![KeyId(1)],
         locked: vec![],
         sensitive: vec![],
+        quorums: vec![],
         tokens: h.tokens.clone(),
         sessions: vec![session],
         approvals: vec![],
@@ -1293,6 +1298,7 @@ fn a_key_removed_from_the_store_is_unloaded() {
         keys: vec![],
         locked: vec![],
         sensitive: vec![],
+        quorums: vec![],
         tokens: vec![],
         sessions: vec![],
         approvals: vec![],
@@ -1329,6 +1335,7 @@ fn a_locked_key_refuses_everything_and_its_held_requests_until_unlocked() {
         keys: vec![KeyId(1)],
         locked,
         sensitive: vec![],
+        quorums: vec![],
         tokens: h.tokens.clone(),
         sessions: sessions.clone(),
         approvals: vec![],
@@ -1452,6 +1459,7 @@ fn sensitive_kinds_always_ask_even_under_a_full_grant() {
         keys: vec![KeyId(1)],
         locked: vec![],
         sensitive: vec![(KeyId(1), vec![1])],
+        quorums: vec![],
         tokens: h.tokens.clone(),
         sessions,
         approvals: vec![],
@@ -1480,6 +1488,7 @@ fn a_session_deleted_in_the_store_leaves_the_engine_but_an_uncommitted_one_stays
         keys: vec![KeyId(1)],
         locked: vec![],
         sensitive: vec![],
+        quorums: vec![],
         tokens,
         sessions,
         approvals: vec![],
@@ -1524,6 +1533,7 @@ fn a_session_whose_commit_failed_is_rolled_back() {
         keys: vec![KeyId(1)],
         locked: vec![],
         sensitive: vec![],
+        quorums: vec![],
         tokens,
         sessions: vec![],
         approvals: vec![],

@@ -5,6 +5,11 @@
 //! a decision goes back to the engine, which answers the client at once
 //! with the original request id. A request that is no longer waiting is
 //! looked up in the store to say what became of it.
+//!
+//! Scoped to who is logged in: an approver sees and answers only its keys'
+//! requests (another key's is "no such request", 404), an auditor answers
+//! none (403). A request whose kind needs a quorum shows who allowed it so
+//! far, and an allow short of the quorum is recorded, not yet sent.
 
 use std::time::Duration;
 
@@ -12,19 +17,20 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::{Form, Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use bunker::admin::{self, Answer, ApprovalView};
 use bunker::describe;
 use nip46::nostr::prelude::Timestamp;
 use serde::{Deserialize, Serialize};
 use store::{
-    ApprovalId, ApprovalStatus, DecisionScope, PendingApproval, RequestSummary, StoredKey,
+    ApprovalId, ApprovalStatus, DecisionScope, PendingApproval, RequestSummary, StoredKey, Vote,
 };
 
 use crate::app::App;
-use crate::auth::AdminSession;
+use crate::auth::{AdminSession, Viewer};
 use crate::error::{ApiResult, DashboardError, PageResult};
 use crate::html::{self, Section, esc};
+use crate::state::{Counted, Recorded};
 
 /// A decision as forms and the API send it.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,34 +74,100 @@ pub struct Decided {
     pub answer: &'static str,
     /// With "always": the rule's end (unix seconds), if any.
     pub until: Option<u64>,
+    /// Whether the app has its answer (`false`: the request waits for more
+    /// allows, or another replica holds it and answers within a second).
+    pub settled: bool,
+    /// Distinct people who allowed it so far, when it still waits here.
+    pub allowed: Option<u32>,
+    /// How many must, when it still waits here.
+    pub needed: Option<u32>,
 }
 
 /// Apply a decision to a held request: the one implementation behind the
 /// form, the API (and, through the same engine call, the terminal prompt).
-pub async fn decide(app: &App, id: &str, input: &DecisionInput) -> Result<Decided, DashboardError> {
+/// Only a request `viewer` may answer is found.
+pub async fn decide(
+    app: &App,
+    viewer: &Viewer,
+    id: &str,
+    input: &DecisionInput,
+) -> Result<Decided, DashboardError> {
     let id = approval_id(id)?;
     let (answer, duration) = input.parse()?;
+    let (pending, _) = pending_for(app, viewer).await?;
+    let Some(approval) = pending.iter().find(|a| a.id == id) else {
+        // Answered or expired already (a conflict), or not the viewer's to
+        // see at all (not found, as if it did not exist).
+        let wanted = id.clone();
+        let who = viewer.clone();
+        let known = app
+            .dashboard
+            .with_store(move |store| {
+                Ok(store
+                    .approvals()
+                    .map_err(admin::AdminError::from)?
+                    .iter()
+                    .any(|a| a.id == wanted && who.manages(a.key_id)))
+            })
+            .await?;
+        if known {
+            return Err(bunker::engine::DecideError::NotPending(id.0).into());
+        }
+        return Err(DashboardError::NotFound("There is no such request.".into()));
+    };
+    let (key_id, client) = (approval.key_id, approval.client);
     let until = admin::until(Timestamp::now(), duration);
     let decision = answer.decision(until);
-    app.dashboard.decide(id.clone(), decision).await?;
-    tracing::info!(approval = %id, answer = answer.as_str(), "decided in the dashboard");
+    let vote = Vote {
+        by: viewer.name().to_owned(),
+        decision,
+    };
+    let counted = app.dashboard.decide(id.clone(), vote).await?;
+    tracing::info!(approval = %id, answer = answer.as_str(), by = viewer.name(), "decided in the dashboard");
+    // A settled request's audit row names who decided; an allow that did
+    // not settle it gets a row of its own (the request may yet expire).
+    if counted != Counted::Settled {
+        let recorded = Recorded {
+            method: "approval.vote",
+            key_id,
+            client: Some(client),
+            detail: format!("{} {}", answer.as_str(), id),
+        };
+        app.dashboard.audit(viewer, recorded).await;
+    }
     let until = match decision.scope {
         DecisionScope::Always { until } => until.map(|t| t.as_secs()),
         DecisionScope::Once => None,
+    };
+    let (allowed, needed) = match counted {
+        Counted::Waiting { allowed, needed } => (Some(allowed), Some(needed)),
+        _ => (None, None),
     };
     Ok(Decided {
         id: id.0,
         answer: answer.as_str(),
         until,
+        settled: counted == Counted::Settled,
+        allowed,
+        needed,
     })
 }
 
-/// `GET /`: every pending request, with its answer buttons.
+/// `GET /`: every pending request `viewer` may answer, with its buttons
+/// (an auditor, who answers none, is sent to the audit log).
 pub async fn pending_page(
     State(app): State<App>,
     Extension(session): Extension<AdminSession>,
-) -> PageResult<Html<String>> {
-    let (pending, keys) = pending_with_keys(&app).await?;
+) -> PageResult<Response> {
+    if !session.viewer().decides() {
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        response
+            .headers_mut()
+            .insert(header::LOCATION, header::HeaderValue::from_static("/audit"));
+        return Ok(response);
+    }
+    let (pending, keys) = pending_for(&app, session.viewer()).await?;
+    let sensitive = &app.dashboard.config().sensitive_kinds;
     let ids: Vec<&str> = pending.iter().map(|a| a.id.0.as_str()).collect();
     let mut body = format!(
         "<div data-live-pending=\"{}\"></div><h1>Pending requests</h1>",
@@ -112,17 +184,12 @@ pub async fn pending_page(
     }
     for approval in &pending {
         body.push_str(&card(
-            &ApprovalView::new(approval, &keys),
+            &ApprovalView::new(approval, &keys, sensitive),
             session.csrf(),
             true,
         ));
     }
-    Ok(html::page(
-        "Pending requests",
-        Section::Pending,
-        session.csrf(),
-        &body,
-    ))
+    Ok(html::page("Pending requests", Section::Pending, &session, &body).into_response())
 }
 
 /// `GET /approve/{id}`: one request (the `auth_url` target).
@@ -132,13 +199,18 @@ pub async fn approve_page(
     Path(id): Path<String>,
 ) -> PageResult<Response> {
     let id = approval_id(&id)?;
-    let (pending, keys) = pending_with_keys(&app).await?;
+    let (pending, keys) = pending_for(&app, session.viewer()).await?;
+    let sensitive = &app.dashboard.config().sensitive_kinds;
     if let Some(approval) = pending.iter().find(|a| a.id == id) {
         let body = format!(
             "<div data-live-approval=\"{id}\"></div><h1>Approve a request</h1>{}",
-            card(&ApprovalView::new(approval, &keys), session.csrf(), false)
+            card(
+                &ApprovalView::new(approval, &keys, sensitive),
+                session.csrf(),
+                false
+            )
         );
-        return Ok(html::page("Approve", Section::Pending, session.csrf(), &body).into_response());
+        return Ok(html::page("Approve", Section::Pending, &session, &body).into_response());
     }
     Ok(settled_page(&app, &session, &id).await?)
 }
@@ -151,15 +223,16 @@ pub async fn decide_form(
     Form(input): Form<DecisionInput>,
 ) -> PageResult<Response> {
     let approval_id = approval_id(&id)?;
-    let (pending, keys) = pending_with_keys(&app).await?;
+    let (pending, keys) = pending_for(&app, session.viewer()).await?;
+    let sensitive = &app.dashboard.config().sensitive_kinds;
     let Some(view) = pending
         .iter()
         .find(|a| a.id == approval_id)
-        .map(|a| ApprovalView::new(a, &keys))
+        .map(|a| ApprovalView::new(a, &keys, sensitive))
     else {
         return Ok(settled_page(&app, &session, &approval_id).await?);
     };
-    let decided = decide(&app, &id, &input).await?;
+    let decided = decide(&app, session.viewer(), &id, &input).await?;
     if input.back == "list" {
         let mut response = StatusCode::SEE_OTHER.into_response();
         response
@@ -170,6 +243,29 @@ pub async fn decide_form(
     let Some(answer) = Answer::parse(decided.answer) else {
         return Err(DashboardError::Internal("unknown answer".into()).into());
     };
+    if !decided.settled {
+        let (title, text) = match (decided.allowed, decided.needed) {
+            (Some(allowed), Some(needed)) => (
+                "Allow recorded",
+                format!(
+                    "This request needs {needed} people to allow it; {allowed} have. It is sent \
+                     once enough have, and refused if anyone denies it."
+                ),
+            ),
+            _ => (
+                "Decision recorded",
+                "Another Rampart replica holds this request; it applies your answer within a \
+                 second."
+                    .to_owned(),
+            ),
+        };
+        let body = format!(
+            "<section class=\"card result\" id=\"vote-recorded\"><h1>{title}</h1><p>{}</p>\
+             <p><a href=\"/\">Back to pending requests</a></p></section>",
+            esc(&text)
+        );
+        return Ok(html::page(title, Section::Pending, &session, &body).into_response());
+    }
     let class = if answer.allows() { "allowed" } else { "denied" };
     let title = match answer {
         Answer::AllowOnce => "Allowed once",
@@ -207,16 +303,20 @@ pub async fn decide_form(
         "<section class=\"card result {class}\"><h1>{title}</h1><p>{sent}</p>{remembered}\
          <p><a href=\"/\">Back to pending requests</a></p></section>"
     );
-    Ok(html::page(title, Section::Pending, session.csrf(), &body).into_response())
+    Ok(html::page(title, Section::Pending, &session, &body).into_response())
 }
 
-/// `GET /api/pending`.
-pub async fn pending_api(State(app): State<App>) -> ApiResult<Vec<ApprovalView>> {
-    let (pending, keys) = pending_with_keys(&app).await?;
+/// `GET /api/pending`: the requests the session may answer.
+pub async fn pending_api(
+    State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
+) -> ApiResult<Vec<ApprovalView>> {
+    let (pending, keys) = pending_for(&app, session.viewer()).await?;
+    let sensitive = &app.dashboard.config().sensitive_kinds;
     Ok(Json(
         pending
             .iter()
-            .map(|a| ApprovalView::new(a, &keys))
+            .map(|a| ApprovalView::new(a, &keys, sensitive))
             .collect(),
     ))
 }
@@ -224,10 +324,27 @@ pub async fn pending_api(State(app): State<App>) -> ApiResult<Vec<ApprovalView>>
 /// `POST /api/approvals/{id}` with `{"answer": "allow_once", "for": "1h"}`.
 pub async fn decide_api(
     State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
     Path(id): Path<String>,
     Json(input): Json<DecisionInput>,
 ) -> ApiResult<Decided> {
-    Ok(Json(decide(&app, &id, &input).await?))
+    Ok(Json(decide(&app, session.viewer(), &id, &input).await?))
+}
+
+/// The pending requests `viewer` may answer (its keys'), with every key;
+/// a role that answers none is refused.
+async fn pending_for(
+    app: &App,
+    viewer: &Viewer,
+) -> Result<(Vec<PendingApproval>, Vec<StoredKey>), DashboardError> {
+    if !viewer.decides() {
+        return Err(DashboardError::Forbidden(
+            "an auditor reads the audit log and sessions; it answers no requests",
+        ));
+    }
+    let (mut pending, keys) = pending_with_keys(app).await?;
+    pending.retain(|a| viewer.manages(a.key_id));
+    Ok((pending, keys))
 }
 
 async fn pending_with_keys(
@@ -258,7 +375,7 @@ async fn settled_page(
                 .find(|a| a.id == wanted))
         })
         .await?;
-    let Some(record) = record else {
+    let Some(record) = record.filter(|r| session.viewer().manages(r.key_id)) else {
         return Err(DashboardError::NotFound("There is no such request.".into()));
     };
     let (title, text) = match record.status {
@@ -285,7 +402,7 @@ async fn settled_page(
         esc(text),
         esc(&describe::one_line(&record))
     );
-    Ok(html::page(title, Section::Pending, session.csrf(), &body).into_response())
+    Ok(html::page(title, Section::Pending, session, &body).into_response())
 }
 
 /// One request with its answer buttons. `in_list`: answering returns to the list.
@@ -332,7 +449,7 @@ pub fn card(view: &ApprovalView, csrf: &str, in_list: bool) -> String {
          {url}{image}\
          <div class=\"muted small\">app key <span class=\"mono\" title=\"{client}\">{npub}</span> · your key <b>{key}</b></div>\
          </div><div class=\"expires\" data-expires=\"{expires}\">expires in {left} s</div></header>\
-         {details}\
+         {details}{quorum}\
          <form method=\"post\" action=\"/approve/{id}\" class=\"decide\">{csrf}{back}\
          <div class=\"buttons\">\
          <button class=\"btn allow\" name=\"answer\" value=\"allow_once\">Allow once</button>\
@@ -350,8 +467,32 @@ pub fn card(view: &ApprovalView, csrf: &str, in_list: bool) -> String {
         key = esc(&view.key),
         expires = view.expires_at,
         details = details(view),
+        quorum = quorum(view),
         csrf = html::csrf_field(csrf),
         durations = html::options(&html::DURATIONS, ""),
+    )
+}
+
+/// For a request needing several people: how many, and who allowed so far.
+fn quorum(view: &ApprovalView) -> String {
+    if view.allows_needed <= 1 && view.allowed_by.is_empty() {
+        return String::new();
+    }
+    let so_far = if view.allowed_by.is_empty() {
+        "nobody yet".to_owned()
+    } else {
+        view.allowed_by
+            .iter()
+            .map(|n| esc(n).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "<div class=\"warning quorum\">Needs <b>{needed}</b> different people to allow it \
+         (one deny refuses it). Allowed so far by: <span class=\"allowed-by\">{so_far}</span> \
+         ({count} of {needed}).</div>",
+        needed = view.allows_needed,
+        count = view.allowed_by.len(),
     )
 }
 

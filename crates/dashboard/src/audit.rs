@@ -13,7 +13,7 @@ use serde::Deserialize;
 use store::{AuditDecision, AuditQuery};
 
 use crate::app::App;
-use crate::auth::AdminSession;
+use crate::auth::{AdminSession, Viewer};
 use crate::error::{ApiResult, DashboardError, PageResult};
 use crate::html::{self, Section, esc};
 
@@ -43,8 +43,20 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
-/// Rows matching `filter`, newest first.
-pub async fn query(app: &App, filter: &AuditFilter) -> Result<Vec<AuditView>, DashboardError> {
+/// Rows matching `filter` that `viewer` reads (its keys'; rows about no
+/// key or every key only for a viewer covering every key), newest first.
+/// Only owners and auditors read the audit log.
+pub async fn query(
+    app: &App,
+    viewer: &Viewer,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditView>, DashboardError> {
+    if !viewer.reads_audit() {
+        return Err(DashboardError::Forbidden(
+            "only owners and auditors read the audit log",
+        ));
+    }
+    let viewer = viewer.clone();
     let now = Timestamp::now();
     let since = match filter.since.trim() {
         "" => None,
@@ -91,6 +103,13 @@ pub async fn query(app: &App, filter: &AuditFilter) -> Result<Vec<AuditView>, Da
             let sessions = store.sessions().map_err(admin::AdminError::from)?;
             Ok(rows
                 .iter()
+                .filter(|r| {
+                    if r.key_id.0 == 0 {
+                        viewer.covers_all()
+                    } else {
+                        viewer.covers(r.key_id)
+                    }
+                })
                 .map(|r| AuditView::new(r, &keys, &sessions))
                 .collect())
         })
@@ -103,18 +122,25 @@ pub async fn audit_page(
     Extension(session): Extension<AdminSession>,
     Query(filter): Query<AuditFilter>,
 ) -> PageResult<Html<String>> {
+    if !session.viewer().reads_audit() {
+        return Err(
+            DashboardError::Forbidden("only owners and auditors read the audit log").into(),
+        );
+    }
+    let viewer = session.viewer().clone();
     let keys: Vec<String> = app
         .dashboard
-        .with_store(|store| {
+        .with_store(move |store| {
             Ok(store
                 .keys()
                 .map_err(admin::AdminError::from)?
                 .into_iter()
+                .filter(|k| viewer.covers(k.id))
                 .map(|k| k.name)
                 .collect())
         })
         .await?;
-    let (rows, problem) = match query(&app, &filter).await {
+    let (rows, problem) = match query(&app, session.viewer(), &filter).await {
         Ok(rows) => (rows, String::new()),
         Err(e @ (DashboardError::BadRequest(_) | DashboardError::Admin(_))) => {
             (Vec::new(), html::notice("error", &e.to_string()))
@@ -138,6 +164,7 @@ pub async fn audit_page(
         ("pending", "waiting (auth_url sent)"),
         ("rate_limited", "rate limited"),
         ("invalid", "invalid"),
+        ("action", "operators' logins and edits"),
     ];
     let mut key_choices = vec![("", "any key")];
     key_choices.extend(keys.iter().map(|k| (k.as_str(), k.as_str())));
@@ -174,7 +201,7 @@ pub async fn audit_page(
             .unwrap_or_default();
         table.push_str(&format!(
             "<tr><td title=\"{ago}\">{at}</td><td>{key}</td><td><a href=\"/audit?client={client}\" title=\"{client}\">{app}</a></td>\
-             <td><code>{method}</code>{kind}</td><td><span class=\"badge {decision}\">{decision}</span></td><td>{outcome}{events} {signed}</td>\
+             <td><code>{method}</code>{kind}</td><td><span class=\"badge {decision}\">{decision}</span></td><td class=\"by\">{by}</td><td>{outcome}{events} {signed}</td>\
              <td class=\"mono small\">{request}</td></tr>",
             ago = esc(&html::ago(now, r.at)),
             at = html::time(r.at),
@@ -186,6 +213,7 @@ pub async fn audit_page(
             },
             method = esc(&r.method),
             decision = r.decision,
+            by = esc(r.operator.as_deref().unwrap_or("")),
             outcome = esc(&r.outcome),
             events = if r.events == 1 {
                 String::new()
@@ -196,7 +224,7 @@ pub async fn audit_page(
         ));
     }
     if rows.is_empty() {
-        table.push_str("<tr><td colspan=\"7\" class=\"muted\">No requests match.</td></tr>");
+        table.push_str("<tr><td colspan=\"8\" class=\"muted\">No requests match.</td></tr>");
     }
     let body = format!(
         "<h1>Audit log</h1>{problem}<form method=\"get\" action=\"/audit\" class=\"card inline-form filters\">\
@@ -206,7 +234,7 @@ pub async fn audit_page(
          <label>App key <input name=\"client\" value=\"{client}\" placeholder=\"hex or npub\" size=\"20\"></label>\
          <button class=\"btn\">Filter</button> <a href=\"/audit\">Clear</a></form>\
          <section class=\"card flush\"><table class=\"list audit\"><thead><tr><th>When</th><th>Key</th><th>App</th><th>Request</th>\
-         <th>Decision</th><th>Outcome</th><th>Request id</th></tr></thead><tbody>{table}</tbody></table></section>\
+         <th>Decision</th><th>By</th><th>Outcome</th><th>Request id</th></tr></thead><tbody>{table}</tbody></table></section>\
          <p class=\"muted small\">{count} row(s), newest first. <code>rampart audit</code> reads the same log.</p>",
         since = html::options(&since, filter.since.trim()),
         methods = html::options(&methods, filter.method.trim()),
@@ -214,18 +242,14 @@ pub async fn audit_page(
         client = esc(filter.client.trim()),
         count = rows.len(),
     );
-    Ok(html::page(
-        "Audit log",
-        Section::Audit,
-        session.csrf(),
-        &body,
-    ))
+    Ok(html::page("Audit log", Section::Audit, &session, &body))
 }
 
 /// `GET /api/audit?since=1h&method=&decision=&client=&key=&limit=`.
 pub async fn audit_api(
     State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
     Query(filter): Query<AuditFilter>,
 ) -> ApiResult<Vec<AuditView>> {
-    Ok(Json(query(&app, &filter).await?))
+    Ok(Json(query(&app, session.viewer(), &filter).await?))
 }

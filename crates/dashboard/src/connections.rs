@@ -5,6 +5,10 @@
 //! Edits go through [`bunker::admin`] on the store with a revision bump, the
 //! same functions `rampart sessions` uses; the bunker applies them on its
 //! next reload.
+//!
+//! Scoped: every role sees the sessions of its keys (another key's session
+//! is not found); owners and approvers change them, auditors only read.
+//! Changes are audited with who made them.
 
 use std::time::Duration;
 
@@ -21,9 +25,10 @@ use serde::Deserialize;
 use store::{KeyId, RuleEffect};
 
 use crate::app::App;
-use crate::auth::AdminSession;
+use crate::auth::{AdminSession, Viewer};
 use crate::error::{ApiResult, DashboardError, PageResult};
 use crate::html::{self, Section, esc};
+use crate::state::Recorded;
 
 /// A rule change as forms and the API send it.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,8 +59,15 @@ pub struct ListParams {
     pub all: bool,
 }
 
-/// Every session (active first), as views.
-pub async fn sessions(app: &App, all: bool) -> Result<Vec<SessionView>, DashboardError> {
+const NO_SESSION: &str = "There is no such connection.";
+
+/// Every session of `viewer`'s keys (active first), as views.
+pub async fn sessions(
+    app: &App,
+    viewer: &Viewer,
+    all: bool,
+) -> Result<Vec<SessionView>, DashboardError> {
+    let viewer = viewer.clone();
     app.dashboard
         .with_store(move |store| {
             let now = Timestamp::now();
@@ -65,6 +77,7 @@ pub async fn sessions(app: &App, all: bool) -> Result<Vec<SessionView>, Dashboar
                 .map_err(admin::AdminError::from)?
                 .iter()
                 .filter(|s| all || s.is_active(now))
+                .filter(|s| viewer.covers(s.key_id))
                 .map(|s| SessionView::new(s, &keys, now))
                 .collect();
             views.sort_by(|a, b| {
@@ -79,8 +92,16 @@ pub async fn sessions(app: &App, all: bool) -> Result<Vec<SessionView>, Dashboar
         .await
 }
 
-/// One session, as a view.
-pub async fn session(app: &App, key_id: i64, client: &str) -> Result<SessionView, DashboardError> {
+/// One session of `viewer`'s keys, as a view.
+pub async fn session(
+    app: &App,
+    viewer: &Viewer,
+    key_id: i64,
+    client: &str,
+) -> Result<SessionView, DashboardError> {
+    if !viewer.covers(KeyId(key_id)) {
+        return Err(DashboardError::NotFound(NO_SESSION.into()));
+    }
     let client = admin::parse_pubkey(client)?;
     app.dashboard
         .with_store(move |store| {
@@ -92,7 +113,13 @@ pub async fn session(app: &App, key_id: i64, client: &str) -> Result<SessionView
 }
 
 /// Revoke a session.
-pub async fn revoke(app: &App, key_id: i64, client: &str) -> Result<(), DashboardError> {
+pub async fn revoke(
+    app: &App,
+    viewer: &Viewer,
+    key_id: i64,
+    client: &str,
+) -> Result<(), DashboardError> {
+    viewer.must_manage(KeyId(key_id), NO_SESSION)?;
     let client = admin::parse_pubkey(client)?;
     app.dashboard
         .with_store(move |store| {
@@ -104,17 +131,26 @@ pub async fn revoke(app: &App, key_id: i64, client: &str) -> Result<(), Dashboar
             )?)
         })
         .await?;
-    tracing::info!(client = %client, "session revoked in the dashboard");
+    tracing::info!(client = %client, by = viewer.name(), "session revoked in the dashboard");
+    let recorded = Recorded {
+        method: "session.revoke",
+        key_id: KeyId(key_id),
+        client: Some(client),
+        detail: String::new(),
+    };
+    app.dashboard.audit(viewer, recorded).await;
     Ok(())
 }
 
 /// Add, change or remove a rule of a session.
 pub async fn apply_rule(
     app: &App,
+    viewer: &Viewer,
     key_id: i64,
     client: &str,
     input: &RuleInput,
 ) -> Result<SessionView, DashboardError> {
+    viewer.must_manage(KeyId(key_id), NO_SESSION)?;
     let client = admin::parse_pubkey(client)?;
     let now = Timestamp::now();
     let duration = parse_duration(&input.duration)?;
@@ -148,7 +184,19 @@ pub async fn apply_rule(
             Ok(SessionView::new(&session, &keys, now))
         })
         .await?;
-    tracing::info!(client = %view.client, permission = %input.permission.trim(), effect = %input.effect.trim(), "session rule changed in the dashboard");
+    tracing::info!(client = %view.client, permission = %input.permission.trim(), effect = %input.effect.trim(), by = viewer.name(), "session rule changed in the dashboard");
+    let recorded = Recorded {
+        method: "session.rules",
+        key_id: KeyId(key_id),
+        client: Some(client),
+        detail: format!(
+            "{} {} {}",
+            input.effect.trim(),
+            input.permission.trim(),
+            input.duration.trim()
+        ),
+    };
+    app.dashboard.audit(viewer, recorded).await;
     Ok(view)
 }
 
@@ -157,7 +205,7 @@ pub async fn list_page(
     State(app): State<App>,
     Extension(session): Extension<AdminSession>,
 ) -> PageResult<Html<String>> {
-    let views = sessions(&app, true).await?;
+    let views = sessions(&app, session.viewer(), true).await?;
     let now = Timestamp::now().as_secs();
     let (active, ended): (Vec<&SessionView>, Vec<&SessionView>) =
         views.iter().partition(|v| v.active);
@@ -193,7 +241,7 @@ pub async fn list_page(
     Ok(html::page(
         "Connections",
         Section::Connections,
-        session.csrf(),
+        &session,
         &body,
     ))
 }
@@ -201,9 +249,10 @@ pub async fn list_page(
 /// `POST /connections/revoke`.
 pub async fn revoke_form(
     State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
     Form(target): Form<SessionRef>,
 ) -> PageResult<Response> {
-    revoke(&app, target.key_id, &target.client).await?;
+    revoke(&app, session.viewer(), target.key_id, &target.client).await?;
     let mut response = StatusCode::SEE_OTHER.into_response();
     response.headers_mut().insert(
         header::LOCATION,
@@ -218,8 +267,8 @@ pub async fn edit_page(
     Extension(session): Extension<AdminSession>,
     Path((key_id, client)): Path<(i64, String)>,
 ) -> PageResult<Html<String>> {
-    let view = self::session(&app, key_id, &client).await?;
-    Ok(edit(&view, session.csrf(), ""))
+    let view = self::session(&app, session.viewer(), key_id, &client).await?;
+    Ok(edit(&view, &session, ""))
 }
 
 /// `POST /connections/{key_id}/{client}`: add, change or remove a rule.
@@ -229,7 +278,7 @@ pub async fn rule_form(
     Path((key_id, client)): Path<(i64, String)>,
     Form(input): Form<RuleInput>,
 ) -> PageResult<Html<String>> {
-    match apply_rule(&app, key_id, &client, &input).await {
+    match apply_rule(&app, session.viewer(), key_id, &client, &input).await {
         Ok(view) => {
             let permission = input.permission.trim();
             let done = match input.effect.trim() {
@@ -237,7 +286,7 @@ pub async fn rule_form(
                 "deny" => format!("Saved: {permission} is denied."),
                 _ => format!("Saved: {permission} is allowed."),
             };
-            Ok(edit(&view, session.csrf(), &html::notice("ok", &done)))
+            Ok(edit(&view, &session, &html::notice("ok", &done)))
         }
         Err(
             e @ (DashboardError::BadRequest(_)
@@ -245,10 +294,10 @@ pub async fn rule_form(
                 admin::AdminError::Invalid(_) | admin::AdminError::NotFound(_),
             )),
         ) => {
-            let view = self::session(&app, key_id, &client).await?;
+            let view = self::session(&app, session.viewer(), key_id, &client).await?;
             Ok(edit(
                 &view,
-                session.csrf(),
+                &session,
                 &html::notice("error", &e.to_string()),
             ))
         }
@@ -259,27 +308,32 @@ pub async fn rule_form(
 /// `GET /api/sessions[?all=true]`.
 pub async fn list_api(
     State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Vec<SessionView>> {
-    Ok(Json(sessions(&app, params.all).await?))
+    Ok(Json(sessions(&app, session.viewer(), params.all).await?))
 }
 
 /// `POST /api/sessions/{key_id}/{client}/revoke`.
 pub async fn revoke_api(
     State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
     Path((key_id, client)): Path<(i64, String)>,
 ) -> ApiResult<serde_json::Value> {
-    revoke(&app, key_id, &client).await?;
+    revoke(&app, session.viewer(), key_id, &client).await?;
     Ok(Json(serde_json::json!({ "revoked": true })))
 }
 
 /// `POST /api/sessions/{key_id}/{client}/rules` with `{"permission", "effect", "for"}`.
 pub async fn rule_api(
     State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
     Path((key_id, client)): Path<(i64, String)>,
     Json(input): Json<RuleInput>,
 ) -> ApiResult<SessionView> {
-    Ok(Json(apply_rule(&app, key_id, &client, &input).await?))
+    Ok(Json(
+        apply_rule(&app, session.viewer(), key_id, &client, &input).await?,
+    ))
 }
 
 fn parse_duration(text: &str) -> Result<Option<Duration>, DashboardError> {
@@ -361,7 +415,8 @@ fn row(v: &SessionView, csrf: &str, now: u64) -> String {
     )
 }
 
-fn edit(v: &SessionView, csrf: &str, notice: &str) -> Html<String> {
+fn edit(v: &SessionView, session: &AdminSession, notice: &str) -> Html<String> {
+    let csrf = session.csrf();
     let now = Timestamp::now().as_secs();
     let action = format!("/connections/{}/{}", v.key_id, esc(&v.client));
     let mut rules = String::new();
@@ -439,5 +494,5 @@ fn edit(v: &SessionView, csrf: &str, notice: &str) -> Html<String> {
         client = esc(&v.client),
     );
     let title = v.name.clone().unwrap_or_else(|| "Connection".into());
-    html::page(&title, Section::Connections, csrf, &body)
+    html::page(&title, Section::Connections, session, &body)
 }

@@ -9,6 +9,8 @@ use std::fmt::{self, Write as _};
 
 use axum::response::Html;
 
+use crate::auth::{AdminSession, Viewer};
+
 /// A string escaped for HTML text and attribute values when displayed.
 pub struct Esc<'a>(&'a str);
 
@@ -58,10 +60,28 @@ impl Section {
     ];
 }
 
-/// A page for a logged-in user: navigation, logout, and the CSRF token for scripts.
-pub fn page(title: &str, section: Section, csrf: &str, body: &str) -> Html<String> {
+impl Section {
+    /// Whether `viewer`'s role has this section at all.
+    pub fn open_to(self, viewer: &Viewer) -> bool {
+        match self {
+            Section::Pending | Section::Pair => viewer.decides(),
+            Section::Connections => true,
+            Section::Audit => viewer.reads_audit(),
+            Section::Keys => viewer.owns(),
+        }
+    }
+}
+
+/// A page for a logged-in user: navigation (the sections its role has),
+/// who is logged in, logout, and the CSRF token for scripts.
+pub fn page(title: &str, section: Section, session: &AdminSession, body: &str) -> Html<String> {
+    let csrf = session.csrf();
+    let viewer = session.viewer();
     let mut nav = String::new();
     for (s, href, label) in Section::ALL {
+        if !s.open_to(viewer) {
+            continue;
+        }
         let current = if s == section {
             " aria-current=\"page\""
         } else {
@@ -71,8 +91,10 @@ pub fn page(title: &str, section: Section, csrf: &str, body: &str) -> Html<Strin
     }
     let header = format!(
         "<header class=\"top\"><a class=\"brand\" href=\"/\">Rampart</a><nav>{nav}</nav>\
+         <span class=\"muted small\" id=\"viewer\">{who}</span>\
          <form method=\"post\" action=\"/logout\" class=\"logout\">{hidden}\
          <button class=\"link\">Log out</button></form></header>",
+        who = esc(&viewer.label()),
         hidden = csrf_field(csrf)
     );
     document(title, Some(csrf), &header, body)

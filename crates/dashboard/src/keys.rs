@@ -4,6 +4,10 @@
 //! A lock goes through [`bunker::admin::set_lock`] on the store, as
 //! `rampart lock` does: every bunker on the store refuses the key's requests
 //! from its next reload (within a second), and its held requests at once.
+//!
+//! The page also sets each key's quorum: how many different people must
+//! allow a request for one of its sensitive kinds. Owners only; every change
+//! is audited with who made it.
 
 use axum::Extension;
 use axum::Json;
@@ -13,11 +17,13 @@ use axum::response::{Html, IntoResponse, Response};
 use bunker::admin;
 use nip46::nostr::prelude::Timestamp;
 use serde::{Deserialize, Serialize};
+use store::KeyId;
 
 use crate::app::App;
-use crate::auth::AdminSession;
+use crate::auth::{AdminSession, Viewer};
 use crate::error::{ApiResult, DashboardError, PageResult};
 use crate::html::{self, Section, esc};
+use crate::state::Recorded;
 
 /// A key as the page and the API show it.
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +38,18 @@ pub struct KeyView {
     pub sensitive_kinds: Vec<u16>,
     /// Whether those are its own (`rampart policy sensitive`) or the default.
     pub sensitive_own: bool,
+    /// How many different people must allow a request for one of them.
+    pub quorum: u32,
+}
+
+/// A quorum change, as forms and the API send it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuorumInput {
+    /// The key's name; absent or empty: every key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// At least 1.
+    pub quorum: u32,
 }
 
 /// A lock or unlock, as forms and the API send it.
@@ -42,6 +60,17 @@ pub struct LockInput {
     pub key: Option<String>,
     /// Lock (`true`) or unlock.
     pub locked: bool,
+}
+
+/// Refuse anyone but an owner.
+fn must_own(viewer: &Viewer) -> Result<(), DashboardError> {
+    if viewer.owns() {
+        Ok(())
+    } else {
+        Err(DashboardError::Forbidden(
+            "only an owner locks keys and sets their policy",
+        ))
+    }
 }
 
 /// Every key, oldest first.
@@ -58,14 +87,63 @@ pub async fn keys(app: &App) -> Result<Vec<KeyView>, DashboardError> {
                     sensitive_kinds: k.sensitive_kinds.unwrap_or_else(|| default.clone()),
                     name: k.name,
                     locked_at: k.locked_at.map(|t| t.as_secs()),
+                    quorum: k.quorum,
                 })
                 .collect())
         })
         .await
 }
 
+fn key_name(key: &Option<String>) -> Option<String> {
+    key.as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+}
+
+/// The key id a change names (0: every key), for its audit row.
+async fn key_id_of(app: &App, name: Option<String>) -> KeyId {
+    let Some(name) = name else {
+        return KeyId(0);
+    };
+    app.dashboard
+        .with_store(move |store| Ok(admin::pick_key(store, Some(&name))?.id))
+        .await
+        .unwrap_or(KeyId(0))
+}
+
+/// Set a key's quorum (every key's without one); the names it applied to.
+pub async fn set_quorum(
+    app: &App,
+    viewer: &Viewer,
+    input: &QuorumInput,
+) -> Result<Vec<String>, DashboardError> {
+    must_own(viewer)?;
+    let name = key_name(&input.key);
+    let quorum = input.quorum;
+    let target = name.clone();
+    let names = app
+        .dashboard
+        .with_store(move |store| Ok(admin::set_quorum(store, target.as_deref(), quorum)?))
+        .await?;
+    tracing::warn!(keys = %names.join(","), quorum, by = viewer.name(), "quorum set in the dashboard");
+    let recorded = Recorded {
+        method: "key.quorum",
+        key_id: key_id_of(app, name).await,
+        client: None,
+        detail: format!("{quorum} {}", names.join(",")),
+    };
+    app.dashboard.audit(viewer, recorded).await;
+    Ok(names)
+}
+
 /// Lock or unlock; returns the names of the keys it applied to.
-pub async fn set_lock(app: &App, input: &LockInput) -> Result<Vec<String>, DashboardError> {
+pub async fn set_lock(
+    app: &App,
+    viewer: &Viewer,
+    input: &LockInput,
+) -> Result<Vec<String>, DashboardError> {
+    must_own(viewer)?;
     let name = input
         .key
         .as_deref()
@@ -85,7 +163,14 @@ pub async fn set_lock(app: &App, input: &LockInput) -> Result<Vec<String>, Dashb
         })
         .await?;
     let verb = if locked { "locked" } else { "unlocked" };
-    tracing::warn!(keys = %names.join(","), "keys {verb} in the dashboard");
+    tracing::warn!(keys = %names.join(","), by = viewer.name(), "keys {verb} in the dashboard");
+    let recorded = Recorded {
+        method: if locked { "key.lock" } else { "key.unlock" },
+        key_id: key_id_of(app, key_name(&input.key)).await,
+        client: None,
+        detail: names.join(","),
+    };
+    app.dashboard.audit(viewer, recorded).await;
     Ok(names)
 }
 
@@ -94,16 +179,32 @@ pub async fn list_page(
     State(app): State<App>,
     Extension(session): Extension<AdminSession>,
 ) -> PageResult<Html<String>> {
+    must_own(session.viewer())?;
     let views = keys(&app).await?;
-    Ok(page(&views, session.csrf()))
+    Ok(page(&views, &session))
 }
 
 /// `POST /keys/lock` (form: `key`, `locked`).
 pub async fn lock_form(
     State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
     Form(input): Form<LockInput>,
 ) -> PageResult<Response> {
-    set_lock(&app, &input).await?;
+    set_lock(&app, session.viewer(), &input).await?;
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, header::HeaderValue::from_static("/keys"));
+    Ok(response)
+}
+
+/// `POST /keys/quorum` (form: `key`, `quorum`).
+pub async fn quorum_form(
+    State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
+    Form(input): Form<QuorumInput>,
+) -> PageResult<Response> {
+    set_quorum(&app, session.viewer(), &input).await?;
     let mut response = StatusCode::SEE_OTHER.into_response();
     response
         .headers_mut()
@@ -112,16 +213,33 @@ pub async fn lock_form(
 }
 
 /// `GET /api/keys`.
-pub async fn list_api(State(app): State<App>) -> ApiResult<Vec<KeyView>> {
+pub async fn list_api(
+    State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
+) -> ApiResult<Vec<KeyView>> {
+    must_own(session.viewer())?;
     Ok(Json(keys(&app).await?))
+}
+
+/// `POST /api/keys/quorum` with `{"key": name or null, "quorum": n}`.
+pub async fn quorum_api(
+    State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
+    Json(input): Json<QuorumInput>,
+) -> ApiResult<serde_json::Value> {
+    let names = set_quorum(&app, session.viewer(), &input).await?;
+    Ok(Json(
+        serde_json::json!({ "keys": names, "quorum": input.quorum }),
+    ))
 }
 
 /// `POST /api/keys/lock` with `{"key": name or null, "locked": bool}`.
 pub async fn lock_api(
     State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
     Json(input): Json<LockInput>,
 ) -> ApiResult<serde_json::Value> {
-    let names = set_lock(&app, &input).await?;
+    let names = set_lock(&app, session.viewer(), &input).await?;
     Ok(Json(
         serde_json::json!({ "keys": names, "locked": input.locked }),
     ))
@@ -132,7 +250,8 @@ fn describe_npub(pubkey: &nip46::nostr::prelude::PublicKey) -> String {
     pubkey.to_bech32().unwrap_or_else(|_| pubkey.to_hex())
 }
 
-fn page(views: &[KeyView], csrf: &str) -> Html<String> {
+fn page(views: &[KeyView], session: &AdminSession) -> Html<String> {
+    let csrf = session.csrf();
     let field = html::csrf_field(csrf);
     let mut body = String::from("<h1>Keys</h1>");
     if views.is_empty() {
@@ -140,7 +259,7 @@ fn page(views: &[KeyView], csrf: &str) -> Html<String> {
             "<section class=\"card empty\"><p><b>No keys yet.</b></p><p class=\"muted\">\
              Run <code>rampart key generate</code>.</p></section>",
         );
-        return html::page("Keys", Section::Keys, csrf, &body);
+        return html::page("Keys", Section::Keys, session, &body);
     }
     body.push_str(&format!(
         "<section class=\"card\"><p class=\"muted\">A locked key refuses every request \
@@ -152,7 +271,7 @@ fn page(views: &[KeyView], csrf: &str) -> Html<String> {
     ));
     body.push_str(
         "<section class=\"card flush\"><table class=\"list\"><thead><tr><th>Key</th>\
-         <th>State</th><th>Always asks to sign</th><th></th></tr></thead><tbody>",
+         <th>State</th><th>Always asks to sign</th><th>People who must allow those</th><th></th></tr></thead><tbody>",
     );
     for v in views {
         let (state, button) = match v.locked_at {
@@ -176,15 +295,20 @@ fn page(views: &[KeyView], csrf: &str) -> Html<String> {
         body.push_str(&format!(
             "<tr class=\"key-row\" data-key=\"{name}\"><td><b>{name}</b>\
              <div class=\"muted small mono\">{npub}</div></td><td class=\"state\">{state}</td>\
-             <td class=\"sensitive\">{sensitive}</td><td class=\"actions\"><form method=\"post\" action=\"/keys/lock\">{field}\
+             <td class=\"sensitive\">{sensitive}</td><td class=\"quorum\">\
+             <form method=\"post\" action=\"/keys/quorum\" class=\"inline-form\">{field}\
+             <input type=\"hidden\" name=\"key\" value=\"{name}\">\
+             <input type=\"number\" name=\"quorum\" min=\"1\" max=\"99\" value=\"{quorum}\" aria-label=\"quorum\">\
+             <button class=\"btn small\">Set</button></form></td><td class=\"actions\"><form method=\"post\" action=\"/keys/lock\">{field}\
              <input type=\"hidden\" name=\"key\" value=\"{name}\">{button}</form></td></tr>",
             name = esc(&v.name),
             npub = esc(&html::short(&v.npub)),
             sensitive = sensitive_cell(v),
+            quorum = v.quorum,
         ));
     }
     body.push_str("</tbody></table></section>");
-    html::page("Keys", Section::Keys, csrf, &body)
+    html::page("Keys", Section::Keys, session, &body)
 }
 
 /// The kinds a key always asks for, by name where known, and whose list it is.

@@ -48,7 +48,7 @@ use axum::routing::{get, post};
 pub use app::App;
 pub use error::DashboardError;
 pub use secret::LoginToken;
-pub use state::{Dashboard, DashboardConfig};
+pub use state::{Counted, Dashboard, DashboardConfig, Recorded};
 
 /// Serve the dashboard on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -86,6 +86,7 @@ pub fn router(dashboard: Dashboard, local: SocketAddr) -> Router {
         .route("/audit", get(audit::audit_page))
         .route("/keys", get(keys::list_page))
         .route("/keys/lock", post(keys::lock_form))
+        .route("/keys/quorum", post(keys::quorum_form))
         .route("/logout", post(login::logout))
         .route("/api/csrf", get(login::csrf_api))
         .route("/api/pending", get(approvals::pending_api))
@@ -104,6 +105,7 @@ pub fn router(dashboard: Dashboard, local: SocketAddr) -> Router {
         .route("/api/audit", get(audit::audit_api))
         .route("/api/keys", get(keys::list_api))
         .route("/api/keys/lock", post(keys::lock_api))
+        .route("/api/keys/quorum", post(keys::quorum_api))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             guard::require_session,

@@ -16,9 +16,11 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::auth::AdminSession;
-use crate::error::PageError;
+use crate::error::{DashboardError, PageError};
 use crate::html::{self, esc};
 use crate::site::{self, session_cookie};
+use crate::state::Recorded;
+use store::KeyId;
 
 /// `/login` parameters.
 #[derive(Debug, Deserialize)]
@@ -47,7 +49,7 @@ async fn log_in(app: &App, params: &LoginParams) -> Response {
         Ok(redeemed) => redeemed,
         Err(e) => return PageError(e).into_response(),
     };
-    if !redeemed {
+    let Some(user) = redeemed else {
         tracing::warn!("dashboard login refused: unknown or used login token");
         let body = format!(
             "<section class=\"card narrow\"><h1>That login link does not work</h1>\
@@ -56,12 +58,21 @@ async fn log_in(app: &App, params: &LoginParams) -> Response {
             paste_form(&params.next)
         );
         return (StatusCode::UNAUTHORIZED, html::bare_page("Log in", &body)).into_response();
-    }
-    let cookie = match app.dashboard.open_session().await {
-        Ok(c) => c,
+    };
+    let (cookie, viewer) = match app.dashboard.open_session(user).await {
+        Ok((cookie, Some(viewer))) => (cookie, viewer),
+        // The operator was removed between the link and now.
+        Ok((_, None)) => return PageError(DashboardError::NotLoggedIn).into_response(),
         Err(e) => return PageError(e).into_response(),
     };
-    tracing::info!("dashboard login");
+    tracing::info!(who = viewer.name(), "dashboard login");
+    let recorded = Recorded {
+        method: "dashboard.login",
+        key_id: KeyId(0),
+        client: None,
+        detail: viewer.role().as_str().to_owned(),
+    };
+    app.dashboard.audit(&viewer, recorded).await;
     let max_age = app.dashboard.config().session_ttl.as_secs();
     let mut response = redirect(safe_next(&params.next));
     response.headers_mut().insert(

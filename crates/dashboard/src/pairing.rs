@@ -17,12 +17,13 @@ use bunker::describe;
 use nip46::nostr::prelude::Timestamp;
 use nip46::{NostrConnectUri, PermissionSet, Preset};
 use serde::{Deserialize, Serialize};
-use store::StoredKey;
+use store::{KeyId, StoredKey};
 
 use crate::app::App;
-use crate::auth::AdminSession;
+use crate::auth::{AdminSession, Viewer};
 use crate::error::{ApiResult, DashboardError, PageResult};
 use crate::html::{self, Section, esc};
+use crate::state::Recorded;
 
 /// A token to mint (form and API).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -70,8 +71,29 @@ pub struct AcceptInput {
     pub grant: String,
 }
 
+/// The key named (or the first `viewer` manages), if `viewer` manages it.
+fn managed_key(
+    store: &dyn store::Store,
+    viewer: &Viewer,
+    name: &str,
+) -> Result<StoredKey, DashboardError> {
+    const NO_KEY: &str = "There is no such key.";
+    let key = if name.trim().is_empty() {
+        store
+            .keys()
+            .map_err(admin::AdminError::from)?
+            .into_iter()
+            .find(|k| viewer.manages(k.id))
+            .ok_or_else(|| DashboardError::NotFound(NO_KEY.into()))?
+    } else {
+        admin::pick_key(store, Some(name))?
+    };
+    viewer.must_manage(key.id, NO_KEY)?;
+    Ok(key)
+}
+
 /// Mint a token: the one implementation behind the form and the API.
-pub async fn mint(app: &App, input: &MintInput) -> Result<Minted, DashboardError> {
+pub async fn mint(app: &App, viewer: &Viewer, input: &MintInput) -> Result<Minted, DashboardError> {
     let grant = grant(&input.grant, &app.dashboard.config().default_grant, None)?;
     let now = Timestamp::now();
     let expires_at = admin::until(now, duration(&input.expires)?);
@@ -82,17 +104,25 @@ pub async fn mint(app: &App, input: &MintInput) -> Result<Minted, DashboardError
         .map(|l| describe::clip(l, 80))
         .or_else(|| Some("dashboard".into()));
     let shown_grant = grant.to_string();
-    let (uri, key) = app
+    let who = viewer.clone();
+    let (uri, key, key_id) = app
         .dashboard
         .with_store(move |store| {
-            let key = admin::pick_key(store, Some(&key_name))?;
+            let key = managed_key(store, &who, &key_name)?;
             let mut rng = OsRandomness::new();
             let uri =
                 admin::mint_token(store, &key, grant, expires_at, label, relays, &mut rng, now)?;
-            Ok((uri.to_string(), key.name))
+            Ok((uri.to_string(), key.name, key.id))
         })
         .await?;
-    tracing::info!(key = %key, grant = %shown_grant, "token minted in the dashboard");
+    tracing::info!(key = %key, grant = %shown_grant, by = viewer.name(), "token minted in the dashboard");
+    let recorded = Recorded {
+        method: "token.mint",
+        key_id,
+        client: None,
+        detail: shown_grant.clone(),
+    };
+    app.dashboard.audit(viewer, recorded).await;
     Ok(Minted {
         qr_svg: qr_svg(&uri)?,
         uri,
@@ -103,7 +133,11 @@ pub async fn mint(app: &App, input: &MintInput) -> Result<Minted, DashboardError
 }
 
 /// Accept a `nostrconnect://` link: the bunker sends the app its `connect` answer.
-pub async fn accept(app: &App, input: &AcceptInput) -> Result<SessionView, DashboardError> {
+pub async fn accept(
+    app: &App,
+    viewer: &Viewer,
+    input: &AcceptInput,
+) -> Result<SessionView, DashboardError> {
     let uri: NostrConnectUri = input.uri.trim().parse().map_err(|e| {
         DashboardError::BadRequest(format!("that is not a usable nostrconnect:// link: {e}"))
     })?;
@@ -113,17 +147,25 @@ pub async fn accept(app: &App, input: &AcceptInput) -> Result<SessionView, Dashb
         uri.perms.as_ref(),
     )?;
     let key_name = input.key.clone();
+    let who = viewer.clone();
     let view = app
         .dashboard
         .with_store(move |store| {
-            let key = admin::pick_key(store, Some(&key_name))?;
+            let key = managed_key(store, &who, &key_name)?;
             let keys = store.keys().map_err(admin::AdminError::from)?;
             let now = Timestamp::now();
             let session = admin::accept_nostrconnect(store, key.id, &uri, &grant, now)?;
             Ok(SessionView::new(&session, &keys, now))
         })
         .await?;
-    tracing::info!(client = %view.client, "nostrconnect link accepted in the dashboard");
+    tracing::info!(client = %view.client, by = viewer.name(), "nostrconnect link accepted in the dashboard");
+    let recorded = Recorded {
+        method: "nostrconnect.accept",
+        key_id: KeyId(view.key_id),
+        client: admin::parse_pubkey(&view.client).ok(),
+        detail: view.allowed.clone(),
+    };
+    app.dashboard.audit(viewer, recorded).await;
     Ok(view)
 }
 
@@ -137,12 +179,12 @@ pub async fn pair_page(
     Extension(session): Extension<AdminSession>,
     RawQuery(query): RawQuery,
 ) -> PageResult<Html<String>> {
-    let keys = keys(&app).await?;
+    let keys = keys(&app, session.viewer()).await?;
     let prefill = query.as_deref().and_then(nostrconnect_param);
     Ok(page(
         &app,
         &keys,
-        session.csrf(),
+        &session,
         "",
         prefill.as_deref().unwrap_or(""),
     ))
@@ -181,8 +223,8 @@ pub async fn mint_form(
     Extension(session): Extension<AdminSession>,
     Form(input): Form<MintInput>,
 ) -> PageResult<Html<String>> {
-    let keys = keys(&app).await?;
-    let result = match mint(&app, &input).await {
+    let keys = keys(&app, session.viewer()).await?;
+    let result = match mint(&app, session.viewer(), &input).await {
         Ok(minted) => {
             let expiry = minted
                 .expires_at
@@ -205,7 +247,7 @@ pub async fn mint_form(
         }
         Err(e) => html::notice("error", &e.to_string()),
     };
-    Ok(page(&app, &keys, session.csrf(), &result, ""))
+    Ok(page(&app, &keys, &session, &result, ""))
 }
 
 /// `POST /pair/nostrconnect`.
@@ -214,8 +256,8 @@ pub async fn nostrconnect_form(
     Extension(session): Extension<AdminSession>,
     Form(input): Form<AcceptInput>,
 ) -> PageResult<Html<String>> {
-    let keys = keys(&app).await?;
-    let result = match accept(&app, &input).await {
+    let keys = keys(&app, session.viewer()).await?;
+    let result = match accept(&app, session.viewer(), &input).await {
         Ok(view) => html::notice(
             "ok",
             &format!(
@@ -230,29 +272,52 @@ pub async fn nostrconnect_form(
         ),
         Err(e) => html::notice("error", &e.to_string()),
     };
-    Ok(page(&app, &keys, session.csrf(), &result, ""))
+    Ok(page(&app, &keys, &session, &result, ""))
 }
 
 /// `POST /api/tokens` with `{"key", "grant", "expires", "label"}` (all optional).
-pub async fn mint_api(State(app): State<App>, Json(input): Json<MintInput>) -> ApiResult<Minted> {
-    Ok(Json(mint(&app, &input).await?))
+pub async fn mint_api(
+    State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
+    Json(input): Json<MintInput>,
+) -> ApiResult<Minted> {
+    Ok(Json(mint(&app, session.viewer(), &input).await?))
 }
 
 /// `POST /api/nostrconnect` with `{"uri", "key", "grant"}`.
 pub async fn nostrconnect_api(
     State(app): State<App>,
+    Extension(session): Extension<AdminSession>,
     Json(input): Json<AcceptInput>,
 ) -> ApiResult<SessionView> {
-    Ok(Json(accept(&app, &input).await?))
+    Ok(Json(accept(&app, session.viewer(), &input).await?))
 }
 
-async fn keys(app: &App) -> Result<Vec<StoredKey>, DashboardError> {
+/// The keys `viewer` may pair apps with (an auditor: none, refused).
+async fn keys(app: &App, viewer: &Viewer) -> Result<Vec<StoredKey>, DashboardError> {
+    if !viewer.decides() {
+        return Err(DashboardError::Forbidden(
+            "an auditor reads; it connects no apps",
+        ));
+    }
+    let viewer = viewer.clone();
     app.dashboard
-        .with_store(|store| Ok(store.keys().map_err(admin::AdminError::from)?))
+        .with_store(move |store| {
+            let mut keys = store.keys().map_err(admin::AdminError::from)?;
+            keys.retain(|k| viewer.manages(k.id));
+            Ok(keys)
+        })
         .await
 }
 
-fn page(app: &App, keys: &[StoredKey], csrf: &str, result: &str, prefill: &str) -> Html<String> {
+fn page(
+    app: &App,
+    keys: &[StoredKey],
+    session: &AdminSession,
+    result: &str,
+    prefill: &str,
+) -> Html<String> {
+    let csrf = session.csrf();
     let key_options: Vec<(&str, &str)> = keys
         .iter()
         .map(|k| (k.name.as_str(), k.name.as_str()))
@@ -313,7 +378,7 @@ fn page(app: &App, keys: &[StoredKey], csrf: &str, result: &str, prefill: &str) 
         nc_options = html::options(&nc_grants, "requested"),
         prefill = esc(prefill),
     );
-    html::page("Connect an app", Section::Pair, csrf, &body)
+    html::page("Connect an app", Section::Pair, session, &body)
 }
 
 /// A grant from user input: empty = `default`, `requested` = what the link asks for.

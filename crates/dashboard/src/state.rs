@@ -12,14 +12,16 @@ use std::time::Duration;
 
 use bunker::admin;
 use bunker::engine::DecideError;
+use bunker::engine::VoteOutcome;
 use bunker::service::{AdminCommand, AdminSender};
 use nip46::PermissionSet;
+use nip46::nostr::prelude::PublicKey;
 use nip46::nostr::prelude::{RelayUrl, Timestamp};
-use store::{ApprovalDecision, ApprovalId, PendingApproval, Store};
+use store::{ApprovalId, DashboardUser, KeyId, PendingApproval, Store, Vote};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-use crate::auth::{self, AdminSession};
+use crate::auth::{self, AdminSession, Viewer};
 use crate::error::DashboardError;
 use crate::secret::LoginToken;
 
@@ -67,6 +69,35 @@ impl Default for DashboardConfig {
     }
 }
 
+/// What a vote did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// The request was answered.
+    Settled,
+    /// It waits for more allows: `allowed` of `needed` so far.
+    Waiting {
+        /// Distinct people who allowed it.
+        allowed: u32,
+        /// How many must.
+        needed: u32,
+    },
+    /// Another replica holds it: the vote is in the store, counted there
+    /// on its next reload.
+    Elsewhere,
+}
+
+/// A dashboard action for the audit log ([`Dashboard::audit`]).
+pub struct Recorded {
+    /// What (`session.revoke`, `token.mint`, …).
+    pub method: &'static str,
+    /// On which key (`KeyId(0)`: none, or every key).
+    pub key_id: KeyId,
+    /// On which app.
+    pub client: Option<PublicKey>,
+    /// About what.
+    pub detail: String,
+}
+
 /// The dashboard: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Dashboard {
@@ -96,22 +127,52 @@ impl Dashboard {
     /// configured `start_link_ttl`, on every replica's dashboard).
     pub async fn start_link(&self) -> Result<LoginToken, DashboardError> {
         let ttl = self.inner.config.start_link_ttl;
-        self.with_store(move |store| auth::issue_login(store, ttl))
+        self.with_store(move |store| auth::issue_login(store, ttl, DashboardUser::Owner))
             .await
     }
 
-    /// Use up a login token.
-    pub async fn redeem_login(&self, candidate: &str) -> Result<bool, DashboardError> {
+    /// Use up a login token: whose it was, if it works.
+    pub async fn redeem_login(
+        &self,
+        candidate: &str,
+    ) -> Result<Option<DashboardUser>, DashboardError> {
         let candidate = Zeroizing::new(candidate.to_owned());
         self.with_store(move |store| auth::redeem_login(store, &candidate))
             .await
     }
 
-    /// Start a session; the cookie value.
-    pub async fn open_session(&self) -> Result<Zeroizing<String>, DashboardError> {
+    /// Start a session of `user`; the cookie value and who it is.
+    pub async fn open_session(
+        &self,
+        user: DashboardUser,
+    ) -> Result<(Zeroizing<String>, Option<Viewer>), DashboardError> {
         let ttl = self.inner.config.session_ttl;
-        self.with_store(move |store| auth::open_session(store, ttl))
-            .await
+        self.with_store(move |store| {
+            let viewer = auth::viewer(store, user)?;
+            Ok((auth::open_session(store, ttl, user)?, viewer))
+        })
+        .await
+    }
+
+    /// Append `viewer`'s action to the audit log. A failure is logged, not
+    /// returned: the action itself is done.
+    pub async fn audit(&self, viewer: &Viewer, action: Recorded) {
+        let by = viewer.name().to_owned();
+        let result = self
+            .with_store(move |store| {
+                let entry = admin::Action {
+                    method: action.method,
+                    by: &by,
+                    key_id: action.key_id,
+                    client: action.client,
+                    detail: &action.detail,
+                };
+                Ok(admin::audit_action(store, &entry, Timestamp::now())?)
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not audit a dashboard action");
+        }
     }
 
     /// The live session of a cookie value.
@@ -176,23 +237,23 @@ impl Dashboard {
         Ok(pending)
     }
 
-    /// Apply a decision in the engine; the client is answered at once.
-    pub async fn decide(
-        &self,
-        id: ApprovalId,
-        decision: ApprovalDecision,
-    ) -> Result<(), DashboardError> {
+    /// Count a vote in the engine; a settled request's client is answered
+    /// at once.
+    pub async fn decide(&self, id: ApprovalId, vote: Vote) -> Result<Counted, DashboardError> {
         let (reply, answer) = oneshot::channel();
         self.send(AdminCommand::Decide {
             id: id.clone(),
-            decision,
+            vote: vote.clone(),
             reply,
         })
         .await?;
-        let result: Result<(), DecideError> =
+        let result: Result<VoteOutcome, DecideError> =
             answer.await.map_err(|_| DashboardError::BunkerStopped)?;
         match result {
-            Ok(()) => Ok(()),
+            Ok(VoteOutcome::Settled) => Ok(Counted::Settled),
+            Ok(VoteOutcome::Waiting { allowed, needed }) => {
+                Ok(Counted::Waiting { allowed, needed })
+            }
             // Held by another replica: the decision goes through the store,
             // as the CLI's does; that replica answers on its next reload.
             Err(DecideError::NotPending(missing)) if self.inner.config.replicated => {
@@ -203,13 +264,14 @@ impl Dashboard {
                             .into_iter()
                             .any(|a| a.id == id);
                         if waiting {
-                            admin::record_decision(store, &id, decision)?;
+                            admin::record_vote(store, &id, vote)?;
                         }
                         Ok(waiting)
                     })
                     .await?;
                 if recorded {
-                    Ok(())
+                    // Counted by the holder on its next reload.
+                    Ok(Counted::Elsewhere)
                 } else {
                     Err(DecideError::NotPending(missing).into())
                 }

@@ -80,6 +80,7 @@ fn held(key_id: KeyId, client: &Keys) -> PendingApproval {
         created_at: Timestamp::from_secs(now),
         expires_at: Timestamp::from_secs(now + 60),
         status: ApprovalStatus::Pending,
+        votes: Vec::new(),
     }
 }
 
@@ -96,17 +97,13 @@ fn fake_engine(
                 AdminCommand::Pending { reply } => {
                     let _ = reply.send(waiting.clone());
                 }
-                AdminCommand::Decide {
-                    id,
-                    decision,
-                    reply,
-                } => {
+                AdminCommand::Decide { id, vote, reply } => {
                     let found = waiting.iter().position(|a| a.id == id);
                     let result = match found {
                         Some(i) => {
                             waiting.remove(i);
-                            decisions.lock().unwrap().push((id, decision));
-                            Ok(())
+                            decisions.lock().unwrap().push((id, vote.decision));
+                            Ok(bunker::engine::VoteOutcome::Settled)
                         }
                         None => Err(bunker::engine::DecideError::NotPending(id.0)),
                     };
@@ -841,7 +838,12 @@ async fn a_login_link_minted_into_the_store_works_once_on_any_dashboard_of_it() 
     let other_base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(dashboard::serve(listener, other, std::future::pending()));
     let mut store = SqliteStore::open(&path).unwrap();
-    let token = dashboard::auth::issue_login(&mut store, Duration::from_secs(600)).unwrap();
+    let token = dashboard::auth::issue_login(
+        &mut store,
+        Duration::from_secs(600),
+        store::DashboardUser::Owner,
+    )
+    .unwrap();
     let on_other = format!("{other_base}/login?token={}", token.expose());
     let response = s.client.get(&on_other).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);

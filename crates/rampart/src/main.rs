@@ -58,6 +58,9 @@ enum Command {
     /// Per-key signing policy: the sensitive kinds that always ask.
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
+    /// Operators: the named people who use the dashboard, with a role and keys.
+    #[command(subcommand)]
+    Operator(cmd::operator::OperatorCommand),
     /// Kill switch: refuse every request for a key (or every key) at once.
     Lock(cmd::lock::Args),
     /// Lift `rampart lock`.
@@ -114,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         Command::Backup(args) => cmd::backup::backup(args, &config()?),
         Command::Restore(args) => cmd::backup::restore(args, &config()?),
         Command::Policy(c) => cmd::policy::run(c, &config()?),
+        Command::Operator(c) => cmd::operator::run(c, &config()?),
         Command::Lock(args) => cmd::lock::run(args, true, &config()?),
         Command::Unlock(args) => cmd::lock::run(args, false, &config()?),
         Command::Relay(args) => runtime::single_threaded()?.block_on(cmd::relay::run(args)),

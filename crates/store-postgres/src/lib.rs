@@ -37,7 +37,9 @@ use store::{
     ConnectionToken, DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat,
     ReplicaId, Rule, SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
-use store::{ResealedKey, VaultParams};
+use store::{
+    DashboardUser, KeyScope, NewOperator, Operator, OperatorId, ResealedKey, VaultParams, Vote,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The migration that adds the audit chain: the rows already there are
@@ -52,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_audit_chain.sql"),
     include_str!("migrations/0005_vault_kek.sql"),
     include_str!("migrations/0006_sensitive_kinds.sql"),
+    include_str!("migrations/0007_operators.sql"),
 ];
 
 /// The newest schema version this binary knows.
@@ -324,7 +327,10 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
 fn chain_existing_audit_rows(tx: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
     let what = "chaining the audit log";
     let rows = tx
-        .query(&format!("{SELECT_CHAIN} ORDER BY seq"), &[])
+        .query(
+            &format!("{SELECT_CHAIN_BEFORE_OPERATORS} ORDER BY seq"),
+            &[],
+        )
         .ctx(what)?;
     let mut head = ChainPoint {
         seq: 0,
@@ -355,7 +361,14 @@ fn chain_existing_audit_rows(tx: &mut postgres::Transaction<'_>) -> Result<(), S
 
 /// The columns of an audit row the chain covers, and its hash.
 const SELECT_CHAIN: &str = "SELECT seq, at, key_id, client_pubkey, event_id, request_id, method, \
-     kind, decision, outcome, signed_event_id, event_created_at, events, row_hash FROM audit";
+     kind, decision, outcome, signed_event_id, event_created_at, events, operator, row_hash \
+     FROM audit";
+
+/// [`SELECT_CHAIN`] as the chaining migration runs it (before the
+/// `operator` column existed: no row has one).
+const SELECT_CHAIN_BEFORE_OPERATORS: &str = "SELECT seq, at, key_id, client_pubkey, event_id, \
+     request_id, method, kind, decision, outcome, signed_event_id, event_created_at, events, \
+     NULL::TEXT AS operator, row_hash FROM audit";
 
 /// Lock the chain's head for this transaction and read it: replicas append
 /// one transaction after another. Taken before anything else the
@@ -392,8 +405,8 @@ fn insert_audit(
     let hash = row.hash(&tail.hash);
     tx.execute(
         "INSERT INTO audit (seq, at, key_id, client_pubkey, event_id, request_id, method, \
-         kind, decision, outcome, signed_event_id, event_created_at, events, row_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         kind, decision, outcome, signed_event_id, event_created_at, events, operator, row_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         &[
             &row.seq,
             &row.at,
@@ -408,6 +421,7 @@ fn insert_audit(
             &row.signed_event_id,
             &row.event_created_at,
             &row.events,
+            &row.operator,
             &hash.as_slice(),
         ],
     )
@@ -595,6 +609,21 @@ fn apply_change(
             Ok(())
         }
         Change::PutSession(s) => put_session(tx, s),
+        Change::NoteVote { id, vote } => add_vote(tx, id, vote).map(|_| ()),
+        Change::SetQuorum { key_id, quorum } => {
+            let quorum = i32::try_from(*quorum).unwrap_or(i32::MAX);
+            let key = key_id.map(|k| k.0);
+            let changed = tx
+                .execute(
+                    "UPDATE keys SET quorum = $1 WHERE $2::BIGINT IS NULL OR id = $2",
+                    &[&quorum, &key],
+                )
+                .ctx("setting a key's quorum")?;
+            match key_id {
+                Some(id) if changed == 0 => Err(StoreError::NotFound(format!("key {id}"))),
+                _ => Ok(()),
+            }
+        }
         Change::SetSensitiveKinds { key_id, kinds } => {
             let text = kinds.as_deref().map(store::codec::kinds_to_text);
             let changed = tx
@@ -688,16 +717,8 @@ fn apply_change(
             }
             Ok(())
         }
-        Change::DecideApproval { id, decision } => {
-            let decided = to_json(&ApprovalStatus::Decided(*decision), "an approval status")?;
-            let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
-            let changed = tx
-                .execute(
-                    "UPDATE approvals SET status = $1 WHERE id = $2 AND status = $3",
-                    &[&decided, &id.0, &pending],
-                )
-                .ctx("recording a decision")?;
-            if changed == 0 {
+        Change::DecideApproval { id, vote } => {
+            if add_vote(tx, id, vote)? == 0 {
                 return Err(StoreError::NotFound(format!(
                     "a waiting request {} (it was answered or expired)",
                     id.0
@@ -855,8 +876,23 @@ fn put_session(tx: &mut impl GenericClient, s: &Session) -> Result<(), StoreErro
     }
 }
 
+/// Add a vote to a pending approval's votes (one statement, under the
+/// row's lock: two replicas voting at once both count); how many approvals
+/// it changed (0 or 1).
+fn add_vote(tx: &mut impl GenericClient, id: &ApprovalId, vote: &Vote) -> Result<u64, StoreError> {
+    let vote = to_json(vote, "a vote")?;
+    let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
+    tx.execute(
+        "UPDATE approvals SET votes = (votes::jsonb || jsonb_build_array($1::text::jsonb))::text \
+         WHERE id = $2 AND status = $3",
+        &[&vote, &id.0, &pending],
+    )
+    .ctx("recording a vote")
+}
+
 fn put_approval(tx: &mut impl GenericClient, a: &PendingApproval) -> Result<(), StoreError> {
     let metadata = to_json(&a.metadata, "client metadata")?;
+    let votes = to_json(&a.votes, "votes")?;
     let status = to_json(&a.status, "an approval status")?;
     let summary = to_json(&a.summary, "a request summary")?;
     let event = a
@@ -866,8 +902,8 @@ fn put_approval(tx: &mut impl GenericClient, a: &PendingApproval) -> Result<(), 
         .transpose()?;
     let result = tx.execute(
         "INSERT INTO approvals (id, key_id, client_pubkey, metadata, request_id, method, \
-         kind, summary, created_at, expires_at, status, event) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         kind, summary, created_at, expires_at, status, event, votes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             &a.id.0,
             &a.key_id.0,
@@ -881,6 +917,7 @@ fn put_approval(tx: &mut impl GenericClient, a: &PendingApproval) -> Result<(), 
             &ts(a.expires_at),
             &status,
             &event,
+            &votes,
         ],
     );
     match result {
@@ -932,7 +969,7 @@ impl Store for PostgresStore {
     fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         self.collect(
             "SELECT id, name, user_pubkey, signer_pubkey, user_ncryptsec, signer_ncryptsec, \
-             created_at, locked_at, sensitive_kinds FROM keys ORDER BY id",
+             created_at, locked_at, sensitive_kinds, quorum FROM keys ORDER BY id",
             &[],
             "listing keys",
             |row| rows::key(&PgRow(row)),
@@ -1138,7 +1175,7 @@ impl Store for PostgresStore {
     fn approvals(&self) -> Result<Vec<PendingApproval>, StoreError> {
         self.collect(
             "SELECT id, key_id, client_pubkey, metadata, request_id, method, kind, summary, \
-             created_at, expires_at, status, event FROM approvals \
+             created_at, expires_at, status, event, votes FROM approvals \
              ORDER BY created_at DESC, seq DESC",
             &[],
             "listing approvals",
@@ -1149,7 +1186,8 @@ impl Store for PostgresStore {
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let mut sql = String::from(
             "SELECT seq, at, key_id, client_pubkey, event_id, request_id, method, kind, \
-             decision, outcome, signed_event_id, event_created_at, events FROM audit WHERE TRUE",
+             decision, outcome, signed_event_id, event_created_at, events, operator FROM audit \
+             WHERE TRUE",
         );
         let since = query.since.map(ts);
         let until = query.until.map(ts);
@@ -1198,7 +1236,7 @@ impl Store for PostgresStore {
     fn audited_events(&self, since: Timestamp) -> Result<Vec<AuditedEvent>, StoreError> {
         self.collect(
             "SELECT seq, at, event_id, client_pubkey, event_created_at FROM audit \
-             WHERE at >= $1 ORDER BY at, seq",
+             WHERE at >= $1 AND event_id <> '' ORDER BY at, seq",
             &[&ts(since)],
             "listing audited events",
             |row| rows::audited_event(&PgRow(row)),
@@ -1395,23 +1433,31 @@ impl Store for PostgresStore {
         kind: DashboardSecret,
         digest: &[u8; 32],
         expires_at: Timestamp,
+        user: DashboardUser,
     ) -> Result<(), StoreError> {
         let table = kind.table();
+        let operator = user.operator_id();
         self.write_if("keeping a dashboard secret", false, |tx| {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE expires_at <= $1"),
                 &[&ts(Timestamp::now())],
             )
             .ctx("dropping expired dashboard secrets")?;
-            tx.execute(
+            let kept = tx.execute(
                 &format!(
-                    "INSERT INTO {table} (digest, expires_at) VALUES ($1, $2) \
-                     ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at"
+                    "INSERT INTO {table} (digest, expires_at, operator_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at, \
+                     operator_id = excluded.operator_id"
                 ),
-                &[&digest.as_slice(), &ts(expires_at)],
-            )
-            .ctx("keeping a dashboard secret")?;
-            Ok(())
+                &[&digest.as_slice(), &ts(expires_at), &operator],
+            );
+            match kept {
+                Ok(_) => Ok(()),
+                Err(e) if is_foreign_key_violation(&e) => {
+                    Err(StoreError::NotFound("that operator".into()))
+                }
+                Err(e) => Err(db_error("keeping a dashboard secret", e)),
+            }
         })
     }
 
@@ -1420,30 +1466,29 @@ impl Store for PostgresStore {
         kind: DashboardSecret,
         digest: &[u8; 32],
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<DashboardUser>, StoreError> {
         let table = kind.table();
         let mut client = self.conn()?;
-        let found = match kind {
+        let sql = match kind {
             // Deleting is the check: of two replicas redeeming one link at
             // once, one deletes the row.
-            DashboardSecret::Login => {
-                client
-                    .execute(
-                        &format!("DELETE FROM {table} WHERE digest = $1 AND expires_at > $2"),
-                        &[&digest.as_slice(), &ts(now)],
-                    )
-                    .ctx("redeeming a dashboard login")?
-                    == 1
+            DashboardSecret::Login => format!(
+                "DELETE FROM {table} WHERE digest = $1 AND expires_at > $2 RETURNING operator_id"
+            ),
+            DashboardSecret::Session => {
+                format!("SELECT operator_id FROM {table} WHERE digest = $1 AND expires_at > $2")
             }
-            DashboardSecret::Session => client
-                .query_opt(
-                    &format!("SELECT 1 FROM {table} WHERE digest = $1 AND expires_at > $2"),
-                    &[&digest.as_slice(), &ts(now)],
-                )
-                .ctx("looking up a dashboard session")?
-                .is_some(),
         };
-        Ok(found)
+        let row = client
+            .query_opt(&sql, &[&digest.as_slice(), &ts(now)])
+            .ctx("looking up a dashboard login or session")?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let operator: Option<i64> = row
+            .try_get(0)
+            .ctx("looking up a dashboard login or session")?;
+        Ok(Some(DashboardUser::from_operator_id(operator)))
     }
 
     fn remove_dashboard_secret(
@@ -1458,6 +1503,87 @@ impl Store for PostgresStore {
             )
             .ctx("removing a dashboard secret")?;
         Ok(())
+    }
+
+    fn add_operator(&mut self, operator: &NewOperator) -> Result<OperatorId, StoreError> {
+        let all = i32::from(matches!(operator.keys, KeyScope::All));
+        self.write_if("adding an operator", false, |tx| {
+            let inserted = tx.query_one(
+                "INSERT INTO operators (name, role, all_keys, created_at) \
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+                &[
+                    &operator.name,
+                    &operator.role.as_str(),
+                    &all,
+                    &ts(operator.created_at),
+                ],
+            );
+            let id: i64 = match inserted {
+                Ok(row) => row.try_get(0).ctx("adding an operator")?,
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Duplicate(format!(
+                        "an operator named {:?}",
+                        operator.name
+                    )));
+                }
+                Err(e) => return Err(db_error("adding an operator", e)),
+            };
+            if let KeyScope::Keys(keys) = &operator.keys {
+                for key in keys {
+                    match tx.execute(
+                        "INSERT INTO operator_keys (operator_id, key_id) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                        &[&id, &key.0],
+                    ) {
+                        Ok(_) => {}
+                        Err(e) if is_foreign_key_violation(&e) => {
+                            return Err(StoreError::NotFound(format!("key {key}")));
+                        }
+                        Err(e) => return Err(db_error("adding an operator's keys", e)),
+                    }
+                }
+            }
+            Ok(OperatorId(id))
+        })
+    }
+
+    fn operators(&self) -> Result<Vec<Operator>, StoreError> {
+        let pairs = self.collect(
+            "SELECT operator_id, key_id FROM operator_keys ORDER BY key_id",
+            &[],
+            "listing operators' keys",
+            |row| {
+                let operator: i64 = row.try_get(0).ctx("listing operators' keys")?;
+                let key: i64 = row.try_get(1).ctx("listing operators' keys")?;
+                Ok((operator, KeyId(key)))
+            },
+        )?;
+        let mut keys: std::collections::BTreeMap<i64, Vec<KeyId>> = Default::default();
+        for (operator, key) in pairs {
+            keys.entry(operator).or_default().push(key);
+        }
+        self.collect(
+            "SELECT id, name, role, all_keys, created_at FROM operators ORDER BY id",
+            &[],
+            "listing operators",
+            |row| {
+                let id: i64 = row.try_get(0).unwrap_or_default();
+                rows::operator(&PgRow(row), keys.get(&id).cloned().unwrap_or_default())
+            },
+        )
+    }
+
+    fn remove_operator(&mut self, name: &str) -> Result<(), StoreError> {
+        self.write_if("removing an operator", false, |tx| {
+            // Its keys, login links and sessions go with it (ON DELETE CASCADE).
+            let removed = tx
+                .execute("DELETE FROM operators WHERE name = $1", &[&name])
+                .ctx("removing an operator")?;
+            if removed == 0 {
+                return Err(StoreError::NotFound(format!("operator {name:?}")));
+            }
+            Ok(())
+        })
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {

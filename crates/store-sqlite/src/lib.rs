@@ -29,7 +29,9 @@ use store::{
     ConnectionToken, DashboardSecret, KeyId, NewKey, NewToken, PendingApproval, ReplicaBeat,
     ReplicaId, Rule, SealedAnswer, ServedRelays, Session, Store, StoreError, StoredKey, TokenId,
 };
-use store::{ResealedKey, VaultParams};
+use store::{
+    DashboardUser, KeyScope, NewOperator, Operator, OperatorId, ResealedKey, VaultParams, Vote,
+};
 
 /// The migration that adds the audit chain: the rows already there are
 /// chained right after it.
@@ -50,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_audit_chain.sql"),
     include_str!("migrations/0009_vault_kek.sql"),
     include_str!("migrations/0010_sensitive_kinds.sql"),
+    include_str!("migrations/0011_operators.sql"),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version`).
@@ -226,7 +229,7 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError>
 fn chain_existing_audit_rows(conn: &Connection) -> Result<(), StoreError> {
     let rows = {
         let mut stmt = conn
-            .prepare(&format!("{SELECT_CHAIN} ORDER BY seq"))
+            .prepare(&format!("{SELECT_CHAIN_BEFORE_OPERATORS} ORDER BY seq"))
             .ctx("reading the audit log to chain it")?;
         let mapped = stmt
             .query_map([], |row| Ok(rows::chained(&SqlRow(row))))
@@ -255,7 +258,14 @@ fn chain_existing_audit_rows(conn: &Connection) -> Result<(), StoreError> {
 
 /// The columns of an audit row the chain covers, and its hash.
 const SELECT_CHAIN: &str = "SELECT seq, at, key_id, client_pubkey, event_id, request_id, method, \
-     kind, decision, outcome, signed_event_id, event_created_at, events, row_hash FROM audit";
+     kind, decision, outcome, signed_event_id, event_created_at, events, operator, row_hash \
+     FROM audit";
+
+/// [`SELECT_CHAIN`] as the chaining migration runs it (before the
+/// `operator` column existed: no row has one).
+const SELECT_CHAIN_BEFORE_OPERATORS: &str = "SELECT seq, at, key_id, client_pubkey, event_id, \
+     request_id, method, kind, decision, outcome, signed_event_id, event_created_at, events, \
+     NULL AS operator, row_hash FROM audit";
 
 /// Where the next audit row chains on: the newest row, else the checkpoint,
 /// else the start. A newest row without a hash (written outside Rampart)
@@ -443,8 +453,8 @@ fn collect<T>(
 
 const INSERT_AUDIT: &str = "INSERT INTO audit \
     (seq, at, key_id, client_pubkey, event_id, request_id, method, kind, decision, outcome, \
-     signed_event_id, event_created_at, events, row_hash) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+     signed_event_id, event_created_at, events, operator, row_hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
 const UPSERT_SESSION: &str = "INSERT INTO sessions \
     (key_id, client_pubkey, rules, expires_at, created_at, last_used_at, request_count, \
@@ -480,6 +490,17 @@ fn apply_change(
             Ok(())
         }
         Change::PutSession(session) => put_session(conn, session),
+        Change::NoteVote { id, vote } => add_vote(conn, id, vote).map(|_| ()),
+        Change::SetQuorum { key_id, quorum } => {
+            let changed = conn
+                .prepare_cached("UPDATE keys SET quorum = ?1 WHERE ?2 IS NULL OR id = ?2")
+                .and_then(|mut s| s.execute(params![i64::from(*quorum), key_id.map(|k| k.0)]))
+                .ctx("setting a key's quorum")?;
+            match key_id {
+                Some(id) if changed == 0 => Err(StoreError::NotFound(format!("key {id}"))),
+                _ => Ok(()),
+            }
+        }
         Change::SetSensitiveKinds { key_id, kinds } => {
             let text = kinds.as_deref().map(store::codec::kinds_to_text);
             let changed = conn
@@ -623,14 +644,8 @@ fn apply_change(
             }
             Ok(())
         }
-        Change::DecideApproval { id, decision } => {
-            let decided = to_json(&ApprovalStatus::Decided(*decision), "an approval status")?;
-            let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
-            let changed = conn
-                .prepare_cached("UPDATE approvals SET status = ?1 WHERE id = ?2 AND status = ?3")
-                .and_then(|mut s| s.execute(params![decided, id.0, pending]))
-                .ctx("recording a decision")?;
-            if changed == 0 {
+        Change::DecideApproval { id, vote } => {
+            if add_vote(conn, id, vote)? == 0 {
                 return Err(StoreError::NotFound(format!(
                     "a waiting request {} (it was answered or expired)",
                     id.0
@@ -639,6 +654,19 @@ fn apply_change(
             Ok(())
         }
     }
+}
+
+/// Add a vote to a pending approval's votes (one statement: two processes
+/// voting at once both count); how many approvals it changed (0 or 1).
+fn add_vote(conn: &Connection, id: &ApprovalId, vote: &Vote) -> Result<usize, StoreError> {
+    let vote = to_json(vote, "a vote")?;
+    let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
+    conn.prepare_cached(
+        "UPDATE approvals SET votes = json_insert(votes, '$[#]', json(?1)) \
+         WHERE id = ?2 AND status = ?3",
+    )
+    .and_then(|mut s| s.execute(params![vote, id.0, pending]))
+    .ctx("recording a vote")
 }
 
 /// Append an audit row after `tail` (loaded on the transaction's first
@@ -675,6 +703,7 @@ fn insert_audit(
         row.signed_event_id,
         row.event_created_at,
         row.events,
+        row.operator,
         &hash[..],
     ])
     .ctx("writing an audit row")?;
@@ -821,6 +850,7 @@ fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError
     let metadata = to_json(&a.metadata, "client metadata")?;
     let status = to_json(&a.status, "an approval status")?;
     let summary = to_json(&a.summary, "a request summary")?;
+    let votes = to_json(&a.votes, "votes")?;
     let event = a
         .event
         .as_ref()
@@ -829,8 +859,8 @@ fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError
     let result = conn
         .prepare_cached(
             "INSERT INTO approvals (id, key_id, client_pubkey, metadata, request_id, method, \
-             kind, summary, created_at, expires_at, status, event) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             kind, summary, created_at, expires_at, status, event, votes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -846,6 +876,7 @@ fn put_approval(conn: &Connection, a: &PendingApproval) -> Result<(), StoreError
                 ts(a.expires_at),
                 status,
                 event,
+                votes,
             ])
         });
     match result {
@@ -901,7 +932,7 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached(
                 "SELECT id, name, user_pubkey, signer_pubkey, user_ncryptsec, signer_ncryptsec, \
-                 created_at, locked_at, sensitive_kinds FROM keys ORDER BY id",
+                 created_at, locked_at, sensitive_kinds, quorum FROM keys ORDER BY id",
             )
             .ctx("listing keys")?;
         collect(&mut stmt, [], "listing keys", &self.skipped, |row| {
@@ -1113,7 +1144,7 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached(
                 "SELECT id, key_id, client_pubkey, metadata, request_id, method, kind, summary, \
-                 created_at, expires_at, status, event FROM approvals \
+                 created_at, expires_at, status, event, votes FROM approvals \
                  ORDER BY created_at DESC, rowid DESC",
             )
             .ctx("listing approvals")?;
@@ -1125,7 +1156,8 @@ impl Store for SqliteStore {
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let mut sql = String::from(
             "SELECT seq, at, key_id, client_pubkey, event_id, request_id, method, kind, \
-             decision, outcome, signed_event_id, event_created_at, events FROM audit WHERE 1",
+             decision, outcome, signed_event_id, event_created_at, events, operator FROM audit \
+             WHERE 1",
         );
         let mut args: Vec<Value> = Vec::new();
         let mut filter = |clause: &str, value: Value| {
@@ -1171,7 +1203,7 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached(
                 "SELECT seq, at, event_id, client_pubkey, event_created_at FROM audit \
-                 WHERE at >= ?1 ORDER BY at, seq",
+                 WHERE at >= ?1 AND event_id <> '' ORDER BY at, seq",
             )
             .ctx("listing audited events")?;
         collect(
@@ -1371,6 +1403,7 @@ impl Store for SqliteStore {
         kind: DashboardSecret,
         digest: &[u8; 32],
         expires_at: Timestamp,
+        user: DashboardUser,
     ) -> Result<(), StoreError> {
         let table = kind.table();
         let tx = self.conn.transaction().ctx("keeping a dashboard secret")?;
@@ -1379,11 +1412,19 @@ impl Store for SqliteStore {
             [ts(Timestamp::now())],
         )
         .ctx("dropping expired dashboard secrets")?;
-        tx.execute(
-            &format!("INSERT OR REPLACE INTO {table} (digest, expires_at) VALUES (?1, ?2)"),
-            params![digest.as_slice(), ts(expires_at)],
-        )
-        .ctx("keeping a dashboard secret")?;
+        let kept = tx.execute(
+            &format!(
+                "INSERT OR REPLACE INTO {table} (digest, expires_at, operator_id) VALUES (?1, ?2, ?3)"
+            ),
+            params![digest.as_slice(), ts(expires_at), user.operator_id()],
+        );
+        match kept {
+            Ok(_) => {}
+            Err(e) if is_foreign_key_violation(&e) => {
+                return Err(StoreError::NotFound("that operator".into()));
+            }
+            Err(e) => return Err(db_error("keeping a dashboard secret", e)),
+        }
         tx.commit().ctx("keeping a dashboard secret")
     }
 
@@ -1392,32 +1433,36 @@ impl Store for SqliteStore {
         kind: DashboardSecret,
         digest: &[u8; 32],
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<DashboardUser>, StoreError> {
         let table = kind.table();
-        let found = match kind {
+        let found: Option<Option<i64>> = match kind {
             // Deleting is the check: of two replicas redeeming one link at
             // once, one deletes the row.
-            DashboardSecret::Login => {
-                self.conn
-                    .execute(
-                        &format!("DELETE FROM {table} WHERE digest = ?1 AND expires_at > ?2"),
-                        params![digest.as_slice(), ts(now)],
-                    )
-                    .ctx("redeeming a dashboard login")?
-                    == 1
-            }
+            DashboardSecret::Login => self
+                .conn
+                .query_row(
+                    &format!(
+                        "DELETE FROM {table} WHERE digest = ?1 AND expires_at > ?2 \
+                         RETURNING operator_id"
+                    ),
+                    params![digest.as_slice(), ts(now)],
+                    |r| r.get(0),
+                )
+                .optional()
+                .ctx("redeeming a dashboard login")?,
             DashboardSecret::Session => self
                 .conn
                 .query_row(
-                    &format!("SELECT 1 FROM {table} WHERE digest = ?1 AND expires_at > ?2"),
+                    &format!(
+                        "SELECT operator_id FROM {table} WHERE digest = ?1 AND expires_at > ?2"
+                    ),
                     params![digest.as_slice(), ts(now)],
-                    |_| Ok(()),
+                    |r| r.get(0),
                 )
                 .optional()
-                .ctx("looking up a dashboard session")?
-                .is_some(),
+                .ctx("looking up a dashboard session")?,
         };
-        Ok(found)
+        Ok(found.map(DashboardUser::from_operator_id))
     }
 
     fn remove_dashboard_secret(
@@ -1432,6 +1477,102 @@ impl Store for SqliteStore {
             )
             .ctx("removing a dashboard secret")?;
         Ok(())
+    }
+
+    fn add_operator(&mut self, operator: &NewOperator) -> Result<OperatorId, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting to add an operator")?;
+        let all = matches!(operator.keys, KeyScope::All);
+        let inserted = tx.execute(
+            "INSERT INTO operators (name, role, all_keys, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                operator.name,
+                operator.role.as_str(),
+                i64::from(all),
+                ts(operator.created_at)
+            ],
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Duplicate(format!(
+                    "an operator named {:?}",
+                    operator.name
+                )));
+            }
+            Err(e) => return Err(db_error("adding an operator", e)),
+        }
+        let id = tx.last_insert_rowid();
+        if let KeyScope::Keys(keys) = &operator.keys {
+            for key in keys {
+                match tx.execute(
+                    "INSERT OR IGNORE INTO operator_keys (operator_id, key_id) VALUES (?1, ?2)",
+                    params![id, key.0],
+                ) {
+                    Ok(_) => {}
+                    Err(e) if is_foreign_key_violation(&e) => {
+                        return Err(StoreError::NotFound(format!("key {key}")));
+                    }
+                    Err(e) => return Err(db_error("adding an operator's keys", e)),
+                }
+            }
+        }
+        tx.commit().ctx("committing the new operator")?;
+        Ok(OperatorId(id))
+    }
+
+    fn operators(&self) -> Result<Vec<Operator>, StoreError> {
+        let mut keys: std::collections::BTreeMap<i64, Vec<KeyId>> = Default::default();
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT operator_id, key_id FROM operator_keys ORDER BY key_id")
+                .ctx("listing operators' keys")?;
+            let mapped = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .ctx("listing operators' keys")?;
+            for pair in mapped {
+                let (operator, key) = pair.ctx("listing operators' keys")?;
+                keys.entry(operator).or_default().push(KeyId(key));
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, role, all_keys, created_at FROM operators ORDER BY id",
+            )
+            .ctx("listing operators")?;
+        collect(&mut stmt, [], "listing operators", &self.skipped, |row| {
+            let id: i64 = row.get(0).unwrap_or_default();
+            rows::operator(&SqlRow(row), keys.get(&id).cloned().unwrap_or_default())
+        })
+    }
+
+    fn remove_operator(&mut self, name: &str) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting to remove an operator")?;
+        // Its keys, login links and sessions go with it (ON DELETE CASCADE);
+        // deleted explicitly too, so the same holds whatever the pragma.
+        for table in ["dashboard_logins", "dashboard_sessions", "operator_keys"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE operator_id = (SELECT id FROM operators WHERE name = ?1)"
+                ),
+                [name],
+            )
+            .ctx("removing an operator's logins")?;
+        }
+        let removed = tx
+            .execute("DELETE FROM operators WHERE name = ?1", [name])
+            .ctx("removing an operator")?;
+        if removed == 0 {
+            return Err(StoreError::NotFound(format!("operator {name:?}")));
+        }
+        tx.commit().ctx("committing the operator removal")
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
@@ -1664,8 +1805,8 @@ mod tests {
                 seq: 0,
                 at: Timestamp::from_secs(20),
                 key_id: KeyId(1),
-                client: PublicKey::from_byte_array([2; 32]),
-                event_id: EventId::from_byte_array([3; 32]),
+                client: Some(PublicKey::from_byte_array([2; 32])),
+                event_id: Some(EventId::from_byte_array([3; 32])),
                 event_created_at: Timestamp::from_secs(20),
                 events: 1,
                 request_id: "new".into(),
@@ -1674,6 +1815,7 @@ mod tests {
                 decision: store::AuditDecision::Allowed,
                 outcome: "ok".into(),
                 signed_event_id: None,
+                operator: None,
             })])
             .unwrap();
         let verified = store::verify_store(&store, verified.head).unwrap();

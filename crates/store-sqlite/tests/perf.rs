@@ -21,8 +21,8 @@ fn audit(key: KeyId, n: u64) -> Change {
         seq: 0,
         at: Timestamp::from_secs(1_700_000_000 + n / 1000),
         key_id: key,
-        client: PublicKey::from_byte_array([7; 32]),
-        event_id: EventId::from_byte_array(id),
+        client: Some(PublicKey::from_byte_array([7; 32])),
+        event_id: Some(EventId::from_byte_array(id)),
         event_created_at: Timestamp::from_secs(1_700_000_000),
         events: 1,
         request_id: n.to_string(),
@@ -31,6 +31,7 @@ fn audit(key: KeyId, n: u64) -> Change {
         decision: AuditDecision::Allowed,
         outcome: "ok".to_owned(),
         signed_event_id: Some(EventId::from_byte_array([9; 32])),
+        operator: None,
     })
 }
 

@@ -105,8 +105,8 @@ fn audit_row(key_id: KeyId, n: u8) -> AuditEntry {
         seq: 0,
         at: Timestamp::from_secs(1_700_000_000 + u64::from(n)),
         key_id,
-        client: pk(50),
-        event_id: EventId::from_byte_array([n; 32]),
+        client: Some(pk(50)),
+        event_id: Some(EventId::from_byte_array([n; 32])),
         event_created_at: Timestamp::from_secs(1_700_000_000),
         events: 1,
         request_id: format!("r{n}"),
@@ -115,6 +115,7 @@ fn audit_row(key_id: KeyId, n: u8) -> AuditEntry {
         decision: AuditDecision::Allowed,
         outcome: "ok".to_owned(),
         signed_event_id: None,
+        operator: None,
     }
 }
 
@@ -196,6 +197,8 @@ fn fresh_database_is_at_the_latest_schema_and_reopening_keeps_it() {
             "dashboard_sessions",
             "held_requests",
             "keys",
+            "operator_keys",
+            "operators",
             "replicas",
             "served_relays",
             "sessions",
@@ -491,6 +494,7 @@ fn damaged_approvals_are_reported_as_corrupt() {
             created_at: Timestamp::from_secs(1),
             expires_at: Timestamp::from_secs(2),
             status: store::ApprovalStatus::Pending,
+            votes: Vec::new(),
         })])
         .unwrap();
     for damage in [

@@ -78,8 +78,8 @@ fn audit(key: KeyId, n: u32) -> Change {
         seq: 0,
         at: Timestamp::from_secs(1_700_000_000),
         key_id: key,
-        client: pk(9),
-        event_id: event(n),
+        client: Some(pk(9)),
+        event_id: Some(event(n)),
         event_created_at: Timestamp::from_secs(1_700_000_000),
         events: 1,
         request_id: n.to_string(),
@@ -88,6 +88,7 @@ fn audit(key: KeyId, n: u32) -> Change {
         decision: AuditDecision::Allowed,
         outcome: "ok".to_owned(),
         signed_event_id: Some(event(n + 1_000_000)),
+        operator: None,
     })
 }
 
@@ -171,7 +172,7 @@ fn each_job_is_reported_after_its_commit_and_in_order() {
                 })
                 .unwrap()
                 .iter()
-                .any(|e| e.event_id == event(n));
+                .any(|e| e.event_id == Some(event(n)));
             assert!(visible, "job {n} reported before its row was committed");
             order.lock().unwrap().push(n);
         }));

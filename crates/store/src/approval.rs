@@ -52,6 +52,18 @@ pub struct ApprovalDecision {
     pub scope: DecisionScope,
 }
 
+/// One person's answer to a held request: who (an operator's name, or
+/// [`crate::operator::OWNER`]) and what. A request whose kind needs a
+/// quorum is released once enough distinct people allowed it; one deny
+/// refuses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    /// Who answered.
+    pub by: String,
+    /// The answer.
+    pub decision: ApprovalDecision,
+}
+
 /// Where an approval stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
@@ -153,6 +165,9 @@ pub struct PendingApproval {
     pub expires_at: Timestamp,
     /// Status.
     pub status: ApprovalStatus,
+    /// The answers given so far, oldest first (a request needing a quorum
+    /// waits with some allows recorded; see [`Vote`]).
+    pub votes: Vec<Vote>,
 }
 
 impl std::fmt::Debug for PendingApproval {
@@ -168,6 +183,7 @@ impl std::fmt::Debug for PendingApproval {
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
             .field("status", &self.status)
+            .field("votes", &self.votes)
             .finish_non_exhaustive()
     }
 }

@@ -21,6 +21,9 @@ pub enum AuditDecision {
     RateLimited,
     /// Its parameters were invalid or its method unknown.
     Invalid,
+    /// Not a request: an operator's login or edit (the row's `method` says
+    /// which, e.g. `session.revoke`; its `operator` who).
+    Action,
 }
 
 impl AuditDecision {
@@ -33,6 +36,7 @@ impl AuditDecision {
             AuditDecision::Pending => "pending",
             AuditDecision::RateLimited => "rate_limited",
             AuditDecision::Invalid => "invalid",
+            AuditDecision::Action => "action",
         }
     }
 
@@ -45,25 +49,28 @@ impl AuditDecision {
             AuditDecision::Pending,
             AuditDecision::RateLimited,
             AuditDecision::Invalid,
+            AuditDecision::Action,
         ]
         .into_iter()
         .find(|d| d.as_str() == s)
     }
 }
 
-/// One audit row.
+/// One audit row: a request the bunker answered or refused, or (decision
+/// [`AuditDecision::Action`]) an operator's login or edit, which names no
+/// request event and perhaps no client or key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     /// Store-assigned sequence number (0 before it is stored).
     pub seq: i64,
     /// When the bunker decided.
     pub at: Timestamp,
-    /// The user key.
+    /// The user key ([`KeyId`] 0 for an action on no key or on every key).
     pub key_id: KeyId,
-    /// The client.
-    pub client: PublicKey,
-    /// The kind-24133 event that carried the request.
-    pub event_id: EventId,
+    /// The client (none for an action on no app).
+    pub client: Option<PublicKey>,
+    /// The kind-24133 event that carried the request (none for an action).
+    pub event_id: Option<EventId>,
     /// That event's own `created_at` (what replay protection keys on; rows
     /// written before it was recorded read back their `at`).
     pub event_created_at: Timestamp,
@@ -71,7 +78,8 @@ pub struct AuditEntry {
     /// strangers counted together, how many were refused (the row names the
     /// last one).
     pub events: u32,
-    /// The NIP-46 request id.
+    /// The NIP-46 request id; for an action, what it was about (a key's
+    /// name, the rules set).
     pub request_id: String,
     /// Method name as sent (unknown ones included, truncated).
     pub method: String,
@@ -83,6 +91,11 @@ pub struct AuditEntry {
     pub outcome: String,
     /// For a signed event: its id, so a signature can be traced to its row.
     pub signed_event_id: Option<EventId>,
+    /// Who: for a held request, the people whose answers released or
+    /// refused it (comma-separated operator names, or
+    /// [`crate::operator::OWNER`]); for an action, its operator. None for
+    /// what a rule decided.
+    pub operator: Option<String>,
 }
 
 /// A request event the bunker processed, as replay protection remembers it.

@@ -9,6 +9,7 @@ use crate::chain::{ChainPoint, StoredChainRow};
 use crate::change::Change;
 use crate::error::StoreError;
 use crate::key::{KeyId, NewKey, ResealedKey, StoredKey, VaultParams};
+use crate::operator::{DashboardUser, NewOperator, Operator, OperatorId};
 use crate::relays::ServedRelays;
 use crate::replica::{Claim, DashboardSecret, ReplicaBeat, ReplicaId};
 use crate::session::Session;
@@ -122,28 +123,41 @@ pub trait Store: Send {
     /// for a day (renamed or retired hosts); how many claims went.
     fn prune_answers(&mut self, before: Timestamp) -> Result<u64, StoreError>;
 
-    /// Keep the digest of a dashboard login link or session cookie until
-    /// `expires_at` (expired ones of the same kind are dropped on the way).
+    /// Keep the digest of `user`'s dashboard login link or session cookie
+    /// until `expires_at` (expired ones of the same kind are dropped on the
+    /// way). An operator that does not exist is [`StoreError::NotFound`].
     fn put_dashboard_secret(
         &mut self,
         kind: DashboardSecret,
         digest: &[u8; 32],
         expires_at: Timestamp,
+        user: DashboardUser,
     ) -> Result<(), StoreError>;
-    /// Whether an unexpired secret with this digest is kept. A login link is
-    /// used up by it (it works once, on any replica); a session stays.
+    /// Whose unexpired secret with this digest is kept, if any. A login
+    /// link is used up by it (it works once, on any replica); a session
+    /// stays.
     fn check_dashboard_secret(
         &mut self,
         kind: DashboardSecret,
         digest: &[u8; 32],
         now: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<DashboardUser>, StoreError>;
     /// Forget a dashboard secret (a session logged out).
     fn remove_dashboard_secret(
         &mut self,
         kind: DashboardSecret,
         digest: &[u8; 32],
     ) -> Result<(), StoreError>;
+
+    /// Add an operator; a name taken is [`StoreError::Duplicate`], a key
+    /// in its scope that does not exist [`StoreError::NotFound`].
+    fn add_operator(&mut self, operator: &NewOperator) -> Result<OperatorId, StoreError>;
+    /// Every operator, oldest first.
+    fn operators(&self) -> Result<Vec<Operator>, StoreError>;
+    /// Remove an operator by name, and in the same transaction its login
+    /// links and dashboard sessions (a browser logged in as it is logged
+    /// out at its next request). An unknown name is [`StoreError::NotFound`].
+    fn remove_operator(&mut self, name: &str) -> Result<(), StoreError>;
 
     /// Apply a batch of changes in one transaction: all or nothing.
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;

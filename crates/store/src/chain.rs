@@ -22,6 +22,10 @@ pub const GENESIS: [u8; 32] = [0; 32];
 /// Domain separation: a row hash is never the hash of anything else.
 const DOMAIN: &[u8] = b"rampart audit row v1\0";
 
+/// Marks the optional `operator` field in a row's hash input (after the
+/// fixed fields, so an older row's input is never a newer one's).
+const OPERATOR_TAG: u8 = 3;
+
 /// An audit row's columns, exactly as stored (text after
 /// [`storable`], pubkeys and ids as lowercase hex, times as unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +56,9 @@ pub struct ChainedRow {
     pub event_created_at: Option<i64>,
     /// `events`.
     pub events: i64,
+    /// `operator` (empty in rows of what a rule decided, and in every row
+    /// written before the column existed).
+    pub operator: Option<String>,
 }
 
 impl ChainedRow {
@@ -61,8 +68,11 @@ impl ChainedRow {
             seq,
             at: secs(entry.at.as_secs()),
             key_id: entry.key_id.0,
-            client_pubkey: entry.client.to_hex(),
-            event_id: entry.event_id.to_hex(),
+            // An action names no request event, perhaps no client: stored
+            // as empty text (NOT NULL columns; the hash stays the one rows
+            // always had).
+            client_pubkey: entry.client.map(|c| c.to_hex()).unwrap_or_default(),
+            event_id: entry.event_id.map(|e| e.to_hex()).unwrap_or_default(),
             request_id: owned(storable(&entry.request_id)),
             method: owned(storable(&entry.method)),
             kind: entry.kind.map(i64::from),
@@ -71,12 +81,16 @@ impl ChainedRow {
             signed_event_id: entry.signed_event_id.map(|id| id.to_hex()),
             event_created_at: Some(secs(entry.event_created_at.as_secs())),
             events: i64::from(entry.events),
+            operator: entry.operator.as_deref().map(|o| owned(storable(o))),
         }
     }
 
     /// This row's hash, following `previous` (the row before it, or the
     /// checkpoint, or [`GENESIS`]). Every column is length- or
-    /// presence-prefixed, so no two different rows encode alike.
+    /// presence-prefixed, so no two different rows encode alike. The
+    /// `operator` column, added later, is hashed last and only when set:
+    /// rows without one (all the older rows) keep the hash they were
+    /// chained with, and setting or clearing it changes the hash.
     pub fn hash(&self, previous: &[u8; 32]) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(DOMAIN);
@@ -94,6 +108,10 @@ impl ChainedRow {
         text(&mut h, self.signed_event_id.as_deref());
         int(&mut h, self.event_created_at);
         int(&mut h, Some(self.events));
+        if let Some(operator) = &self.operator {
+            h.update([OPERATOR_TAG]);
+            text(&mut h, Some(operator));
+        }
         h.finalize().into()
     }
 }
@@ -345,8 +363,8 @@ mod tests {
             seq: 0,
             at: Timestamp::from_secs(1_700_000_000 + u64::from(n)),
             key_id: KeyId(1),
-            client: PublicKey::from_byte_array([2; 32]),
-            event_id: EventId::from_byte_array([n; 32]),
+            client: Some(PublicKey::from_byte_array([2; 32])),
+            event_id: Some(EventId::from_byte_array([n; 32])),
             event_created_at: Timestamp::from_secs(1_700_000_000),
             events: 1,
             request_id: format!("r{n}"),
@@ -355,6 +373,7 @@ mod tests {
             decision: AuditDecision::Allowed,
             outcome: "ok".into(),
             signed_event_id: None,
+            operator: None,
         }
     }
 
@@ -389,6 +408,24 @@ mod tests {
         ChainPoint {
             seq: r.row.seq,
             hash: r.hash.unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_operator_is_hashed_only_when_set() {
+        let row = ChainedRow::of(1, &entry(1));
+        assert_eq!(row.operator, None);
+        let mut named = row.clone();
+        named.operator = Some("alice".into());
+        let mut other = row.clone();
+        other.operator = Some("bob".into());
+        let mut empty = row.clone();
+        empty.operator = Some(String::new());
+        let hashes = [&row, &named, &other, &empty].map(|r| r.hash(&GENESIS));
+        for (i, a) in hashes.iter().enumerate() {
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b, "operator none / alice / bob / empty all differ");
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 use nip46::nostr::prelude::{PublicKey, Timestamp};
 
-use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval};
+use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval, Vote};
 use crate::audit::AuditEntry;
 use crate::key::KeyId;
 use crate::relays::ServedRelays;
@@ -101,16 +101,36 @@ pub enum Change {
     /// Add a pending approval. A taken id is [`StoreError::Duplicate`], an
     /// unknown key [`StoreError::NotFound`].
     PutApproval(PendingApproval),
-    /// Record a user's decision on a request still waiting (from another
-    /// process: the CLI, another replica's dashboard): only a `pending`
-    /// approval becomes `decided`; any other (answered, expired, missing)
+    /// Record someone's answer to a request still waiting (from another
+    /// process: the CLI, another replica's dashboard), for the bunker
+    /// holding it to apply on its next reload: the vote is added to a
+    /// `pending` approval's votes; any other (answered, expired, missing)
     /// is [`StoreError::NotFound`], so a decision never overwrites an
     /// answer.
     DecideApproval {
         /// The approval.
         id: ApprovalId,
-        /// The decision.
-        decision: crate::approval::ApprovalDecision,
+        /// Who answered what.
+        vote: Vote,
+    },
+    /// The bunker holding a request counted a vote that did not settle it
+    /// (a quorum is still short): add it to the approval's votes, so every
+    /// dashboard shows who allowed it so far. An approval that is no longer
+    /// pending, or missing, is left as is (not an error).
+    NoteVote {
+        /// The approval.
+        id: ApprovalId,
+        /// Who allowed it.
+        vote: Vote,
+    },
+    /// Set how many distinct people must allow a held request for a
+    /// sensitive kind of a key (every key when `key_id` is `None`). An
+    /// unknown key is [`StoreError::NotFound`].
+    SetQuorum {
+        /// The key, or every key.
+        key_id: Option<KeyId>,
+        /// At least 1.
+        quorum: u32,
     },
     /// Change an approval's status. A missing approval (its key removed
     /// meanwhile) is not an error. A final status (answered, expired) also

@@ -42,6 +42,9 @@ pub struct StoredKey {
     /// The event kinds this key always asks the user to sign, whatever a
     /// session's grant; `None`: the bunker's default set.
     pub sensitive_kinds: Option<Vec<u16>>,
+    /// How many distinct people must allow a held request for one of its
+    /// sensitive kinds before it is signed (1: anyone who may decide).
+    pub quorum: u32,
 }
 
 /// A key to be stored. Its `Debug` leaves the secrets out.
@@ -74,6 +77,7 @@ impl NewKey {
             created_at: self.created_at,
             locked_at: None,
             sensitive_kinds: None,
+            quorum: 1,
         }
     }
 }

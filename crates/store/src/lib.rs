@@ -16,6 +16,7 @@ pub mod change;
 pub mod codec;
 pub mod error;
 pub mod key;
+pub mod operator;
 pub mod relays;
 pub mod replica;
 pub mod rows;
@@ -27,6 +28,7 @@ pub mod writer;
 
 pub use approval::{
     ApprovalDecision, ApprovalId, ApprovalStatus, DecisionScope, PendingApproval, RequestSummary,
+    Vote,
 };
 pub use audit::{AuditDecision, AuditEntry, AuditQuery, AuditedEvent};
 pub use backend::Store;
@@ -37,6 +39,7 @@ pub use chain::{
 pub use change::Change;
 pub use error::StoreError;
 pub use key::{KeyId, NewKey, ResealedKey, StoredKey, VaultParams};
+pub use operator::{DashboardUser, KeyScope, NewOperator, OWNER, Operator, OperatorId, Role};
 pub use relays::ServedRelays;
 pub use replica::{Claim, DashboardSecret, HeldRequest, ReplicaBeat, ReplicaId, SealedAnswer};
 pub use session::{Rule, RuleEffect, Session, SessionOrigin};
@@ -88,6 +91,7 @@ mod tests {
             created_at: t,
             expires_at: t,
             status: ApprovalStatus::Pending,
+            votes: Vec::new(),
         };
         let shown = format!("{key:?} {stored:?} {session:?} {approval:?}");
         for secret in [

@@ -14,12 +14,13 @@ use nip46::nostr::prelude::{EventId, PublicKey, RelayUrl, Timestamp, UnsignedEve
 use nip46::{ClientMetadata, Method, PermissionSet};
 use serde::de::DeserializeOwned;
 
-use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval, RequestSummary};
+use crate::approval::{ApprovalId, ApprovalStatus, PendingApproval, RequestSummary, Vote};
 use crate::audit::{AuditDecision, AuditEntry, AuditedEvent};
 use crate::chain::{ChainPoint, ChainedRow, StoredChainRow};
 use crate::codec;
 use crate::error::StoreError;
 use crate::key::{KeyId, NewKey, StoredKey, VaultParams};
+use crate::operator::{KeyScope, Operator, OperatorId, Role};
 use crate::relays::ServedRelays;
 use crate::replica::{Claim, ReplicaBeat, ReplicaId};
 use crate::session::{Rule, Session, SessionOrigin};
@@ -160,6 +161,24 @@ impl<'r, R: RawRow + ?Sized> RowReader<'r, R> {
             .transpose()
     }
 
+    /// A hex public key stored as empty text when there is none.
+    pub fn pubkey_or_empty(&self, column: &str) -> Result<Option<PublicKey>, StoreError> {
+        let hex = self.text(column)?;
+        if hex.is_empty() {
+            return Ok(None);
+        }
+        self.hex_pubkey(column, &hex).map(Some)
+    }
+
+    /// A hex event id stored as empty text when there is none.
+    pub fn event_id_or_empty(&self, column: &str) -> Result<Option<EventId>, StoreError> {
+        let hex = self.text(column)?;
+        if hex.is_empty() {
+            return Ok(None);
+        }
+        self.hex_event_id(column, &hex).map(Some)
+    }
+
     /// A text parsed with `FromStr`.
     pub fn parsed<T>(&self, column: &str) -> Result<T, StoreError>
     where
@@ -233,6 +252,10 @@ pub fn key<R: RawRow + ?Sized>(row: &R) -> Result<StoredKey, StoreError> {
         .map(|text| codec::kinds_from_text(&text))
         .transpose()
         .map_err(|e| r.corrupt("sensitive_kinds", e))?;
+    key.quorum = u32::try_from(r.int("quorum")?)
+        .ok()
+        .filter(|q| *q >= 1)
+        .ok_or_else(|| r.corrupt("quorum", "not a count of at least 1"))?;
     Ok(key)
 }
 
@@ -265,6 +288,7 @@ pub fn chained<R: RawRow + ?Sized>(row: &R) -> Result<StoredChainRow, StoreError
             signed_event_id: r.opt_text("signed_event_id")?,
             event_created_at: r.opt_int("event_created_at")?,
             events: r.int("events")?,
+            operator: r.opt_text("operator")?,
         },
         hash,
     })
@@ -355,6 +379,7 @@ pub fn approval<R: RawRow + ?Sized>(row: &R) -> Result<PendingApproval, StoreErr
         created_at: r.ts("created_at")?,
         expires_at: r.ts("expires_at")?,
         status: r.json::<ApprovalStatus>("status")?,
+        votes: r.json::<Vec<Vote>>("votes")?,
     })
 }
 
@@ -369,8 +394,8 @@ pub fn audit<R: RawRow + ?Sized>(row: &R) -> Result<AuditEntry, StoreError> {
         event_created_at: r.opt_ts("event_created_at")?.unwrap_or(at),
         events: u32::try_from(r.int("events")?).map_err(|_| r.corrupt("events", "not a count"))?,
         key_id: KeyId(r.int("key_id")?),
-        client: r.pubkey("client_pubkey")?,
-        event_id: r.event_id("event_id")?,
+        client: r.pubkey_or_empty("client_pubkey")?,
+        event_id: r.event_id_or_empty("event_id")?,
         request_id: r.text("request_id")?,
         method: r.text("method")?,
         kind: r.kind("kind")?,
@@ -378,6 +403,7 @@ pub fn audit<R: RawRow + ?Sized>(row: &R) -> Result<AuditEntry, StoreError> {
             .ok_or_else(|| r.corrupt("decision", "unknown decision"))?,
         outcome: r.text("outcome")?,
         signed_event_id: r.opt_event_id("signed_event_id")?,
+        operator: r.opt_text("operator")?,
     })
 }
 
@@ -445,4 +471,22 @@ pub fn claim(replica: &ReplicaId, holder: &str, answer: Option<String>) -> Claim
             answer,
         },
     }
+}
+
+/// An `operators` row, with the ids of its keys (`operator_keys`).
+pub fn operator<R: RawRow + ?Sized>(row: &R, keys: Vec<KeyId>) -> Result<Operator, StoreError> {
+    let r = RowReader::new(row, "operators", &["id"]);
+    let role = r.text("role")?;
+    let all_keys = r.int("all_keys")? != 0;
+    Ok(Operator {
+        id: OperatorId(r.int("id")?),
+        name: r.text("name")?,
+        role: Role::parse(&role).ok_or_else(|| r.corrupt("role", "unknown role"))?,
+        keys: if all_keys {
+            KeyScope::All
+        } else {
+            KeyScope::Keys(keys)
+        },
+        created_at: r.ts("created_at")?,
+    })
 }

@@ -25,6 +25,7 @@ use crate::{
 };
 use crate::{ChainError, ChainPoint, ChainedRow, ResealedKey, VaultParams, Verified};
 use crate::{Claim, DashboardSecret, HeldRequest, ReplicaId, SealedAnswer};
+use crate::{DashboardUser, KeyScope, NewOperator, OperatorId, Role, Vote};
 
 /// One check of the suite: gets a fresh, empty store, panics on failure.
 pub type Check = fn(&mut dyn Store);
@@ -81,6 +82,9 @@ macro_rules! __for_each_store_check {
             held_requests_are_adopted_once_with_their_claims,
             text_a_peer_chose_is_kept_whatever_it_holds,
             decisions_only_reach_waiting_requests,
+            operators_round_trip_and_removal_ends_their_logins,
+            quorums_are_kept_per_key,
+            action_rows_name_their_operator,
         }
     };
 }
@@ -296,6 +300,7 @@ fn approval(key_id: KeyId, id: &str, created_at: u64, status: ApprovalStatus) ->
         created_at: t(created_at),
         expires_at: t(created_at + 60),
         status,
+        votes: Vec::new(),
     }
 }
 
@@ -317,8 +322,8 @@ fn audit_row(key_id: KeyId, client: PublicKey, at: u64, n: u8) -> AuditEntry {
         seq: 0,
         at: t(at),
         key_id,
-        client,
-        event_id: event(n),
+        client: Some(client),
+        event_id: Some(event(n)),
         event_created_at: t(at.saturating_sub(3)),
         events: 1,
         request_id: format!("r{n}"),
@@ -327,6 +332,7 @@ fn audit_row(key_id: KeyId, client: PublicKey, at: u64, n: u8) -> AuditEntry {
         decision: AuditDecision::Allowed,
         outcome: "ok".to_owned(),
         signed_event_id: Some(event(n.wrapping_add(128))),
+        operator: None,
     }
 }
 
@@ -1551,7 +1557,11 @@ pub fn audit_retention_prunes_a_prefix_and_the_chain_still_verifies(store: &mut 
 pub fn tampering_with_each_column_is_named(store: &mut dyn Store, exec: &mut dyn FnMut(&str)) {
     let key = add_key(store, "alice", 1);
     for n in 1..=5 {
-        apply(store, &[audit_at(key, n, 100 + u64::from(n))]);
+        let mut row = audit_row(key, pk(1), 100 + u64::from(n), n);
+        if n == 3 {
+            row.operator = Some("alice,bob".into());
+        }
+        apply(store, &[Change::Audit(row)]);
     }
     let head = verified(store, None).head;
     exec("CREATE TABLE audit_copy AS SELECT * FROM audit");
@@ -1574,6 +1584,8 @@ pub fn tampering_with_each_column_is_named(store: &mut dyn Store, exec: &mut dyn
             "event_created_at = event_created_at + 1",
         ),
         ("events", "events = events + 1"),
+        ("operator", "operator = 'alice'"),
+        ("operator (cleared)", "operator = NULL"),
         (
             "row_hash",
             "row_hash = (SELECT row_hash FROM audit_copy WHERE seq = 1)",
@@ -1589,6 +1601,13 @@ pub fn tampering_with_each_column_is_named(store: &mut dyn Store, exec: &mut dyn
         exec("INSERT INTO audit SELECT * FROM audit_copy");
         verified(store, head);
     }
+    exec("UPDATE audit SET operator = 'mallory' WHERE seq = 4");
+    match crate::verify_store(store, head) {
+        Err(crate::VerifyError::Chain(ChainError::Mismatch { seq: 4 })) => {}
+        other => panic!("setting an operator: {other:?}"),
+    }
+    exec("UPDATE audit SET operator = NULL WHERE seq = 4");
+    verified(store, head);
     exec("UPDATE audit SET seq = 50 WHERE seq = 5");
     match crate::verify_store(store, None) {
         Err(crate::VerifyError::Chain(ChainError::Mismatch { seq: 50 })) => {}
@@ -1771,32 +1790,48 @@ pub fn dashboard_logins_work_once(store: &mut dyn Store) {
     let kind = DashboardSecret::Login;
     let now = Timestamp::now();
     let later = Timestamp::from_secs(now.as_secs() + 600);
-    ok(store.put_dashboard_secret(kind, &[1; 32], later), "a link");
+    let owner = DashboardUser::Owner;
     ok(
-        store.put_dashboard_secret(kind, &[2; 32], later),
+        store.put_dashboard_secret(kind, &[1; 32], later, owner),
+        "a link",
+    );
+    ok(
+        store.put_dashboard_secret(kind, &[2; 32], later, owner),
         "another link",
     );
-    assert!(!ok(
-        store.check_dashboard_secret(kind, &[3; 32], now),
-        "unknown"
-    ));
-    assert!(ok(
-        store.check_dashboard_secret(kind, &[1; 32], now),
-        "first use"
-    ));
-    assert!(!ok(
-        store.check_dashboard_secret(kind, &[1; 32], now),
-        "second use"
-    ));
+    assert_eq!(
+        ok(store.check_dashboard_secret(kind, &[3; 32], now), "unknown"),
+        None
+    );
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(kind, &[1; 32], now),
+            "first use"
+        ),
+        Some(owner)
+    );
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(kind, &[1; 32], now),
+            "second use"
+        ),
+        None
+    );
     let after = Timestamp::from_secs(later.as_secs() + 1);
-    assert!(!ok(
-        store.check_dashboard_secret(kind, &[2; 32], after),
-        "expired"
-    ));
-    assert!(!ok(
-        store.check_dashboard_secret(DashboardSecret::Session, &[2; 32], now),
-        "a link is not a session"
-    ));
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(kind, &[2; 32], after),
+            "expired"
+        ),
+        None
+    );
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(DashboardSecret::Session, &[2; 32], now),
+            "a link is not a session"
+        ),
+        None
+    );
 }
 
 /// A session's digest is found as often as asked until it expires or is
@@ -1805,26 +1840,246 @@ pub fn dashboard_sessions_last_until_removed(store: &mut dyn Store) {
     let kind = DashboardSecret::Session;
     let now = Timestamp::now();
     let later = Timestamp::from_secs(now.as_secs() + 600);
+    let owner = DashboardUser::Owner;
     ok(
-        store.put_dashboard_secret(kind, &[7; 32], later),
+        store.put_dashboard_secret(kind, &[7; 32], later, owner),
         "a session",
     );
     for _ in 0..3 {
-        assert!(ok(
-            store.check_dashboard_secret(kind, &[7; 32], now),
-            "in use"
-        ));
+        assert_eq!(
+            ok(store.check_dashboard_secret(kind, &[7; 32], now), "in use"),
+            Some(owner)
+        );
     }
     let after = Timestamp::from_secs(later.as_secs() + 1);
-    assert!(!ok(
-        store.check_dashboard_secret(kind, &[7; 32], after),
-        "expired"
-    ));
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(kind, &[7; 32], after),
+            "expired"
+        ),
+        None
+    );
     ok(store.remove_dashboard_secret(kind, &[7; 32]), "logging out");
-    assert!(!ok(
-        store.check_dashboard_secret(kind, &[7; 32], now),
-        "logged out"
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(kind, &[7; 32], now),
+            "logged out"
+        ),
+        None
+    );
+}
+
+/// Operators round-trip with their role and keys; a name is unique; an
+/// unknown key is refused; a removed key leaves their lists; their login
+/// links and sessions are theirs, and go when they are removed.
+pub fn operators_round_trip_and_removal_ends_their_logins(store: &mut dyn Store) {
+    let alice = add_key(store, "alice", 1);
+    let bob = add_key(store, "bob", 2);
+    let new = |name: &str, role, keys| NewOperator {
+        name: name.into(),
+        role,
+        keys,
+        created_at: t(10),
+    };
+    let carol = ok(
+        store.add_operator(&new(
+            "carol",
+            Role::Approver,
+            KeyScope::Keys(vec![alice, bob]),
+        )),
+        "an approver",
+    );
+    let dave = ok(
+        store.add_operator(&new("dave", Role::Auditor, KeyScope::All)),
+        "an auditor",
+    );
+    assert!(matches!(
+        store.add_operator(&new("carol", Role::Owner, KeyScope::All)),
+        Err(StoreError::Duplicate(_))
     ));
+    assert!(matches!(
+        store.add_operator(&new(
+            "erin",
+            Role::Approver,
+            KeyScope::Keys(vec![KeyId(999)])
+        )),
+        Err(StoreError::NotFound(_))
+    ));
+    let listed = ok(store.operators(), "operators");
+    assert_eq!(listed.len(), 2, "erin was not added: {listed:?}");
+    assert_eq!(listed[0].id, carol);
+    assert_eq!(listed[0].name, "carol");
+    assert_eq!(listed[0].role, Role::Approver);
+    assert_eq!(listed[0].keys, KeyScope::Keys(vec![alice, bob]));
+    assert_eq!(listed[0].created_at, t(10));
+    assert_eq!((listed[1].id, listed[1].role), (dave, Role::Auditor));
+    assert_eq!(listed[1].keys, KeyScope::All);
+    ok(store.remove_key("bob"), "removing bob");
+    assert_eq!(
+        ok(store.operators(), "operators")[0].keys,
+        KeyScope::Keys(vec![alice])
+    );
+
+    let now = Timestamp::now();
+    let later = Timestamp::from_secs(now.as_secs() + 600);
+    let as_carol = DashboardUser::Operator(carol);
+    let (login, session) = (DashboardSecret::Login, DashboardSecret::Session);
+    ok(
+        store.put_dashboard_secret(login, &[1; 32], later, as_carol),
+        "a link",
+    );
+    ok(
+        store.put_dashboard_secret(login, &[2; 32], later, as_carol),
+        "a link",
+    );
+    ok(
+        store.put_dashboard_secret(session, &[3; 32], later, as_carol),
+        "a session",
+    );
+    ok(
+        store.put_dashboard_secret(session, &[4; 32], later, DashboardUser::Operator(dave)),
+        "dave's session",
+    );
+    assert!(matches!(
+        store.put_dashboard_secret(
+            session,
+            &[5; 32],
+            later,
+            DashboardUser::Operator(OperatorId(999))
+        ),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(login, &[1; 32], now),
+            "carol's link"
+        ),
+        Some(as_carol)
+    );
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(session, &[3; 32], now),
+            "carol's session"
+        ),
+        Some(as_carol)
+    );
+    ok(store.remove_operator("carol"), "removing carol");
+    assert!(matches!(
+        store.remove_operator("carol"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(session, &[3; 32], now),
+            "after removal"
+        ),
+        None,
+        "a removed operator's session ends"
+    );
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(login, &[2; 32], now),
+            "after removal"
+        ),
+        None,
+        "a removed operator's link stops working"
+    );
+    assert_eq!(
+        ok(
+            store.check_dashboard_secret(session, &[4; 32], now),
+            "dave's"
+        ),
+        Some(DashboardUser::Operator(dave))
+    );
+    let names: Vec<String> = ok(store.operators(), "operators")
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(names, ["dave"]);
+}
+
+/// A key's quorum is 1 until set; `None` sets every key's; an unknown key
+/// is not found; it is mirrored.
+pub fn quorums_are_kept_per_key(store: &mut dyn Store) {
+    let alice = add_key(store, "alice", 1);
+    let bob = add_key(store, "bob", 2);
+    let quorums = |store: &dyn Store| -> Vec<u32> {
+        ok(store.keys(), "keys")
+            .into_iter()
+            .map(|k| k.quorum)
+            .collect()
+    };
+    assert_eq!(quorums(store), [1, 1]);
+    apply(
+        store,
+        &[Change::SetQuorum {
+            key_id: Some(bob),
+            quorum: 3,
+        }],
+    );
+    assert_eq!(quorums(store), [1, 3]);
+    apply(
+        store,
+        &[Change::SetQuorum {
+            key_id: None,
+            quorum: 2,
+        }],
+    );
+    assert_eq!(quorums(store), [2, 2]);
+    let missing = Change::SetQuorum {
+        key_id: Some(KeyId(alice.0 + bob.0 + 3)),
+        quorum: 2,
+    };
+    assert!(matches!(
+        store.apply(std::slice::from_ref(&missing)),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(missing.is_mirrored());
+}
+
+/// An operator's action is a row naming no request event (and perhaps no
+/// client or key): it round-trips, is chained like every row, and is not a
+/// request event replay protection remembers.
+pub fn action_rows_name_their_operator(store: &mut dyn Store) {
+    let key = add_key(store, "alice", 1);
+    let mut decided = audit_row(key, pk(1), 100, 1);
+    decided.decision = AuditDecision::Approved;
+    decided.operator = Some("carol,dave".into());
+    let action = AuditEntry {
+        seq: 0,
+        at: t(101),
+        key_id: KeyId(0),
+        client: None,
+        event_id: None,
+        event_created_at: t(101),
+        events: 1,
+        request_id: "approver".into(),
+        method: "dashboard.login".into(),
+        kind: None,
+        decision: AuditDecision::Action,
+        outcome: "ok".into(),
+        signed_event_id: None,
+        operator: Some("carol".into()),
+    };
+    apply(
+        store,
+        &[
+            Change::Audit(decided.clone()),
+            Change::Audit(action.clone()),
+        ],
+    );
+    let rows = audit_all(store);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].operator.as_deref(), Some("carol"));
+    assert_eq!((rows[0].client, rows[0].event_id), (None, None));
+    assert_eq!(rows[0].decision, AuditDecision::Action);
+    assert_eq!(rows[0].key_id, KeyId(0));
+    assert_eq!(rows[1].operator.as_deref(), Some("carol,dave"));
+    assert_eq!(rows[1].client, Some(pk(1)));
+    let events = ok(store.audited_events(t(0)), "audited events");
+    assert_eq!(events.len(), 1, "an action is no request event: {events:?}");
+    assert_eq!(Some(events[0].event_id), decided.event_id);
+    assert_eq!(verified(store, None).rows, 2);
 }
 
 /// A held request's holder can be taken over once (with the claim of its
@@ -1897,23 +2152,61 @@ pub fn decisions_only_reach_waiting_requests(store: &mut dyn Store) {
             )),
         ],
     );
-    let decide = |id: &str| Change::DecideApproval {
-        id: ApprovalId(id.into()),
+    let vote = |by: &str| Vote {
+        by: by.into(),
         decision,
     };
-    apply(store, &[decide("waiting")]);
-    for id in ["answered", "missing", "waiting"] {
+    let decide = |id: &str, by: &str| Change::DecideApproval {
+        id: ApprovalId(id.into()),
+        vote: vote(by),
+    };
+    apply(store, &[decide("waiting", "carol")]);
+    // Two processes' votes both count (each appends in one statement).
+    apply(store, &[decide("waiting", "dave")]);
+    for id in ["answered", "missing"] {
         assert!(
-            matches!(store.apply(&[decide(id)]), Err(StoreError::NotFound(_))),
-            "{id}: decided again"
+            matches!(
+                store.apply(&[decide(id, "carol")]),
+                Err(StoreError::NotFound(_))
+            ),
+            "{id}: decided"
         );
     }
-    let statuses: Vec<(String, ApprovalStatus)> = ok(store.approvals(), "approvals")
-        .into_iter()
-        .map(|a| (a.id.0, a.status))
-        .collect();
-    assert!(statuses.contains(&("waiting".into(), ApprovalStatus::Decided(decision))));
-    assert!(statuses.contains(&("answered".into(), ApprovalStatus::Done(decision))));
+    // The holder's own notes are lenient: a request answered meanwhile is
+    // left as it is, and nothing fails.
+    apply(
+        store,
+        &[Change::NoteVote {
+            id: ApprovalId("answered".into()),
+            vote: vote("erin"),
+        }],
+    );
+    let approvals = ok(store.approvals(), "approvals");
+    let Some(waiting) = approvals.iter().find(|a| a.id.0 == "waiting") else {
+        panic!("the waiting approval is gone")
+    };
+    assert_eq!(
+        waiting.status,
+        ApprovalStatus::Pending,
+        "votes are counted by the holder"
+    );
+    assert_eq!(waiting.votes, [vote("carol"), vote("dave")]);
+    let Some(answered) = approvals.iter().find(|a| a.id.0 == "answered") else {
+        panic!("the answered approval is gone")
+    };
+    assert_eq!(answered.status, ApprovalStatus::Done(decision));
+    assert!(answered.votes.is_empty());
+    apply(
+        store,
+        &[Change::SetApprovalStatus {
+            id: ApprovalId("waiting".into()),
+            status: ApprovalStatus::Done(decision),
+        }],
+    );
+    assert!(matches!(
+        store.apply(&[decide("waiting", "erin")]),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// A request id and a method name are a peer's choice: even NUL (which

@@ -6,7 +6,7 @@ use nip46::nostr::prelude::{Event, Timestamp};
 use nip46::{Command, Method, Request, Response};
 use store::{
     ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, Change, DecisionScope,
-    PendingApproval, RequestSummary, Rule, RuleEffect,
+    PendingApproval, RequestSummary, Rule, RuleEffect, Vote,
 };
 
 use super::{Call, Ctx, DecideError, Dropped, Engine, KEY_LOCKED, Output, Refusal, Reply};
@@ -115,6 +115,17 @@ fn clip_marked(text: &str, max: usize) -> String {
     }
 }
 
+/// The distinct people who allowed, in the order they did.
+fn allowers(votes: &[Vote]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for vote in votes.iter().filter(|v| v.decision.allow) {
+        if !names.contains(&vote.by.as_str()) {
+            names.push(&vote.by);
+        }
+    }
+    names
+}
+
 /// A held request as its answer names it (the method as parsed when held).
 fn held_call<'a>(approval: &'a PendingApproval, request: &'a Request) -> Call<'a> {
     Call {
@@ -193,6 +204,7 @@ impl Engine {
                     .saturating_add(self.config.approval_timeout_secs),
             ),
             status: ApprovalStatus::Pending,
+            votes: Vec::new(),
         };
         let mut out = Output::default();
         out.changes.push(Change::PutApproval(approval.clone()));
@@ -285,15 +297,22 @@ impl Engine {
         }
         self.held.insert(id.clone(), held);
         tracing::info!(approval = %id, "adopted a held request");
-        match status {
-            ApprovalStatus::Decided(decision) => {
-                self.decide(now, &id, decision, rng).unwrap_or_default()
-            }
-            _ => Output::default(),
+        // Answered while its holder lived (its votes came with it), or
+        // decided as written before votes existed.
+        let mut out = Output::default();
+        if let ApprovalStatus::Decided(decision) = status {
+            let vote = Vote {
+                by: store::OWNER.to_owned(),
+                decision,
+            };
+            out.merge(self.count_vote(now, &id, vote, false, rng));
         }
+        out.merge(self.settle(now, &id, rng));
+        out
     }
 
-    /// Apply the user's decision on a held request.
+    /// Apply the owner's decision on a held request (the terminal prompt,
+    /// the CLI, the owner's dashboard login): a vote by [`store::OWNER`].
     pub fn decide(
         &mut self,
         now: Millis,
@@ -301,13 +320,131 @@ impl Engine {
         decision: ApprovalDecision,
         rng: &mut dyn Randomness,
     ) -> Result<Output, DecideError> {
-        let held = self
-            .held
-            .remove(id)
-            .ok_or_else(|| DecideError::NotPending(id.0.clone()))?;
-        // Whatever the user decided, nothing is signed with a locked key.
+        let vote = Vote {
+            by: store::OWNER.to_owned(),
+            decision,
+        };
+        self.vote(now, id, vote, rng)
+    }
+
+    /// Count one person's answer to a held request. One deny refuses it; it
+    /// is released once as many distinct people allowed it as it needs
+    /// ([`Engine::tally`]: one, or a sensitive kind's quorum); short of
+    /// that it keeps waiting, the allow recorded (the same person allowing
+    /// twice counts once).
+    pub fn vote(
+        &mut self,
+        now: Millis,
+        id: &ApprovalId,
+        vote: Vote,
+        rng: &mut dyn Randomness,
+    ) -> Result<Output, DecideError> {
+        if !self.held.contains_key(id) {
+            return Err(DecideError::NotPending(id.0.clone()));
+        }
+        Ok(self.count_vote(now, id, vote, true, rng))
+    }
+
+    /// A held request's allows so far (by distinct people) and how many it
+    /// needs; `None` when it is not held here.
+    pub fn tally(&self, id: &ApprovalId) -> Option<(u32, u32)> {
+        let held = self.held.get(id)?;
+        Some((
+            allowers(&held.approval.votes).len() as u32,
+            self.votes_needed(held),
+        ))
+    }
+
+    /// How many distinct people must allow a held request.
+    fn votes_needed(&self, held: &Held) -> u32 {
+        let key_id = held.ctx.key_id;
+        if self.is_sensitive(key_id, held.approval.method, held.approval.kind) {
+            self.quorums.get(&key_id).copied().unwrap_or(1).max(1)
+        } else {
+            1
+        }
+    }
+
+    /// Add `vote` to a held request's votes (once per person and answer;
+    /// `record`: also in the store, for the other dashboards to show) and
+    /// settle the request if it can be.
+    pub(super) fn count_vote(
+        &mut self,
+        now: Millis,
+        id: &ApprovalId,
+        vote: Vote,
+        record: bool,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let Some(held) = self.held.get_mut(id) else {
+            return Output::default();
+        };
+        let mut out = Output::default();
+        let counted = held
+            .approval
+            .votes
+            .iter()
+            .any(|v| v.by == vote.by && v.decision.allow == vote.decision.allow);
+        if !counted {
+            if record {
+                out.changes.push(Change::NoteVote {
+                    id: id.clone(),
+                    vote: vote.clone(),
+                });
+            }
+            held.approval.votes.push(vote);
+        }
+        out.merge(self.settle(now, id, rng));
+        out
+    }
+
+    /// Answer a held request if its votes settle it: the first deny
+    /// refuses it, enough allows release it. The audit row names who.
+    fn settle(&mut self, now: Millis, id: &ApprovalId, rng: &mut dyn Randomness) -> Output {
+        let Some(held) = self.held.get(id) else {
+            return Output::default();
+        };
+        let votes = &held.approval.votes;
+        let (decision, by) = match votes.iter().find(|v| !v.decision.allow) {
+            Some(deny) => (deny.decision, deny.by.clone()),
+            None => {
+                let names = allowers(votes);
+                let Some(last) = votes.last() else {
+                    return Output::default();
+                };
+                if (names.len() as u32) < self.votes_needed(held) {
+                    return Output::default();
+                }
+                (last.decision, names.join(","))
+            }
+        };
+        let Some(held) = self.held.remove(id) else {
+            return Output::default();
+        };
+        let event_id = held.ctx.event_id;
+        let mut out = self.apply_decision(now, id, held, decision, rng);
+        for change in &mut out.changes {
+            if let Change::Audit(entry) = change
+                && entry.event_id == Some(event_id)
+            {
+                entry.operator = Some(by.clone());
+            }
+        }
+        out
+    }
+
+    /// Answer a held request as decided.
+    fn apply_decision(
+        &mut self,
+        now: Millis,
+        id: &ApprovalId,
+        held: Held,
+        decision: ApprovalDecision,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        // Whatever was decided, nothing is signed with a locked key.
         if self.locked.contains(&held.ctx.key_id) {
-            return Ok(self.refuse_held(now, id.clone(), held, KEY_LOCKED, rng));
+            return self.refuse_held(now, id.clone(), held, KEY_LOCKED, rng);
         }
         let t = now.timestamp();
         let mut out = Output::default();
@@ -390,7 +527,7 @@ impl Engine {
             },
         };
         out.merge(answer);
-        Ok(out)
+        out
     }
 
     /// Answer a held request `unauthorized` and mark its approval expired.

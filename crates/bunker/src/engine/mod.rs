@@ -163,6 +163,20 @@ pub enum DecideError {
     NotPending(String),
 }
 
+/// What a vote on a held request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoteOutcome {
+    /// The request was answered (allowed, or refused).
+    Settled,
+    /// It still waits: `allowed` distinct people allowed it, `needed` must.
+    Waiting {
+        /// Allows so far.
+        allowed: u32,
+        /// Allows it needs.
+        needed: u32,
+    },
+}
+
 /// Why a nostrconnect URI could not be accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AcceptError {
@@ -179,6 +193,8 @@ pub struct Snapshot {
     pub locked: Vec<KeyId>,
     /// Keys with their own sensitive kinds (the others use the default).
     pub sensitive: Vec<(KeyId, Vec<u16>)>,
+    /// Keys whose sensitive kinds need more than one person's allow.
+    pub quorums: Vec<(KeyId, u32)>,
     /// Every token.
     pub tokens: Vec<ConnectionToken>,
     /// Every session.
@@ -372,6 +388,8 @@ pub struct Engine {
     locked: BTreeSet<KeyId>,
     /// Keys' own sensitive kinds, as last reloaded.
     sensitive: BTreeMap<KeyId, BTreeSet<u16>>,
+    /// Keys' quorums above 1, as last reloaded.
+    quorums: BTreeMap<KeyId, u32>,
 }
 
 /// The reason every request for a locked key is refused with.
@@ -426,6 +444,7 @@ impl Engine {
             next_touch: None,
             locked: BTreeSet::new(),
             sensitive: BTreeMap::new(),
+            quorums: BTreeMap::new(),
         }
     }
 
@@ -1077,8 +1096,8 @@ fn audit_entry(now: Millis, ctx: Ctx, reply: &Reply<'_>) -> AuditEntry {
         seq: 0,
         at: now.timestamp(),
         key_id: ctx.key_id,
-        client: ctx.client,
-        event_id: ctx.event_id,
+        client: Some(ctx.client),
+        event_id: Some(ctx.event_id),
         event_created_at: ctx.created_at,
         events: 1,
         request_id: reply.response.id.clone(),
@@ -1087,6 +1106,7 @@ fn audit_entry(now: Millis, ctx: Ctx, reply: &Reply<'_>) -> AuditEntry {
         decision: reply.decision,
         outcome,
         signed_event_id: reply.signed_event_id,
+        operator: None,
     }
 }
 

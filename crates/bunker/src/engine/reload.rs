@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nip46::nostr::prelude::PublicKey;
-use store::{ApprovalId, ApprovalStatus, Change, KeyId, TokenId};
+use store::{ApprovalId, ApprovalStatus, Change, KeyId, TokenId, Vote};
 
 use nip46::Method;
 
@@ -49,6 +49,11 @@ impl Engine {
             .into_iter()
             .map(|(key, kinds)| (key, kinds.into_iter().collect()))
             .collect();
+        let quorums: BTreeMap<KeyId, u32> = snapshot.quorums.iter().copied().collect();
+        if quorums != self.quorums {
+            tracing::info!(keys = quorums.len(), "keys' quorums changed");
+            self.quorums = quorums;
+        }
         if sensitive != self.sensitive {
             tracing::info!(keys = sensitive.len(), "keys' own sensitive kinds changed");
             self.sensitive = sensitive;
@@ -109,11 +114,22 @@ impl Engine {
         for key in pending_replies {
             out.merge(self.send_connect_reply(now, key, rng));
         }
+        // Answers given elsewhere (the CLI, another replica's dashboard) to
+        // requests held here; those counted already are skipped.
         for approval in snapshot.approvals {
-            if let ApprovalStatus::Decided(decision) = approval.status
-                && let Ok(decided) = self.decide(now, &approval.id, decision, rng)
-            {
-                out.merge(decided);
+            if !self.held.contains_key(&approval.id) {
+                continue;
+            }
+            if let ApprovalStatus::Decided(decision) = approval.status {
+                // As written before votes existed: the owner's answer.
+                let vote = Vote {
+                    by: store::OWNER.to_owned(),
+                    decision,
+                };
+                out.merge(self.count_vote(now, &approval.id, vote, false, rng));
+            }
+            for vote in approval.votes {
+                out.merge(self.count_vote(now, &approval.id, vote, false, rng));
             }
         }
         for d in std::mem::take(&mut self.deferred) {
@@ -228,6 +244,8 @@ impl Rollback {
                 | Change::TouchSession { .. }
                 | Change::SetApprovalStatus { .. }
                 | Change::DecideApproval { .. }
+                | Change::NoteVote { .. }
+                | Change::SetQuorum { .. }
                 | Change::RevokeToken { .. }
                 | Change::RecordServedRelays(_)
                 | Change::SetKeyLock { .. }

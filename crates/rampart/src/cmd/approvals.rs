@@ -53,21 +53,21 @@ pub struct Decide {
 pub fn run(command: ApprovalsCommand, config: &Config) -> Result<()> {
     let mut store = config.database()?.open()?;
     match command {
-        ApprovalsCommand::List { json } => list(&*store, json),
-        ApprovalsCommand::Show { id } => show(&*store, &id),
+        ApprovalsCommand::List { json } => list(&*store, json, &config.policy.sensitive_kinds),
+        ApprovalsCommand::Show { id } => show(&*store, &id, &config.policy.sensitive_kinds),
         ApprovalsCommand::Allow(d) => decide(&mut *store, d, true),
         ApprovalsCommand::Deny(d) => decide(&mut *store, d, false),
     }
 }
 
-fn list(store: &dyn Store, json: bool) -> Result<()> {
+fn list(store: &dyn Store, json: bool, sensitive: &[u16]) -> Result<()> {
     let keys = store.keys()?;
     let pending = admin::pending_approvals(store, Timestamp::now())?;
     if pending.is_empty() && !json {
         eprintln!("nothing is waiting");
     }
     for approval in &pending {
-        let view = ApprovalView::new(approval, &keys);
+        let view = ApprovalView::new(approval, &keys, sensitive);
         if json {
             println!("{}", json_terminal_safe(&serde_json::to_string(&view)?));
         } else {
@@ -83,9 +83,9 @@ fn list(store: &dyn Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn show(store: &dyn Store, id: &str) -> Result<()> {
+fn show(store: &dyn Store, id: &str, sensitive: &[u16]) -> Result<()> {
     let approval = admin::find_pending(store, id, Timestamp::now())?;
-    let view = ApprovalView::new(&approval, &store.keys()?);
+    let view = ApprovalView::new(&approval, &store.keys()?, sensitive);
     let json = serde_json::to_string_pretty(&view)?;
     println!("{}", json_terminal_safe(&json));
     Ok(())

@@ -191,7 +191,9 @@ fn list(args: Args, config: &Config) -> Result<()> {
                 "{}\t{}\t{}…\t{}{}\t{}\t{}{events}",
                 row.at.as_secs(),
                 terminal_safe(key),
-                &row.client.to_hex()[..12],
+                row.client
+                    .map(|c| c.to_hex()[..12].to_owned())
+                    .unwrap_or_else(|| "-".repeat(12)),
                 terminal_safe(&row.method),
                 kind,
                 row.decision.as_str(),
@@ -205,7 +207,7 @@ fn list(args: Args, config: &Config) -> Result<()> {
     Ok(())
 }
 
-const CSV_HEADER: [&str; 14] = [
+const CSV_HEADER: [&str; 15] = [
     "seq",
     "at",
     "key",
@@ -220,6 +222,7 @@ const CSV_HEADER: [&str; 14] = [
     "signed_event_id",
     "events",
     "at_utc",
+    "operator",
 ];
 
 fn csv_record(v: &AuditView) -> Vec<String> {
@@ -239,6 +242,7 @@ fn csv_record(v: &AuditView) -> Vec<String> {
         v.events.to_string(),
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(v.at))
             .to_string(),
+        v.operator.clone().unwrap_or_default(),
     ]
 }
 

@@ -25,17 +25,27 @@ pub fn run(command: DashboardCommand, config: &Config) -> Result<()> {
     match command {
         DashboardCommand::Login => {
             let mut store = config.database()?.open()?;
-            let token = dashboard::auth::issue_login(&mut *store, LINK_LIFETIME)?;
-            if !config.dashboard.enabled {
-                eprintln!("note: the dashboard is disabled in the configuration");
-            }
-            println!(
-                "http://{}/login?token={}",
-                config.dashboard.listen,
-                token.expose()
-            );
-            eprintln!("one-time login link, valid for 15 minutes");
-            Ok(())
+            print_login_link(&mut *store, config, store::DashboardUser::Owner)
         }
     }
+}
+
+/// Mint a one-time login link for `user` and print it (the link on
+/// stdout, the rest on stderr).
+pub fn print_login_link(
+    store: &mut dyn store::Store,
+    config: &Config,
+    user: store::DashboardUser,
+) -> Result<()> {
+    let token = dashboard::auth::issue_login(store, LINK_LIFETIME, user)?;
+    if !config.dashboard.enabled {
+        eprintln!("note: the dashboard is disabled in the configuration");
+    }
+    println!(
+        "http://{}/login?token={}",
+        config.dashboard.listen,
+        token.expose()
+    );
+    eprintln!("one-time login link, valid for 15 minutes");
+    Ok(())
 }

@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod inspect;
 pub mod key;
 pub mod lock;
+pub mod operator;
 pub mod policy;
 pub mod relay;
 pub mod run;

@@ -1,5 +1,6 @@
 //! `rampart policy`: per-key signing policy beyond each app's rules — the
-//! sensitive kinds that always ask the user, whatever an app was granted.
+//! sensitive kinds that always ask the user, whatever an app was granted,
+//! and the quorum: how many different people must allow each of those.
 //!
 //! Stored per key (a mirrored change: running bunkers, every replica, take
 //! it at their next reload); a key without its own list uses
@@ -7,6 +8,7 @@
 
 use anyhow::{Result, bail};
 use bunker::admin;
+use nip46::nostr::prelude::Timestamp;
 use store::{Change, Store};
 
 use crate::config::Config;
@@ -27,6 +29,16 @@ pub enum PolicyCommand {
         /// Use the bunker's default set again (`[policy] sensitive_kinds`).
         #[arg(long)]
         default: bool,
+    },
+    /// Show or set how many different people (operators, or the owner)
+    /// must allow a request for one of a key's sensitive kinds before it is
+    /// signed; one deny refuses it. Without N: show it.
+    Quorum {
+        /// The key (default: every key).
+        #[arg(long)]
+        key: Option<String>,
+        /// How many (1: one person's allow is enough).
+        n: Option<u32>,
     },
 }
 
@@ -59,8 +71,49 @@ pub fn run(command: PolicyCommand, config: &Config) -> Result<()> {
             shown.sensitive_kinds = own;
             show(&shown, config);
         }
+        PolicyCommand::Quorum { key, n } => {
+            if let Some(n) = n {
+                let names = admin::set_quorum(&mut *store, key.as_deref(), n)?;
+                let key_id = match &key {
+                    Some(k) => admin::pick_key(&*store, Some(k))?.id,
+                    None => store::KeyId(0),
+                };
+                let action = admin::Action {
+                    method: "key.quorum",
+                    by: store::OWNER,
+                    key_id,
+                    client: None,
+                    detail: &format!("{n} {}", names.join(",")),
+                };
+                admin::audit_action(&mut *store, &action, Timestamp::now())?;
+                let deciders = deciders(&*store)?;
+                if n as usize > deciders {
+                    eprintln!(
+                        "warning: {deciders} people can answer requests (the owner and {} \
+                         operator(s) with the owner or approver role); a quorum of {n} can \
+                         never be met until there are more (`rampart operator add`)",
+                        deciders - 1
+                    );
+                }
+            }
+            for k in store.keys()? {
+                if key.as_deref().is_none_or(|name| name == k.name) {
+                    println!("{}\t{}", k.name, k.quorum);
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// How many distinct people can answer held requests at all: the owner,
+/// and the operators who decide (for some key).
+fn deciders(store: &dyn Store) -> Result<usize> {
+    let operators = store.operators()?;
+    Ok(1 + operators
+        .iter()
+        .filter(|o| matches!(o.role, store::Role::Owner | store::Role::Approver))
+        .count())
 }
 
 fn set(store: &mut dyn Store, key: &store::StoredKey, kinds: Option<Vec<u16>>) -> Result<()> {

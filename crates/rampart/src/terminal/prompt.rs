@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use bunker::admin::{Answer, key_name};
 use bunker::describe;
+use bunker::engine::VoteOutcome;
 use bunker::service::{AdminCommand, AdminSender};
 use nip46::nostr::prelude::Timestamp;
-use store::{ApprovalId, PendingApproval, StoredKey};
+use store::{ApprovalId, PendingApproval, StoredKey, Vote};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::terminal::console::PromptSink;
@@ -152,7 +153,10 @@ async fn decide(
     let (reply, result) = oneshot::channel();
     let command = AdminCommand::Decide {
         id: approval.id.clone(),
-        decision: answer.decision(None),
+        vote: Vote {
+            by: store::OWNER.to_owned(),
+            decision: answer.decision(None),
+        },
         reply,
     };
     if admin.send(command).await.is_err() {
@@ -160,10 +164,14 @@ async fn decide(
         return;
     }
     match result.await {
-        Ok(Ok(())) => {
+        Ok(Ok(VoteOutcome::Settled)) => {
             tracing::debug!(approval = %approval.id, answer = answer.as_str(), "decided in the terminal");
             sink.say(&format!("  {} {}", short(&approval.id), answer.done()));
         }
+        Ok(Ok(VoteOutcome::Waiting { allowed, needed })) => sink.say(&format!(
+            "  {}: your allow is recorded ({allowed} of the {needed} people it needs)",
+            short(&approval.id)
+        )),
         Ok(Err(e)) => sink.say(&format!("  {e}")),
         Err(_) => sink.say("  the bunker stopped"),
     }
@@ -223,6 +231,7 @@ mod tests {
             created_at: Timestamp::now(),
             expires_at: Timestamp::from_secs(Timestamp::now().as_secs() + 60),
             status: ApprovalStatus::Pending,
+            votes: Vec::new(),
         }
     }
 
@@ -237,14 +246,10 @@ mod tests {
                     AdminCommand::Pending { reply } => {
                         let _ = reply.send(waiting.lock().unwrap().clone());
                     }
-                    AdminCommand::Decide {
-                        id,
-                        decision,
-                        reply,
-                    } => {
+                    AdminCommand::Decide { id, vote, reply } => {
                         waiting.lock().unwrap().retain(|a| a.id != id);
-                        decisions.lock().unwrap().push((id, decision));
-                        let _ = reply.send(Ok(()));
+                        decisions.lock().unwrap().push((id, vote.decision));
+                        let _ = reply.send(Ok(VoteOutcome::Settled));
                     }
                     _ => {}
                 }
