@@ -1677,3 +1677,168 @@ fn held_requests_are_capped_in_bytes() {
     assert!(out.publish.is_empty());
     assert_eq!(h.engine.pending().len(), 2);
 }
+
+#[test]
+fn a_quorum_of_distinct_people_releases_a_sensitive_request_and_one_deny_refuses_it() {
+    let mut h = harness();
+    let mut c = h.connected("full");
+    let mut other = h.connected("read");
+    let sign = |c: &mut Client, id: &str, kind: u16| {
+        let template = serde_json::json!({"kind": kind, "content": "", "tags": []}).to_string();
+        c.request(id, "sign_event", serde_json::json!([template]))
+    };
+    // Key 1 needs two people for its sensitive kinds.
+    let sessions: Vec<_> = h.engine.sessions().cloned().collect();
+    let snapshot = Snapshot {
+        keys: vec![KeyId(1)],
+        locked: vec![],
+        sensitive: vec![],
+        quorums: vec![(KeyId(1), 2)],
+        tokens: h.tokens.clone(),
+        sessions,
+        approvals: vec![],
+    };
+    h.engine.reload(now(), snapshot.clone(), &mut h.rng);
+    let allow = |by: &str| store::Vote {
+        by: by.into(),
+        decision: ApprovalDecision {
+            allow: true,
+            scope: DecisionScope::Once,
+        },
+    };
+    let deny = |by: &str| store::Vote {
+        by: by.into(),
+        decision: ApprovalDecision {
+            allow: false,
+            scope: DecisionScope::Once,
+        },
+    };
+
+    // A kind that is not sensitive needs one allow, whatever the quorum.
+    let out = h.send(&sign(&mut other, "note", 1));
+    assert!(out.publish.is_empty(), "held: no grant for kind 1");
+    let note = held_id(&h, "note");
+    assert_eq!(h.engine.tally(&note), Some((0, 1)));
+    let out = h
+        .engine
+        .vote(now(), &note, allow("carol"), &mut h.rng)
+        .unwrap();
+    assert!(matches!(
+        only_reply(&mut other, &out).outcome,
+        Outcome::Result(_)
+    ));
+
+    // Sensitive: the first allow is recorded, not sent.
+    let out = h.send(&sign(&mut c, "profile", 0));
+    assert!(out.publish.is_empty());
+    let profile = held_id(&h, "profile");
+    assert_eq!(h.engine.tally(&profile), Some((0, 2)));
+    let out = h
+        .engine
+        .vote(now(), &profile, allow("carol"), &mut h.rng)
+        .unwrap();
+    assert!(out.publish.is_empty(), "one of two: nothing sent");
+    assert!(
+        out.changes
+            .iter()
+            .any(|ch| matches!(ch, Change::NoteVote { vote, .. } if vote.by == "carol")),
+        "the allow is recorded for the other dashboards: {:?}",
+        out.changes
+    );
+    assert_eq!(h.engine.tally(&profile), Some((1, 2)));
+    // The same person again counts once.
+    let out = h
+        .engine
+        .vote(now(), &profile, allow("carol"), &mut h.rng)
+        .unwrap();
+    assert!(out.publish.is_empty() && out.changes.is_empty(), "{out:?}");
+    assert_eq!(h.engine.tally(&profile), Some((1, 2)));
+    assert_eq!(
+        h.engine
+            .pending()
+            .into_iter()
+            .find(|a| a.id == profile)
+            .map(|a| a.votes.len()),
+        Some(1),
+        "the held request shows who allowed so far"
+    );
+    // A second person releases it, and the audit row names both.
+    let out = h
+        .engine
+        .vote(now(), &profile, allow("dave"), &mut h.rng)
+        .unwrap();
+    assert!(matches!(
+        only_reply(&mut c, &out).outcome,
+        Outcome::Result(_)
+    ));
+    assert_eq!(h.engine.tally(&profile), None);
+    let row = audits(&out)
+        .into_iter()
+        .find(|e| e.request_id == "profile")
+        .expect("its audit row");
+    assert_eq!(row.decision, store::AuditDecision::Approved);
+    assert_eq!(row.operator.as_deref(), Some("carol,dave"));
+
+    // One deny refuses it, even after an allow; the row names the denier.
+    let out = h.send(&sign(&mut c, "delete", 5));
+    assert!(out.publish.is_empty());
+    let delete = held_id(&h, "delete");
+    h.engine
+        .vote(now(), &delete, allow("carol"), &mut h.rng)
+        .unwrap();
+    let out = h
+        .engine
+        .vote(now(), &delete, deny("erin"), &mut h.rng)
+        .unwrap();
+    let resp = only_reply(&mut c, &out);
+    assert!(
+        matches!(&resp.outcome, Outcome::Error(e) if e.code == Some(ErrorCode::Unauthorized)),
+        "{resp:?}"
+    );
+    let row = audits(&out)
+        .into_iter()
+        .find(|e| e.request_id == "delete")
+        .unwrap();
+    assert_eq!(row.operator.as_deref(), Some("erin"));
+    assert!(matches!(
+        h.engine.vote(now(), &delete, allow("dave"), &mut h.rng),
+        Err(bunker::engine::DecideError::NotPending(_))
+    ));
+
+    // Votes recorded elsewhere (another replica's dashboard, the CLI) are
+    // counted at a reload, once each.
+    let out = h.send(&sign(&mut c, "relays", 10_002));
+    assert!(out.publish.is_empty());
+    let relays = held_id(&h, "relays");
+    let mut stored = h
+        .engine
+        .pending()
+        .into_iter()
+        .find(|a| a.id == relays)
+        .cloned()
+        .unwrap();
+    stored.votes = vec![allow("carol")];
+    let with_votes = |approvals| Snapshot {
+        approvals,
+        ..snapshot.clone()
+    };
+    let out = h
+        .engine
+        .reload(now(), with_votes(vec![stored.clone()]), &mut h.rng);
+    assert!(out.publish.is_empty(), "one of two");
+    assert_eq!(h.engine.tally(&relays), Some((1, 2)));
+    let out = h
+        .engine
+        .reload(now(), with_votes(vec![stored.clone()]), &mut h.rng);
+    assert!(
+        out.publish.is_empty() && h.engine.tally(&relays) == Some((1, 2)),
+        "counted once"
+    );
+    stored.votes.push(allow("dave"));
+    let out = h.engine.reload(now(), with_votes(vec![stored]), &mut h.rng);
+    assert!(matches!(
+        only_reply(&mut c, &out).outcome,
+        Outcome::Result(_)
+    ));
+    assert_eq!(h.engine.tally(&relays), None);
+}

@@ -78,6 +78,11 @@ fn managed_key(
     name: &str,
 ) -> Result<StoredKey, DashboardError> {
     const NO_KEY: &str = "There is no such key.";
+    if !viewer.decides() {
+        return Err(DashboardError::Forbidden(
+            "an auditor reads; it connects no apps",
+        ));
+    }
     let key = if name.trim().is_empty() {
         store
             .keys()

@@ -238,3 +238,223 @@ async fn approve_and_deny_in_chromium_through_auth_url() {
     assert!(matches!(r.outcome, Outcome::Result(_)), "{r:?}");
     c.close().await;
 }
+
+/// Run `rampart` on the bunker's data dir; its stdout, or a failed test.
+fn cli(bunker: &RampartProcess, args: &[&str]) -> String {
+    let out = bunker.cli(args);
+    assert!(
+        out.status.success(),
+        "rampart {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The login link an operator command printed, on the dashboard the bunker
+/// actually serves (its port is chosen at start).
+fn operator_link(bunker: &RampartProcess, printed: &str) -> String {
+    let token = printed.trim().split("token=").nth(1).expect("a login link");
+    let start = bunker
+        .dashboard_login_url()
+        .expect("the dashboard's address");
+    let base = start.split("/login").next().unwrap();
+    format!("{base}/login?token={token}")
+}
+
+/// The ids of the held requests, by key name.
+fn held_by_key(bunker: &RampartProcess) -> HashMap<String, String> {
+    cli(bunker, &["approvals", "list", "--json"])
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                v["key"].as_str().unwrap().to_owned(),
+                v["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn connected(uri: &str) -> RawClient {
+    let secret = uri.split("secret=").nth(1).unwrap().to_string();
+    let mut c = RawClient::new(uri).await;
+    let r = c
+        .call("c", "connect", serde_json::json!(["", secret]))
+        .await;
+    assert_eq!(r, Response::ok("c", "ack"));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_sees_and_answers_only_its_keys_requests_in_chromium() {
+    let chromium = match browser() {
+        Ok(path) => path,
+        Err(why) => {
+            assert!(
+                !ci(),
+                "the browser test must run in CI: {why}; see .ci/install"
+            );
+            skipped(&format!("approver browser test: {why}"));
+            return;
+        }
+    };
+    let env = [("RAMPART_APPROVAL_TIMEOUT_SECS", "180")];
+    let args = ["--grant", "read"];
+    let mut bunker = RampartProcess::start(Path::new(BIN), None, &env, &args);
+    cli(&bunker, &["key", "generate", "--name", "bob"]);
+    assert!(bunker.stop());
+    bunker.restart(&args);
+    let carol = cli(
+        &bunker,
+        &[
+            "operator", "add", "carol", "--role", "approver", "--keys", "default",
+        ],
+    );
+    let login = operator_link(&bunker, &carol);
+    let listed = cli(&bunker, &["operator", "list"]);
+    assert!(listed.contains("carol\tapprover\tdefault"), "{listed}");
+
+    // One app per key, each asking for something no rule covers.
+    let mut mine = connected(&bunker.mint("read", &["--key", "default"])).await;
+    let mut other = connected(&bunker.mint("read", &["--key", "bob"])).await;
+    send(
+        &mut mine,
+        "for-carol",
+        template(1, "carol may allow this one", serde_json::json!([])),
+    );
+    send(
+        &mut other,
+        "not-for-carol",
+        template(
+            1,
+            "only the owner or bob's approvers see this",
+            serde_json::json!([]),
+        ),
+    );
+    let mut held = HashMap::new();
+    for _ in 0..100 {
+        held = held_by_key(&bunker);
+        if held.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(held.len(), 2, "both requests are held: {held:?}");
+
+    let artifacts = workspace().join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("approver.png");
+    let script = serde_json::json!({
+        "chromium": chromium,
+        "loginUrl": login,
+        "mine": held["default"],
+        "other": held["bob"],
+        "screenshot": screenshot,
+    });
+    let dir = workspace().join("tests/interop");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("approver-in-browser.mjs")
+            .arg(script.to_string())
+            .current_dir(dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser script failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+
+    assert_eq!(report["afterLogin"], "/", "{report}");
+    assert_eq!(report["viewer"], "carol (approver)", "{report}");
+    let nav: Vec<&str> = report["nav"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        nav,
+        ["Pending", "Connections", "Connect an app"],
+        "{report}"
+    );
+    // Only its key's request is shown; the other is invisible, and acting
+    // on it is refused as if it did not exist.
+    assert_eq!(
+        report["cards"],
+        serde_json::json!([held["default"]]),
+        "{report}"
+    );
+    assert_eq!(report["pageMentionsOther"], false);
+    let api = &report["api"];
+    assert_eq!(
+        api["pending"],
+        serde_json::json!([{"id": held["default"], "key": "default"}]),
+        "{report}"
+    );
+    assert_eq!(api["decideOther"], 404, "{report}");
+    assert_eq!(api["approveOtherPage"], 404, "{report}");
+    assert_eq!(api["approveMinePage"], 200, "{report}");
+    assert_eq!(api["keysPage"], 403, "{report}");
+    assert_eq!(api["auditPage"], 403, "{report}");
+    assert_eq!(api["auditApi"], 403, "{report}");
+    assert_eq!(api["lock"], 403, "an approver cannot lock keys: {report}");
+    assert_eq!(report["cardsAfter"], serde_json::json!([]), "{report}");
+
+    // Its answer reached its app; the other app still waits, for the owner.
+    let got = answers(&mut mine, &["for-carol"]).await;
+    let Outcome::Result(json) = &got["for-carol"].outcome else {
+        panic!("for-carol: {:?}", got["for-carol"])
+    };
+    let event: Event = serde_json::from_str(json).unwrap();
+    event.verify().unwrap();
+    assert!(event.content.starts_with("carol may allow"));
+    assert!(
+        other
+            .next_response(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "the other key's request was not answered"
+    );
+    assert_eq!(held_by_key(&bunker).keys().collect::<Vec<_>>(), ["bob"]);
+    let out = bunker.cli(&["approvals", "deny", &held["bob"]]);
+    assert!(out.status.success());
+    let got = answers(&mut other, &["not-for-carol"]).await;
+    assert!(matches!(got["not-for-carol"].outcome, Outcome::Error(_)));
+
+    // The audit log names who did what: carol's login, carol's allow, the
+    // owner's deny; and the chain verifies.
+    let rows: Vec<serde_json::Value> = cli(&bunker, &["audit", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by = |method: &str, request: &str| {
+        rows.iter()
+            .find(|r| r["method"] == method && r["request_id"] == request)
+            .map(|r| r["operator"].clone())
+    };
+    assert_eq!(
+        by("dashboard.login", "approver"),
+        Some(serde_json::json!("carol"))
+    );
+    assert_eq!(
+        by("sign_event", "for-carol"),
+        Some(serde_json::json!("carol"))
+    );
+    assert_eq!(
+        by("sign_event", "not-for-carol"),
+        Some(serde_json::json!("owner"))
+    );
+    assert_eq!(
+        by("operator.add", "carol approver default"),
+        Some(serde_json::json!("owner"))
+    );
+    cli(&bunker, &["audit", "verify"]);
+    mine.close().await;
+    other.close().await;
+}

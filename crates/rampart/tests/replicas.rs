@@ -17,7 +17,7 @@ use nip46::nostr::prelude::{EventId, Timestamp};
 use nip46::{BunkerUri, Outcome};
 use relay::server::{self, ServerConfig};
 use testkit::postgres::PostgresCluster;
-use testkit::{RampartProcess, RawClient};
+use testkit::{DashboardClient, RampartProcess, RawClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 /// A request not answered within this is a failure (a takeover takes a
@@ -695,100 +695,20 @@ async fn a_replica_cut_off_from_the_database_stops_answering_and_answers_nothing
     drop((a, b));
 }
 
-/// A browser logged in to one replica's dashboard (its login link).
-struct Dashboard {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
+/// Log in to `bunker`'s dashboard as its owner (the link printed at start).
+async fn owner_dashboard(bunker: &RampartProcess) -> DashboardClient {
+    DashboardClient::login(&bunker.dashboard_login_url().expect("a login link")).await
 }
 
-impl Dashboard {
-    async fn login(bunker: &RampartProcess) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let link = bunker.dashboard_login_url().expect("a login link");
-        let base = link.split("/login").next().unwrap().to_owned();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let r = http.get(&link).send().await.unwrap();
-        assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER);
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let r = http
-            .get(format!("{base}/api/csrf"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        let csrf = body["csrf_token"].as_str().unwrap().to_owned();
-        Dashboard {
-            http,
-            base,
-            cookie,
-            csrf,
-        }
-    }
-
-    /// The waiting requests this dashboard lists.
-    async fn pending(&self) -> Vec<serde_json::Value> {
-        let r = self
-            .http
-            .get(format!("{}/api/pending", self.base))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        body.as_array().cloned().unwrap_or_default()
-    }
-
-    /// Wait (≤ 10 s) for the one waiting request of `request_id`; its approval id.
-    async fn held(&self, request_id: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(found) = self
-                .pending()
-                .await
-                .into_iter()
-                .find(|a| a["request_id"] == request_id)
-            {
-                return found["id"].as_str().unwrap().to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{request_id} is not listed as waiting"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn allow(&self, approval: &str) {
-        let r = self
-            .http
-            .post(format!("{}/api/approvals/{approval}", self.base))
-            .header("cookie", &self.cookie)
-            .header("x-csrf-token", &self.csrf)
-            .header("content-type", "application/json")
-            .body(serde_json::json!({"answer": "allow_once"}).to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        assert_eq!(
-            status,
-            reqwest::StatusCode::OK,
-            "{}",
-            r.text().await.unwrap()
-        );
-    }
+/// Wait for `request_id` on `dashboard` and allow it; its approval id.
+async fn allow_held(dashboard: &DashboardClient, request_id: &str) -> String {
+    let approval = dashboard.held(request_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = dashboard.decide(&approval, "allow_once").await;
+    assert_eq!(status, 200, "{body}");
+    approval
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -812,13 +732,12 @@ async fn held_requests_are_decided_on_any_replica_and_survive_their_holders_deat
         .call("connect", "connect", serde_json::json!([signer, secret]))
         .await;
     assert!(matches!(answer.outcome, Outcome::Result(_)));
-    let on_b = Dashboard::login(&b).await;
+    let on_b = owner_dashboard(&b).await;
 
     // Held by a, listed and decided on b's dashboard: a answers.
     let first = sign_request(&mut client, "held-1");
     client.publish(&first);
-    let approval = on_b.held("held-1").await;
-    on_b.allow(&approval).await;
+    allow_held(&on_b, "held-1").await;
     let answer = client
         .response_to("held-1", ANSWER_WITHIN)
         .await
@@ -828,7 +747,7 @@ async fn held_requests_are_decided_on_any_replica_and_survive_their_holders_deat
     // Held by a, which dies: b adopts it, and answers it once decided.
     let second = sign_request(&mut client, "held-2");
     client.publish(&second);
-    let approval = on_b.held("held-2").await;
+    let approval = on_b.held("held-2").await["id"].as_str().unwrap().to_owned();
     let holder = sql(
         &url,
         &format!("SELECT holder FROM held_requests WHERE approval_id = '{approval}'"),
@@ -859,7 +778,8 @@ async fn held_requests_are_decided_on_any_replica_and_survive_their_holders_deat
             .is_none(),
         "answered before anyone decided"
     );
-    on_b.allow(&approval).await;
+    let (status, body) = on_b.decide(&approval, "allow_once").await;
+    assert_eq!(status, 200, "{body}");
     let answer = client
         .response_to("held-2", ANSWER_WITHIN)
         .await
@@ -1051,4 +971,148 @@ async fn a_replica_restarted_within_its_lease_waits_it_out_and_nothing_is_lost()
         Some("a")
     );
     drop(b);
+}
+
+/// Run `rampart` on a replica's data dir and database; its stdout.
+fn cli(bunker: &RampartProcess, args: &[&str]) -> String {
+    let out = bunker.cli(args);
+    assert!(
+        out.status.success(),
+        "rampart {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `sign_event` of `kind` (sensitive kinds are held whatever the grant).
+fn sign_kind(client: &mut RawClient, id: &str, kind: u16) -> nip46::nostr::prelude::Event {
+    let template = serde_json::json!({
+        "kind": kind, "content": id, "tags": [], "created_at": Timestamp::now().as_secs(),
+    });
+    client.request(id, "sign_event", serde_json::json!([template.to_string()]))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quorum_is_met_by_two_operators_on_two_replicas_dashboards() {
+    let Some(cluster) = PostgresCluster::start() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let relay = server::spawn(ServerConfig::default()).await.unwrap();
+    let a = replica(&url, &relay.url(), "a");
+    let b = replica(&url, &relay.url(), "b");
+    cli(&a, &["policy", "quorum", "--key", "default", "2"]);
+    let carol = cli(
+        &a,
+        &[
+            "operator",
+            "add",
+            "carol",
+            "--role",
+            "approver",
+            "--all-keys",
+        ],
+    );
+    let dave = cli(
+        &b,
+        &[
+            "operator", "add", "dave", "--role", "approver", "--keys", "default",
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let carol_on_a = DashboardClient::login(&DashboardClient::link_on(
+        &a.dashboard_login_url().unwrap(),
+        &carol,
+    ))
+    .await;
+    let dave_on_b = DashboardClient::login(&DashboardClient::link_on(
+        &b.dashboard_login_url().unwrap(),
+        &dave,
+    ))
+    .await;
+    // A client a serves, with a `full` grant: only the sensitive kinds ask.
+    let mut client = connected_as(&a, keys_owned_by("a"), &relay.url()).await;
+
+    // The profile needs two people: carol's allow (on a, its holder) is
+    // recorded, not sent; dave sees it on b.
+    let profile = sign_kind(&mut client, "profile", 0);
+    client.publish(&profile);
+    let listed = carol_on_a.held("profile").await;
+    assert_eq!(listed["allows_needed"], 2, "{listed}");
+    let approval = listed["id"].as_str().unwrap().to_owned();
+    let (status, said) = carol_on_a.decide(&approval, "allow_once").await;
+    assert_eq!(status, 200, "{said}");
+    assert_eq!(said["settled"], false, "{said}");
+    assert_eq!(
+        (said["allowed"].clone(), said["needed"].clone()),
+        (1.into(), 2.into())
+    );
+    let (_, again) = carol_on_a.decide(&approval, "allow_once").await;
+    assert_eq!(again["allowed"], 1, "the same person counts once: {again}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = dave_on_b.held("profile").await;
+        if seen["allowed_by"] == serde_json::json!(["carol"]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b's dashboard does not show carol's allow: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        client
+            .next_response(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "signed with one allow of two"
+    );
+    // dave's allow, on the replica that does not hold it, completes it.
+    let (status, said) = dave_on_b.decide(&approval, "allow_once").await;
+    assert_eq!(status, 200, "{said}");
+    let answer = client
+        .response_to("profile", ANSWER_WITHIN)
+        .await
+        .expect("released by the quorum");
+    let event = signed(&answer);
+    assert_eq!(event.kind.as_u16(), 0);
+    let rows = sql(
+        &url,
+        &format!(
+            "SELECT operator FROM audit WHERE event_id = '{}' AND decision = 'approved'",
+            profile.id.to_hex()
+        ),
+    )
+    .await;
+    assert_eq!(rows, [[Some("carol,dave".to_owned())]], "who released it");
+
+    // One deny refuses it, whoever allowed before.
+    let relays = sign_kind(&mut client, "relays", 10_002);
+    client.publish(&relays);
+    let approval = carol_on_a.held("relays").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = carol_on_a.decide(&approval, "allow_once").await;
+    assert_eq!(status, 200);
+    let (status, said) = dave_on_b.decide(&approval, "deny_once").await;
+    assert_eq!(status, 200, "{said}");
+    let answer = client
+        .response_to("relays", ANSWER_WITHIN)
+        .await
+        .expect("refused");
+    assert!(
+        matches!(&answer.outcome, Outcome::Error(e) if e.code == Some(nip46::ErrorCode::Unauthorized)),
+        "{answer:?}"
+    );
+
+    // Removing an operator ends its dashboard session at once, on every replica.
+    cli(&a, &["operator", "remove", "dave"]);
+    let (status, _) = dave_on_b.get_json("/api/pending").await;
+    assert_eq!(status, 401, "a removed operator is logged out");
+    let (status, _) = carol_on_a.get_json("/api/pending").await;
+    assert_eq!(status, 200);
+    cli(&a, &["audit", "verify"]);
+    client.close().await;
 }

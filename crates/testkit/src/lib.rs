@@ -7,6 +7,7 @@
 //! Nothing here is a mock: every helper starts or talks to the real thing.
 
 pub mod app;
+pub mod dashboard;
 pub mod peers;
 pub mod postgres;
 pub mod process;
@@ -14,6 +15,7 @@ pub mod proxy;
 pub mod raw_client;
 pub mod scripted_signer;
 
+pub use dashboard::DashboardClient;
 pub use peers::Peer;
 pub use process::{NostrRsRelay, RampartProcess, ci, free_port, skipped, wait_for_port};
 pub use proxy::{ProxyMode, TcpProxy};

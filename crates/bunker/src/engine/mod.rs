@@ -186,6 +186,7 @@ pub enum AcceptError {
 }
 
 /// Stored state the engine mirrors (loaded at start and after outside edits).
+#[derive(Clone)]
 pub struct Snapshot {
     /// Every key still in the store: a loaded key that is not is unloaded.
     pub keys: Vec<KeyId>,

@@ -65,7 +65,7 @@ pub fn run(command: OperatorCommand, config: &Config) -> Result<()> {
         } => {
             let operator = admin::add_operator(&mut *store, &name, role, &keys, all_keys, now)?;
             let described = describe(&*store, &operator)?;
-            audit(&mut *store, "operator.add", &described)?;
+            audit(&mut *store, "operator.add", &described.replace('\t', " "))?;
             eprintln!("added {described}");
             print_login_link(&mut *store, config, DashboardUser::Operator(operator.id))
         }
