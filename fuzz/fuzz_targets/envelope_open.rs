@@ -79,6 +79,7 @@ fn fixture() -> &'static Mutex<Fixture> {
             locked: vec![],
             sensitive: vec![],
             quorums: vec![],
+            operators: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],

@@ -83,6 +83,7 @@ fn setup() -> Setup {
             locked: vec![],
             sensitive: vec![],
             quorums: vec![],
+            operators: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],

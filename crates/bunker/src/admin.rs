@@ -221,14 +221,13 @@ pub fn allows_needed(
 
 /// The distinct people who allowed `approval` so far, as shown.
 pub fn allowed_by(approval: &PendingApproval) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
     for vote in approval.votes.iter().filter(|v| v.decision.allow) {
-        let name = voter_name(&vote.by);
-        if !names.contains(&name) {
-            names.push(name);
+        if !names.contains(&vote.by.as_str()) {
+            names.push(&vote.by);
         }
     }
-    names
+    names.into_iter().map(voter_name).collect()
 }
 
 /// How a voter or actor is shown: an operator by name, the owner as `owner`.

@@ -152,6 +152,7 @@ pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
             .map(|k| (k.id, k.quorum))
             .collect(),
         keys: keys.into_iter().map(|k| k.id).collect(),
+        operators: store.operators()?,
         tokens: store.tokens()?,
         sessions: store.sessions()?,
         approvals: store.approvals()?,

@@ -158,6 +158,7 @@ fn run(world: &World) -> Vec<String> {
         locked: vec![],
         sensitive: vec![],
         quorums: vec![],
+        operators: vec![],
         tokens: world.tokens.clone(),
         sessions: Vec::new(),
         approvals: Vec::new(),

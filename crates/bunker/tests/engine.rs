@@ -157,6 +157,7 @@ impl Harness {
             locked: vec![],
             sensitive: vec![],
             quorums: vec![],
+            operators: vec![],
             tokens: self.tokens.clone(),
             sessions,
             approvals: vec![],
@@ -315,6 +316,7 @@ fn a_token_minted_after_the_connect_arrived_is_found_on_reload() {
         locked: vec![],
         sensitive: vec![],
         quorums: vec![],
+        operators: vec![],
         tokens: h.tokens.clone(),
         sessions: vec![],
         approvals: vec![],
@@ -916,6 +918,7 @@ fn revocation_from_the_store_takes_effect_on_reload() {
             locked: vec![],
             sensitive: vec![],
             quorums: vec![],
+            operators: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![],
@@ -952,6 +955,7 @@ fn approval_decided_in_the_store_is_applied_on_reload() {
             locked: vec![],
             sensitive: vec![],
             quorums: vec![],
+            operators: vec![],
             tokens: vec![],
             sessions: vec![session],
             approvals: vec![approval],
@@ -1270,6 +1274,7 @@ fn a_deny_rule_added_while_a_request_waits_wins_over_allow_once() {
         locked: vec![],
         sensitive: vec![],
         quorums: vec![],
+        operators: vec![],
         tokens: h.tokens.clone(),
         sessions: vec![session],
         approvals: vec![],
@@ -1299,6 +1304,7 @@ fn a_key_removed_from_the_store_is_unloaded() {
         locked: vec![],
         sensitive: vec![],
         quorums: vec![],
+        operators: vec![],
         tokens: vec![],
         sessions: vec![],
         approvals: vec![],
@@ -1336,6 +1342,7 @@ fn a_locked_key_refuses_everything_and_its_held_requests_until_unlocked() {
         locked,
         sensitive: vec![],
         quorums: vec![],
+        operators: vec![],
         tokens: h.tokens.clone(),
         sessions: sessions.clone(),
         approvals: vec![],
@@ -1460,6 +1467,7 @@ fn sensitive_kinds_always_ask_even_under_a_full_grant() {
         locked: vec![],
         sensitive: vec![(KeyId(1), vec![1])],
         quorums: vec![],
+        operators: vec![],
         tokens: h.tokens.clone(),
         sessions,
         approvals: vec![],
@@ -1489,6 +1497,7 @@ fn a_session_deleted_in_the_store_leaves_the_engine_but_an_uncommitted_one_stays
         locked: vec![],
         sensitive: vec![],
         quorums: vec![],
+        operators: vec![],
         tokens,
         sessions,
         approvals: vec![],
@@ -1534,6 +1543,7 @@ fn a_session_whose_commit_failed_is_rolled_back() {
         locked: vec![],
         sensitive: vec![],
         quorums: vec![],
+        operators: vec![],
         tokens,
         sessions: vec![],
         approvals: vec![],
@@ -1694,6 +1704,22 @@ fn a_quorum_of_distinct_people_releases_a_sensitive_request_and_one_deny_refuses
         locked: vec![],
         sensitive: vec![],
         quorums: vec![(KeyId(1), 2)],
+        // Who may vote: approvers of every key (an auditor never counts).
+        operators: ["carol", "dave", "erin", "olga"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| store::Operator {
+                id: store::OperatorId(i as i64 + 1),
+                name: (*name).into(),
+                role: if *name == "olga" {
+                    store::Role::Auditor
+                } else {
+                    store::Role::Approver
+                },
+                keys: store::KeyScope::All,
+                created_at: Timestamp::from_secs(NOW),
+            })
+            .collect(),
         tokens: h.tokens.clone(),
         sessions,
         approvals: vec![],
@@ -1762,6 +1788,20 @@ fn a_quorum_of_distinct_people_releases_a_sensitive_request_and_one_deny_refuses
         Some(1),
         "the held request shows who allowed so far"
     );
+    // Neither an auditor nor a name the store does not know counts.
+    for by in ["olga", "mallory"] {
+        let out = h
+            .engine
+            .vote(now(), &profile, allow(by), &mut h.rng)
+            .unwrap();
+        assert!(out.publish.is_empty(), "{by}'s allow released it");
+        assert_eq!(h.engine.tally(&profile), Some((1, 2)), "{by}");
+    }
+    let out = h
+        .engine
+        .vote(now(), &profile, deny("mallory"), &mut h.rng)
+        .unwrap();
+    assert!(out.publish.is_empty(), "an unknown name's deny refused it");
     // A second person releases it, and the audit row names both.
     let out = h
         .engine
@@ -1841,4 +1881,27 @@ fn a_quorum_of_distinct_people_releases_a_sensitive_request_and_one_deny_refuses
         Outcome::Result(_)
     ));
     assert_eq!(h.engine.tally(&relays), None);
+
+    // An operator removed: its allow no longer counts.
+    let out = h.send(&sign(&mut c, "follows", 3));
+    assert!(out.publish.is_empty());
+    let follows = held_id(&h, "follows");
+    h.engine
+        .vote(now(), &follows, allow("carol"), &mut h.rng)
+        .unwrap();
+    assert_eq!(h.engine.tally(&follows), Some((1, 2)));
+    let mut without_carol = snapshot.clone();
+    without_carol.operators.retain(|o| o.name != "carol");
+    let out = h.engine.reload(now(), without_carol, &mut h.rng);
+    assert!(out.publish.is_empty());
+    assert_eq!(
+        h.engine.tally(&follows),
+        Some((0, 2)),
+        "carol's allow is withdrawn"
+    );
+    let out = h
+        .engine
+        .vote(now(), &follows, allow("dave"), &mut h.rng)
+        .unwrap();
+    assert!(out.publish.is_empty(), "dave alone is one of two");
 }

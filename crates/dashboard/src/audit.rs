@@ -85,15 +85,34 @@ pub async fn query(
     app.dashboard
         .with_store(move |store| {
             let keys = store.keys().map_err(admin::AdminError::from)?;
+            // Another key's name is as unknown as a name no key has.
             let key_id = if key.is_empty() {
                 None
             } else {
-                Some(admin::pick_key(store, Some(&key))?.id)
+                let found = keys
+                    .iter()
+                    .find(|k| k.name == key && viewer.covers(k.id))
+                    .ok_or_else(|| {
+                        DashboardError::BadRequest(format!(
+                            "no key named `{}`",
+                            describe::clip(&key, 40)
+                        ))
+                    })?;
+                Some(found.id)
             };
+            // A scoped viewer's rows are selected in the store, so the limit
+            // counts its rows only.
+            let key_ids = (!viewer.covers_all()).then(|| {
+                keys.iter()
+                    .filter(|k| viewer.covers(k.id))
+                    .map(|k| k.id)
+                    .collect()
+            });
             let query = AuditQuery {
                 since,
                 until: None,
                 key_id,
+                key_ids,
                 client,
                 method,
                 decision,

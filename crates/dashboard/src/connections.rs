@@ -219,7 +219,8 @@ pub async fn list_page(
         body.push_str("<section class=\"card flush\"><table class=\"list\"><thead><tr><th>App</th><th>Permissions</th>\
                        <th>Last used</th><th class=\"num\">Requests</th><th></th></tr></thead><tbody>");
         for v in &active {
-            body.push_str(&row(v, session.csrf(), now));
+            let manages = session.viewer().manages(KeyId(v.key_id));
+            body.push_str(&row(v, session.csrf(), now, manages));
         }
         body.push_str("</tbody></table></section>");
     }
@@ -395,23 +396,32 @@ fn chips(v: &SessionView) -> String {
     }
 }
 
-fn row(v: &SessionView, csrf: &str, now: u64) -> String {
+/// One active session; `manages`: with its Edit and Revoke buttons (an
+/// auditor reads only).
+fn row(v: &SessionView, csrf: &str, now: u64, manages: bool) -> String {
     let last = v
         .last_used_at
         .map(|t| html::ago(now, t))
         .unwrap_or_else(|| "never".into());
+    let actions = if manages {
+        format!(
+            "<a class=\"btn small\" href=\"/connections/{key_id}/{client}\">Edit</a>\
+             <form method=\"post\" action=\"/connections/revoke\" data-confirm=\"Revoke this app? It will have to connect again.\">\
+             {csrf}<input type=\"hidden\" name=\"key_id\" value=\"{key_id}\"><input type=\"hidden\" name=\"client\" value=\"{client}\">\
+             <button class=\"btn small deny-outline\">Revoke</button></form>",
+            key_id = v.key_id,
+            client = esc(&v.client),
+            csrf = html::csrf_field(csrf),
+        )
+    } else {
+        String::new()
+    };
     format!(
         "<tr><td>{app}</td><td class=\"chips\">{chips}</td><td>{last}</td><td class=\"num\">{requests}</td>\
-         <td class=\"actions\"><a class=\"btn small\" href=\"/connections/{key_id}/{client}\">Edit</a>\
-         <form method=\"post\" action=\"/connections/revoke\" data-confirm=\"Revoke this app? It will have to connect again.\">\
-         {csrf}<input type=\"hidden\" name=\"key_id\" value=\"{key_id}\"><input type=\"hidden\" name=\"client\" value=\"{client}\">\
-         <button class=\"btn small deny-outline\">Revoke</button></form></td></tr>",
+         <td class=\"actions\">{actions}</td></tr>",
         app = app_cell(v),
         chips = chips(v),
         requests = v.requests,
-        key_id = v.key_id,
-        client = esc(&v.client),
-        csrf = html::csrf_field(csrf),
     )
 }
 

@@ -1223,6 +1223,14 @@ impl Store for PostgresStore {
                 sql.push_str(&format!(" AND {condition} ${}", args.len()));
             }
         }
+        let key_ids: Option<Vec<i64>> = query
+            .key_ids
+            .as_ref()
+            .map(|ids| ids.iter().map(|k| k.0).collect());
+        if let Some(ids) = &key_ids {
+            args.push(ids);
+            sql.push_str(&format!(" AND key_id = ANY(${})", args.len()));
+        }
         sql.push_str(" ORDER BY at DESC, seq DESC");
         if let Some(v) = &limit {
             args.push(v);
@@ -1507,7 +1515,8 @@ impl Store for PostgresStore {
 
     fn add_operator(&mut self, operator: &NewOperator) -> Result<OperatorId, StoreError> {
         let all = i32::from(matches!(operator.keys, KeyScope::All));
-        self.write_if("adding an operator", false, |tx| {
+        // Mirrored: bunkers count an operator's votes only once they know it.
+        self.write_if("adding an operator", true, |tx| {
             let inserted = tx.query_one(
                 "INSERT INTO operators (name, role, all_keys, created_at) \
                  VALUES ($1, $2, $3, $4) RETURNING id",
@@ -1574,8 +1583,17 @@ impl Store for PostgresStore {
     }
 
     fn remove_operator(&mut self, name: &str) -> Result<(), StoreError> {
-        self.write_if("removing an operator", false, |tx| {
-            // Its keys, login links and sessions go with it (ON DELETE CASCADE).
+        let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
+        self.write_if("removing an operator", true, |tx| {
+            // Its keys, login links and sessions go with it (ON DELETE
+            // CASCADE); its answers to requests still waiting are withdrawn.
+            tx.execute(
+                "UPDATE approvals SET votes = (SELECT COALESCE(jsonb_agg(v), '[]'::jsonb) \
+                 FROM jsonb_array_elements(votes::jsonb) AS v WHERE v->>'by' <> $1)::text \
+                 WHERE status = $2",
+                &[&name, &pending],
+            )
+            .ctx("withdrawing an operator's votes")?;
             let removed = tx
                 .execute("DELETE FROM operators WHERE name = $1", &[&name])
                 .ctx("removing an operator")?;

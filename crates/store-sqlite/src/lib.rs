@@ -1180,6 +1180,13 @@ impl Store for SqliteStore {
         if let Some(method) = &query.method {
             filter("method = ?", Value::Text(method.clone()));
         }
+        if let Some(ids) = &query.key_ids {
+            let list: Vec<i64> = ids.iter().map(|k| k.0).collect();
+            filter(
+                "key_id IN (SELECT value FROM json_each(?))",
+                Value::Text(to_json(&list, "key ids")?),
+            );
+        }
         if let Some(decision) = query.decision {
             filter("decision = ?", Value::Text(decision.as_str().to_owned()));
         }
@@ -1555,6 +1562,15 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting to remove an operator")?;
+        // Its answers to requests still waiting are withdrawn.
+        let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
+        tx.execute(
+            "UPDATE approvals SET votes = (SELECT json_group_array(json(value)) \
+             FROM json_each(approvals.votes) WHERE json_extract(value, '$.by') <> ?1) \
+             WHERE status = ?2",
+            params![name, pending],
+        )
+        .ctx("withdrawing an operator's votes")?;
         // Its keys, login links and sessions go with it (ON DELETE CASCADE);
         // deleted explicitly too, so the same holds whatever the pragma.
         for table in ["dashboard_logins", "dashboard_sessions", "operator_keys"] {

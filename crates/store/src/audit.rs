@@ -118,6 +118,8 @@ pub struct AuditQuery {
     pub until: Option<Timestamp>,
     /// Only this key.
     pub key_id: Option<KeyId>,
+    /// Only these keys (an operator's scope; empty: no rows).
+    pub key_ids: Option<Vec<KeyId>>,
     /// Only this client.
     pub client: Option<PublicKey>,
     /// Only this method.

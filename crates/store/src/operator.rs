@@ -118,26 +118,34 @@ pub enum OperatorNameError {
     /// Empty or longer than [`MAX_NAME`].
     #[error("an operator name is 1 to {MAX_NAME} characters")]
     Length,
-    /// A character outside letters, digits, `.`, `_` and `-`, or not
-    /// starting with a letter or digit.
+    /// A character outside lowercase letters, digits, `.`, `_` and `-`, or
+    /// not starting with a letter or digit.
     #[error(
-        "an operator name is letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+        "an operator name is lowercase letters, digits, `.`, `_` and `-`, starting with a \
+         letter or digit"
     )]
     Characters,
+    /// `owner`: how the store's owner is shown.
+    #[error("`owner` is how the store's owner is shown; choose another name")]
+    Reserved,
 }
 
-/// Check an operator name: 1–64 of `A-Z a-z 0-9 . _ -`, starting with a
-/// letter or digit (so never [`OWNER`], and safe in logs, CSV and HTML).
+/// Check an operator name: 1–64 of `a-z 0-9 . _ -`, starting with a letter
+/// or digit, not `owner` — so never [`OWNER`] nor shown as it, one spelling
+/// per person (no `Alice` beside `alice`), and safe in logs, CSV and HTML.
 pub fn check_name(name: &str) -> Result<(), OperatorNameError> {
     if name.is_empty() || name.len() > MAX_NAME {
         return Err(OperatorNameError::Length);
     }
     let plain = name
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
     let starts_plain = name.as_bytes()[0].is_ascii_alphanumeric();
     if !plain || !starts_plain {
         return Err(OperatorNameError::Characters);
+    }
+    if name == "owner" {
+        return Err(OperatorNameError::Reserved);
     }
     Ok(())
 }
@@ -187,6 +195,9 @@ mod tests {
         assert_eq!(check_name("a b"), Err(OperatorNameError::Characters));
         assert_eq!(check_name("=cmd"), Err(OperatorNameError::Characters));
         assert_eq!(check_name("ålice"), Err(OperatorNameError::Characters));
+        assert_eq!(check_name("Alice"), Err(OperatorNameError::Characters));
+        assert_eq!(check_name("owner"), Err(OperatorNameError::Reserved));
+        assert!(check_name("owner2").is_ok());
     }
 
     #[test]

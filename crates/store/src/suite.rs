@@ -1092,12 +1092,36 @@ pub fn audit_filters(store: &mut dyn Store) {
             method: Some("sign_event".to_owned()),
             decision: Some(AuditDecision::Allowed),
             limit: Some(10),
+            key_ids: Some(vec![a, b]),
         }),
         ["r0"]
     );
     assert!(
         ids(AuditQuery {
             key_id: Some(KeyId(999)),
+            ..all()
+        })
+        .is_empty()
+    );
+    // An operator's scope: the limit applies to its keys' rows.
+    assert_eq!(
+        ids(AuditQuery {
+            key_ids: Some(vec![b]),
+            limit: Some(1),
+            ..all()
+        }),
+        ["r3"]
+    );
+    assert_eq!(
+        ids(AuditQuery {
+            key_ids: Some(vec![a, b]),
+            ..all()
+        }),
+        ["r4", "r3", "r2", "r1", "r0"]
+    );
+    assert!(
+        ids(AuditQuery {
+            key_ids: Some(vec![]),
             ..all()
         })
         .is_empty()
@@ -1963,11 +1987,43 @@ pub fn operators_round_trip_and_removal_ends_their_logins(store: &mut dyn Store)
         ),
         Some(as_carol)
     );
+    // Carol's answers to a request still waiting go with her; others stay.
+    let vote = |by: &str| Vote {
+        by: by.into(),
+        decision: ApprovalDecision {
+            allow: true,
+            scope: DecisionScope::Once,
+        },
+    };
+    apply(
+        store,
+        &[Change::PutApproval(approval(
+            alice,
+            "held",
+            100,
+            ApprovalStatus::Pending,
+        ))],
+    );
+    for by in ["carol", "dave", "carol-2"] {
+        apply(
+            store,
+            &[Change::DecideApproval {
+                id: ApprovalId("held".into()),
+                vote: vote(by),
+            }],
+        );
+    }
     ok(store.remove_operator("carol"), "removing carol");
     assert!(matches!(
         store.remove_operator("carol"),
         Err(StoreError::NotFound(_))
     ));
+    let held = ok(store.approvals(), "approvals");
+    assert_eq!(
+        held[0].votes,
+        [vote("dave"), vote("carol-2")],
+        "carol's vote is withdrawn"
+    );
     assert_eq!(
         ok(
             store.check_dashboard_secret(session, &[3; 32], now),

@@ -5,7 +5,7 @@ use nip46::envelope;
 use nip46::nostr::prelude::{Event, Timestamp};
 use nip46::{Command, Method, Request, Response};
 use store::{
-    ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, Change, DecisionScope,
+    ApprovalDecision, ApprovalId, ApprovalStatus, AuditDecision, Change, DecisionScope, KeyId,
     PendingApproval, RequestSummary, Rule, RuleEffect, Vote,
 };
 
@@ -113,17 +113,6 @@ fn clip_marked(text: &str, max: usize) -> String {
         (kept, 0) => kept,
         (kept, hidden) => format!("{kept}…(+{hidden})"),
     }
-}
-
-/// The distinct people who allowed, in the order they did.
-fn allowers(votes: &[Vote]) -> Vec<&str> {
-    let mut names: Vec<&str> = Vec::new();
-    for vote in votes.iter().filter(|v| v.decision.allow) {
-        if !names.contains(&vote.by.as_str()) {
-            names.push(&vote.by);
-        }
-    }
-    names
 }
 
 /// A held request as its answer names it (the method as parsed when held).
@@ -349,10 +338,28 @@ impl Engine {
     /// needs; `None` when it is not held here.
     pub fn tally(&self, id: &ApprovalId) -> Option<(u32, u32)> {
         let held = self.held.get(id)?;
-        Some((
-            allowers(&held.approval.votes).len() as u32,
-            self.votes_needed(held),
-        ))
+        Some((self.allowers(held).len() as u32, self.votes_needed(held)))
+    }
+
+    /// Whether `by` may answer for `key` now: the owner, or an operator
+    /// with the owner or approver role covering the key (a removed
+    /// operator's vote, or an auditor's, never counts).
+    fn may_vote(&self, by: &str, key: KeyId) -> bool {
+        by == store::OWNER
+            || self.operators.get(by).is_some_and(|o| {
+                matches!(o.role, store::Role::Owner | store::Role::Approver) && o.covers(key)
+            })
+    }
+
+    /// The distinct people who may vote and allowed, in the order they did.
+    fn allowers<'h>(&self, held: &'h Held) -> Vec<&'h str> {
+        let mut names: Vec<&str> = Vec::new();
+        for vote in held.approval.votes.iter().filter(|v| v.decision.allow) {
+            if self.may_vote(&vote.by, held.ctx.key_id) && !names.contains(&vote.by.as_str()) {
+                names.push(&vote.by);
+            }
+        }
+        names
     }
 
     /// How many distinct people must allow a held request.
@@ -400,16 +407,30 @@ impl Engine {
 
     /// Answer a held request if its votes settle it: the first deny
     /// refuses it, enough allows release it. The audit row names who.
-    fn settle(&mut self, now: Millis, id: &ApprovalId, rng: &mut dyn Randomness) -> Output {
+    pub(super) fn settle(
+        &mut self,
+        now: Millis,
+        id: &ApprovalId,
+        rng: &mut dyn Randomness,
+    ) -> Output {
         let Some(held) = self.held.get(id) else {
             return Output::default();
         };
+        let key = held.ctx.key_id;
         let votes = &held.approval.votes;
-        let (decision, by) = match votes.iter().find(|v| !v.decision.allow) {
+        let deny = votes
+            .iter()
+            .find(|v| !v.decision.allow && self.may_vote(&v.by, key));
+        let (decision, by) = match deny {
             Some(deny) => (deny.decision, deny.by.clone()),
             None => {
-                let names = allowers(votes);
-                let Some(last) = votes.last() else {
+                let names = self.allowers(held);
+                // The releasing allow's scope (once, or always) applies.
+                let Some(last) = votes
+                    .iter()
+                    .rev()
+                    .find(|v| v.decision.allow && self.may_vote(&v.by, key))
+                else {
                     return Output::default();
                 };
                 if (names.len() as u32) < self.votes_needed(held) {

@@ -196,6 +196,8 @@ pub struct Snapshot {
     pub sensitive: Vec<(KeyId, Vec<u16>)>,
     /// Keys whose sensitive kinds need more than one person's allow.
     pub quorums: Vec<(KeyId, u32)>,
+    /// The operators: whose votes on held requests count, for which keys.
+    pub operators: Vec<store::Operator>,
     /// Every token.
     pub tokens: Vec<ConnectionToken>,
     /// Every session.
@@ -391,6 +393,9 @@ pub struct Engine {
     sensitive: BTreeMap<KeyId, BTreeSet<u16>>,
     /// Keys' quorums above 1, as last reloaded.
     quorums: BTreeMap<KeyId, u32>,
+    /// Operators by name, as last reloaded: a vote counts only from the
+    /// owner or an operator who may answer for the request's key now.
+    operators: BTreeMap<String, store::Operator>,
 }
 
 /// The reason every request for a locked key is refused with.
@@ -446,6 +451,7 @@ impl Engine {
             locked: BTreeSet::new(),
             sensitive: BTreeMap::new(),
             quorums: BTreeMap::new(),
+            operators: BTreeMap::new(),
         }
     }
 

@@ -49,6 +49,13 @@ impl Engine {
             .into_iter()
             .map(|(key, kinds)| (key, kinds.into_iter().collect()))
             .collect();
+        let operators: BTreeMap<String, store::Operator> = snapshot
+            .operators
+            .iter()
+            .map(|o| (o.name.clone(), o.clone()))
+            .collect();
+        let voters_changed = operators != self.operators;
+        self.operators = operators;
         let quorums: BTreeMap<KeyId, u32> = snapshot.quorums.iter().copied().collect();
         if quorums != self.quorums {
             tracing::info!(keys = quorums.len(), "keys' quorums changed");
@@ -113,6 +120,14 @@ impl Engine {
             .collect();
         for key in pending_replies {
             out.merge(self.send_connect_reply(now, key, rng));
+        }
+        // An operator added (or given a key) may make votes given before
+        // count; one removed withdrew its (the store dropped them too).
+        if voters_changed {
+            let held: Vec<ApprovalId> = self.held.keys().cloned().collect();
+            for id in held {
+                out.merge(self.settle(now, &id, rng));
+            }
         }
         // Answers given elsewhere (the CLI, another replica's dashboard) to
         // requests held here; those counted already are skipped.

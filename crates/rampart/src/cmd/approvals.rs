@@ -71,8 +71,18 @@ fn list(store: &dyn Store, json: bool, sensitive: &[u16]) -> Result<()> {
         if json {
             println!("{}", json_terminal_safe(&serde_json::to_string(&view)?));
         } else {
+            let votes = if view.allows_needed > 1 {
+                format!(
+                    "\t{} of {} allowed ({})",
+                    view.allowed_by.len(),
+                    view.allows_needed,
+                    view.allowed_by.join(",")
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "{}\t{}\t{}\t{}",
+                "{}\t{}\t{}\t{}{votes}",
                 view.id,
                 terminal_safe(&view.key),
                 terminal_safe(&view.app),
@@ -102,6 +112,19 @@ fn decide(store: &mut dyn Store, d: Decide, allow: bool) -> Result<()> {
     };
     let decision = answer.decision(admin::until(now, d.r#for));
     admin::record_decision(store, &approval.id, decision)?;
-    eprintln!("{} {}", answer.done(), approval.id);
+    let action = admin::Action {
+        method: "approval.vote",
+        by: store::OWNER,
+        key_id: approval.key_id,
+        client: Some(approval.client),
+        detail: &format!("{} {}", answer.as_str(), approval.id),
+    };
+    admin::audit_action(store, &action, now)?;
+    eprintln!(
+        "{}: answer recorded for {}; the running bunker applies it within a second \
+         (a request that needs several people to allow it waits for the others)",
+        answer.done(),
+        approval.id
+    );
     Ok(())
 }

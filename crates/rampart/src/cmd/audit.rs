@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use bunker::admin::AuditView;
+use bunker::admin::{self, AuditView};
 use bunker::describe::{json_terminal_safe, terminal_safe};
 use nip46::nostr::prelude::Timestamp;
 use store::{AuditDecision, AuditQuery, ChainPoint};
@@ -187,8 +187,16 @@ fn list(args: Args, config: &Config) -> Result<()> {
             } else {
                 format!("\t×{}", row.events)
             };
+            let by = row
+                .operator
+                .as_deref()
+                .map(|o| {
+                    let names: Vec<String> = o.split(',').map(admin::voter_name).collect();
+                    format!("\tby {}", terminal_safe(&names.join(",")))
+                })
+                .unwrap_or_default();
             println!(
-                "{}\t{}\t{}…\t{}{}\t{}\t{}{events}",
+                "{}\t{}\t{}…\t{}{}\t{}\t{}{events}{by}",
                 row.at.as_secs(),
                 terminal_safe(key),
                 row.client

@@ -86,14 +86,20 @@ pub fn run(command: PolicyCommand, config: &Config) -> Result<()> {
                     detail: &format!("{n} {}", names.join(",")),
                 };
                 admin::audit_action(&mut *store, &action, Timestamp::now())?;
-                let deciders = deciders(&*store)?;
-                if n as usize > deciders {
-                    eprintln!(
-                        "warning: {deciders} people can answer requests (the owner and {} \
-                         operator(s) with the owner or approver role); a quorum of {n} can \
-                         never be met until there are more (`rampart operator add`)",
-                        deciders - 1
-                    );
+                for k in store.keys()? {
+                    if key.as_deref().is_some_and(|name| name != k.name) {
+                        continue;
+                    }
+                    let deciders = deciders(&*store, k.id)?;
+                    if n as usize > deciders {
+                        eprintln!(
+                            "warning: {deciders} people can answer for {} (the owner and the \
+                             operators with the owner or approver role covering it); a quorum \
+                             of {n} can never be met until there are more (`rampart operator \
+                             add`)",
+                            k.name
+                        );
+                    }
                 }
             }
             for k in store.keys()? {
@@ -106,13 +112,13 @@ pub fn run(command: PolicyCommand, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// How many distinct people can answer held requests at all: the owner,
-/// and the operators who decide (for some key).
-fn deciders(store: &dyn Store) -> Result<usize> {
+/// How many distinct people can answer `key`'s held requests: the owner,
+/// and the operators who decide for it.
+fn deciders(store: &dyn Store, key: store::KeyId) -> Result<usize> {
     let operators = store.operators()?;
     Ok(1 + operators
         .iter()
-        .filter(|o| matches!(o.role, store::Role::Owner | store::Role::Approver))
+        .filter(|o| matches!(o.role, store::Role::Owner | store::Role::Approver) && o.covers(key))
         .count())
 }
 
