@@ -7,31 +7,11 @@
 //     steps: [{ url, answer, via: "link" | "address-bar", remember? }] }
 // Prints one JSON report on stdout.
 
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const config = JSON.parse(process.argv[2]);
 const report = { steps: [] };
-
-// A fresh profile; the flags keep Chromium from calling home (this machine
-// refuses outside connections) and make it run as root in a container.
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), "rampart-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: config.chromium,
-  headless: true,
-  viewport: { width: 1000, height: 700 },
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const { context, close } = await launch(config.chromium);
 
 try {
   const page = context.pages()[0] ?? (await context.newPage());
@@ -85,8 +65,7 @@ try {
     report.steps.push(seen);
   }
 } finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 
 console.log(JSON.stringify(report));

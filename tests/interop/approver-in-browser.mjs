@@ -10,29 +10,11 @@
 // (`mine`: the id of a request for the approver's key, `other`: one for a
 // key it does not cover). Prints one JSON report on stdout.
 
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const config = JSON.parse(process.argv[2]);
 const report = {};
-
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), "rampart-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: config.chromium,
-  headless: true,
-  viewport: { width: 1000, height: 700 },
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const { context, close } = await launch(config.chromium);
 
 try {
   const page = context.pages()[0] ?? (await context.newPage());
@@ -82,8 +64,7 @@ try {
     .locator("article.request")
     .evaluateAll((cards) => cards.map((c) => c.id.replace(/^request-/, "")));
 } finally {
-  await context.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 
 console.log(JSON.stringify(report));

@@ -251,17 +251,7 @@ pub fn set_quorum(
             "a quorum is at least 1 (1: one person's allow is enough)".into(),
         ));
     }
-    let keys = store.keys()?;
-    let (key_id, names) = match name.map(str::trim).filter(|n| !n.is_empty()) {
-        Some(n) => {
-            let key = keys
-                .into_iter()
-                .find(|k| k.name == n)
-                .ok_or_else(|| AdminError::NotFound(format!("no key named `{n}`")))?;
-            (Some(key.id), vec![key.name])
-        }
-        None => (None, keys.into_iter().map(|k| k.name).collect()),
-    };
+    let (key_id, names) = named_or_every_key(store, name)?;
     store.apply(&[Change::SetQuorum { key_id, quorum }])?;
     Ok(names)
 }
@@ -504,22 +494,31 @@ pub fn set_lock(
     lock: bool,
     now: Timestamp,
 ) -> Result<Vec<String>, AdminError> {
-    let keys = store.keys()?;
-    let (key_id, names) = match name.map(str::trim) {
-        Some(n) => {
-            let key = keys
-                .into_iter()
-                .find(|k| k.name == n)
-                .ok_or_else(|| AdminError::NotFound(format!("no key named `{n}`")))?;
-            (Some(key.id), vec![key.name])
-        }
-        None => (None, keys.into_iter().map(|k| k.name).collect()),
-    };
+    let (key_id, names) = named_or_every_key(store, name)?;
     store.apply(&[Change::SetKeyLock {
         key_id,
         locked_at: lock.then_some(now),
     }])?;
     Ok(names)
+}
+
+/// The key named (its id and name), or with `None` every key (no id, every
+/// name): what a change to one key or to all applies to.
+fn named_or_every_key(
+    store: &dyn Store,
+    name: Option<&str>,
+) -> Result<(Option<KeyId>, Vec<String>), AdminError> {
+    let keys = store.keys()?;
+    match name.map(str::trim) {
+        Some(n) => {
+            let key = keys
+                .into_iter()
+                .find(|k| k.name == n)
+                .ok_or_else(|| AdminError::NotFound(format!("no key named `{n}`")))?;
+            Ok((Some(key.id), vec![key.name]))
+        }
+        None => Ok((None, keys.into_iter().map(|k| k.name).collect())),
+    }
 }
 
 /// The key named, or the first one.

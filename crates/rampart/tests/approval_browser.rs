@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use nip46::nostr::prelude::Event;
 use nip46::{ErrorCode, Outcome, Response};
-use testkit::{RampartProcess, RawClient, ci, skipped};
+use testkit::{DashboardClient, RampartProcess, RawClient, ci, skipped};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 const WAIT: Duration = Duration::from_secs(10);
@@ -51,6 +51,44 @@ fn browser() -> Result<PathBuf, String> {
         return Err("playwright-core not installed (npm ci in tests/interop)".into());
     }
     Ok(chromium)
+}
+
+/// Chromium's path, or `None` after saying why the test is skipped (never
+/// under CI).
+fn browser_or_skip(test: &str) -> Option<PathBuf> {
+    match browser() {
+        Ok(path) => Some(path),
+        Err(why) => {
+            assert!(
+                !ci(),
+                "the browser test must run in CI: {why}; see .ci/install"
+            );
+            skipped(&format!("{test}: {why}"));
+            None
+        }
+    }
+}
+
+/// Run a playwright script of tests/interop with `config`; its JSON report.
+async fn run_script(script: &'static str, config: serde_json::Value) -> serde_json::Value {
+    let dir = workspace().join("tests/interop");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(config.to_string())
+            .current_dir(dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser script failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("a JSON report")
 }
 
 fn template(kind: u16, content: &str, tags: serde_json::Value) -> serde_json::Value {
@@ -81,16 +119,8 @@ async fn answers(c: &mut RawClient, ids: &[&str]) -> HashMap<String, Response> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_and_deny_in_chromium_through_auth_url() {
-    let chromium = match browser() {
-        Ok(path) => path,
-        Err(why) => {
-            assert!(
-                !ci(),
-                "the browser test must run in CI: {why}; see .ci/install"
-            );
-            skipped(&format!("browser approval test: {why}"));
-            return;
-        }
+    let Some(chromium) = browser_or_skip("browser approval test") else {
+        return;
     };
     let bunker = RampartProcess::start(
         Path::new(BIN),
@@ -160,24 +190,7 @@ async fn approve_and_deny_in_chromium_through_auth_url() {
             {"url": urls["always-me"], "answer": "allow_always", "via": "address-bar", "remember": "1day"},
         ],
     });
-    let dir = workspace().join("tests/interop");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("approve-in-browser.mjs")
-            .arg(script.to_string())
-            .current_dir(dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the browser script failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+    let report = run_script("approve-in-browser.mjs", script).await;
 
     // Without a session: a login page, nothing to approve with.
     assert_eq!(report["loggedOut"]["heading"], "Log in first", "{report}");
@@ -239,31 +252,10 @@ async fn approve_and_deny_in_chromium_through_auth_url() {
     c.close().await;
 }
 
-/// Run `rampart` on the bunker's data dir; its stdout, or a failed test.
-fn cli(bunker: &RampartProcess, args: &[&str]) -> String {
-    let out = bunker.cli(args);
-    assert!(
-        out.status.success(),
-        "rampart {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The login link an operator command printed, on the dashboard the bunker
-/// actually serves (its port is chosen at start).
-fn operator_link(bunker: &RampartProcess, printed: &str) -> String {
-    let token = printed.trim().split("token=").nth(1).expect("a login link");
-    let start = bunker
-        .dashboard_login_url()
-        .expect("the dashboard's address");
-    let base = start.split("/login").next().unwrap();
-    format!("{base}/login?token={token}")
-}
-
 /// The ids of the held requests, by key name.
 fn held_by_key(bunker: &RampartProcess) -> HashMap<String, String> {
-    cli(bunker, &["approvals", "list", "--json"])
+    bunker
+        .cli_ok(&["approvals", "list", "--json"])
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -287,31 +279,20 @@ async fn connected(uri: &str) -> RawClient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approver_sees_and_answers_only_its_keys_requests_in_chromium() {
-    let chromium = match browser() {
-        Ok(path) => path,
-        Err(why) => {
-            assert!(
-                !ci(),
-                "the browser test must run in CI: {why}; see .ci/install"
-            );
-            skipped(&format!("approver browser test: {why}"));
-            return;
-        }
+    let Some(chromium) = browser_or_skip("approver browser test") else {
+        return;
     };
     let env = [("RAMPART_APPROVAL_TIMEOUT_SECS", "180")];
     let args = ["--grant", "read"];
     let mut bunker = RampartProcess::start(Path::new(BIN), None, &env, &args);
-    cli(&bunker, &["key", "generate", "--name", "bob"]);
+    bunker.cli_ok(&["key", "generate", "--name", "bob"]);
     assert!(bunker.stop());
     bunker.restart(&args);
-    let carol = cli(
-        &bunker,
-        &[
-            "operator", "add", "carol", "--role", "approver", "--keys", "default",
-        ],
-    );
-    let login = operator_link(&bunker, &carol);
-    let listed = cli(&bunker, &["operator", "list"]);
+    let carol = bunker.cli_ok(&[
+        "operator", "add", "carol", "--role", "approver", "--keys", "default",
+    ]);
+    let login = DashboardClient::link_on(&bunker.dashboard_login_url().unwrap(), &carol);
+    let listed = bunker.cli_ok(&["operator", "list"]);
     assert!(listed.contains("carol\tapprover\tdefault"), "{listed}");
 
     // One app per key, each asking for something no rule covers.
@@ -351,24 +332,7 @@ async fn an_approver_sees_and_answers_only_its_keys_requests_in_chromium() {
         "other": held["bob"],
         "screenshot": screenshot,
     });
-    let dir = workspace().join("tests/interop");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("approver-in-browser.mjs")
-            .arg(script.to_string())
-            .current_dir(dir)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the browser script failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+    let report = run_script("approver-in-browser.mjs", script).await;
 
     assert_eq!(report["afterLogin"], "/", "{report}");
     assert_eq!(report["viewer"], "carol (approver)", "{report}");
@@ -429,7 +393,8 @@ async fn an_approver_sees_and_answers_only_its_keys_requests_in_chromium() {
 
     // The audit log names who did what: carol's login, carol's allow, the
     // owner's deny; and the chain verifies.
-    let rows: Vec<serde_json::Value> = cli(&bunker, &["audit", "--json"])
+    let rows: Vec<serde_json::Value> = bunker
+        .cli_ok(&["audit", "--json"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -454,7 +419,7 @@ async fn an_approver_sees_and_answers_only_its_keys_requests_in_chromium() {
         by("operator.add", "carol approver default"),
         Some(serde_json::json!("owner"))
     );
-    cli(&bunker, &["audit", "verify"]);
+    bunker.cli_ok(&["audit", "verify"]);
     mine.close().await;
     other.close().await;
 }

@@ -17,18 +17,8 @@ use testkit::{DashboardClient, RampartProcess, RawClient};
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 const WAIT: Duration = Duration::from_secs(15);
 
-fn cli(bunker: &RampartProcess, args: &[&str]) -> String {
-    let out = bunker.cli(args);
-    assert!(
-        out.status.success(),
-        "rampart {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 async fn operator(bunker: &RampartProcess, args: &[&str]) -> DashboardClient {
-    let printed = cli(bunker, args);
+    let printed = bunker.cli_ok(args);
     let link = DashboardClient::link_on(&bunker.dashboard_login_url().unwrap(), &printed);
     DashboardClient::login(&link).await
 }
@@ -44,8 +34,8 @@ fn sign_kind(client: &mut RawClient, id: &str, kind: u16) -> Event {
 async fn roles_scope_the_dashboard_and_a_quorum_of_two_releases_a_sensitive_kind() {
     let env = [("RAMPART_APPROVAL_TIMEOUT_SECS", "120")];
     let bunker = RampartProcess::start(Path::new(BIN), None, &env, &["--grant", "full"]);
-    cli(&bunker, &["policy", "quorum", "--key", "default", "2"]);
-    let quorum = cli(&bunker, &["policy", "quorum"]);
+    bunker.cli_ok(&["policy", "quorum", "--key", "default", "2"]);
+    let quorum = bunker.cli_ok(&["policy", "quorum"]);
     assert_eq!(quorum.trim(), "default\t2");
     let owner = DashboardClient::login(&bunker.dashboard_login_url().unwrap()).await;
     let carol = operator(
@@ -167,14 +157,14 @@ async fn roles_scope_the_dashboard_and_a_quorum_of_two_releases_a_sensitive_kind
     );
 
     // Removed, carol is logged out at her next request.
-    cli(&bunker, &["operator", "remove", "carol"]);
+    bunker.cli_ok(&["operator", "remove", "carol"]);
     let (status, _) = carol.get_json("/api/pending").await;
     assert_eq!(status, 401);
-    let listed = cli(&bunker, &["operator", "list"]);
+    let listed = bunker.cli_ok(&["operator", "list"]);
     assert_eq!(listed.trim(), "erin\tauditor\tall keys");
-    let csv = cli(&bunker, &["audit", "--format", "csv"]);
+    let csv = bunker.cli_ok(&["audit", "--format", "csv"]);
     assert!(csv.lines().next().unwrap().ends_with(",operator"), "{csv}");
     assert!(csv.contains("operator.remove"), "{csv}");
-    cli(&bunker, &["audit", "verify"]);
+    bunker.cli_ok(&["audit", "verify"]);
     app.close().await;
 }

@@ -973,17 +973,6 @@ async fn a_replica_restarted_within_its_lease_waits_it_out_and_nothing_is_lost()
     drop(b);
 }
 
-/// Run `rampart` on a replica's data dir and database; its stdout.
-fn cli(bunker: &RampartProcess, args: &[&str]) -> String {
-    let out = bunker.cli(args);
-    assert!(
-        out.status.success(),
-        "rampart {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A `sign_event` of `kind` (sensitive kinds are held whatever the grant).
 fn sign_kind(client: &mut RawClient, id: &str, kind: u16) -> nip46::nostr::prelude::Event {
     let template = serde_json::json!({
@@ -1001,24 +990,18 @@ async fn a_quorum_is_met_by_two_operators_on_two_replicas_dashboards() {
     let relay = server::spawn(ServerConfig::default()).await.unwrap();
     let a = replica(&url, &relay.url(), "a");
     let b = replica(&url, &relay.url(), "b");
-    cli(&a, &["policy", "quorum", "--key", "default", "2"]);
-    let carol = cli(
-        &a,
-        &[
-            "operator",
-            "add",
-            "carol",
-            "--role",
-            "approver",
-            "--all-keys",
-        ],
-    );
-    let dave = cli(
-        &b,
-        &[
-            "operator", "add", "dave", "--role", "approver", "--keys", "default",
-        ],
-    );
+    a.cli_ok(&["policy", "quorum", "--key", "default", "2"]);
+    let carol = a.cli_ok(&[
+        "operator",
+        "add",
+        "carol",
+        "--role",
+        "approver",
+        "--all-keys",
+    ]);
+    let dave = b.cli_ok(&[
+        "operator", "add", "dave", "--role", "approver", "--keys", "default",
+    ]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let carol_on_a = DashboardClient::login(&DashboardClient::link_on(
         &a.dashboard_login_url().unwrap(),
@@ -1108,11 +1091,11 @@ async fn a_quorum_is_met_by_two_operators_on_two_replicas_dashboards() {
     );
 
     // Removing an operator ends its dashboard session at once, on every replica.
-    cli(&a, &["operator", "remove", "dave"]);
+    a.cli_ok(&["operator", "remove", "dave"]);
     let (status, _) = dave_on_b.get_json("/api/pending").await;
     assert_eq!(status, 401, "a removed operator is logged out");
     let (status, _) = carol_on_a.get_json("/api/pending").await;
     assert_eq!(status, 200);
-    cli(&a, &["audit", "verify"]);
+    a.cli_ok(&["audit", "verify"]);
     client.close().await;
 }

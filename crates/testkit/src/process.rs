@@ -381,6 +381,17 @@ impl RampartProcess {
         child.wait_with_output().expect("rampart output")
     }
 
+    /// Run another `rampart` command that must succeed; its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "rampart {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Mint a token with `grant` while the bunker runs.
     pub fn mint(&self, grant: &str, extra: &[&str]) -> String {
         let mut args = vec!["uri", "--grant", grant, "--relay", &self.relay_url];
