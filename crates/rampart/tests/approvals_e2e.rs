@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nip46::nostr::prelude::Event;
 use nip46::{ErrorCode, Outcome, Response};
-use testkit::{RampartProcess, RawClient};
+use testkit::{DashboardClient, RampartProcess, RawClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 const WAIT: Duration = Duration::from_secs(10);
@@ -162,85 +162,21 @@ async fn approvals_from_another_shell_stick_and_unanswered_ones_expire() {
     c.close().await;
 }
 
-/// A reqwest client logged in to the bunker's dashboard.
-struct DashboardClient {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
+/// The bunker's owner on its dashboard (the link printed at start).
+async fn owner_dashboard(bunker: &RampartProcess) -> DashboardClient {
+    DashboardClient::login(
+        &bunker
+            .dashboard_login_url()
+            .expect("a login link on stderr"),
+    )
+    .await
 }
 
-impl DashboardClient {
-    async fn login(bunker: &RampartProcess) -> Self {
-        let link = bunker
-            .dashboard_login_url()
-            .expect("a login link on stderr");
-        let base = link.split("/login").next().unwrap().to_string();
-        // Built with the client crate, reqwest's rustls needs a provider (even for http://).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(WAIT)
-            .build()
-            .unwrap();
-        let r = http.get(&link).send().await.unwrap();
-        assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER);
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let r = http
-            .get(format!("{base}/api/csrf"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
-        let csrf: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        let csrf = csrf["csrf_token"].as_str().unwrap().to_string();
-        DashboardClient {
-            http,
-            base,
-            cookie,
-            csrf,
-        }
-    }
-
-    async fn get(&self, path: &str) -> serde_json::Value {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        serde_json::from_str(&r.text().await.unwrap()).unwrap()
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        body: serde_json::Value,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .header("x-csrf-token", &self.csrf)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        (
-            status,
-            serde_json::from_str(&r.text().await.unwrap()).unwrap_or_default(),
-        )
-    }
+/// `GET path`, which must succeed; its JSON.
+async fn get_ok(dash: &DashboardClient, path: &str) -> serde_json::Value {
+    let (status, body) = dash.get_json(path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +187,7 @@ async fn auth_url_then_the_dashboard_api_answers_at_once() {
         &[("RAMPART_AUTH_URL", "true")],
         &["--grant", "read"],
     );
-    let dash = DashboardClient::login(&bunker).await;
+    let dash = owner_dashboard(&bunker).await;
     let mut c = connected(&bunker).await;
 
     // The auth_url challenge comes first, pointing at this bunker's dashboard.
@@ -278,28 +214,28 @@ async fn auth_url_then_the_dashboard_api_answers_at_once() {
         "{urls:?}"
     );
 
-    let pending = dash.get("/api/pending").await;
+    let pending = get_ok(&dash, "/api/pending").await;
     assert_eq!(pending.as_array().unwrap().len(), 2, "{pending}");
     let id_of = |request: &str| {
         let url = &urls[request];
         url.rsplit('/').next().unwrap().to_string()
     };
     let (status, body) = dash
-        .post(
+        .post_json(
             &format!("/api/approvals/{}", id_of("api-1")),
             serde_json::json!({"answer": "allow_once"}),
         )
         .await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(status, 200, "{body}");
     let r = c.response_to("api-1", WAIT).await.unwrap();
     assert_eq!(signed(&r).content, "via the API");
     let (status, _) = dash
-        .post(
+        .post_json(
             &format!("/api/approvals/{}", id_of("api-2")),
             serde_json::json!({"answer": "deny_always"}),
         )
         .await;
-    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(status, 200);
     let r = c.response_to("api-2", WAIT).await.unwrap();
     assert_eq!(code(&r), Some(ErrorCode::Unauthorized));
     // Denied for good: refused at once, no challenge.
@@ -313,17 +249,17 @@ async fn auth_url_then_the_dashboard_api_answers_at_once() {
     assert_eq!(code(&r), Some(ErrorCode::Unauthorized));
 
     // The audit log through the API shows the approval.
-    let audit = dash.get("/api/audit?decision=approved").await;
+    let audit = get_ok(&dash, "/api/audit?decision=approved").await;
     assert_eq!(audit[0]["request_id"], "api-1", "{audit}");
     // A session edit through the API reaches the running bunker.
     let client = c.keys.public_key().to_hex();
     let (status, body) = dash
-        .post(
+        .post_json(
             &format!("/api/sessions/1/{client}/rules"),
             serde_json::json!({"permission": "sign_event:7", "effect": "allow"}),
         )
         .await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(status, 200, "{body}");
     let mut answered = false;
     for i in 0..50 {
         let id = format!("react-{i}");
@@ -336,7 +272,7 @@ async fn auth_url_then_the_dashboard_api_answers_at_once() {
         // Not reloaded yet: challenged; refuse it and try again.
         if let Outcome::AuthUrl(url) = r.outcome {
             let approval = url.rsplit('/').next().unwrap().to_string();
-            dash.post(
+            dash.post_json(
                 &format!("/api/approvals/{approval}"),
                 serde_json::json!({"answer": "deny_once"}),
             )
