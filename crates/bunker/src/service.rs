@@ -24,24 +24,28 @@
 //! bunker's largest cost after the signatures — and it never waits for
 //! anything that has not arrived yet.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nip46::nostr::prelude::{Event, Filter, Kind, Timestamp};
+use nip46::nostr::prelude::{Event, Filter, Kind, PublicKey, SubscriptionId, Timestamp};
 use relay::pool::{PoolEvent, RelayPool};
 use store::writer::{CommitJob, StoreWriter};
 use store::{
-    ApprovalId, ApprovalStatus, AuditEntry, Change, HeldRequest, PendingApproval, ReplicaId,
-    SealedAnswer, Store, StoreError, Vote,
+    ApprovalId, ApprovalStatus, AuditEntry, Change, HeldRequest, KeyId, PendingApproval, ReplicaId,
+    SealedAnswer, Store, StoreError, StoredKey, Vote,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Millis;
-use crate::engine::{AcceptError, DecideError, Engine, Output, Rollback, Snapshot, VoteOutcome};
+use crate::engine::{
+    AcceptError, DecideError, Engine, Output, Rollback, Snapshot, TransportKey, VoteOutcome,
+};
 use crate::metrics::Metrics;
 use crate::randomness::OsRandomness;
 use crate::replicas::{ReplicaConfig, Replicas, Route};
+use crate::vault::Loader;
 
 mod heartbeat;
 
@@ -107,6 +111,9 @@ pub struct ServiceConfig {
     pub replication: Option<Replication>,
     /// Where to count what happens (`/metrics`, `/healthz`).
     pub metrics: Option<Arc<Metrics>>,
+    /// Opens keys added to the store (or given a new signer) while serving,
+    /// so they are served from the next reload; `None`: only after a restart.
+    pub key_loader: Option<Arc<Loader>>,
 }
 
 impl Default for ServiceConfig {
@@ -115,6 +122,7 @@ impl Default for ServiceConfig {
             reload_poll: Duration::from_millis(200),
             replication: None,
             metrics: None,
+            key_loader: None,
         }
     }
 }
@@ -135,8 +143,14 @@ const GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Read the parts of the store the engine mirrors.
 pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
+    Ok(snapshot_and_keys(store)?.0)
+}
+
+/// [`snapshot`], with the stored keys it was read from (sealed: for a
+/// [`Loader`] to open the ones added since).
+fn snapshot_and_keys(store: &dyn Store) -> Result<(Snapshot, Vec<StoredKey>), StoreError> {
     let keys = store.keys()?;
-    Ok(Snapshot {
+    let snapshot = Snapshot {
         locked: keys
             .iter()
             .filter(|k| k.locked_at.is_some())
@@ -151,12 +165,13 @@ pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StoreError> {
             .filter(|k| k.quorum > 1)
             .map(|k| (k.id, k.quorum))
             .collect(),
-        keys: keys.into_iter().map(|k| k.id).collect(),
+        keys: keys.iter().map(|k| k.id).collect(),
         operators: store.operators()?,
         tokens: store.tokens()?,
         sessions: store.sessions()?,
         approvals: store.approvals()?,
-    })
+    };
+    Ok((snapshot, keys))
 }
 
 /// Run the bunker until `shutdown` completes.
@@ -197,14 +212,16 @@ pub async fn run(
     let snapshots = news_tx.clone();
     let writer = StoreWriter::spawn(
         store,
-        Box::new(move |store: &mut dyn Store| match snapshot(store) {
-            Ok(s) => {
-                let _ = snapshots.send(StoreNews::Snapshot(s));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not reload the store after an outside edit")
-            }
-        }),
+        Box::new(
+            move |store: &mut dyn Store| match snapshot_and_keys(store) {
+                Ok((s, keys)) => {
+                    let _ = snapshots.send(StoreNews::Snapshot(s, keys));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not reload the store after an outside edit")
+                }
+            },
+        ),
         config.reload_poll,
     );
     let (mut replicas, mut replica_link) = match config.replication {
@@ -233,7 +250,10 @@ pub async fn run(
         .since(Timestamp::from_secs(
             Millis::now().timestamp().as_secs().saturating_sub(10),
         ));
-    pool.subscribe(vec![filter])?;
+    let subscription = pool.subscribe(vec![filter])?;
+    // Keys that would not open while running: said once each, not at
+    // every reload.
+    let mut unopened: HashSet<(KeyId, PublicKey)> = HashSet::new();
     tracing::info!(
         relays = pool.relay_urls().len(),
         keys = engine.signer_pubkeys().len(),
@@ -259,7 +279,14 @@ pub async fn run(
             Some(news) = news.recv() => {
                 let now = Millis::now();
                 let out = match news {
-                    StoreNews::Snapshot(snapshot) => engine.reload(now, snapshot, &mut rng),
+                    StoreNews::Snapshot(snapshot, keys) => {
+                        if let Some(loader) = &config.key_loader
+                            && load_new_keys(&mut engine, loader, &keys, &mut unopened)
+                        {
+                            resubscribe(&pool, &engine, &subscription);
+                        }
+                        engine.reload(now, snapshot, &mut rng)
+                    }
                     StoreNews::RolledBack(undo) => engine.roll_back(now, undo, &mut rng),
                     StoreNews::Unrecorded(events) => {
                         let ids: Vec<_> = events.iter().map(|e| e.id).collect();
@@ -619,13 +646,61 @@ fn fence(replicas: &mut Replicas, now: Millis, why: &dyn std::fmt::Display) -> b
 
 /// What the writer thread tells the service loop.
 enum StoreNews {
-    /// The store's state (after an outside edit, or after a failed commit).
-    Snapshot(Snapshot),
+    /// The store's state (after an outside edit, or after a failed commit),
+    /// with the stored keys it was read from.
+    Snapshot(Snapshot, Vec<StoredKey>),
     /// A commit failed: what the engine must forget.
     RolledBack(Rollback),
     /// The store failed the commit of these requests' answers (replicas):
     /// handle them again once it is back.
     Unrecorded(Vec<Event>),
+}
+
+/// Open the stored keys the engine does not serve (added since the start,
+/// or given a new signer) and hand them to it; whether any was.
+fn load_new_keys(
+    engine: &mut Engine,
+    loader: &Loader,
+    stored: &[StoredKey],
+    unopened: &mut HashSet<(KeyId, PublicKey)>,
+) -> bool {
+    let mut loaded = false;
+    for key in stored {
+        if engine.serves(key.id, &key.signer_pubkey)
+            || unopened.contains(&(key.id, key.signer_pubkey))
+        {
+            continue;
+        }
+        match loader.load(key) {
+            Ok(signer) => {
+                let transport = TransportKey {
+                    key_id: key.id,
+                    signer,
+                };
+                loaded |= engine.add_signer(transport);
+                tracing::info!(key = %key.name, "serving a key added or re-keyed while running");
+            }
+            Err(e) => {
+                tracing::warn!(key = %key.name, error = %e, "a key added while running does not open; it is served after a restart");
+                unopened.insert((key.id, key.signer_pubkey));
+            }
+        }
+    }
+    loaded
+}
+
+/// Subscribe again with every signer key the engine serves now (the same
+/// subscription, its filter replaced on every relay).
+fn resubscribe(pool: &RelayPool, engine: &Engine, subscription: &SubscriptionId) {
+    let filter = Filter::new()
+        .kind(Kind::NostrConnect)
+        .pubkeys(engine.signer_pubkeys())
+        .since(Timestamp::from_secs(
+            Millis::now().timestamp().as_secs().saturating_sub(10),
+        ));
+    if let Err(e) = pool.subscribe_with_id(subscription.clone(), vec![filter]) {
+        tracing::error!(error = %e, "could not subscribe for the keys loaded while running");
+    }
 }
 
 /// Hands each engine step to the writer: its changes committed first, then

@@ -518,6 +518,29 @@ pub fn reseal(
         .collect()
 }
 
+/// What the running bunker needs to serve keys added to the store after
+/// it started (`rampart key generate`, `key rotate-signer`): the vault and
+/// its key-encryption key, kept for the process's life — no more exposure
+/// than the unlocked keys beside it. Neither `Debug` nor `Clone`.
+pub struct Loader {
+    vault: Arc<Vault>,
+    kek: Kek,
+}
+
+impl Loader {
+    /// A loader into `vault`, opening with `kek`.
+    pub fn new(vault: Arc<Vault>, kek: Kek) -> Self {
+        Loader { vault, kek }
+    }
+
+    /// Open `stored` and serve its user key; its signer key, for the
+    /// engine ([`Vault::load`]). A key sealed under another vault key (the
+    /// passphrase changed since the start) is refused.
+    pub fn load(&self, stored: &StoredKey) -> Result<Keys, VaultError> {
+        self.vault.load(stored, &self.kek)
+    }
+}
+
 /// One unlocked key pair.
 struct Unlocked {
     name: String,
@@ -580,6 +603,43 @@ impl Vault {
             conversations: Mutex::new(HashMap::new()),
         };
         Ok((vault, resealed))
+    }
+
+    /// Open a key added to the store (or given a new signer) after the
+    /// vault was unlocked, and serve its user key; its signer key is
+    /// returned, for the engine. Only keys sealed under `kek` open here
+    /// (every key written since the vault key existed is).
+    pub fn load(&self, stored: &StoredKey, kek: &Kek) -> Result<Keys, VaultError> {
+        let open = |purpose, pubkey: &PublicKey, text: &str| {
+            if !text.starts_with(SEALED) {
+                return Err(VaultError::Kek(
+                    "a key sealed before the vault key opens at the next start",
+                ));
+            }
+            let (secret, _) = kek.open_secret(&stored.name, purpose, pubkey, text)?;
+            let keys = Keys::new(secret);
+            if keys.public_key() != *pubkey {
+                return Err(VaultError::Mismatch(stored.name.clone()));
+            }
+            Ok(keys)
+        };
+        let user = open(Purpose::User, &stored.user_pubkey, &stored.user_secret)?;
+        let signer = open(
+            Purpose::Signer,
+            &stored.signer_pubkey,
+            &stored.signer_secret,
+        )?;
+        let unlocked = Unlocked {
+            name: stored.name.clone(),
+            signer_pubkey: stored.signer_pubkey,
+            user,
+            signer: None,
+        };
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(stored.id, Arc::new(unlocked));
+        Ok(signer)
     }
 
     /// The loaded keys, by id.

@@ -1905,3 +1905,30 @@ fn a_quorum_of_distinct_people_releases_a_sensitive_request_and_one_deny_refuses
         .unwrap();
     assert!(out.publish.is_empty(), "dave alone is one of two");
 }
+
+#[test]
+fn a_key_given_a_new_signer_while_running_answers_only_on_the_new_one() {
+    let mut h = harness();
+    let mut old_client = h.connected("read");
+    let old = h.signer;
+    assert!(h.engine.serves(KeyId(1), &old));
+    let fresh = Keys::generate();
+    let rotated = bunker::TransportKey {
+        key_id: KeyId(1),
+        signer: fresh.clone(),
+    };
+    assert!(h.engine.add_signer(rotated));
+    assert!(!h.engine.serves(KeyId(1), &old));
+    assert!(h.engine.serves(KeyId(1), &fresh.public_key()));
+    assert_eq!(h.engine.signer_pubkeys(), vec![fresh.public_key()]);
+    // A request to the old signer key is nobody's now: dropped, unanswered.
+    let out = h.send(&old_client.request("p", "ping", serde_json::json!([])));
+    assert!(out.publish.is_empty(), "the old signer still answers");
+    // A key the backend does not hold is not served.
+    let unknown = bunker::TransportKey {
+        key_id: KeyId(99),
+        signer: Keys::generate(),
+    };
+    assert!(!h.engine.add_signer(unknown));
+    assert_eq!(h.engine.signer_pubkeys().len(), 1);
+}

@@ -302,9 +302,9 @@ impl Drop for Running {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotated_signer_disconnects_the_apps_and_serves_fresh_tokens_after_a_restart() {
+async fn a_rotated_signer_disconnects_the_apps_and_serves_fresh_tokens_at_once() {
     let args = ["--grant", "read,sign_event:1"];
-    let mut bunker = testkit::RampartProcess::start(Path::new(BIN), None, &[], &args);
+    let bunker = testkit::RampartProcess::start(Path::new(BIN), None, &[], &args);
     let uri = bunker.uri().to_string();
     let old_signer = uri
         .strip_prefix("bunker://")
@@ -324,25 +324,35 @@ async fn a_rotated_signer_disconnects_the_apps_and_serves_fresh_tokens_after_a_r
     let new_signer = ok(out).trim().to_owned();
     assert_eq!(new_signer.len(), 64);
     assert_ne!(new_signer, old_signer);
-    // The running bunker refuses the old session from its next reload.
+    // From its next reload the running bunker no longer answers on the old
+    // signer key (a request to it is a stranger's, unheard).
     let mut refused = false;
     for i in 0..30 {
+        let id = format!("p{i}");
+        let request = c.request(&id, "get_public_key", serde_json::json!([]));
+        c.publish(&request);
         let r = c
-            .call(&format!("p{i}"), "get_public_key", serde_json::json!([]))
+            .response_to(&id, std::time::Duration::from_millis(500))
             .await;
-        if matches!(r.outcome, Outcome::Error(_)) {
+        if !matches!(r.map(|r| r.outcome), Some(Outcome::Result(_))) {
             refused = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(refused, "the old session still served");
+    let late = c.request("late", "get_public_key", serde_json::json!([]));
+    c.publish(&late);
+    assert!(
+        c.response_to("late", std::time::Duration::from_secs(1))
+            .await
+            .is_none(),
+        "the old signer key still answers"
+    );
     c.close().await;
 
-    // Restarted, it serves a fresh token, which names the new signer; the
-    // user key is the same.
-    assert!(bunker.stop());
-    bunker.restart(&args);
+    // Without a restart it serves a fresh token, which names the new
+    // signer; the user key is the same.
     let fresh = bunker.mint("read", &[]);
     assert!(
         fresh.starts_with(&format!("bunker://{new_signer}?")),
@@ -358,4 +368,67 @@ async fn a_rotated_signer_disconnects_the_apps_and_serves_fresh_tokens_after_a_r
     let again = c.call("pk", "get_public_key", serde_json::json!([])).await;
     assert_eq!(again, user);
     c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_generated_while_running_is_served_without_a_restart() {
+    let args = ["--grant", "read,sign_event:1"];
+    let bunker = testkit::RampartProcess::start(Path::new(BIN), None, &[], &args);
+    let npub = bunker
+        .cli_ok(&["key", "generate", "--name", "late"])
+        .trim()
+        .to_owned();
+    let uri = bunker.mint("read,sign_event:1", &["--key", "late"]);
+    let secret = uri.split("secret=").nth(1).unwrap().to_string();
+    let mut c = RawClient::new(&uri).await;
+    // Served from the bunker's next reload (its 200 ms poll): until then a
+    // request to the new signer goes unheard, so it is sent again.
+    let mut answer = None;
+    for _ in 0..50 {
+        let connect = c.request("c", "connect", serde_json::json!(["", secret]));
+        c.publish(&connect);
+        if let Some(r) = c
+            .response_to("c", std::time::Duration::from_millis(200))
+            .await
+        {
+            answer = Some(r);
+            break;
+        }
+    }
+    assert_eq!(
+        answer,
+        Some(Response::ok("c", "ack")),
+        "the new key never answered"
+    );
+    let pk = c.call("pk", "get_public_key", serde_json::json!([])).await;
+    let Outcome::Result(hex) = &pk.outcome else {
+        panic!("{pk:?}")
+    };
+    let user = nip46::nostr::prelude::PublicKey::from_hex(hex).unwrap();
+    assert_eq!(
+        user.to_bech32().unwrap(),
+        npub,
+        "the key generated is the one served"
+    );
+    let template = serde_json::json!({"kind": 1, "content": "late", "tags": []}).to_string();
+    let r = c
+        .call("s", "sign_event", serde_json::json!([template]))
+        .await;
+    let Outcome::Result(json) = &r.outcome else {
+        panic!("{r:?}")
+    };
+    let event = nip46::nostr::prelude::Event::from_json(json).unwrap();
+    event.verify().unwrap();
+    assert_eq!(event.pubkey, user);
+    // The first key still serves as before.
+    let first = bunker.mint("read", &["--key", "default"]);
+    let secret = first.split("secret=").nth(1).unwrap().to_string();
+    let mut d = RawClient::new(&first).await;
+    assert_eq!(
+        d.call("c", "connect", serde_json::json!(["", secret]))
+            .await,
+        Response::ok("c", "ack")
+    );
+    c.close().await;
+    d.close().await;
 }

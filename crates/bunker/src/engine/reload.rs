@@ -8,7 +8,9 @@ use store::{ApprovalId, ApprovalStatus, Change, KeyId, TokenId, Vote};
 
 use nip46::Method;
 
-use super::{Call, ConnectAttempt, Engine, KEY_LOCKED, Output, Refusal, Snapshot};
+use super::{
+    Call, ConnectAttempt, Engine, KEY_LOCKED, Output, Refusal, Signer, Snapshot, TransportKey,
+};
 use crate::clock::Millis;
 use crate::randomness::Randomness;
 
@@ -170,6 +172,40 @@ impl Engine {
 }
 
 impl Engine {
+    /// Whether key `key_id` is served with the signer key `signer`.
+    pub fn serves(&self, key_id: KeyId, signer: &PublicKey) -> bool {
+        self.signers.get(signer).is_some_and(|s| s.key_id == key_id)
+    }
+
+    /// Serve a key loaded while running: one added to the store, or given a
+    /// new signer key (the old one stops serving: its sessions were revoked
+    /// with the rotation, and requests to it are now a stranger's). Its
+    /// user key must be in the backend already; without it nothing changes.
+    pub fn add_signer(&mut self, transport: TransportKey) -> bool {
+        let Some(user_pubkey) = self.backend.user_pubkey(transport.key_id) else {
+            return false;
+        };
+        let old: Vec<PublicKey> = self
+            .signers
+            .iter()
+            .filter(|(_, s)| s.key_id == transport.key_id)
+            .map(|(pk, _)| *pk)
+            .collect();
+        for signer in &old {
+            self.signers.remove(signer);
+        }
+        self.conversations
+            .retain(|(signer, _), _| !old.contains(signer));
+        let signer = Signer {
+            key_id: transport.key_id,
+            user_pubkey,
+            keys: transport.signer,
+        };
+        tracing::info!(key = %transport.key_id, signer = %signer.keys.public_key(), "serving a key loaded while running");
+        self.signers.insert(signer.keys.public_key(), signer);
+        true
+    }
+
     /// Stop serving a key: its held requests are refused (the client is
     /// told, sealed with the signer key while it is still here), then its
     /// signer, sessions, cached conversations and pending connects go.

@@ -128,7 +128,9 @@ pub fn run(command: KeyCommand, config: &Config, env: &Env) -> Result<()> {
             eprintln!(
                 "key `{name}` has a new signer key (above; the old one was {}). Its apps were \
                  disconnected: give each a fresh `rampart uri --key {name}` to connect again. \
-                 Restart `rampart run` (every replica) to serve under the new signer.",
+                 A running `rampart run` (every replica) serves under the new signer within a \
+                 second (one started with another passphrase than the vault's now: after a \
+                 restart).",
                 key.signer_pubkey.to_hex()
             );
         }

@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use bunker::auth_url::AuthUrlBase;
 use bunker::engine::{Engine, TransportKey};
 use bunker::service::{self, AdminCommand, AdminSender, ServiceConfig};
-use bunker::vault::{Kek, Vault};
+use bunker::vault::{Kek, Loader, Vault};
 use dashboard::{Dashboard, DashboardConfig};
 use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
@@ -82,7 +82,7 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
         None => None,
     };
 
-    let (mut store, keys, vault) = open_store_and_unlock(&config, &env).await?;
+    let (mut store, keys, vault, kek) = open_store_and_unlock(&config, &env).await?;
     crate::env::forget_secrets(&mut env);
     let (embedded, relays) = start_relays(&config, &keys).await?;
     let served = relays.clone();
@@ -96,7 +96,10 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
         pool,
         events,
         announcer,
+        vault,
     } = build_engine_and_pool(&config, &keys, vault, &relays, dashboard_addr)?;
+    // Keys added or re-keyed while serving open with the vault key, kept.
+    let key_loader = Some(Arc::new(Loader::new(vault, kek)));
 
     // In-process interfaces decide through the admin channel; they stop
     // when the service has answered every held request and stopped.
@@ -172,6 +175,7 @@ pub async fn run(args: Args, mut config: Config, mut env: Env) -> Result<()> {
         ServiceConfig {
             replication,
             metrics,
+            key_loader,
             ..ServiceConfig::default()
         },
         engine,
@@ -352,7 +356,7 @@ async fn blocking<T: Send + 'static>(
 async fn open_store_and_unlock(
     config: &Config,
     env: &Env,
-) -> Result<(Box<dyn Store>, Vec<StoredKey>, Vault)> {
+) -> Result<(Box<dyn Store>, Vec<StoredKey>, Vault, Kek)> {
     let database = config.database()?;
     tracing::info!(database = %database.redacted(), "opening the store");
     let (mut store, mut keys) = blocking(move || {
@@ -391,7 +395,7 @@ async fn open_store_and_unlock(
         eprintln!("created key `default`: {npub}");
     }
     let unlock_keys = keys.clone();
-    let (vault, store) = blocking(move || {
+    let (vault, store, kek) = blocking(move || {
         let mut store = store;
         let (vault, resealed) = Vault::unlock(&unlock_keys, &kek, &pass)?;
         // Keys from before the key-encryption key: sealed under it now, so
@@ -411,10 +415,10 @@ async fn open_store_and_unlock(
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok((vault, store))
+        Ok((vault, store, kek))
     })
     .await?;
-    Ok((store, keys, vault))
+    Ok((store, keys, vault, kek))
 }
 
 /// The relays to serve on: the configured ones, or the embedded relay
@@ -467,6 +471,8 @@ struct Serving {
     events: mpsc::Receiver<PoolEvent>,
     /// The author of the `kind:31990` announcement, when one was published.
     announcer: Option<PublicKey>,
+    /// The unlocked keys (the engine's backend), for keys loaded later.
+    vault: Arc<Vault>,
 }
 
 /// The engine over the unlocked keys, and the relay pool it is served
@@ -494,9 +500,10 @@ fn build_engine_and_pool(
         }
         _ => None,
     };
+    let vault = Arc::new(vault);
     let engine = Engine::new(
         config.engine(relays.to_vec(), dashboard_addr)?,
-        Arc::new(vault),
+        vault.clone(),
         transport,
     );
     let pool_config = PoolConfig {
@@ -524,6 +531,7 @@ fn build_engine_and_pool(
         pool,
         events,
         announcer: announcement.map(|e| e.pubkey),
+        vault,
     })
 }
 
