@@ -29,7 +29,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nip46::nostr::prelude::{Event, Filter, Kind, PublicKey, SubscriptionId, Timestamp};
+use nip46::nostr::prelude::{Event, Filter, Kind, SubscriptionId, Timestamp};
 use relay::pool::{PoolEvent, RelayPool};
 use store::writer::{CommitJob, StoreWriter};
 use store::{
@@ -43,7 +43,7 @@ use crate::engine::{
     AcceptError, DecideError, Engine, Output, Rollback, Snapshot, TransportKey, VoteOutcome,
 };
 use crate::metrics::Metrics;
-use crate::randomness::OsRandomness;
+use crate::randomness::{OsRandomness, Randomness};
 use crate::replicas::{ReplicaConfig, Replicas, Route};
 use crate::vault::Loader;
 
@@ -195,22 +195,26 @@ pub async fn run(
     // A replica leaves held requests in the store: their holders (or this
     // replica's previous run) are adopted at the first heartbeat.
     let expire_held = config.replication.is_none();
-    let (engine_back, store, rng, initial) = tokio::task::spawn_blocking(move || {
+    let loader = config.key_loader.clone();
+    let (engine_back, store, rng, initial, unopened) = tokio::task::spawn_blocking(move || {
         let mut rng = OsRandomness::new();
         let mut store = store;
-        let initial = load(&mut engine, &mut *store, &mut rng, expire_held);
-        (engine, store, rng, initial)
+        let mut unopened = Unopened::new();
+        let keys = loader.as_deref().map(|l| (l, &mut unopened));
+        let initial = load(&mut engine, &mut *store, &mut rng, expire_held, keys);
+        (engine, store, rng, initial, unopened)
     })
     .await
     .map_err(|e| ServiceError::Store(StoreError::Database(format!("the load task failed: {e}"))))?;
     engine = engine_back;
     let mut rng = rng;
-    let initial = initial?;
+    let (initial, seen) = initial?;
+    let mut unopened = unopened;
     // What the writer thread reports, in the order it happens: a failed
     // commit's rollback first, then the store's state read after it.
     let (news_tx, mut news) = mpsc::unbounded_channel::<StoreNews>();
     let snapshots = news_tx.clone();
-    let writer = StoreWriter::spawn(
+    let writer = StoreWriter::spawn_since(
         store,
         Box::new(
             move |store: &mut dyn Store| match snapshot_and_keys(store) {
@@ -223,6 +227,7 @@ pub async fn run(
             },
         ),
         config.reload_poll,
+        seen,
     );
     let (mut replicas, mut replica_link) = match config.replication {
         Some(replication) => {
@@ -251,9 +256,6 @@ pub async fn run(
             Millis::now().timestamp().as_secs().saturating_sub(10),
         ));
     let subscription = pool.subscribe(vec![filter])?;
-    // Keys that would not open while running: said once each, not at
-    // every reload.
-    let mut unopened: HashSet<(KeyId, PublicKey)> = HashSet::new();
     tracing::info!(
         relays = pool.relay_urls().len(),
         keys = engine.signer_pubkeys().len(),
@@ -280,12 +282,17 @@ pub async fn run(
                 let now = Millis::now();
                 let out = match news {
                     StoreNews::Snapshot(snapshot, keys) => {
-                        if let Some(loader) = &config.key_loader
-                            && load_new_keys(&mut engine, loader, &keys, &mut unopened)
-                        {
-                            resubscribe(&pool, &engine, &subscription);
+                        let mut out = Output::default();
+                        if let Some(loader) = &config.key_loader {
+                            let (answers, loaded) =
+                                load_new_keys(&mut engine, loader, &keys, &mut unopened, now, &mut rng);
+                            out.merge(answers);
+                            if loaded {
+                                resubscribe(&pool, &engine, &subscription);
+                            }
                         }
-                        engine.reload(now, snapshot, &mut rng)
+                        out.merge(engine.reload(now, snapshot, &mut rng));
+                        out
                     }
                     StoreNews::RolledBack(undo) => engine.roll_back(now, undo, &mut rng),
                     StoreNews::Unrecorded(events) => {
@@ -369,12 +376,18 @@ pub async fn run(
 /// previous run can no longer be answered (their requests died with it) —
 /// unless replicas adopt them (`expire_held` false) —, and request ids
 /// processed recently must not be processed again.
+/// The first load: stale approvals expired, replay protection seeded, the
+/// store's state mirrored — with the keys added since the process read them
+/// (before unlocking) loaded too. Returns the store's external version as
+/// read before the snapshot, for the writer to watch from (so an edit made
+/// before it starts is not missed).
 fn load(
     engine: &mut Engine,
     store: &mut dyn Store,
     rng: &mut OsRandomness,
     expire_held: bool,
-) -> Result<Output, StoreError> {
+    keys: Option<(&Loader, &mut Unopened)>,
+) -> Result<(Output, Option<u64>), StoreError> {
     let now = Millis::now();
     let stale: Vec<Change> = store
         .approvals()?
@@ -400,7 +413,14 @@ fn load(
             .saturating_sub(engine.replay_window_secs()),
     );
     engine.seed_replay(now, store.audited_events(since)?);
-    Ok(engine.reload(now, snapshot(store)?, rng))
+    let seen = store.external_version().ok();
+    let (snapshot, stored) = snapshot_and_keys(store)?;
+    let mut out = Output::default();
+    if let Some((loader, unopened)) = keys {
+        out.merge(load_new_keys(engine, loader, &stored, unopened, now, rng).0);
+    }
+    out.merge(engine.reload(now, snapshot, rng));
+    Ok((out, seen))
 }
 
 /// Whether the subscription is live yet, and who waits for it.
@@ -658,35 +678,53 @@ enum StoreNews {
 
 /// Open the stored keys the engine does not serve (added since the start,
 /// or given a new signer) and hand them to it; whether any was.
+/// Stored keys that would not open while running, by id and sealed texts
+/// (a reseal or a new signer is tried again): said once each, not at every
+/// reload.
+type Unopened = HashSet<(KeyId, String, String)>;
+
+/// Open the stored keys the engine does not serve (added since the start,
+/// or given a new signer) and hand them to it: what that answers (a
+/// re-keyed key's held requests refused), and whether any key was loaded.
 fn load_new_keys(
     engine: &mut Engine,
     loader: &Loader,
     stored: &[StoredKey],
-    unopened: &mut HashSet<(KeyId, PublicKey)>,
-) -> bool {
+    unopened: &mut Unopened,
+    now: Millis,
+    rng: &mut dyn Randomness,
+) -> (Output, bool) {
+    let mut out = Output::default();
     let mut loaded = false;
     for key in stored {
-        if engine.serves(key.id, &key.signer_pubkey)
-            || unopened.contains(&(key.id, key.signer_pubkey))
-        {
+        let sealed = (key.id, key.user_secret.clone(), key.signer_secret.clone());
+        if engine.serves(key.id, &key.signer_pubkey) || unopened.contains(&sealed) {
             continue;
         }
+        let rekeyed = engine.serves_key(key.id);
         match loader.load(key) {
             Ok(signer) => {
                 let transport = TransportKey {
                     key_id: key.id,
                     signer,
                 };
-                loaded |= engine.add_signer(transport);
-                tracing::info!(key = %key.name, "serving a key added or re-keyed while running");
+                if let Some(answers) = engine.add_signer(now, transport, rng) {
+                    out.merge(answers);
+                    loaded = true;
+                    tracing::info!(key = %key.name, rekeyed, "serving a key added or re-keyed while running");
+                }
+            }
+            Err(e) if rekeyed => {
+                tracing::error!(key = %key.name, error = %e, "a key's new signer key does not open here: it keeps its old signer until a restart");
+                unopened.insert(sealed);
             }
             Err(e) => {
-                tracing::warn!(key = %key.name, error = %e, "a key added while running does not open; it is served after a restart");
-                unopened.insert((key.id, key.signer_pubkey));
+                tracing::error!(key = %key.name, error = %e, "a key added while running does not open here; it is served after a restart");
+                unopened.insert(sealed);
             }
         }
     }
-    loaded
+    (out, loaded)
 }
 
 /// Subscribe again with every signer key the engine serves now (the same

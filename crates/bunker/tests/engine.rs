@@ -1904,6 +1904,11 @@ fn a_quorum_of_distinct_people_releases_a_sensitive_request_and_one_deny_refuses
         .vote(now(), &follows, allow("dave"), &mut h.rng)
         .unwrap();
     assert!(out.publish.is_empty(), "dave alone is one of two");
+    // Carol added again (a new person of that name) starts without the
+    // allow the old carol gave.
+    let out = h.engine.reload(now(), snapshot.clone(), &mut h.rng);
+    assert!(out.publish.is_empty(), "the old carol's allow came back");
+    assert_eq!(h.engine.tally(&follows), Some((1, 2)));
 }
 
 #[test]
@@ -1912,14 +1917,29 @@ fn a_key_given_a_new_signer_while_running_answers_only_on_the_new_one() {
     let mut old_client = h.connected("read");
     let old = h.signer;
     assert!(h.engine.serves(KeyId(1), &old));
+    // A request held under the old signer when the key is re-keyed.
+    let template = serde_json::json!({"kind": 1, "content": "", "tags": []}).to_string();
+    let out = h.send(&old_client.request("held", "sign_event", serde_json::json!([template])));
+    assert!(out.publish.is_empty(), "held");
     let fresh = Keys::generate();
     let rotated = bunker::TransportKey {
         key_id: KeyId(1),
         signer: fresh.clone(),
     };
-    assert!(h.engine.add_signer(rotated));
+    let out = h
+        .engine
+        .add_signer(now(), rotated, &mut h.rng)
+        .expect("the key is in the backend");
+    // The held request is refused, sealed by the old signer before it goes.
+    let resp = only_reply(&mut old_client, &out);
+    assert!(
+        matches!(&resp.outcome, Outcome::Error(e) if e.code == Some(ErrorCode::Unauthorized)),
+        "{resp:?}"
+    );
+    assert!(h.engine.pending().is_empty());
     assert!(!h.engine.serves(KeyId(1), &old));
     assert!(h.engine.serves(KeyId(1), &fresh.public_key()));
+    assert!(h.engine.serves_key(KeyId(1)));
     assert_eq!(h.engine.signer_pubkeys(), vec![fresh.public_key()]);
     // A request to the old signer key is nobody's now: dropped, unanswered.
     let out = h.send(&old_client.request("p", "ping", serde_json::json!([])));
@@ -1929,6 +1949,7 @@ fn a_key_given_a_new_signer_while_running_answers_only_on_the_new_one() {
         key_id: KeyId(99),
         signer: Keys::generate(),
     };
-    assert!(!h.engine.add_signer(unknown));
+    assert!(h.engine.add_signer(now(), unknown, &mut h.rng).is_none());
+    assert!(!h.engine.serves_key(KeyId(99)));
     assert_eq!(h.engine.signer_pubkeys().len(), 1);
 }

@@ -117,6 +117,19 @@ impl StoreWriter {
         on_external_change: ExternalChange,
         poll: Duration,
     ) -> Self {
+        Self::spawn_since(store, on_external_change, poll, None)
+    }
+
+    /// [`StoreWriter::spawn`], for a caller that read the store at
+    /// [`Store::external_version`] `seen` before handing it over: a change
+    /// another process made since then is reported at the first check, not
+    /// missed.
+    pub fn spawn_since(
+        store: Box<dyn Store>,
+        on_external_change: ExternalChange,
+        poll: Duration,
+        seen: Option<u64>,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel();
         let poll = poll.max(MIN_POLL);
         let shared = Arc::new(Shared {
@@ -127,7 +140,7 @@ impl StoreWriter {
         let for_thread = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name("rampart-store-writer".to_owned())
-            .spawn(move || run(&for_thread, receiver, on_external_change, poll));
+            .spawn(move || run(&for_thread, receiver, on_external_change, poll, seen));
         match spawned {
             Ok(thread) => StoreWriter {
                 sender: Some(sender),
@@ -261,11 +274,12 @@ fn run(
     receiver: Receiver<Vec<CommitJob>>,
     mut on_external_change: ExternalChange,
     poll: Duration,
+    seen: Option<u64>,
 ) {
     // A panic while the lock was held cannot leave a transaction half
     // written (each is all or nothing): a poisoned lock is still usable.
     let lock = || shared.store.lock().unwrap_or_else(|p| p.into_inner());
-    let mut watcher = Watcher::new(&mut **lock());
+    let mut watcher = Watcher::new(&mut **lock(), seen);
     loop {
         let mut batch = match receiver.recv_timeout(poll) {
             Ok(jobs) => jobs,
@@ -389,7 +403,11 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn new(store: &mut dyn Store) -> Self {
+    /// Watching from version `seen` (when the caller read it), else from now.
+    fn new(store: &mut dyn Store, seen: Option<u64>) -> Self {
+        if seen.is_some() {
+            return Watcher { last: seen };
+        }
         let last = match store.external_version() {
             Ok(version) => Some(version),
             Err(e) => {

@@ -77,7 +77,8 @@ impl Output {
         self.changes.is_empty() && self.publish.is_empty()
     }
 
-    pub(super) fn merge(&mut self, other: Output) {
+    /// Append what `other` does after what this does.
+    pub fn merge(&mut self, other: Output) {
         self.changes.extend(other.changes);
         self.publish.extend(other.publish);
         self.wants_reload |= other.wants_reload;

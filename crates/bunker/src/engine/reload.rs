@@ -58,6 +58,16 @@ impl Engine {
             .collect();
         let voters_changed = operators != self.operators;
         self.operators = operators;
+        if voters_changed {
+            // A removed operator's votes go (the store dropped them too): a
+            // new operator of the same name starts with none.
+            let operators = &self.operators;
+            for held in self.held.values_mut() {
+                held.approval
+                    .votes
+                    .retain(|v| v.by == store::OWNER || operators.contains_key(&v.by));
+            }
+        }
         let quorums: BTreeMap<KeyId, u32> = snapshot.quorums.iter().copied().collect();
         if quorums != self.quorums {
             tracing::info!(keys = quorums.len(), "keys' quorums changed");
@@ -177,20 +187,40 @@ impl Engine {
         self.signers.get(signer).is_some_and(|s| s.key_id == key_id)
     }
 
+    /// Whether key `key_id` is served at all (under any signer key).
+    pub fn serves_key(&self, key_id: KeyId) -> bool {
+        self.signers.values().any(|s| s.key_id == key_id)
+    }
+
     /// Serve a key loaded while running: one added to the store, or given a
-    /// new signer key (the old one stops serving: its sessions were revoked
-    /// with the rotation, and requests to it are now a stranger's). Its
-    /// user key must be in the backend already; without it nothing changes.
-    pub fn add_signer(&mut self, transport: TransportKey) -> bool {
-        let Some(user_pubkey) = self.backend.user_pubkey(transport.key_id) else {
-            return false;
-        };
+    /// new signer key — then the old one stops serving (its sessions were
+    /// revoked with the rotation; requests to it are now a stranger's), and
+    /// the requests held or deferred under it are refused first, while it
+    /// can still seal the answer. Its user key must be in the backend
+    /// already; without it nothing changes (`None`).
+    pub fn add_signer(
+        &mut self,
+        now: Millis,
+        transport: TransportKey,
+        rng: &mut dyn Randomness,
+    ) -> Option<Output> {
+        let user_pubkey = self.backend.user_pubkey(transport.key_id)?;
         let old: Vec<PublicKey> = self
             .signers
             .iter()
             .filter(|(_, s)| s.key_id == transport.key_id)
             .map(|(pk, _)| *pk)
             .collect();
+        let mut out = Output::default();
+        if !old.is_empty() {
+            out = self.refuse_held_of(
+                now,
+                transport.key_id,
+                "the key's signer key was replaced; connect again",
+                rng,
+            );
+            self.deferred.retain(|d| !old.contains(&d.ctx.signer));
+        }
         for signer in &old {
             self.signers.remove(signer);
         }
@@ -203,7 +233,7 @@ impl Engine {
         };
         tracing::info!(key = %transport.key_id, signer = %signer.keys.public_key(), "serving a key loaded while running");
         self.signers.insert(signer.keys.public_key(), signer);
-        true
+        Some(out)
     }
 
     /// Stop serving a key: its held requests are refused (the client is

@@ -130,7 +130,8 @@ pub fn run(command: KeyCommand, config: &Config, env: &Env) -> Result<()> {
                  disconnected: give each a fresh `rampart uri --key {name}` to connect again. \
                  A running `rampart run` (every replica) serves under the new signer within a \
                  second (one started with another passphrase than the vault's now: after a \
-                 restart).",
+                 restart); restart it to also announce the new signer (NIP-05, NIP-89) and \
+                 authenticate to relays with it.",
                 key.signer_pubkey.to_hex()
             );
         }
