@@ -338,6 +338,24 @@ pub fn audit_action(
     Ok(())
 }
 
+/// Append an edit made by the store's owner (the CLI) to the audit log.
+pub fn audit_owner_action(
+    store: &mut dyn Store,
+    method: &str,
+    key_id: KeyId,
+    client: Option<PublicKey>,
+    detail: &str,
+) -> Result<(), AdminError> {
+    let action = Action {
+        method,
+        by: store::OWNER,
+        key_id,
+        client,
+        detail,
+    };
+    audit_action(store, &action, Timestamp::now())
+}
+
 /// The audit row of an action.
 pub fn action_entry(action: &Action<'_>, now: Timestamp) -> AuditEntry {
     AuditEntry {

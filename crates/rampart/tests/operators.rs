@@ -165,6 +165,27 @@ async fn roles_scope_the_dashboard_and_a_quorum_of_two_releases_a_sensitive_kind
     let csv = bunker.cli_ok(&["audit", "--format", "csv"]);
     assert!(csv.lines().next().unwrap().ends_with(",operator"), "{csv}");
     assert!(csv.contains("operator.remove"), "{csv}");
+    // The owner's edits from the CLI are audited as the owner's.
+    bunker.cli_ok(&["lock", "--key", "default"]);
+    bunker.cli_ok(&["unlock"]);
+    let rows: Vec<serde_json::Value> = bunker
+        .cli_ok(&["audit", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (method, key) in [
+        ("key.lock", "default"),
+        ("key.unlock", "-"),
+        ("key.quorum", "default"),
+    ] {
+        assert!(
+            rows.iter().any(|r| r["method"] == method
+                && r["key"] == key
+                && r["operator"] == "owner"
+                && r["decision"] == "action"),
+            "{method} on {key} by the owner: {rows:?}"
+        );
+    }
     bunker.cli_ok(&["audit", "verify"]);
     app.close().await;
 }

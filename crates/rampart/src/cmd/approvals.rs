@@ -112,14 +112,13 @@ fn decide(store: &mut dyn Store, d: Decide, allow: bool) -> Result<()> {
     };
     let decision = answer.decision(admin::until(now, d.r#for));
     admin::record_decision(store, &approval.id, decision)?;
-    let action = admin::Action {
-        method: "approval.vote",
-        by: store::OWNER,
-        key_id: approval.key_id,
-        client: Some(approval.client),
-        detail: &format!("{} {}", answer.as_str(), approval.id),
-    };
-    admin::audit_action(store, &action, now)?;
+    admin::audit_owner_action(
+        store,
+        "approval.vote",
+        approval.key_id,
+        Some(approval.client),
+        &format!("{} {}", answer.as_str(), approval.id),
+    )?;
     eprintln!(
         "{}: answer recorded for {}; the running bunker applies it within a second \
          (a request that needs several people to allow it waits for the others)",

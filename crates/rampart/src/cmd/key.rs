@@ -8,6 +8,7 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::{Context, Result, bail};
+use bunker::admin;
 use bunker::vault::{self, Kek, Passphrase, SecretInput};
 use nip46::nostr::nips::nip19::ToBech32;
 use nip46::nostr::nips::nip49::KeySecurity;
@@ -124,6 +125,13 @@ pub fn run(command: KeyCommand, config: &Config, env: &Env) -> Result<()> {
             let kek = open_vault(&mut *store, config, env)?;
             let (signer, sealed) = vault::new_signer(&kek)?;
             store.replace_signer(key.id, &signer, &sealed, Timestamp::now())?;
+            admin::audit_owner_action(
+                &mut *store,
+                "key.rotate_signer",
+                key.id,
+                None,
+                &format!("{name} {}", signer.to_hex()),
+            )?;
             println!("{}", signer.to_hex());
             eprintln!(
                 "key `{name}` has a new signer key (above; the old one was {}). Its apps were \
@@ -136,7 +144,9 @@ pub fn run(command: KeyCommand, config: &Config, env: &Env) -> Result<()> {
             );
         }
         KeyCommand::Remove { name } => {
+            let key = find(&*store, &name)?;
             store.remove_key(&name)?;
+            admin::audit_owner_action(&mut *store, "key.remove", key.id, None, &name)?;
             eprintln!("removed key `{name}` with its tokens and sessions");
         }
     }

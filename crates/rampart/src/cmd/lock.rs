@@ -21,6 +21,12 @@ pub struct Args {
 pub fn run(args: Args, lock: bool, config: &Config) -> Result<()> {
     let mut store = config.database()?.open()?;
     let names = admin::set_lock(&mut *store, args.key.as_deref(), lock, Timestamp::now())?;
+    let key_id = match &args.key {
+        Some(name) => admin::pick_key(&*store, Some(name))?.id,
+        None => store::KeyId(0),
+    };
+    let method = if lock { "key.lock" } else { "key.unlock" };
+    admin::audit_owner_action(&mut *store, method, key_id, None, &names.join(","))?;
     let what = match args.key {
         Some(_) => names.join(", "),
         None if names.is_empty() => "no keys (there are none)".to_owned(),

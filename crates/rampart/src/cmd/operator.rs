@@ -111,13 +111,6 @@ fn describe(store: &dyn Store, operator: &Operator) -> Result<String> {
 }
 
 fn audit(store: &mut dyn Store, method: &str, detail: &str) -> Result<()> {
-    let action = admin::Action {
-        method,
-        by: store::OWNER,
-        key_id: KeyId(0),
-        client: None,
-        detail,
-    };
-    admin::audit_action(store, &action, Timestamp::now())?;
+    admin::audit_owner_action(store, method, KeyId(0), None, detail)?;
     Ok(())
 }

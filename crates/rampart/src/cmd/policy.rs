@@ -8,7 +8,6 @@
 
 use anyhow::{Result, bail};
 use bunker::admin;
-use nip46::nostr::prelude::Timestamp;
 use store::{Change, Store};
 
 use crate::config::Config;
@@ -78,14 +77,8 @@ pub fn run(command: PolicyCommand, config: &Config) -> Result<()> {
                     Some(k) => admin::pick_key(&*store, Some(k))?.id,
                     None => store::KeyId(0),
                 };
-                let action = admin::Action {
-                    method: "key.quorum",
-                    by: store::OWNER,
-                    key_id,
-                    client: None,
-                    detail: &format!("{n} {}", names.join(",")),
-                };
-                admin::audit_action(&mut *store, &action, Timestamp::now())?;
+                let detail = format!("{n} {}", names.join(","));
+                admin::audit_owner_action(&mut *store, "key.quorum", key_id, None, &detail)?;
                 for k in store.keys()? {
                     if key.as_deref().is_some_and(|name| name != k.name) {
                         continue;

@@ -64,6 +64,13 @@ pub fn run(command: SessionsCommand, config: &Config) -> Result<()> {
         SessionsCommand::Revoke { client } => {
             let session = admin::find_session(&*store, &client, now)?;
             admin::revoke_session(&mut *store, session.key_id, &session.client, now)?;
+            admin::audit_owner_action(
+                &mut *store,
+                "session.revoke",
+                session.key_id,
+                Some(session.client),
+                "",
+            )?;
             eprintln!("revoked {}", session.client.to_hex());
             Ok(())
         }
