@@ -245,7 +245,7 @@ pub fn set_quorum(
     store: &mut dyn Store,
     name: Option<&str>,
     quorum: u32,
-) -> Result<Vec<String>, AdminError> {
+) -> Result<Applied, AdminError> {
     if quorum == 0 {
         return Err(AdminError::Invalid(
             "a quorum is at least 1 (1: one person's allow is enough)".into(),
@@ -253,7 +253,7 @@ pub fn set_quorum(
     }
     let (key_id, names) = named_or_every_key(store, name)?;
     store.apply(&[Change::SetQuorum { key_id, quorum }])?;
-    Ok(names)
+    Ok(Applied::to(key_id, names))
 }
 
 /// Add an operator: `keys` by name (ignored for an owner, who covers every
@@ -511,13 +511,31 @@ pub fn set_lock(
     name: Option<&str>,
     lock: bool,
     now: Timestamp,
-) -> Result<Vec<String>, AdminError> {
+) -> Result<Applied, AdminError> {
     let (key_id, names) = named_or_every_key(store, name)?;
     store.apply(&[Change::SetKeyLock {
         key_id,
         locked_at: lock.then_some(now),
     }])?;
-    Ok(names)
+    Ok(Applied::to(key_id, names))
+}
+
+/// The keys an edit of one key or of every key applied to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The key, or `KeyId(0)` for every key (as audit rows name it).
+    pub key_id: KeyId,
+    /// Their names.
+    pub names: Vec<String>,
+}
+
+impl Applied {
+    fn to(key_id: Option<KeyId>, names: Vec<String>) -> Self {
+        Applied {
+            key_id: key_id.unwrap_or(KeyId(0)),
+            names,
+        }
+    }
 }
 
 /// The key named (its id and name), or with `None` every key (no id, every

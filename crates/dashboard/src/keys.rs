@@ -17,7 +17,6 @@ use axum::response::{Html, IntoResponse, Response};
 use bunker::admin;
 use nip46::nostr::prelude::Timestamp;
 use serde::{Deserialize, Serialize};
-use store::KeyId;
 
 use crate::app::App;
 use crate::auth::{AdminSession, Viewer};
@@ -101,17 +100,6 @@ fn key_name(key: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The key id a change names (0: every key), for its audit row.
-async fn key_id_of(app: &App, name: Option<String>) -> KeyId {
-    let Some(name) = name else {
-        return KeyId(0);
-    };
-    app.dashboard
-        .with_store(move |store| Ok(admin::pick_key(store, Some(&name))?.id))
-        .await
-        .unwrap_or(KeyId(0))
-}
-
 /// Set a key's quorum (every key's without one); the names it applied to.
 pub async fn set_quorum(
     app: &App,
@@ -121,20 +109,20 @@ pub async fn set_quorum(
     must_own(viewer)?;
     let name = key_name(&input.key);
     let quorum = input.quorum;
-    let target = name.clone();
-    let names = app
+    let applied = app
         .dashboard
-        .with_store(move |store| Ok(admin::set_quorum(store, target.as_deref(), quorum)?))
+        .with_store(move |store| Ok(admin::set_quorum(store, name.as_deref(), quorum)?))
         .await?;
-    tracing::warn!(keys = %names.join(","), quorum, by = viewer.name(), "quorum set in the dashboard");
+    let names = applied.names.join(",");
+    tracing::warn!(keys = %names, quorum, by = viewer.name(), "quorum set in the dashboard");
     let recorded = Recorded {
         method: "key.quorum",
-        key_id: key_id_of(app, name).await,
+        key_id: applied.key_id,
         client: None,
-        detail: format!("{quorum} {}", names.join(",")),
+        detail: format!("{quorum} {names}"),
     };
     app.dashboard.audit(viewer, recorded).await;
-    Ok(names)
+    Ok(applied.names)
 }
 
 /// Lock or unlock; returns the names of the keys it applied to.
@@ -144,14 +132,9 @@ pub async fn set_lock(
     input: &LockInput,
 ) -> Result<Vec<String>, DashboardError> {
     must_own(viewer)?;
-    let name = input
-        .key
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned);
+    let name = key_name(&input.key);
     let locked = input.locked;
-    let names = app
+    let applied = app
         .dashboard
         .with_store(move |store| {
             Ok(admin::set_lock(
@@ -163,15 +146,16 @@ pub async fn set_lock(
         })
         .await?;
     let verb = if locked { "locked" } else { "unlocked" };
-    tracing::warn!(keys = %names.join(","), by = viewer.name(), "keys {verb} in the dashboard");
+    let names = applied.names.join(",");
+    tracing::warn!(keys = %names, by = viewer.name(), "keys {verb} in the dashboard");
     let recorded = Recorded {
         method: if locked { "key.lock" } else { "key.unlock" },
-        key_id: key_id_of(app, key_name(&input.key)).await,
+        key_id: applied.key_id,
         client: None,
-        detail: names.join(","),
+        detail: names,
     };
     app.dashboard.audit(viewer, recorded).await;
-    Ok(names)
+    Ok(applied.names)
 }
 
 /// `GET /keys`.

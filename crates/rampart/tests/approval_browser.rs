@@ -267,16 +267,6 @@ fn held_by_key(bunker: &RampartProcess) -> HashMap<String, String> {
         .collect()
 }
 
-async fn connected(uri: &str) -> RawClient {
-    let secret = uri.split("secret=").nth(1).unwrap().to_string();
-    let mut c = RawClient::new(uri).await;
-    let r = c
-        .call("c", "connect", serde_json::json!(["", secret]))
-        .await;
-    assert_eq!(r, Response::ok("c", "ack"));
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approver_sees_and_answers_only_its_keys_requests_in_chromium() {
     let Some(chromium) = browser_or_skip("approver browser test") else {
@@ -296,8 +286,8 @@ async fn an_approver_sees_and_answers_only_its_keys_requests_in_chromium() {
     assert!(listed.contains("carol\tapprover\tdefault"), "{listed}");
 
     // One app per key, each asking for something no rule covers.
-    let mut mine = connected(&bunker.mint("read", &["--key", "default"])).await;
-    let mut other = connected(&bunker.mint("read", &["--key", "bob"])).await;
+    let mut mine = RawClient::connected(&bunker.mint("read", &["--key", "default"])).await;
+    let mut other = RawClient::connected(&bunker.mint("read", &["--key", "bob"])).await;
     send(
         &mut mine,
         "for-carol",

@@ -23,13 +23,7 @@ async fn verify_names_an_edited_row_and_catches_a_truncation() {
     let mut bunker =
         RampartProcess::start(Path::new(BIN), None, &[], &["--grant", "sign_event:1,ping"]);
     let uri = bunker.uri().to_string();
-    let secret = uri.split("secret=").nth(1).unwrap().to_string();
-    let mut c = RawClient::new(&uri).await;
-    assert_eq!(
-        c.call("c", "connect", serde_json::json!(["", secret]))
-            .await,
-        Response::ok("c", "ack")
-    );
+    let mut c = RawClient::connected(&uri).await;
     for i in 0..6 {
         let template = serde_json::json!({"kind": 1, "content": format!("n{i}"), "tags": []});
         let r = c
@@ -165,13 +159,7 @@ async fn a_backup_restores_with_its_chain_and_sessions() {
     let args = ["--grant", "sign_event:1"];
     let mut bunker = RampartProcess::start(Path::new(BIN), None, &[], &args);
     let uri = bunker.uri().to_string();
-    let secret = uri.split("secret=").nth(1).unwrap().to_string();
-    let mut c = RawClient::new(&uri).await;
-    assert_eq!(
-        c.call("c", "connect", serde_json::json!(["", secret]))
-            .await,
-        Response::ok("c", "ack")
-    );
+    let mut c = RawClient::connected(&uri).await;
     let sign = |i: usize| {
         let template = serde_json::json!({"kind": 1, "content": format!("n{i}"), "tags": []});
         serde_json::json!([template.to_string()])

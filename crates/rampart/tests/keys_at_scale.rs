@@ -133,14 +133,7 @@ async fn many_keys_are_generated_listed_served_and_resealed() {
             &relay.url(),
         ],
     ));
-    let uri = uri.trim();
-    let mut c = RawClient::new(uri).await;
-    let secret = uri.split("secret=").nth(1).unwrap();
-    assert_eq!(
-        c.call("c", "connect", serde_json::json!(["", secret]))
-            .await,
-        Response::ok("c", "ack")
-    );
+    let mut c = RawClient::connected(uri.trim()).await;
     let r = c.call("pk", "get_public_key", serde_json::json!([])).await;
     let listed = ok(rampart(
         data,
@@ -311,13 +304,7 @@ async fn a_rotated_signer_disconnects_the_apps_and_serves_fresh_tokens_at_once()
         .and_then(|rest| rest.split('?').next())
         .unwrap()
         .to_owned();
-    let secret = uri.split("secret=").nth(1).unwrap().to_string();
-    let mut c = RawClient::new(&uri).await;
-    assert_eq!(
-        c.call("c", "connect", serde_json::json!(["", secret]))
-            .await,
-        Response::ok("c", "ack")
-    );
+    let mut c = RawClient::connected(&uri).await;
     let user = c.call("pk", "get_public_key", serde_json::json!([])).await;
 
     let out = bunker.cli(&["key", "rotate-signer", "default"]);
@@ -354,13 +341,7 @@ async fn a_rotated_signer_disconnects_the_apps_and_serves_fresh_tokens_at_once()
         fresh.starts_with(&format!("bunker://{new_signer}?")),
         "{fresh}"
     );
-    let secret = fresh.split("secret=").nth(1).unwrap().to_string();
-    let mut c = RawClient::new(&fresh).await;
-    assert_eq!(
-        c.call("c", "connect", serde_json::json!(["", secret]))
-            .await,
-        Response::ok("c", "ack")
-    );
+    let mut c = RawClient::connected(&fresh).await;
     let again = c.call("pk", "get_public_key", serde_json::json!([])).await;
     assert_eq!(again, user);
     c.close().await;
@@ -418,13 +399,7 @@ async fn a_key_generated_while_running_is_served_without_a_restart() {
     assert_eq!(event.pubkey, user);
     // The first key still serves as before.
     let first = bunker.mint("read", &["--key", "default"]);
-    let secret = first.split("secret=").nth(1).unwrap().to_string();
-    let mut d = RawClient::new(&first).await;
-    assert_eq!(
-        d.call("c", "connect", serde_json::json!(["", secret]))
-            .await,
-        Response::ok("c", "ack")
-    );
+    let d = RawClient::connected(&first).await;
     c.close().await;
     d.close().await;
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use nip46::nostr::prelude::{Event, Timestamp};
-use nip46::{ErrorCode, Outcome, Response};
+use nip46::{ErrorCode, Outcome};
 use testkit::{DashboardClient, RampartProcess, RawClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
@@ -64,13 +64,7 @@ async fn roles_scope_the_dashboard_and_a_quorum_of_two_releases_a_sensitive_kind
     let out = bunker.cli(&["operator", "add", "@owner", "--role", "owner"]);
     assert!(!out.status.success(), "the owner's name is reserved");
 
-    let uri = bunker.uri().to_string();
-    let secret = uri.split("secret=").nth(1).unwrap().to_string();
-    let mut app = RawClient::new(&uri).await;
-    let r = app
-        .call("c", "connect", serde_json::json!(["", secret]))
-        .await;
-    assert_eq!(r, Response::ok("c", "ack"));
+    let mut app = RawClient::connected(bunker.uri()).await;
 
     // A profile (kind 0, sensitive by default) needs two people.
     let profile = sign_kind(&mut app, "profile", 0);

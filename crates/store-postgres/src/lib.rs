@@ -718,7 +718,7 @@ fn apply_change(
             Ok(())
         }
         Change::DecideApproval { id, vote } => {
-            if add_vote(tx, id, vote)? == 0 {
+            if !add_vote(tx, id, vote)? {
                 return Err(StoreError::NotFound(format!(
                     "a waiting request {} (it was answered or expired)",
                     id.0
@@ -876,18 +876,33 @@ fn put_session(tx: &mut impl GenericClient, s: &Session) -> Result<(), StoreErro
     }
 }
 
-/// Add a vote to a pending approval's votes (one statement, under the
-/// row's lock: two replicas voting at once both count); how many approvals
-/// it changed (0 or 1).
-fn add_vote(tx: &mut impl GenericClient, id: &ApprovalId, vote: &Vote) -> Result<u64, StoreError> {
-    let vote = to_json(vote, "a vote")?;
+/// Add a vote to a pending approval's votes, once per person and answer
+/// (so an approval holds at most two votes a person: bounded by who may
+/// vote); one statement, under the row's lock, so two replicas voting at
+/// once both count. Whether the approval is waiting (the vote is on it, now
+/// or already).
+fn add_vote(tx: &mut impl GenericClient, id: &ApprovalId, vote: &Vote) -> Result<bool, StoreError> {
+    let json = to_json(vote, "a vote")?;
     let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
-    tx.execute(
-        "UPDATE approvals SET votes = (votes::jsonb || jsonb_build_array($1::text::jsonb))::text \
-         WHERE id = $2 AND status = $3",
-        &[&vote, &id.0, &pending],
-    )
-    .ctx("recording a vote")
+    let added = tx
+        .execute(
+            "UPDATE approvals SET votes = (votes::jsonb || jsonb_build_array($1::text::jsonb))::text \
+             WHERE id = $2 AND status = $3 AND NOT EXISTS (SELECT 1 FROM \
+             jsonb_array_elements(votes::jsonb) AS v WHERE v->>'by' = $4 \
+             AND (v->'decision'->>'allow')::boolean = $5)",
+            &[&json, &id.0, &pending, &vote.by, &vote.decision.allow],
+        )
+        .ctx("recording a vote")?;
+    if added > 0 {
+        return Ok(true);
+    }
+    let waiting = tx
+        .query_opt(
+            "SELECT 1 FROM approvals WHERE id = $1 AND status = $2",
+            &[&id.0, &pending],
+        )
+        .ctx("recording a vote")?;
+    Ok(waiting.is_some())
 }
 
 fn put_approval(tx: &mut impl GenericClient, a: &PendingApproval) -> Result<(), StoreError> {

@@ -645,7 +645,7 @@ fn apply_change(
             Ok(())
         }
         Change::DecideApproval { id, vote } => {
-            if add_vote(conn, id, vote)? == 0 {
+            if !add_vote(conn, id, vote)? {
                 return Err(StoreError::NotFound(format!(
                     "a waiting request {} (it was answered or expired)",
                     id.0
@@ -656,17 +656,28 @@ fn apply_change(
     }
 }
 
-/// Add a vote to a pending approval's votes (one statement: two processes
-/// voting at once both count); how many approvals it changed (0 or 1).
-fn add_vote(conn: &Connection, id: &ApprovalId, vote: &Vote) -> Result<usize, StoreError> {
-    let vote = to_json(vote, "a vote")?;
+/// Add a vote to a pending approval's votes, once per person and answer
+/// (so an approval holds at most two votes a person: bounded by who may
+/// vote); one statement, so two processes voting at once both count.
+/// Whether the approval is waiting (the vote is on it, now or already).
+fn add_vote(conn: &Connection, id: &ApprovalId, vote: &Vote) -> Result<bool, StoreError> {
+    let json = to_json(vote, "a vote")?;
     let pending = to_json(&ApprovalStatus::Pending, "an approval status")?;
-    conn.prepare_cached(
-        "UPDATE approvals SET votes = json_insert(votes, '$[#]', json(?1)) \
-         WHERE id = ?2 AND status = ?3",
-    )
-    .and_then(|mut s| s.execute(params![vote, id.0, pending]))
-    .ctx("recording a vote")
+    let added = conn
+        .prepare_cached(
+            "UPDATE approvals SET votes = json_insert(votes, '$[#]', json(?1)) \
+             WHERE id = ?2 AND status = ?3 AND NOT EXISTS (SELECT 1 FROM json_each(votes) \
+             WHERE json_extract(value, '$.by') = ?4 \
+             AND json_extract(value, '$.decision.allow') = ?5)",
+        )
+        .and_then(|mut s| s.execute(params![json, id.0, pending, vote.by, vote.decision.allow]))
+        .ctx("recording a vote")?;
+    if added > 0 {
+        return Ok(true);
+    }
+    conn.prepare_cached("SELECT 1 FROM approvals WHERE id = ?1 AND status = ?2")
+        .and_then(|mut s| s.exists(params![id.0, pending]))
+        .ctx("recording a vote")
 }
 
 /// Append an audit row after `tail` (loaded on the transaction's first

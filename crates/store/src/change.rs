@@ -104,7 +104,8 @@ pub enum Change {
     /// Record someone's answer to a request still waiting (from another
     /// process: the CLI, another replica's dashboard), for the bunker
     /// holding it to apply on its next reload: the vote is added to a
-    /// `pending` approval's votes; any other (answered, expired, missing)
+    /// `pending` approval's votes (once per person and answer: the same
+    /// again is kept once, not an error); any other (answered, expired, missing)
     /// is [`StoreError::NotFound`], so a decision never overwrites an
     /// answer.
     DecideApproval {

@@ -2219,6 +2219,9 @@ pub fn decisions_only_reach_waiting_requests(store: &mut dyn Store) {
     apply(store, &[decide("waiting", "carol")]);
     // Two processes' votes both count (each appends in one statement).
     apply(store, &[decide("waiting", "dave")]);
+    // The same answer again is kept once (an approval's votes are bounded
+    // by who may vote), and is not an error.
+    apply(store, &[decide("waiting", "carol")]);
     for id in ["answered", "missing"] {
         assert!(
             matches!(

@@ -34,6 +34,20 @@ impl RawClient {
         .await
     }
 
+    /// [`RawClient::new`], then `connect` with the URI's secret; panics
+    /// unless the signer acks.
+    pub async fn connected(uri: &str) -> Self {
+        let parsed: BunkerUri = uri.parse().expect("bunker uri");
+        let secret = parsed.secret.as_ref().expect("a bunker uri with a secret");
+        let secret = secret.expose().to_owned();
+        let mut client = Self::new(uri).await;
+        let answer = client
+            .call("c", "connect", serde_json::json!(["", secret]))
+            .await;
+        assert_eq!(answer, Response::ok("c", "ack"), "connect with {uri}");
+        client
+    }
+
     /// Connect with given keys to a signer on `relays`.
     pub async fn with_keys(keys: Keys, signer: PublicKey, relays: &[String]) -> Self {
         let config = PoolConfig::default()

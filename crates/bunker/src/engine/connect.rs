@@ -8,8 +8,8 @@ use store::{
 };
 
 use super::{
-    AcceptError, CONSUMING_MS, Call, Consuming, Ctx, Engine, KEY_LOCKED, MAX_CONSUMING, Outgoing,
-    Output, Refusal, Reply,
+    AcceptError, CONSUMING_MS, Call, Consuming, Ctx, Engine, MAX_CONSUMING, Outgoing, Output,
+    Refusal, Reply,
 };
 use crate::clock::Millis;
 use crate::randomness::Randomness;
@@ -83,12 +83,7 @@ impl Engine {
         // Also for connects deferred until their token is known: a locked
         // key consumes no token and opens no session.
         if self.locked.contains(&ctx.key_id) {
-            let refusal = Refusal::unauthorized(KEY_LOCKED);
-            return if has_session {
-                self.refuse(now, ctx, call, refusal, rng)
-            } else {
-                self.refuse_stranger(now, ctx, call, refusal, rng)
-            };
+            return self.refuse_locked(now, ctx, call, has_session, rng);
         }
         let token = params
             .secret

@@ -667,13 +667,7 @@ impl Engine {
             return self.refuse_stranger(now, ctx, call, Refusal::NoSession, rng);
         }
         if self.locked.contains(&ctx.key_id) {
-            let refusal = Refusal::unauthorized(KEY_LOCKED);
-            // A connect from a stranger still counts against strangers' budget.
-            return if has_session {
-                self.refuse(now, ctx, call, refusal, rng)
-            } else {
-                self.refuse_stranger(now, ctx, call, refusal, rng)
-            };
+            return self.refuse_locked(now, ctx, call, has_session, rng);
         }
         let Some(method) = request.command.method() else {
             return self.refuse(now, ctx, call, Refusal::UnknownMethod, rng);
@@ -747,6 +741,24 @@ impl Engine {
         rng: &mut dyn Randomness,
     ) -> Output {
         self.answer(now, ctx, Reply::refused(call, refusal), rng)
+    }
+
+    /// Refuse a request for a locked key: `unauthorized: key locked`; a
+    /// stranger's (a connect) counts against the strangers' budget.
+    fn refuse_locked(
+        &mut self,
+        now: Millis,
+        ctx: Ctx,
+        call: Call<'_>,
+        has_session: bool,
+        rng: &mut dyn Randomness,
+    ) -> Output {
+        let refusal = Refusal::unauthorized(KEY_LOCKED);
+        if has_session {
+            self.refuse(now, ctx, call, refusal, rng)
+        } else {
+            self.refuse_stranger(now, ctx, call, refusal, rng)
+        }
     }
 
     /// Whether `sign_event` of `kind` for `key_id` always asks the user.

@@ -20,13 +20,10 @@ pub struct Args {
 /// Lock (`lock`) or unlock the key, or every key.
 pub fn run(args: Args, lock: bool, config: &Config) -> Result<()> {
     let mut store = config.database()?.open()?;
-    let names = admin::set_lock(&mut *store, args.key.as_deref(), lock, Timestamp::now())?;
-    let key_id = match &args.key {
-        Some(name) => admin::pick_key(&*store, Some(name))?.id,
-        None => store::KeyId(0),
-    };
+    let applied = admin::set_lock(&mut *store, args.key.as_deref(), lock, Timestamp::now())?;
+    let names = applied.names;
     let method = if lock { "key.lock" } else { "key.unlock" };
-    admin::audit_owner_action(&mut *store, method, key_id, None, &names.join(","))?;
+    admin::audit_owner_action(&mut *store, method, applied.key_id, None, &names.join(","))?;
     let what = match args.key {
         Some(_) => names.join(", "),
         None if names.is_empty() => "no keys (there are none)".to_owned(),

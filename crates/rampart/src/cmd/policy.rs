@@ -72,13 +72,15 @@ pub fn run(command: PolicyCommand, config: &Config) -> Result<()> {
         }
         PolicyCommand::Quorum { key, n } => {
             if let Some(n) = n {
-                let names = admin::set_quorum(&mut *store, key.as_deref(), n)?;
-                let key_id = match &key {
-                    Some(k) => admin::pick_key(&*store, Some(k))?.id,
-                    None => store::KeyId(0),
-                };
-                let detail = format!("{n} {}", names.join(","));
-                admin::audit_owner_action(&mut *store, "key.quorum", key_id, None, &detail)?;
+                let applied = admin::set_quorum(&mut *store, key.as_deref(), n)?;
+                let detail = format!("{n} {}", applied.names.join(","));
+                admin::audit_owner_action(
+                    &mut *store,
+                    "key.quorum",
+                    applied.key_id,
+                    None,
+                    &detail,
+                )?;
                 for k in store.keys()? {
                     if key.as_deref().is_some_and(|name| name != k.name) {
                         continue;
